@@ -1,0 +1,21 @@
+"""noisyclean: find and fix wrong labels in image datasets.
+
+``noisyclean.scan(ScanConfig(data=...))`` does what ``noisyclean scan`` does.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["ScanConfig", "NoisyCleanError", "scan", "__version__"]
+
+from .config import ScanConfig  # noqa: E402
+from .errors import NoisyCleanError  # noqa: E402
+
+
+def __getattr__(name: str):  # lazy: importing torch is slow and the CLI's --help needs none
+    if name == "scan":
+        from .scan import scan
+
+        return scan
+    raise AttributeError(name)

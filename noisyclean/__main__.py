@@ -1,0 +1,5 @@
+"""``python -m noisyclean``."""
+
+from .cli import app
+
+app()

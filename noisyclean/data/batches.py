@@ -1,0 +1,126 @@
+"""Device-side batches: the decoded uint8 images live on the compute device (when they fit),
+padded once; a batch is cut, augmented (random crop + horizontal flip, one gather) and
+normalised there, the way fast CIFAR trainers do it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..models import IMAGENET_MEAN, IMAGENET_STD
+
+
+def default_pad(image_size: int) -> int:
+    """Padding for pad-and-crop augmentation: 4 px at 32 px (the CIFAR recipe), scaled."""
+    return max(1, round(image_size / 8))
+
+
+def channel_stats(images: np.ndarray, max_images: int = 10_000) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (in [0,1] units) of uint8 images (N, H, W, 3).
+
+    Computed on an evenly spaced subset of at most ``max_images`` images.
+    """
+    step = max(1, len(images) // max_images)
+    sample = images[::step].reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    mean = sample.mean(axis=0)
+    std = np.maximum(sample.std(axis=0), 1e-3)
+    return mean.tolist(), std.tolist()
+
+
+def _fits_on_device(n_bytes: int, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return n_bytes < 0.5 * free
+
+
+class DeviceImages:
+    """Decoded images held as one padded uint8 tensor, with their labels.
+
+    Args:
+        images: uint8 array (N, H, W, 3), H == W.
+        labels: int64 array (N,) of given labels.
+        device: where batches are produced (the images stay there when they fit).
+        pretrained: normalise with ImageNet statistics instead of the dataset's own.
+        channels_last: return batches in channels_last memory format.
+        pad: padding for the random crop; ``None`` chooses :func:`default_pad`.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        device: torch.device,
+        pretrained: bool = False,
+        channels_last: bool = False,
+        pad: int | None = None,
+    ) -> None:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError("images must be a uint8 array of shape (N, H, W, 3)")
+        self.n, self.height, self.width, _ = images.shape
+        self.device = device
+        self.pad = default_pad(self.height) if pad is None else pad
+        self.channels_last = channels_last
+        p = self.pad
+        padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+        store = device if _fits_on_device(padded.nbytes, device) else torch.device("cpu")
+        tensor = torch.from_numpy(padded)
+        if store.type == "cpu" and device.type == "cuda":
+            tensor = tensor.pin_memory()
+        self.padded = tensor.to(store)
+        self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if pretrained else channel_stats(images)
+        self.mean, self.std = list(mean), list(std)
+        std_t = torch.tensor(std, dtype=torch.float32, device=device)
+        self._scale = (1.0 / (255.0 * std_t)).view(1, 3, 1, 1)
+        self._shift = (-torch.tensor(mean, dtype=torch.float32, device=device) / std_t).view(
+            1, 3, 1, 1
+        )
+        self._rows = torch.arange(self.height)
+        self._cols = torch.arange(self.width)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC -> normalised float NCHW (channels_last layout when asked)."""
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        x = x * self._scale + self._shift
+        if not self.channels_last:
+            x = x.contiguous()
+        return x
+
+    def batch(
+        self, idx: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Images ``idx`` as a normalised float batch (B, 3, H, W).
+
+        With ``augment``, each image gets its own random crop (offsets 0..2*pad) and a
+        horizontal flip with probability 1/2, drawn from ``generator`` on the CPU, so a
+        seed gives the same batches on every device.
+        """
+        idx = idx.cpu()
+        b = len(idx)
+        p = self.pad
+        if not augment:
+            x = self.padded[idx.to(self.padded.device)][:, p : p + self.height, p : p + self.width]
+            return self._normalise(x)
+        dy = torch.randint(0, 2 * p + 1, (b,), generator=generator)
+        dx = torch.randint(0, 2 * p + 1, (b,), generator=generator)
+        flip = torch.rand(b, generator=generator) < 0.5
+        rows = dy[:, None] + self._rows[None, :]
+        cols = dx[:, None] + self._cols[None, :]
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+        dev = self.padded.device
+        x = self.padded[
+            idx.to(dev)[:, None, None], rows.to(dev)[:, :, None], cols.to(dev)[:, None, :]
+        ]
+        return self._normalise(x)
+
+    def flipped(self, idx: torch.Tensor) -> torch.Tensor:
+        """Images ``idx``, unaugmented but mirrored left-right (flip test-time augmentation)."""
+        p = self.pad
+        x = self.padded[idx.cpu().to(self.padded.device)]
+        x = x[:, p : p + self.height, p : p + self.width].flip(2)
+        return self._normalise(x)

@@ -1,0 +1,391 @@
+"""Find the samples of a dataset: which files, with which given label.
+
+Two layouts are understood:
+
+* ImageFolder: ``ROOT/<class>/<files, in any nested subfolders>``; the class is the name of the
+  top-level folder a file lies under.
+* Manifest: a CSV file with columns ``path`` and ``label``; paths are relative to ``ROOT``
+  (absolute paths are accepted when they lie inside ``ROOT``).
+
+Nothing here opens an image: every regular file is a sample, and the decoder later skips the
+files that are not images (recording why). The user's files are only listed and ``stat``-ed.
+A dataset that cannot be used raises :class:`~noisyclean.errors.NoisyCleanError` with one
+clear message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import NoisyCleanError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+    }
+)
+"""Lowercase file extensions of common image formats.
+
+Informational only: :func:`discover` keeps every regular file as a sample whatever its
+extension, so that a mislabelled or misnamed file is reported by the decoder instead of
+being dropped silently.
+"""
+
+_SHOW = 5  # how many offending items an error message lists before "and N more"
+
+
+@dataclass
+class Samples:
+    """The samples of a dataset, in a deterministic order (sorted by relative path).
+
+    Attributes:
+        root: the resolved (absolute, symlink-free) dataset root.
+        paths: each sample's path relative to ``root``, with ``/`` separators.
+        labels: int64 array, ``labels[i]`` is the index into ``classes`` of ``paths[i]``'s
+            given label.
+        classes: the class names; sorted, or in the order given by ``discover(classes=...)``.
+    """
+
+    root: Path
+    paths: list[str]
+    labels: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        """Number of samples."""
+        return len(self.paths)
+
+
+def discover(
+    root: str | Path,
+    labels_csv: str | Path | None = None,
+    classes: list[str] | None = None,
+) -> Samples:
+    """List the samples of a dataset and their given labels.
+
+    Args:
+        root: the dataset folder. Without ``labels_csv`` it must hold one subfolder per class
+            (ImageFolder layout); with ``labels_csv`` it is the folder the CSV paths are
+            relative to.
+        labels_csv: optional CSV manifest with header columns ``path`` and ``label`` (other
+            columns are ignored). Leading/trailing spaces around cells are stripped.
+        classes: optional class names to use, in this order. ImageFolder layout: only these
+            class folders are read. Manifest layout: every label must be one of them. Classes
+            listed here are kept (with their position as label index) even when they have no
+            samples.
+
+    Returns:
+        The :class:`Samples`, sorted by relative path.
+
+    Raises:
+        NoisyCleanError: the root, the CSV, a path, a label or a class is unusable, no samples
+            are found, or fewer than two classes have samples.
+
+    ImageFolder rules: hidden files and folders (name starting with ``.``) are ignored at every
+    level, files directly in ``root`` are ignored, symlinked folders are not followed,
+    symlinked files are kept only if they resolve to a regular file inside ``root``, and empty
+    class folders are dropped (unless named in ``classes``).
+    """
+    root_arg = Path(root).expanduser()
+    if not root_arg.exists():
+        raise NoisyCleanError(f"dataset folder {root_arg} does not exist")
+    if not root_arg.is_dir():
+        raise NoisyCleanError(f"dataset path {root_arg} is not a folder")
+    root_dir = root_arg.resolve()
+    if classes is not None:
+        classes = _check_class_list(classes)
+
+    if labels_csv is None:
+        samples = _discover_folders(root_dir, classes)
+    else:
+        samples = _discover_manifest(root_dir, root_arg.absolute(), Path(labels_csv), classes)
+
+    if len(samples) == 0:
+        raise NoisyCleanError(
+            f"no images found under {root_dir}: expected {root_dir}/<class>/<image> "
+            "or a --labels CSV"
+        )
+    present = np.unique(samples.labels)
+    if len(present) < 2:
+        where = f"labels CSV {labels_csv}" if labels_csv is not None else str(root_dir)
+        raise NoisyCleanError(
+            f"only one class ({samples.classes[int(present[0])]!r}) found in {where}; "
+            "need at least two classes to find wrong labels"
+        )
+    return samples
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _quoted(items: Sequence[str], limit: int = _SHOW) -> str:
+    """``'a', 'b', 'c'`` or ``'a', 'b', 'c' and 7 more``."""
+    shown = ", ".join(repr(x) for x in items[:limit])
+    if len(items) > limit:
+        shown += f" and {len(items) - limit} more"
+    return shown
+
+
+def _check_class_list(classes: list[str]) -> list[str]:
+    """Validate a user-given class list (non-empty, no duplicates, no blank names)."""
+    classes = [str(c) for c in classes]
+    if not classes:
+        raise NoisyCleanError("the list of classes is empty; give at least two class names")
+    if any(not c.strip() for c in classes):
+        raise NoisyCleanError(f"the list of classes contains an empty name: {classes!r}")
+    seen: set[str] = set()
+    for name in classes:
+        if name in seen:
+            raise NoisyCleanError(f"class {name!r} is listed more than once in the classes")
+        seen.add(name)
+    return classes
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` (already resolved) is ``root`` or lies under it."""
+    return path == root or path.is_relative_to(root)
+
+
+# --------------------------------------------------------------------------- ImageFolder
+
+
+def _walk_files(folder: str, root: Path) -> Iterator[str]:
+    """Absolute paths of the sample files under ``folder`` (recursive, not hidden).
+
+    Symlinked folders are not followed; a symlinked file is kept only if it resolves to a
+    regular file inside ``root``. Unreadable subfolders are skipped.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_symlink():
+                target = Path(entry.path).resolve()
+                if _inside(target, root) and target.is_file():
+                    yield entry.path
+            elif entry.is_dir(follow_symlinks=False):
+                yield from _walk_files(entry.path, root)
+            elif entry.is_file(follow_symlinks=False):
+                yield entry.path
+        except (OSError, RuntimeError):  # RuntimeError: symlink loop on older Pythons
+            continue
+
+
+def _class_folders(root: Path) -> list[str]:
+    """Names of the (non-hidden, non-symlink) subfolders of ``root``."""
+    names = []
+    try:
+        with os.scandir(root) as it:
+            for entry in it:
+                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                    names.append(entry.name)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise NoisyCleanError(f"cannot read dataset folder {root}: {reason}") from None
+    return sorted(names)
+
+
+def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
+    """ImageFolder layout: one subfolder per class."""
+    folders = _class_folders(root)
+    if classes is not None:
+        available = set(folders)
+        for name in classes:
+            if name not in available:
+                hint = f" (folders found: {_quoted(folders, 10)})" if folders else ""
+                raise NoisyCleanError(f"class {name!r} is not a folder under {root}{hint}")
+        names = classes
+    else:
+        names = folders
+
+    found: list[tuple[str, int]] = []
+    kept: list[str] = []
+    for name in names:
+        rels = [Path(p).relative_to(root).as_posix() for p in _walk_files(str(root / name), root)]
+        if not rels and classes is None:
+            continue  # empty class folder: dropped
+        index = len(kept)
+        kept.append(name)
+        found.extend((rel, index) for rel in rels)
+    found.sort(key=lambda item: item[0])
+    return Samples(
+        root=root,
+        paths=[rel for rel, _ in found],
+        labels=np.array([label for _, label in found], dtype=np.int64),
+        classes=kept,
+    )
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _read_csv(csv_path: Path) -> pd.DataFrame:
+    """Read the manifest as strings, with one clear error for each way it can fail."""
+    if not csv_path.exists():
+        raise NoisyCleanError(f"labels CSV {csv_path} does not exist")
+    if csv_path.is_dir():
+        raise NoisyCleanError(f"labels CSV {csv_path} is a folder, not a CSV file")
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise NoisyCleanError(f"labels CSV {csv_path} is empty") from None
+    except PermissionError:
+        raise NoisyCleanError(f"cannot read labels CSV {csv_path}: permission denied") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        raise NoisyCleanError(
+            f"labels CSV {csv_path} is not a readable CSV file: {message}"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise NoisyCleanError(f"cannot read labels CSV {csv_path}: {reason}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in ("path", "label") if c not in frame.columns]
+    if missing:
+        raise NoisyCleanError(
+            f"labels CSV {csv_path} has no column {' or '.join(repr(c) for c in missing)}; "
+            f"it needs a header with columns 'path' and 'label' "
+            f"(columns found: {_quoted(list(frame.columns), 10) or 'none'})"
+        )
+    if frame.columns.duplicated().any():
+        dup = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise NoisyCleanError(f"labels CSV {csv_path} has duplicate column(s) {_quoted(dup)}")
+    if len(frame) == 0:
+        raise NoisyCleanError(f"labels CSV {csv_path} has a header but no rows")
+    return frame
+
+
+def _relative(given: str, root: Path, root_abs: Path) -> tuple[str | None, Path]:
+    """Map a manifest path to (relative POSIX path or None if outside root, resolved path)."""
+    path = Path(given)
+    full = path if path.is_absolute() else root / path
+    resolved = full.resolve()
+    if not _inside(resolved, root):
+        return None, resolved
+    # Keep the user's own name for the file (not a symlink's target): lexical normalisation
+    # against the resolved root, or against the root as the user spelled it.
+    for base in (root, root_abs):
+        lexical = os.path.normpath(full if path.is_absolute() else base / path)
+        try:
+            rel = Path(lexical).relative_to(base).as_posix()
+        except ValueError:
+            continue
+        if (
+            rel not in ("", ".")
+            and not rel.startswith("../")
+            and ((root / rel).resolve() == resolved)
+        ):
+            return rel, resolved
+    return resolved.relative_to(root).as_posix(), resolved
+
+
+def _discover_manifest(
+    root: Path, root_abs: Path, csv_path: Path, classes: list[str] | None
+) -> Samples:
+    """Manifest layout: a CSV with ``path`` and ``label`` columns."""
+    csv_path = csv_path.expanduser()
+    frame = _read_csv(csv_path)
+    given_paths = [p.strip() for p in frame["path"].tolist()]
+    given_labels = [lab.strip() for lab in frame["label"].tolist()]
+
+    def row(i: int) -> int:
+        return i + 2  # spreadsheet numbering: row 1 is the header
+
+    for column, values in (("path", given_paths), ("label", given_labels)):
+        empty = [row(i) for i, v in enumerate(values) if not v]
+        if empty:
+            rows = ", ".join(str(r) for r in empty[:_SHOW])
+            more = f" and {len(empty) - _SHOW} more" if len(empty) > _SHOW else ""
+            raise NoisyCleanError(
+                f"labels CSV {csv_path} has an empty {column!r} in row {rows}{more} "
+                "(row 1 is the header)"
+            )
+
+    rels: list[str] = []
+    outside: list[str] = []
+    missing: list[str] = []
+    not_files: list[str] = []
+    for given in given_paths:
+        rel, resolved = _relative(given, root, root_abs)
+        if rel is None:
+            outside.append(given)
+            continue
+        rels.append(rel)
+        if not resolved.exists():
+            missing.append(given)
+        elif not resolved.is_file():
+            not_files.append(given)
+    if outside:
+        raise NoisyCleanError(
+            f"{len(outside)} path(s) in labels CSV {csv_path} point outside the dataset root "
+            f"{root}: {_quoted(outside)}; paths must lie inside the root (relative to it)"
+        )
+    if missing:
+        raise NoisyCleanError(
+            f"{len(missing)} path(s) in labels CSV {csv_path} do not exist under {root}: "
+            f"{_quoted(missing)}"
+        )
+    if not_files:
+        raise NoisyCleanError(
+            f"{len(not_files)} path(s) in labels CSV {csv_path} are not files: {_quoted(not_files)}"
+        )
+
+    first_row: dict[str, int] = {}
+    duplicates: dict[str, list[int]] = {}
+    for i, rel in enumerate(rels):  # already normalised by _relative
+        if rel in first_row:
+            duplicates.setdefault(rel, [first_row[rel]]).append(row(i))
+        else:
+            first_row[rel] = row(i)
+    if duplicates:
+        shown = "; ".join(
+            f"{rel!r} (rows {', '.join(map(str, rows))})"
+            for rel, rows in list(duplicates.items())[:_SHOW]
+        )
+        more = f"; and {len(duplicates) - _SHOW} more" if len(duplicates) > _SHOW else ""
+        raise NoisyCleanError(
+            f"labels CSV {csv_path} lists {len(duplicates)} file(s) more than once: {shown}{more}"
+        )
+
+    if classes is not None:
+        known = set(classes)
+        unknown = [(row(i), lab) for i, lab in enumerate(given_labels) if lab not in known]
+        if unknown:
+            labels_shown = _quoted(sorted({lab for _, lab in unknown}))
+            raise NoisyCleanError(
+                f"labels CSV {csv_path} has label(s) {labels_shown} that are not in the given "
+                f"classes {_quoted(classes, 10)} (first in row {unknown[0][0]})"
+            )
+        names = list(classes)
+    else:
+        names = sorted(set(given_labels))
+
+    index = {name: i for i, name in enumerate(names)}
+    order = sorted(range(len(rels)), key=lambda i: rels[i])
+    return Samples(
+        root=root,
+        paths=[rels[i] for i in order],
+        labels=np.array([index[given_labels[i]] for i in order], dtype=np.int64),
+        classes=names,
+    )

@@ -1,0 +1,210 @@
+"""Backbone registry: a small fast CNN, PreAct ResNet-18 (the DivideMix network) and
+torchvision classification models, optionally with pretrained weights.
+
+``build_model(name, num_classes, ...)`` is the one entry point. Names:
+
+- ``small-cnn``: a 3-block VGG-style CNN with batch norm (default for images up to 64 px),
+- ``preact-resnet18``: PreAct ResNet-18 as used by DivideMix for CIFAR,
+- any torchvision classification model name (``resnet18``, ``resnet50``,
+  ``mobilenet_v3_small``, ``efficientnet_b0``, ...); its classifier head is replaced by one
+  with ``num_classes`` outputs.
+
+``weights`` is either a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V1``, ...,
+downloaded to / read from torch's hub cache) or the path of a local state dict file saved
+with ``torch.save(model.state_dict(), path)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import NoisyCleanError
+
+SMALL_MODELS = ("small-cnn", "preact-resnet18")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class SmallCNN(nn.Module):
+    """A small fast CNN: a stem and three conv blocks (widths w, 2w, 4w), each halving the
+    resolution, then global max pooling and a linear classifier."""
+
+    def __init__(self, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            *_conv_bn(3, w),
+            *_conv_bn(w, w),
+            nn.MaxPool2d(2),
+            *_conv_bn(w, 2 * w),
+            *_conv_bn(2 * w, 2 * w),
+            nn.MaxPool2d(2),
+            *_conv_bn(2 * w, 4 * w),
+            nn.MaxPool2d(2),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation residual block (He et al. 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    """PreAct ResNet-18 for small images (3x3 stem, no max-pool), the DivideMix backbone."""
+
+    def __init__(self, num_classes: int, width: int = 64) -> None:
+        super().__init__()
+        w = width
+        self.conv1 = nn.Conv2d(3, w, 3, padding=1, bias=False)
+        layers: list[nn.Module] = []
+        c_in = w
+        for i, c_out in enumerate((w, 2 * w, 4 * w, 8 * w)):
+            stride = 1 if i == 0 else 2
+            layers += [PreActBlock(c_in, c_out, stride), PreActBlock(c_out, c_out)]
+            c_in = c_out
+        self.layers = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(c_in)
+        self.linear = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(self.conv1(x))
+        out = torch.relu(self.bn(out))
+        out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
+        return self.linear(out)
+
+
+def _replace_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap a torchvision model's last linear layer for one with ``num_classes`` outputs."""
+    for attr in ("fc", "classifier", "head", "heads"):
+        head = getattr(model, attr, None)
+        if head is None:
+            continue
+        if isinstance(head, nn.Linear):
+            setattr(model, attr, nn.Linear(head.in_features, num_classes))
+            return model
+        if isinstance(head, nn.Sequential):
+            for i in range(len(head) - 1, -1, -1):
+                if isinstance(head[i], nn.Linear):
+                    head[i] = nn.Linear(head[i].in_features, num_classes)
+                    return model
+    raise NoisyCleanError(
+        f"cannot find the classifier head of {type(model).__name__}; use another --model"
+    )
+
+
+def _torchvision_model(name: str, num_classes: int, weights: str | None) -> nn.Module:
+    import torchvision
+
+    available = set(torchvision.models.list_models(module=torchvision.models))
+    if name not in available:
+        raise NoisyCleanError(
+            f"unknown model {name!r}: use small-cnn, preact-resnet18 or a torchvision "
+            f"classification model such as resnet18, resnet50, mobilenet_v3_small"
+        )
+    if weights is None:
+        model = torchvision.models.get_model(name, weights=None)
+    elif Path(weights).is_file():
+        model = torchvision.models.get_model(name, weights=None)
+        _load_state_dict_file(model, Path(weights))
+    else:
+        weights_enum = torchvision.models.get_model_weights(name)
+        try:
+            chosen = weights_enum.DEFAULT if weights == "DEFAULT" else weights_enum[weights]
+        except KeyError:
+            names = ", ".join(["DEFAULT", *weights_enum.__members__])
+            raise NoisyCleanError(
+                f"--weights {weights!r} is neither a file nor a weights name of {name} "
+                f"(known: {names})"
+            ) from None
+        try:
+            model = torchvision.models.get_model(name, weights=chosen)
+        except Exception as error:  # network failure, corrupt download, ...
+            raise NoisyCleanError(
+                f"cannot load weights {chosen} for {name}: {error}. Without internet, put the "
+                f"file in {torch.hub.get_dir()}/checkpoints or pass a local file to --weights"
+            ) from None
+    return _replace_head(model, num_classes)
+
+
+def _load_state_dict_file(model: nn.Module, path: Path) -> None:
+    """Load a state dict saved with ``torch.save``; a head of another size is left as built."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise NoisyCleanError(f"cannot read weights file {path}: {error}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise NoisyCleanError(f"weights file {path} does not hold a state dict")
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in usable]
+    if not usable or len(missing) > 0.2 * len(own):
+        raise NoisyCleanError(
+            f"weights file {path} does not match the model: {len(missing)} of {len(own)} "
+            f"tensors missing or of another shape"
+        )
+    model.load_state_dict(usable, strict=False)
+
+
+def build_model(
+    name: str, num_classes: int, weights: str | None = None, width: int = 32
+) -> nn.Module:
+    """Build a classifier with ``num_classes`` outputs.
+
+    Args:
+        name: ``small-cnn``, ``preact-resnet18`` or a torchvision model name.
+        num_classes: number of output logits.
+        weights: torchvision weights name or local state-dict file; ``None`` for random init.
+            For ``small-cnn`` and ``preact-resnet18`` only a local file is accepted.
+        width: base width of ``small-cnn`` (``preact-resnet18`` always uses 64).
+
+    Returns:
+        The model in training mode, on the CPU.
+    """
+    if name == "small-cnn":
+        model: nn.Module = SmallCNN(num_classes, width=width)
+    elif name == "preact-resnet18":
+        model = PreActResNet18(num_classes)
+    else:
+        return _torchvision_model(name, num_classes, weights)
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise NoisyCleanError(
+                f"--weights for {name} must be a local state-dict file; {weights!r} is not a file"
+            )
+        _load_state_dict_file(model, Path(weights))
+    return model

@@ -1,0 +1,106 @@
+"""The per-sample table (the product of a scan) and the summary built from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SCORE_COLUMNS = [
+    "path",
+    "label",
+    "clean_prob",
+    "is_noisy",
+    "loss",
+    "predicted",
+    "predicted_prob",
+    "suggested_label",
+    "action",
+]
+
+
+def build_table(
+    paths: list[str],
+    labels: np.ndarray,
+    classes: list[str],
+    per_sample_loss: np.ndarray,
+    clean_prob: np.ndarray,
+    probs: np.ndarray,
+    threshold: float = 0.5,
+    relabel_threshold: float = 0.7,
+) -> pd.DataFrame:
+    """One row per sample, most suspicious first.
+
+    Args:
+        paths: sample paths relative to the dataset root.
+        labels: given label index per sample.
+        classes: class names, indexed by label.
+        per_sample_loss: cross-entropy of the given label (the raw loss, not normalised).
+        clean_prob: probability that the given label is right.
+        probs: predicted class probabilities (N, C).
+        threshold: ``is_noisy`` is ``clean_prob < threshold``.
+        relabel_threshold: a noisy sample whose prediction differs from its label with at
+            least this probability is marked ``relabel`` (suggested label = prediction);
+            other noisy samples are marked ``review`` and keep their label as suggestion.
+
+    Returns:
+        DataFrame with :data:`SCORE_COLUMNS` then ``given_prob`` (predicted probability of
+        the given label) and ``label_index``; sorted by ``clean_prob`` ascending, then
+        ``loss`` descending.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    names = np.asarray(classes, dtype=object)
+    predicted = probs.argmax(axis=1)
+    predicted_prob = probs[np.arange(len(predicted)), predicted]
+    is_noisy = clean_prob < threshold
+    relabel = is_noisy & (predicted != labels) & (predicted_prob >= relabel_threshold)
+    action = np.where(relabel, "relabel", np.where(is_noisy, "review", "keep"))
+    suggested = np.where(relabel, predicted, labels)
+    table = pd.DataFrame(
+        {
+            "path": paths,
+            "label": names[labels],
+            "clean_prob": np.clip(clean_prob, 0.0, 1.0),
+            "is_noisy": is_noisy,
+            "loss": per_sample_loss,
+            "predicted": names[predicted],
+            "predicted_prob": predicted_prob.astype(np.float64),
+            "suggested_label": names[suggested],
+            "action": action,
+            "given_prob": probs[np.arange(len(labels)), labels].astype(np.float64),
+            "label_index": labels,
+        }
+    )
+    order = np.lexsort((-table["loss"].to_numpy(), table["clean_prob"].to_numpy()))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def relabeled_table(table: pd.DataFrame) -> pd.DataFrame:
+    """``path,label`` with the suggested labels (a valid ``--labels`` manifest), plus
+    ``original_label`` and ``changed``; rows sorted by path."""
+    out = pd.DataFrame(
+        {
+            "path": table["path"],
+            "label": table["suggested_label"],
+            "original_label": table["label"],
+            "changed": table["suggested_label"] != table["label"],
+        }
+    )
+    return out.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def label_matrix(table: pd.DataFrame, classes: list[str]) -> dict[str, dict[str, int]]:
+    """Given-vs-suggested label counts: ``matrix[given][suggested]``."""
+    counts = pd.crosstab(table["label"], table["suggested_label"])
+    counts = counts.reindex(index=classes, columns=classes, fill_value=0)
+    return {g: {s: int(counts.loc[g, s]) for s in classes} for g in classes}
+
+
+def noise_rates(table: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
+    """Estimated noise rate (fraction flagged noisy), overall and per given class."""
+    per_class = table.groupby("label")["is_noisy"].mean().reindex(classes)
+    return {
+        "overall": float(table["is_noisy"].mean()) if len(table) else 0.0,
+        "per_class": {c: (None if np.isnan(v) else float(v)) for c, v in per_class.items()},
+    }

@@ -1,0 +1,325 @@
+"""``scan``: image folder -> decode once -> warm-up -> per-sample losses -> two-component
+mixture -> per-sample table (clean probability, suggested label, action) and its views.
+
+The method follows DivideMix (Li et al. 2020, the co-divide step) and Arazo et al. 2019
+(the Beta mixture on per-sample losses).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .config import MIXTURES, ScanConfig
+from .data.batches import DeviceImages
+from .data.decode import decode_images, default_cache_dir, probe_image_size
+from .data.discover import Samples, discover
+from .device import resolve_device
+from .errors import NoisyCleanError
+from .mixture import MixtureFit, fit_mixture
+from .models import SMALL_MODELS, build_model
+from .outputs.table import build_table, label_matrix, noise_rates, relabeled_table
+from .outputs.write import prepare_out_dir, write_csv, write_json
+from .progress import Progress
+from .signals import LossHistory, Signals, compute_signals
+from .train.loop import Learner, Precision, make_learner, run_epochs
+from .train.methods.warmup import Warmup
+
+MIN_IMAGES = 10
+
+
+@dataclass
+class ScanResult:
+    """What a scan produced.
+
+    Attributes:
+        table: the per-sample table (``scores.csv``), most suspicious first.
+        relabeled: ``relabeled.csv``.
+        skipped: ``skipped.csv`` (``path``, ``reason``).
+        summary: ``summary.json`` as a dict.
+        out: the output folder, or None when nothing was written.
+    """
+
+    table: pd.DataFrame
+    relabeled: pd.DataFrame
+    skipped: pd.DataFrame
+    summary: dict[str, Any]
+    out: Path | None
+
+
+def validate(config: ScanConfig) -> None:
+    """Reject impossible option values with one clear message."""
+    checks = [
+        (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
+        (config.networks in (1, 2), "--networks must be 1 or 2"),
+        (config.epochs is None or config.epochs >= 1, "--epochs must be at least 1"),
+        (config.batch_size >= 2, "--batch-size must be at least 2"),
+        (config.lr > 0, "--lr must be positive"),
+        (config.loss_history >= 1, "--loss-history must be at least 1"),
+        (0.0 < config.threshold < 1.0, "--threshold must be between 0 and 1"),
+        (0.0 <= config.relabel_threshold <= 1.0, "--relabel-threshold must be between 0 and 1"),
+        (config.image_size is None or 8 <= config.image_size <= 1024,
+         "--image-size must be between 8 and 1024"),
+        (config.width >= 4, "--width must be at least 4"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise NoisyCleanError(message)
+
+
+def auto_image_size(probed: int | None, model: str | None) -> int:
+    """Default ``--image-size``: the median shorter side rounded up to a multiple of 8,
+    at least 16, at most 64 for the small models and 224 for torchvision models."""
+    cap = 64 if model in (None, *SMALL_MODELS) else 224
+    side = probed or 32
+    return int(min(cap, max(16, -(-side // 8) * 8)))
+
+
+def auto_epochs(n_samples: int) -> int:
+    """Default ``--epochs``: enough optimiser steps for a warm-up (~15 epochs at CIFAR
+    scale), more passes for small datasets, at most 40."""
+    return int(min(40, max(15, round(4000 * 128 / max(n_samples, 1) / 128))))
+
+
+def _library_versions() -> dict[str, str]:
+    import PIL
+    import sklearn
+
+    versions = {
+        "noisyclean": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pillow": PIL.__version__,
+    }
+    try:
+        import torchvision
+
+        versions["torchvision"] = torchvision.__version__
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        pass
+    return versions
+
+
+def _set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def warm_up(
+    data: DeviceImages,
+    num_classes: int,
+    config: ScanConfig,
+    precision: Precision,
+    progress: Progress,
+) -> tuple[list[Learner], list[LossHistory], list[dict[str, float]]]:
+    """Train ``config.networks`` networks with cross-entropy (plus the confidence penalty
+    with ``config.penalty``) and record each one's normalised per-sample losses over the
+    last ``config.loss_history`` epochs.
+
+    Returns:
+        The learners, one :class:`LossHistory` per network, and the per-epoch log.
+    """
+    epochs = int(config.epochs or auto_epochs(len(data)))
+    method = Warmup(
+        data,
+        n_learners=config.networks,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        penalty=config.penalty,
+        augment=config.augment,
+    )
+    steps = method.steps_per_epoch(0) // config.networks * epochs
+    learners = []
+    for k in range(config.networks):
+        _set_seed(config.seed + 1000 * k)
+        model = build_model(config.model or "small-cnn", num_classes, config.weights, config.width)
+        model = model.to(data.device)
+        if data.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        learners.append(
+            make_learner(model, config.lr, config.momentum, config.weight_decay, steps)
+        )
+    histories = [LossHistory(config.loss_history) for _ in learners]
+
+    def record_losses(epoch: int, stats: dict[str, float]) -> None:
+        if epoch >= epochs - config.loss_history:
+            for learner, history in zip(learners, histories, strict=True):
+                history.add(compute_signals(learner.model, data, precision).per_sample_loss)
+
+    log = run_epochs(
+        learners, method, range(epochs), precision, progress, record_losses, "warm-up"
+    )
+    return learners, histories, log
+
+
+def scan(config: ScanConfig, progress: Progress | None = None, write: bool = True) -> ScanResult:
+    """Run a scan and (with ``write``) write its outputs into ``config.out``.
+
+    Args:
+        config: every setting (see :class:`~noisyclean.config.ScanConfig`).
+        progress: progress bars and log lines; default: quiet per ``config.quiet``.
+        write: write scores.csv, relabeled.csv, skipped.csv and summary.json.
+
+    Returns:
+        A :class:`ScanResult`.
+
+    Raises:
+        NoisyCleanError: for unusable data or options (one clear message).
+    """
+    validate(config)
+    progress = progress or Progress(quiet=True)
+    device = resolve_device(config.device)
+    timings: dict[str, float] = {}
+    if write:
+        prepare_out_dir(config.out)
+
+    t0 = time.perf_counter()
+    samples: Samples = discover(config.data, config.labels, config.classes)
+    timings["discover"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    size = config.image_size or auto_image_size(
+        probe_image_size(samples.root, samples.paths), config.model
+    )
+    model_name = config.model or ("small-cnn" if size <= 64 else "resnet18")
+    config = replace(config, image_size=size, model=model_name)
+    cache_dir = (config.cache_dir or default_cache_dir()) if config.use_cache else None
+    task = progress.task("decode", total=len(samples))
+    decoded = decode_images(
+        samples.root,
+        samples.paths,
+        size,
+        workers=config.workers,
+        cache_dir=cache_dir,
+        progress=lambda k: progress.advance(task, k),
+    )
+    progress.finish(task)
+    timings["decode"] = time.perf_counter() - t0
+    skipped = pd.DataFrame(decoded.skipped, columns=["path", "reason"])
+    if decoded.skipped:
+        progress.log(f"skipped {len(decoded.skipped)} unreadable file(s); see skipped.csv")
+
+    paths = [samples.paths[i] for i in decoded.ok]
+    labels = samples.labels[decoded.ok]
+    present = np.unique(labels)
+    if len(paths) < MIN_IMAGES:
+        raise NoisyCleanError(
+            f"only {len(paths)} usable image(s) under {samples.root} "
+            f"({len(decoded.skipped)} skipped); need at least {MIN_IMAGES}"
+        )
+    if len(present) < 2:
+        raise NoisyCleanError(
+            f"only one class ({samples.classes[present[0]]!r}) has usable images; "
+            "need at least two classes to find wrong labels"
+        )
+    epochs = config.epochs or auto_epochs(len(paths))
+    config = replace(config, epochs=epochs)
+
+    on_cuda = device.type == "cuda"
+    channels_last = on_cuda if config.channels_last is None else config.channels_last
+    precision = Precision.choose(device, config.amp)
+    data = DeviceImages(
+        decoded.images,
+        labels,
+        device,
+        pretrained=config.weights is not None,
+        channels_last=channels_last,
+    )
+    progress.log(
+        f"{len(paths)} images, {len(samples.classes)} classes, {size}x{size} px, "
+        f"{model_name} x{config.networks}, {epochs} epochs on {device}"
+        + (f" ({precision.dtype})" if precision.dtype else "")
+    )
+
+    t0 = time.perf_counter()
+    learners, histories, log = warm_up(data, len(samples.classes), config, precision, progress)
+    timings["warmup"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    signals: list[Signals] = []
+    task = progress.task("score", total=len(learners))
+    for learner in learners:
+        signals.append(compute_signals(learner.model, data, precision, tta=config.tta))
+        progress.advance(task)
+    timings["score"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fits: list[MixtureFit] = [
+        fit_mixture(history.mean(), config.mixture, random_state=config.seed)
+        for history in histories
+    ]
+    # co-divide: with two networks each one's samples are divided by the other's mixture;
+    # the table reports the average of what both say.
+    clean_prob = np.mean([fit.clean_prob for fit in fits], axis=0)
+    per_sample_loss = np.mean([s.per_sample_loss for s in signals], axis=0)
+    probs = np.mean([s.probs for s in signals], axis=0)
+    timings["mixture"] = time.perf_counter() - t0
+
+    table = build_table(
+        paths,
+        labels,
+        samples.classes,
+        per_sample_loss,
+        clean_prob,
+        probs,
+        config.threshold,
+        config.relabel_threshold,
+    )
+    relabeled = relabeled_table(table)
+    summary = {
+        "noisyclean_version": __version__,
+        "data": str(samples.root),
+        "counts": {
+            "found": len(samples),
+            "used": len(table),
+            "skipped": len(skipped),
+            "noisy": int(table["is_noisy"].sum()),
+            "keep": int((table["action"] == "keep").sum()),
+            "relabel": int((table["action"] == "relabel").sum()),
+            "review": int((table["action"] == "review").sum()),
+            "per_class": {c: int((table["label"] == c).sum()) for c in samples.classes},
+        },
+        "classes": samples.classes,
+        "estimated_noise_rate": noise_rates(table, samples.classes),
+        "label_matrix": label_matrix(table, samples.classes),
+        "mixture": [fit.params for fit in fits],
+        "training": {
+            "final_train_loss": log[-1].get("loss"),
+            "final_train_acc": log[-1].get("acc"),
+            "epochs": log,
+        },
+        "settings": config.to_json(),
+        "image_size": size,
+        "normalisation": {"mean": data.mean, "std": data.std},
+        "decode_cache": {"dir": str(cache_dir) if cache_dir else None, "hit": decoded.from_cache},
+        "device": {
+            "type": device.type,
+            "name": torch.cuda.get_device_name(device) if on_cuda else platform.processor(),
+            "precision": str(precision.dtype or torch.float32),
+            "channels_last": channels_last,
+            "threads": torch.get_num_threads(),
+        },
+        "versions": _library_versions(),
+        "timings_s": timings,
+    }
+    out = None
+    if write:
+        t0 = time.perf_counter()
+        out = prepare_out_dir(config.out)
+        write_csv(table, out / "scores.csv")
+        write_csv(relabeled, out / "relabeled.csv")
+        write_csv(skipped, out / "skipped.csv")
+        timings["write"] = time.perf_counter() - t0
+        write_json(summary, out / "summary.json")
+    return ScanResult(table, relabeled, skipped, summary, out)

@@ -1,0 +1,1 @@
+"""Training: the one epoch loop and the methods that plug into it."""

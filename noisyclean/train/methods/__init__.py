@@ -1,0 +1,1 @@
+"""Training methods that plug into :func:`noisyclean.train.loop.run_epochs`."""

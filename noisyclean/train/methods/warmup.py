@@ -1,0 +1,85 @@
+"""Warm-up: cross-entropy on the given labels, optionally with DivideMix's confidence
+penalty (the negative entropy of the prediction) against asymmetric noise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...data.batches import DeviceImages
+
+
+def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of sum_c p_c log p_c (the confidence penalty of DivideMix).
+
+    Adding it to the loss penalises confident predictions; it is ``-log C`` for a uniform
+    prediction over C classes and 0 for a one-hot one.
+    """
+    log_p = F.log_softmax(logits.float(), dim=1)
+    return (log_p.exp() * log_p).sum(dim=1).mean()
+
+
+class Warmup:
+    """Cross-entropy training of one or more networks on all samples.
+
+    Each network gets its own shuffled order per epoch; steps alternate between networks.
+
+    Args:
+        data: the decoded images and given labels.
+        n_learners: number of networks trained side by side.
+        batch_size: samples per step.
+        seed: seeds the shuffles and the augmentation.
+        penalty: add the confidence penalty.
+        augment: random crop and flip on the device.
+        indices: train on these sample indices only (default: all).
+    """
+
+    def __init__(
+        self,
+        data: DeviceImages,
+        n_learners: int = 1,
+        batch_size: int = 128,
+        seed: int = 0,
+        penalty: bool = False,
+        augment: bool = True,
+        indices: torch.Tensor | None = None,
+    ) -> None:
+        self.data = data
+        self.n_learners = n_learners
+        self.indices = torch.arange(len(data)) if indices is None else indices.cpu()
+        self.batch_size = min(batch_size, len(self.indices))
+        self.penalty = penalty
+        self.augment = augment
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        """Full batches per network, times the number of networks."""
+        return (len(self.indices) // self.batch_size) * self.n_learners
+
+    def batches(self, epoch: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """Interleave the networks' batches of sample indices (last partial batch dropped)."""
+        orders = [
+            self.indices[torch.randperm(len(self.indices), generator=self.generator)]
+            for _ in range(self.n_learners)
+        ]
+        per_learner = len(self.indices) // self.batch_size
+        for step in range(per_learner):
+            for k, order in enumerate(orders):
+                yield k, order[step * self.batch_size : (step + 1) * self.batch_size]
+
+    def loss(
+        self, learner_index: int, model: nn.Module, batch: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy (plus the confidence penalty) on one batch."""
+        x = self.data.batch(batch, augment=self.augment, generator=self.generator)
+        y = self.data.labels[batch.to(self.data.labels.device)]
+        logits = model(x)
+        ce = F.cross_entropy(logits.float(), y)
+        loss = ce + negative_entropy(logits) if self.penalty else ce
+        n = len(batch)
+        with torch.no_grad():
+            acc = (logits.argmax(1) == y).sum().item()
+        return loss, {"loss": ce.item() * n, "acc": acc, "count": n}

@@ -1,0 +1,97 @@
+"""Device-side batches: crops, flips and normalisation on the tensor of decoded images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from noisyclean.data.batches import DeviceImages, channel_stats, default_pad
+
+
+def _images(n: int = 6, size: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+
+
+def _unnormalise(data: DeviceImages, x: torch.Tensor) -> np.ndarray:
+    mean = torch.tensor(data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(data.std).view(1, 3, 1, 1)
+    return torch.round((x * std + mean) * 255).permute(0, 2, 3, 1).numpy().astype(np.int64)
+
+
+def test_channel_stats_hand_case() -> None:
+    images = np.zeros((2, 1, 1, 3), dtype=np.uint8)
+    images[1] = 255
+    mean, std = channel_stats(images)
+    assert np.allclose(mean, [0.5] * 3)
+    assert np.allclose(std, [0.5] * 3)
+
+
+def test_unaugmented_batch_is_the_normalised_image() -> None:
+    images = _images()
+    data = DeviceImages(images, np.arange(6) % 2, torch.device("cpu"))
+    x = data.batch(torch.tensor([3, 1]))
+    assert x.shape == (2, 3, 8, 8) and x.dtype == torch.float32
+    assert np.array_equal(_unnormalise(data, x), images[[3, 1]].astype(np.int64))
+    assert torch.equal(data.labels[torch.tensor([3, 1])], torch.tensor([1, 1]))
+
+
+def test_flipped_is_the_mirror_image() -> None:
+    images = _images()
+    data = DeviceImages(images, np.zeros(6), torch.device("cpu"))
+    x = data.flipped(torch.tensor([2]))
+    assert np.array_equal(_unnormalise(data, x)[0], images[2, :, ::-1].astype(np.int64))
+
+
+def test_augmented_batch_is_a_shifted_window_of_the_reflect_padded_image() -> None:
+    images = _images(n=4, size=8)
+    data = DeviceImages(images, np.zeros(4), torch.device("cpu"), pad=2)
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect").astype(np.int64)
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        idx = torch.tensor([0, 1, 2, 3])
+        out = _unnormalise(data, data.batch(idx, augment=True, generator=g))
+        for b, i in enumerate(idx.tolist()):
+            windows = {
+                (dy, dx, f)
+                for dy in range(5)
+                for dx in range(5)
+                for f in (False, True)
+                if np.array_equal(
+                    out[b],
+                    padded[i, dy : dy + 8, dx : dx + 8][:, ::-1] if f
+                    else padded[i, dy : dy + 8, dx : dx + 8],
+                )
+            }
+            assert windows, "augmented image is not a crop (or mirrored crop) of its source"
+            seen |= windows
+    flips = {f for _, _, f in seen}
+    shifts = {(dy, dx) for dy, dx, _ in seen}
+    assert flips == {False, True}
+    assert len(shifts) > 10  # offsets really vary
+
+
+def test_same_generator_seed_gives_the_same_batch() -> None:
+    data = DeviceImages(_images(), np.zeros(6), torch.device("cpu"))
+    idx = torch.arange(6)
+    a = data.batch(idx, augment=True, generator=torch.Generator().manual_seed(5))
+    b = data.batch(idx, augment=True, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_channels_last_batches() -> None:
+    data = DeviceImages(_images(), np.zeros(6), torch.device("cpu"), channels_last=True)
+    x = data.batch(torch.arange(3))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_default_pad_is_the_cifar_recipe_at_32px() -> None:
+    assert default_pad(32) == 4
+    assert default_pad(16) == 2
+    assert default_pad(224) == 28
+
+
+def test_imagenet_statistics_with_pretrained_weights() -> None:
+    data = DeviceImages(_images(), np.zeros(6), torch.device("cpu"), pretrained=True)
+    assert data.mean == [0.485, 0.456, 0.406]

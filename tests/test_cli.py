@@ -1,0 +1,242 @@
+"""End to end: the real CLI on real image folders, every output file and column, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from noisyclean.cli import app
+from noisyclean.outputs.table import SCORE_COLUMNS
+
+from .conftest import tree_digest
+
+runner = CliRunner()
+FAST = ["--epochs", "3", "--width", "8", "--loss-history", "2", "--quiet"]
+
+
+def _scan(*args: str) -> object:
+    return runner.invoke(app, ["scan", *map(str, args)])
+
+
+def test_scan_writes_every_output_with_every_column(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, truth = digits_folder
+    # plus a few files that must be skipped and listed, not crash the run
+    (root / "0" / "empty.png").write_bytes(b"")
+    (root / "1" / "notes.txt").write_text("not an image")
+    good = (root / "7").iterdir().__next__().read_bytes()
+    (root / "7" / "truncated.png").write_bytes(good[: len(good) // 2])
+    before = tree_digest(root)
+    out = tmp_path / "out"
+    result = _scan(root, "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert tree_digest(root) == before  # input images untouched, nothing written there
+
+    scores = pd.read_csv(out / "scores.csv", dtype={"label": str, "predicted": str,
+                                                    "suggested_label": str})
+    assert list(scores.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
+    assert sorted(scores["path"]) == sorted(truth)
+    assert scores["clean_prob"].between(0, 1).all()
+    assert (scores["is_noisy"] == (scores["clean_prob"] < 0.5)).all()
+    assert scores["clean_prob"].is_monotonic_increasing  # most suspicious first
+    assert set(scores["action"]) <= {"keep", "relabel", "review"}
+    assert set(scores["label"]) == {"0", "1", "7"}
+    assert set(scores["predicted"]) <= {"0", "1", "7"}
+    assert (scores["loss"] >= 0).all() and scores["predicted_prob"].between(0, 1).all()
+    keep = scores["action"] == "keep"
+    assert (scores.loc[keep, "suggested_label"] == scores.loc[keep, "label"]).all()
+    relabel = scores["action"] == "relabel"
+    assert (scores.loc[relabel, "suggested_label"] == scores.loc[relabel, "predicted"]).all()
+
+    relabeled = pd.read_csv(out / "relabeled.csv", dtype={"label": str, "original_label": str})
+    assert list(relabeled.columns) == ["path", "label", "original_label", "changed"]
+    assert len(relabeled) == len(scores)
+    assert relabeled["changed"].sum() == relabel.sum()
+
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert list(skipped.columns) == ["path", "reason"]
+    assert sorted(skipped["path"]) == ["0/empty.png", "1/notes.txt", "7/truncated.png"]
+    reasons = dict(zip(skipped["path"], skipped["reason"], strict=True))
+    assert "empty" in reasons["0/empty.png"]
+    assert "not an image" in reasons["1/notes.txt"]
+    assert "truncated" in reasons["7/truncated.png"]
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["used"] == len(scores) == 120
+    assert summary["counts"]["skipped"] == 3
+    assert summary["counts"]["found"] == 123
+    assert summary["classes"] == ["0", "1", "7"]
+    rates = summary["estimated_noise_rate"]
+    assert rates["overall"] == pytest.approx(scores["is_noisy"].mean())
+    assert set(rates["per_class"]) == {"0", "1", "7"}
+    matrix = summary["label_matrix"]
+    assert sum(sum(row.values()) for row in matrix.values()) == 120
+    assert summary["mixture"][0]["kind"] == "gmm"
+    assert summary["settings"]["epochs"] == 3 and summary["settings"]["mixture"] == "gmm"
+    assert {"discover", "decode", "warmup", "score", "mixture"} <= set(summary["timings_s"])
+    assert {"torch", "torchvision", "numpy", "scikit-learn"} <= set(summary["versions"])
+    assert summary["device"]["type"] == "cpu"
+    # no temp files left behind by the atomic writes
+    assert sorted(p.name for p in out.iterdir()) == [
+        "relabeled.csv", "scores.csv", "skipped.csv", "summary.json"
+    ]
+
+
+def test_relabeled_csv_feeds_back_as_a_manifest(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    assert _scan(root, "--out", tmp_path / "a", *FAST).exit_code == 0
+    result = _scan(root, "--labels", tmp_path / "a" / "relabeled.csv", "--out", tmp_path / "b",
+                   "--mixture", "bmm", "--networks", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["counts"]["used"] == 120
+    assert [m["kind"] for m in summary["mixture"]] == ["bmm", "bmm"]
+
+
+def test_same_seed_same_scores_on_cpu(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    for name in ("a", "b"):
+        assert _scan(root, "--out", tmp_path / name, "--seed", "3", *FAST).exit_code == 0
+    a = (tmp_path / "a" / "scores.csv").read_bytes()
+    assert a == (tmp_path / "b" / "scores.csv").read_bytes()
+    assert _scan(root, "--out", tmp_path / "c", "--seed", "4", *FAST).exit_code == 0
+    assert a != (tmp_path / "c" / "scores.csv").read_bytes()
+
+
+def test_second_scan_uses_the_decode_cache(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    cache = tmp_path / "cache"
+    for name in ("a", "b"):
+        result = _scan(root, "--out", tmp_path / name, "--cache-dir", cache, *FAST)
+        assert result.exit_code == 0, result.output
+    first = json.loads((tmp_path / "a" / "summary.json").read_text())
+    second = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert first["decode_cache"]["hit"] is False
+    assert second["decode_cache"]["hit"] is True
+    assert not any(p.suffix == ".npz" for p in root.rglob("*"))
+
+
+def _assert_clear_failure(result: object, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    text = " ".join(result.output.split())  # Rich may wrap long messages
+    for needle in needles:
+        assert needle in text, text
+
+
+def test_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    _assert_clear_failure(_scan(tmp_path / "images", "--out", tmp_path / "o"), "no images found")
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    _assert_clear_failure(_scan(tmp_path / "nope", "--out", tmp_path / "o"), "does not exist")
+
+
+def test_single_class_is_a_clear_error(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    _assert_clear_failure(_scan(root, "--classes", "7", "--out", tmp_path / "o"), "one class")
+
+
+def test_class_name_that_is_not_a_folder(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    _assert_clear_failure(_scan(root, "--classes", "0,cat", "--out", tmp_path / "o"), "'cat'")
+
+
+def test_manifest_with_missing_columns(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("file,class\n0/a.png,0\n")
+    _assert_clear_failure(
+        _scan(root, "--labels", manifest, "--out", tmp_path / "o"), "path", "label"
+    )
+
+
+@pytest.mark.parametrize(
+    "row,needle",
+    [("0/does_not_exist.png,0", "does_not_exist.png"), ("../outside.png,0", "outside")],
+)
+def test_manifest_paths_that_do_not_exist_or_escape(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, row: str, needle: str
+) -> None:
+    root, truth = digits_folder
+    (tmp_path / "outside.png").write_bytes((root / next(iter(truth))).read_bytes())
+    lines = [f"{p},{c}" for p, c in truth.items()] + [row]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\n" + "\n".join(lines) + "\n")
+    _assert_clear_failure(_scan(root, "--labels", manifest, "--out", tmp_path / "o"), needle)
+
+
+def test_manifest_with_duplicate_paths(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, truth = digits_folder
+    first = next(iter(truth))
+    lines = [f"{p},{c}" for p, c in truth.items()] + [f"{first},1"]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\n" + "\n".join(lines) + "\n")
+    _assert_clear_failure(
+        _scan(root, "--labels", manifest, "--out", tmp_path / "o"), "duplicate", first
+    )
+
+
+def test_output_folder_that_is_a_file(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    (tmp_path / "o").write_text("I am a file")
+    _assert_clear_failure(_scan(root, "--out", tmp_path / "o"), "not a folder")
+    assert (tmp_path / "o").read_text() == "I am a file"
+
+
+@pytest.mark.parametrize(
+    "option,value,needle",
+    [("--mixture", "kde", "--mixture"), ("--threshold", "1.5", "--threshold"),
+     ("--networks", "3", "--networks"), ("--device", "tpu", "--device"),
+     ("--model", "resnet9000", "unknown model")],
+)
+def test_bad_options_are_clear_errors(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, option: str, value: str,
+    needle: str,
+) -> None:
+    root, _ = digits_folder
+    result = _scan(root, option, value, "--out", tmp_path / "o", *FAST)
+    _assert_clear_failure(result, needle)
+
+
+def test_installed_command_runs_in_a_subprocess(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    script = Path(sys.executable).parent / "noisyclean"
+    env = {**os.environ, "COLUMNS": "120"}
+    done = subprocess.run([str(script), "scan", str(root), "--out", str(tmp_path / "o"),
+                           "--epochs", "2", "--width", "8"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "warm-up epoch 2/2" in done.stderr and "flagged noisy" in done.stderr
+    assert (tmp_path / "o" / "scores.csv").exists()
+    bad = subprocess.run([str(script), "scan", str(tmp_path / "missing")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2
+    assert "error:" in bad.stderr and "Traceback" not in bad.stderr

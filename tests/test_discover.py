@@ -1,0 +1,362 @@
+"""Tests for noisyclean.data.discover: ImageFolder and CSV-manifest layouts, and every error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from noisyclean.data.discover import IMAGE_EXTENSIONS, Samples, discover
+from noisyclean.errors import NoisyCleanError
+
+
+def _png(path: Path, colour: tuple[int, int, int] = (10, 20, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), colour).save(path)
+    return path
+
+
+def _two_classes(root: Path) -> Path:
+    """root/cat/{a,b}.png, root/dog/c.png."""
+    _png(root / "cat" / "a.png")
+    _png(root / "cat" / "b.png")
+    _png(root / "dog" / "c.png")
+    return root
+
+
+def _csv(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- ImageFolder
+
+
+def test_image_folder_layout(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _png(root / "dog" / "d1.png")
+    _png(root / "cat" / "z.png")
+    _png(root / "cat" / "sub" / "deeper" / "a.jpg")
+    (root / "cat" / "notes.txt").write_text("not an image")
+    (root / "cat" / "photo.png.bak").write_bytes(b"whatever")
+    _png(root / "cat" / ".hidden.png")
+    _png(root / "cat" / ".hiddendir" / "x.png")
+    _png(root / ".git" / "y.png")
+    _png(root / "root_level.png")
+    (root / "README.md").write_text("ignored")
+    (root / "empty_class").mkdir()
+    (root / "only_hidden").mkdir()
+    _png(root / "only_hidden" / ".x.png")
+
+    samples = discover(root)
+
+    assert isinstance(samples, Samples)
+    assert samples.root == root.resolve()
+    assert samples.classes == ["cat", "dog"]
+    assert samples.paths == [
+        "cat/notes.txt",
+        "cat/photo.png.bak",
+        "cat/sub/deeper/a.jpg",
+        "cat/z.png",
+        "dog/d1.png",
+    ]
+    assert samples.labels.dtype == np.int64
+    assert samples.labels.tolist() == [0, 0, 0, 0, 1]
+    assert len(samples) == 5
+    for rel in samples.paths:
+        assert "\\" not in rel and not rel.startswith("/")
+        assert (samples.root / rel).is_file()
+
+
+def test_image_folder_root_given_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _two_classes(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    samples = discover("data")
+    assert samples.root == (tmp_path / "data").resolve()
+    assert samples.paths == ["cat/a.png", "cat/b.png", "dog/c.png"]
+
+
+def test_image_folder_symlinks(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    outside = _png(tmp_path / "elsewhere" / "o.png")
+    os.symlink(root / "cat" / "a.png", root / "dog" / "link_inside.png")
+    os.symlink(outside, root / "dog" / "link_outside.png")
+    os.symlink(tmp_path / "elsewhere", root / "dog" / "linked_dir")
+    samples = discover(root)
+    assert samples.paths == ["cat/a.png", "cat/b.png", "dog/c.png", "dog/link_inside.png"]
+
+
+def test_image_extensions_constant() -> None:
+    assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".pnm"} <= IMAGE_EXTENSIONS
+    assert all(ext == ext.lower() and ext.startswith(".") for ext in IMAGE_EXTENSIONS)
+
+
+def test_classes_selection_and_order(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    _png(root / "bird" / "e.png")
+    samples = discover(root, classes=["dog", "cat"])
+    assert samples.classes == ["dog", "cat"]
+    assert samples.paths == ["cat/a.png", "cat/b.png", "dog/c.png"]
+    assert samples.labels.tolist() == [1, 1, 0]
+
+
+def test_classes_unknown_name(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    with pytest.raises(NoisyCleanError, match="class 'horse' is not a folder under") as info:
+        discover(root, classes=["cat", "horse"])
+    assert str(root.resolve()) in str(info.value)
+
+
+def test_classes_listed_twice(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    with pytest.raises(NoisyCleanError, match="'cat' is listed more than once"):
+        discover(root, classes=["cat", "dog", "cat"])
+
+
+# --------------------------------------------------------------------------- common errors
+
+
+def test_root_missing(tmp_path: Path) -> None:
+    with pytest.raises(NoisyCleanError, match="does not exist") as info:
+        discover(tmp_path / "nope")
+    assert "nope" in str(info.value)
+
+
+def test_root_is_a_file(tmp_path: Path) -> None:
+    file = _png(tmp_path / "x.png")
+    with pytest.raises(NoisyCleanError, match="is not a folder") as info:
+        discover(file)
+    assert "x.png" in str(info.value)
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "cat").mkdir(parents=True)
+    _png(root / "loose.png")
+    with pytest.raises(NoisyCleanError, match="no images found under") as info:
+        discover(root)
+    assert "<class>/<image> or a --labels CSV" in str(info.value)
+
+
+def test_single_class(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _png(root / "cat" / "a.png")
+    _png(root / "cat" / "b.png")
+    (root / "dog").mkdir()
+    with pytest.raises(NoisyCleanError, match=r"only one class \('cat'\) found"):
+        discover(root)
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def test_manifest_happy_path(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _png(root / "imgs" / "b.png")
+    _png(root / "imgs" / "a.png")
+    _png(root / "c.png")
+    abs_path = (root / "imgs" / "a.png").resolve()
+    csv = _csv(
+        tmp_path / "labels.csv",
+        f"id,path,label,extra\n1,imgs/../imgs/b.png,dog,x\n2,{abs_path},cat,y\n3,./c.png,dog,z\n",
+    )
+    samples = discover(root, labels_csv=csv)
+    assert samples.classes == ["cat", "dog"]
+    assert samples.paths == ["c.png", "imgs/a.png", "imgs/b.png"]
+    assert samples.labels.tolist() == [1, 0, 1]
+    assert samples.root == root.resolve()
+
+
+def test_manifest_with_classes_order(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,x\ndog/c.png,y\n")
+    samples = discover(root, labels_csv=csv, classes=["y", "x"])
+    assert samples.classes == ["y", "x"]
+    assert samples.paths == ["cat/a.png", "dog/c.png"]
+    assert samples.labels.tolist() == [1, 0]
+
+
+def test_manifest_label_not_in_classes(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,x\ndog/c.png,zebra\n")
+    with pytest.raises(NoisyCleanError, match="'zebra'") as info:
+        discover(root, labels_csv=csv, classes=["x", "y"])
+    assert "not in the given classes" in str(info.value)
+    assert "row 3" in str(info.value)
+
+
+def test_manifest_missing_columns(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "file,target\ncat/a.png,cat\n")
+    with pytest.raises(NoisyCleanError) as info:
+        discover(root, labels_csv=csv)
+    message = str(info.value)
+    assert "'path'" in message and "'label'" in message
+    assert "'file'" in message and "'target'" in message  # the columns that were found
+
+
+def test_manifest_missing_one_column(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,klass\ncat/a.png,cat\n")
+    with pytest.raises(NoisyCleanError, match="no column 'label'"):
+        discover(root, labels_csv=csv)
+
+
+def test_manifest_nonexistent_path(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\ncat/ghost.png,dog\n")
+    with pytest.raises(NoisyCleanError, match="do not exist") as info:
+        discover(root, labels_csv=csv)
+    assert "'cat/ghost.png'" in str(info.value)
+    assert "cat/a.png" not in str(info.value)
+
+
+def test_manifest_many_nonexistent_paths(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    rows = "".join(f"missing/{i}.png,cat\n" for i in range(12))
+    csv = _csv(tmp_path / "l.csv", "path,label\n" + rows)
+    with pytest.raises(NoisyCleanError) as info:
+        discover(root, labels_csv=csv)
+    message = str(info.value)
+    assert message.startswith("12 path(s)")
+    assert "'missing/0.png'" in message and "and 7 more" in message
+    assert "'missing/11.png'" not in message
+
+
+def test_manifest_path_outside_root_dotdot(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    _png(tmp_path / "outside.png")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\n../outside.png,dog\n")
+    with pytest.raises(NoisyCleanError, match="outside the dataset root") as info:
+        discover(root, labels_csv=csv)
+    assert "'../outside.png'" in str(info.value)
+
+
+def test_manifest_absolute_path_outside_root(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    other = _png(tmp_path / "other" / "o.png").resolve()
+    csv = _csv(tmp_path / "l.csv", f"path,label\ncat/a.png,cat\n{other},dog\n")
+    with pytest.raises(NoisyCleanError, match="outside the dataset root") as info:
+        discover(root, labels_csv=csv)
+    assert str(other) in str(info.value)
+
+
+def test_manifest_symlink_pointing_outside_root(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    other = _png(tmp_path / "other" / "o.png")
+    os.symlink(other, root / "cat" / "sneaky.png")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\ncat/sneaky.png,dog\n")
+    with pytest.raises(NoisyCleanError, match="outside the dataset root") as info:
+        discover(root, labels_csv=csv)
+    assert "'cat/sneaky.png'" in str(info.value)
+
+
+def test_manifest_duplicate_paths(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(
+        tmp_path / "l.csv",
+        "path,label\ncat/a.png,cat\ndog/c.png,dog\n./cat/a.png,dog\n",
+    )
+    with pytest.raises(NoisyCleanError, match="more than once") as info:
+        discover(root, labels_csv=csv)
+    message = str(info.value)
+    assert "'cat/a.png'" in message
+    assert "rows 2, 4" in message
+
+
+def test_manifest_root_through_symlink(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    link = tmp_path / "link"
+    os.symlink(root, link)
+    csv = _csv(tmp_path / "l.csv", f"path,label\n{link}/cat/a.png,cat\ndog/c.png,dog\n")
+    samples = discover(link, labels_csv=csv)
+    assert samples.root == root.resolve()
+    assert samples.paths == ["cat/a.png", "dog/c.png"]
+
+
+def test_manifest_duplicate_with_dotdot(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\ndog/../cat/a.png,dog\n")
+    with pytest.raises(NoisyCleanError, match="more than once: 'cat/a.png'"):
+        discover(root, labels_csv=csv)
+
+
+def test_manifest_duplicate_via_absolute_path(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    absolute = (root / "dog" / "c.png").resolve()
+    csv = _csv(tmp_path / "l.csv", f"path,label\ncat/a.png,cat\ndog/c.png,dog\n{absolute},cat\n")
+    with pytest.raises(NoisyCleanError, match="'dog/c.png'"):
+        discover(root, labels_csv=csv)
+
+
+def test_manifest_empty_label(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\ndog/c.png,\n")
+    with pytest.raises(NoisyCleanError, match="empty 'label' in row 3"):
+        discover(root, labels_csv=csv)
+
+
+def test_manifest_empty_path(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\n  ,cat\ndog/c.png,dog\n")
+    with pytest.raises(NoisyCleanError, match="empty 'path' in row 2"):
+        discover(root, labels_csv=csv)
+
+
+def test_manifest_empty_csv(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "")
+    with pytest.raises(NoisyCleanError, match="is empty") as info:
+        discover(root, labels_csv=csv)
+    assert "l.csv" in str(info.value)
+
+
+def test_manifest_header_only(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\n")
+    with pytest.raises(NoisyCleanError, match="no rows"):
+        discover(root, labels_csv=csv)
+
+
+def test_manifest_csv_missing(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    with pytest.raises(NoisyCleanError, match="does not exist") as info:
+        discover(root, labels_csv=tmp_path / "absent.csv")
+    assert "absent.csv" in str(info.value)
+
+
+def test_manifest_csv_is_a_folder(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    with pytest.raises(NoisyCleanError, match="is a folder"):
+        discover(root, labels_csv=root)
+
+
+def test_manifest_csv_not_text(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = tmp_path / "l.csv"
+    csv.write_bytes(b"path,label\n\xff\xfe\x00\x81bad,\x9c\n")
+    with pytest.raises(NoisyCleanError, match="not a readable CSV") as info:
+        discover(root, labels_csv=csv)
+    assert "l.csv" in str(info.value)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs file permissions")
+def test_manifest_csv_unreadable(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\ndog/c.png,dog\n")
+    csv.chmod(0)
+    try:
+        with pytest.raises(NoisyCleanError, match="cannot read labels CSV"):
+            discover(root, labels_csv=csv)
+    finally:
+        csv.chmod(0o644)
+
+
+def test_manifest_single_class(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\ndog/c.png,cat\n")
+    with pytest.raises(NoisyCleanError, match=r"only one class \('cat'\)"):
+        discover(root, labels_csv=csv)

@@ -1,0 +1,86 @@
+"""The training loop, its schedule, and the warm-up method (CE + confidence penalty)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisyclean.data.batches import DeviceImages
+from noisyclean.models import build_model
+from noisyclean.progress import Progress
+from noisyclean.train.loop import Precision, make_learner, one_cycle_lr, run_epochs
+from noisyclean.train.methods.warmup import Warmup, negative_entropy
+
+
+def test_one_cycle_lr_hand_values() -> None:
+    # 10 steps, 20% warm-up: up over steps 0..1, then linear down to 0 at step 10
+    assert one_cycle_lr(0, 10, 1.0) == pytest.approx(0.1)
+    assert one_cycle_lr(1, 10, 1.0) == pytest.approx(0.55)
+    assert one_cycle_lr(2, 10, 1.0) == pytest.approx(1.0)
+    assert one_cycle_lr(6, 10, 1.0) == pytest.approx(0.5)
+    assert one_cycle_lr(10, 10, 1.0) == pytest.approx(0.0)
+
+
+def test_negative_entropy_hand_values() -> None:
+    uniform = torch.zeros(2, 4)
+    assert negative_entropy(uniform).item() == pytest.approx(-math.log(4))
+    confident = torch.tensor([[100.0, 0.0, 0.0]])
+    assert negative_entropy(confident).item() == pytest.approx(0.0, abs=1e-6)
+    logits = torch.tensor([[math.log(3.0), 0.0]])  # p = (0.75, 0.25)
+    expected = 0.75 * math.log(0.75) + 0.25 * math.log(0.25)
+    assert negative_entropy(logits).item() == pytest.approx(expected)
+
+
+def _separable(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.arange(n) % 2
+    images = np.zeros((n, 8, 8, 3), dtype=np.uint8)
+    images[labels == 1] = 255
+    images += np.random.default_rng(0).integers(0, 30, size=images.shape, dtype=np.uint8)
+    return images, labels
+
+
+def test_warmup_batches_cover_every_sample_once_per_network() -> None:
+    images, labels = _separable(64)
+    data = DeviceImages(images, labels, torch.device("cpu"))
+    method = Warmup(data, n_learners=2, batch_size=16)
+    pairs = list(method.batches(0))
+    assert len(pairs) == method.steps_per_epoch(0) == 8
+    for k in (0, 1):
+        seen = torch.cat([b for j, b in pairs if j == k])
+        assert sorted(seen.tolist()) == list(range(64))
+
+
+def test_confidence_penalty_is_added_to_the_loss() -> None:
+    images, labels = _separable(32)
+    data = DeviceImages(images, labels, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model("small-cnn", 2, width=4).eval()
+    batch = torch.arange(8)
+    plain = Warmup(data, augment=False).loss(0, model, batch, 0)[0]
+    with_penalty = Warmup(data, augment=False, penalty=True).loss(0, model, batch, 0)[0]
+    logits = model(data.batch(batch))
+    ce = F.cross_entropy(logits, data.labels[batch])
+    assert plain.item() == pytest.approx(ce.item(), rel=1e-5)
+    assert with_penalty.item() == pytest.approx((ce + negative_entropy(logits)).item(), rel=1e-5)
+
+
+def test_run_epochs_learns_a_separable_problem() -> None:
+    images, labels = _separable(64)
+    data = DeviceImages(images, labels, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model("small-cnn", 2, width=8)
+    method = Warmup(data, batch_size=16, seed=0)
+    epochs = 4
+    learner = make_learner(model, 0.05, 0.9, 5e-4, method.steps_per_epoch(0) * epochs)
+    seen = []
+    log = run_epochs([learner], method, range(epochs), Precision(torch.device("cpu")),
+                     Progress(quiet=True), lambda e, s: seen.append(e))
+    assert seen == [0, 1, 2, 3]
+    assert learner.step == 16
+    assert log[-1]["acc"] > 0.95
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert {"loss", "acc", "lr", "seconds", "images_per_s"} <= set(log[0])

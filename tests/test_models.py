@@ -1,0 +1,81 @@
+"""Backbones: shapes, torchvision heads, and pretrained weights loaded from local files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from noisyclean.errors import NoisyCleanError
+from noisyclean.models import PreActResNet18, SmallCNN, build_model
+
+
+@pytest.mark.parametrize("name,size", [("small-cnn", 16), ("small-cnn", 32),
+                                       ("preact-resnet18", 32), ("resnet18", 32)])
+def test_models_give_one_logit_per_class(name: str, size: int) -> None:
+    model = build_model(name, num_classes=7).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 7)
+
+
+def test_preact_resnet18_has_the_dividemix_size() -> None:
+    n_params = sum(p.numel() for p in PreActResNet18(10).parameters())
+    assert 11.0e6 < n_params < 11.3e6  # the CIFAR PreAct ResNet-18 has ~11.17 M parameters
+
+
+def test_small_cnn_width_scales_it() -> None:
+    small = sum(p.numel() for p in SmallCNN(10, width=16).parameters())
+    large = sum(p.numel() for p in SmallCNN(10, width=32).parameters())
+    assert 3.5 < large / small < 4.5
+
+
+def test_local_state_dict_file_is_loaded(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    source = torchvision.models.resnet18(weights=None)  # 1000-class head, like ImageNet
+    path = tmp_path / "r18.pt"
+    torch.save(source.state_dict(), path)
+    model = build_model("resnet18", num_classes=3, weights=str(path))
+    assert torch.equal(model.conv1.weight, source.conv1.weight)
+    assert model.fc.out_features == 3  # head replaced, backbone kept
+
+
+def test_named_torchvision_weights_load_from_the_hub_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # save the weights ourselves where torch.hub looks, so no download happens
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    torch.manual_seed(2)
+    source = torchvision.models.resnet18(weights=None)
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(source.state_dict(), checkpoints / Path(weights.url).name)
+    model = build_model("resnet18", num_classes=4, weights="IMAGENET1K_V1")
+    assert torch.equal(model.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+    assert model.fc.out_features == 4
+
+
+def test_small_cnn_loads_its_own_checkpoint(tmp_path: Path) -> None:
+    source = build_model("small-cnn", 5)
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    model = build_model("small-cnn", 5, weights=str(tmp_path / "w.pt"))
+    for a, b in zip(model.state_dict().values(), source.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_bad_model_and_weights_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(NoisyCleanError, match="unknown model 'resnet9000'"):
+        build_model("resnet9000", 3)
+    with pytest.raises(NoisyCleanError, match="neither a file nor a weights name"):
+        build_model("resnet18", 3, weights="NOPE")
+    with pytest.raises(NoisyCleanError, match="must be a local state-dict file"):
+        build_model("small-cnn", 3, weights="IMAGENET1K_V1")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(NoisyCleanError, match="cannot read weights file"):
+        build_model("small-cnn", 3, weights=str(tmp_path / "junk.pt"))
+    torch.save({"x": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(NoisyCleanError, match="does not match the model"):
+        build_model("small-cnn", 3, weights=str(tmp_path / "other.pt"))
