@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from noisyclean.data.batches import DeviceImages
+from noisyclean.device import resolve_device
 from noisyclean.models import build_model
 from noisyclean.progress import Progress
-from noisyclean.device import resolve_device
 from noisyclean.train.loop import Precision, make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup
 

@@ -79,7 +79,7 @@ def scan(
         typer.Option(help="Pretrained weights: a torchvision weights name (DEFAULT, "
                      "IMAGENET1K_V1, ...) or a local state-dict file."),
     ] = None,
-    width: Annotated[int, typer.Option(help="Base width of small-cnn.")] = 32,
+    width: Annotated[int, typer.Option(help="Base width of small-cnn.")] = 24,
     networks: Annotated[
         int,
         typer.Option(help="1, or 2 to train two networks and divide each by the other's "
@@ -87,7 +87,7 @@ def scan(
     ] = 1,
     epochs: Annotated[
         int | None,
-        typer.Option(help="Warm-up epochs [default: ~4000 steps' worth, 15..40]."),
+        typer.Option(help="Warm-up epochs [default: 45,000 samples seen, 15..25]."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (SGD, one-cycle).")] = 0.05,

@@ -36,7 +36,7 @@ class ScanConfig:
     # warm-up network
     model: str | None = None
     weights: str | None = None
-    width: int = 32
+    width: int = 24
     networks: int = 1
     epochs: int | None = None
     batch_size: int = 128

@@ -160,9 +160,9 @@ def run_epochs(
             count += n
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
-            progress.advance(
-                task, loss=sums.get("loss", 0.0) / max(count, 1), acc=sums.get("acc", 0.0) / max(count, 1)
-            )
+            seen = max(count, 1)
+            mean_loss, mean_acc = sums.get("loss", 0.0) / seen, sums.get("acc", 0.0) / seen
+            progress.advance(task, loss=mean_loss, acc=mean_acc)
         if precision.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
