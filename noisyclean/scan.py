@@ -20,20 +20,16 @@ import torch
 from . import __version__
 from .config import MIXTURES, ScanConfig
 from .data.batches import DeviceImages
-from .data.decode import decode_images, default_cache_dir, probe_image_size
-from .data.discover import Samples, discover
-from .device import resolve_device
+from .data.load import load_dataset
 from .errors import NoisyCleanError
-from .mixture import MixtureFit, fit_mixture
-from .models import SMALL_MODELS, build_model
-from .outputs.table import build_table, label_matrix, noise_rates, relabeled_table
+from .models import build_model
+from .outputs.table import relabeled_table
 from .outputs.write import prepare_out_dir, write_csv, write_json
 from .progress import Progress
+from .scoring import score_samples, table_summary
 from .signals import LossHistory, Signals, compute_signals
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup
-
-MIN_IMAGES = 10
 
 
 @dataclass
@@ -73,14 +69,6 @@ def validate(config: ScanConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise NoisyCleanError(message)
-
-
-def auto_image_size(probed: int | None, model: str | None) -> int:
-    """Default ``--image-size``: the median shorter side rounded up to a multiple of 8,
-    at least 16, at most 64 for the small models and 224 for torchvision models."""
-    cap = 64 if model in (None, *SMALL_MODELS) else 224
-    side = probed or 32
-    return int(min(cap, max(16, -(-side // 8) * 8)))
 
 
 def auto_epochs(n_samples: int) -> int:
@@ -179,63 +167,32 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     """
     validate(config)
     progress = progress or Progress(quiet=True)
-    device = resolve_device(config.device)
     timings: dict[str, float] = {}
     if write:
         prepare_out_dir(config.out)
 
-    t0 = time.perf_counter()
-    samples: Samples = discover(config.data, config.labels, config.classes)
-    timings["discover"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    size = config.image_size or auto_image_size(
-        probe_image_size(samples.root, samples.paths), config.model
-    )
-    model_name = config.model or ("small-cnn" if size <= 64 else "resnet18")
-    config = replace(config, image_size=size, model=model_name)
-    cache_dir = (config.cache_dir or default_cache_dir()) if config.use_cache else None
-    task = progress.task("decode", total=len(samples))
-    decoded = decode_images(
-        samples.root,
-        samples.paths,
-        size,
+    dataset = load_dataset(
+        config.data,
+        config.labels,
+        config.classes,
+        image_size=config.image_size,
+        model=config.model,
+        weights=config.weights,
         workers=config.workers,
-        cache_dir=cache_dir,
-        progress=lambda k: progress.advance(task, k),
+        cache_dir=config.cache_dir,
+        use_cache=config.use_cache,
+        device=config.device,
+        amp=config.amp,
+        channels_last=config.channels_last,
+        progress=progress,
     )
-    progress.finish(task)
-    timings["decode"] = time.perf_counter() - t0
-    skipped = pd.DataFrame(decoded.skipped, columns=["path", "reason"])
-    if decoded.skipped:
-        progress.log(f"skipped {len(decoded.skipped)} unreadable file(s); see skipped.csv")
-
-    paths = [samples.paths[i] for i in decoded.ok]
-    labels = samples.labels[decoded.ok]
-    present = np.unique(labels)
-    if len(paths) < MIN_IMAGES:
-        raise NoisyCleanError(
-            f"only {len(paths)} usable image(s) under {samples.root} "
-            f"({len(decoded.skipped)} skipped); need at least {MIN_IMAGES}"
-        )
-    if len(present) < 2:
-        raise NoisyCleanError(
-            f"only one class ({samples.classes[present[0]]!r}) has usable images; "
-            "need at least two classes to find wrong labels"
-        )
-    epochs = config.epochs or auto_epochs(len(paths))
-    config = replace(config, epochs=epochs)
-
+    timings.update(dataset.timings)
+    samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
+    size, model_name, device = dataset.image_size, dataset.model, dataset.device
+    precision, skipped, channels_last = dataset.precision, dataset.skipped, dataset.channels_last
     on_cuda = device.type == "cuda"
-    channels_last = on_cuda if config.channels_last is None else config.channels_last
-    precision = Precision.choose(device, config.amp)
-    data = DeviceImages(
-        decoded.images,
-        labels,
-        device,
-        pretrained=config.weights is not None,
-        channels_last=channels_last,
-    )
+    epochs = config.epochs or auto_epochs(len(paths))
+    config = replace(config, image_size=size, model=model_name, epochs=epochs)
     progress.log(
         f"{len(paths)} images, {len(samples.classes)} classes, {size}x{size} px, "
         f"{model_name} x{config.networks}, {epochs} epochs on {device}"
@@ -255,44 +212,25 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     timings["score"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fits: list[MixtureFit] = [
-        fit_mixture(history.mean(), config.mixture, random_state=config.seed)
-        for history in histories
-    ]
-    # co-divide: with two networks each one's samples are divided by the other's mixture;
-    # the table reports the average of what both say.
-    clean_prob = np.mean([fit.clean_prob for fit in fits], axis=0)
-    per_sample_loss = np.mean([s.per_sample_loss for s in signals], axis=0)
-    probs = np.mean([s.probs for s in signals], axis=0)
-    timings["mixture"] = time.perf_counter() - t0
-
-    table = build_table(
+    scores = score_samples(
         paths,
         labels,
         samples.classes,
-        per_sample_loss,
-        clean_prob,
-        probs,
-        config.threshold,
-        config.relabel_threshold,
+        [history.mean() for history in histories],
+        signals,
+        mixture=config.mixture,
+        threshold=config.threshold,
+        relabel_threshold=config.relabel_threshold,
+        seed=config.seed,
     )
+    table, fits = scores.table, scores.fits
+    timings["mixture"] = time.perf_counter() - t0
+
     relabeled = relabeled_table(table)
     summary = {
         "noisyclean_version": __version__,
         "data": str(samples.root),
-        "counts": {
-            "found": len(samples),
-            "used": len(table),
-            "skipped": len(skipped),
-            "noisy": int(table["is_noisy"].sum()),
-            "keep": int((table["action"] == "keep").sum()),
-            "relabel": int((table["action"] == "relabel").sum()),
-            "review": int((table["action"] == "review").sum()),
-            "per_class": {c: int((table["label"] == c).sum()) for c in samples.classes},
-        },
-        "classes": samples.classes,
-        "estimated_noise_rate": noise_rates(table, samples.classes),
-        "label_matrix": label_matrix(table, samples.classes),
+        **table_summary(table, samples.classes, len(samples), len(skipped)),
         "mixture": [fit.params for fit in fits],
         "training": {
             "final_train_loss": log[-1].get("loss"),
@@ -302,7 +240,10 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         "settings": config.to_json(),
         "image_size": size,
         "normalisation": {"mean": data.mean, "std": data.std},
-        "decode_cache": {"dir": str(cache_dir) if cache_dir else None, "hit": decoded.from_cache},
+        "decode_cache": {
+            "dir": str(dataset.cache_dir) if dataset.cache_dir else None,
+            "hit": dataset.from_cache,
+        },
         "device": {
             "type": device.type,
             "name": torch.cuda.get_device_name(device) if on_cuda else platform.processor(),

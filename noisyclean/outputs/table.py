@@ -29,6 +29,7 @@ def build_table(
     probs: np.ndarray,
     threshold: float = 0.5,
     relabel_threshold: float = 0.7,
+    fit_loss: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per sample, most suspicious first.
 
@@ -43,11 +44,13 @@ def build_table(
         relabel_threshold: a noisy sample whose prediction differs from its label with at
             least this probability is marked ``relabel`` (suggested label = prediction);
             other noisy samples are marked ``review`` and keep their label as suggestion.
+        fit_loss: optional per-sample value the mixture was fit on (normalised, in [0, 1]);
+            added as the ``fit_loss`` column.
 
     Returns:
         DataFrame with :data:`SCORE_COLUMNS` then ``given_prob`` (predicted probability of
-        the given label) and ``label_index``; sorted by ``clean_prob`` ascending, then
-        ``loss`` descending.
+        the given label), ``label_index`` and ``fit_loss`` (when given); sorted by
+        ``clean_prob`` ascending, then ``loss`` descending.
     """
     labels = np.asarray(labels, dtype=np.int64)
     names = np.asarray(classes, dtype=object)
@@ -72,6 +75,8 @@ def build_table(
             "label_index": labels,
         }
     )
+    if fit_loss is not None:
+        table["fit_loss"] = np.asarray(fit_loss, dtype=np.float64)
     order = np.lexsort((-table["loss"].to_numpy(), table["clean_prob"].to_numpy()))
     return table.iloc[order].reset_index(drop=True)
 

@@ -1,0 +1,176 @@
+"""From a folder (or manifest) to decoded images on the compute device: the shared front of
+``scan`` and ``train``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..device import resolve_device
+from ..errors import NoisyCleanError
+from ..models import SMALL_MODELS
+from ..progress import Progress
+from ..train.loop import Precision
+from .batches import DeviceImages
+from .decode import decode_images, default_cache_dir, probe_image_size
+from .discover import Samples, discover
+
+MIN_IMAGES = 10
+
+
+def auto_image_size(probed: int | None, model: str | None) -> int:
+    """Default ``--image-size``: the median shorter side rounded up to a multiple of 8,
+    at least 16, at most 64 for the small models and 224 for torchvision models."""
+    cap = 64 if model in (None, *SMALL_MODELS) else 224
+    side = probed or 32
+    return int(min(cap, max(16, -(-side // 8) * 8)))
+
+
+@dataclass
+class Dataset:
+    """Usable images of a dataset, decoded and placed on the compute device.
+
+    Attributes:
+        samples: everything discovery found (all paths, class names).
+        paths: paths of the usable images (relative to ``samples.root``), row order.
+        labels: given label index per usable image.
+        data: the images and labels on the device, ready for batching.
+        skipped: unreadable files (``path``, ``reason``).
+        image_size: side length the images were resized to.
+        model: the backbone name (the automatic choice resolved).
+        device: the compute device.
+        precision: autocast settings for that device.
+        channels_last: whether batches use the channels-last memory format.
+        cache_dir: decode cache folder (None when the cache is off).
+        from_cache: whether the decode came from the cache.
+        timings: seconds spent in discovery and decoding.
+    """
+
+    samples: Samples
+    paths: list[str]
+    labels: np.ndarray
+    data: DeviceImages
+    skipped: pd.DataFrame
+    image_size: int
+    model: str
+    device: torch.device
+    precision: Precision
+    channels_last: bool
+    cache_dir: Path | None
+    from_cache: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, indexed by label."""
+        return self.samples.classes
+
+
+def load_dataset(
+    root: Path,
+    labels_csv: Path | None = None,
+    classes: list[str] | None = None,
+    image_size: int | None = None,
+    model: str | None = None,
+    weights: str | None = None,
+    workers: int | None = None,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+    device: str = "auto",
+    amp: bool | None = None,
+    channels_last: bool | None = None,
+    progress: Progress | None = None,
+) -> Dataset:
+    """Discover, decode (through the cache) and move a labelled image set to the device.
+
+    Args:
+        root: image folder (ImageFolder layout, or the root of ``labels_csv`` paths).
+        labels_csv: optional manifest with ``path,label`` columns.
+        classes: optional class names to use (and their order).
+        image_size: resize side; None picks :func:`auto_image_size`.
+        model: backbone name; None picks ``small-cnn`` up to 64 px, else ``resnet18``.
+        weights: pretrained weights (switches normalisation to ImageNet statistics).
+        workers: decode processes (None: all cores).
+        cache_dir: decode cache folder (None: the default cache).
+        use_cache: read and write the decode cache.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        amp: mixed precision (None: bf16 on CUDA).
+        channels_last: channels-last batches (None: on CUDA).
+        progress: progress display.
+
+    Returns:
+        A :class:`Dataset`.
+
+    Raises:
+        NoisyCleanError: fewer than 10 usable images, or a single usable class, or any
+            discovery error.
+    """
+    progress = progress or Progress(quiet=True)
+    timings: dict[str, float] = {}
+    torch_device = resolve_device(device)
+
+    t0 = time.perf_counter()
+    samples = discover(root, labels_csv, classes)
+    timings["discover"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    size = image_size or auto_image_size(probe_image_size(samples.root, samples.paths), model)
+    model_name = model or ("small-cnn" if size <= 64 else "resnet18")
+    cache = (cache_dir or default_cache_dir()) if use_cache else None
+    task = progress.task("decode", total=len(samples))
+    decoded = decode_images(
+        samples.root,
+        samples.paths,
+        size,
+        workers=workers,
+        cache_dir=cache,
+        progress=lambda k: progress.advance(task, k),
+    )
+    progress.finish(task)
+    timings["decode"] = time.perf_counter() - t0
+    skipped = pd.DataFrame(decoded.skipped, columns=["path", "reason"])
+    if decoded.skipped:
+        progress.log(f"skipped {len(decoded.skipped)} unreadable file(s); see skipped.csv")
+
+    paths = [samples.paths[i] for i in decoded.ok]
+    labels = samples.labels[decoded.ok]
+    present = np.unique(labels)
+    if len(paths) < MIN_IMAGES:
+        raise NoisyCleanError(
+            f"only {len(paths)} usable image(s) under {samples.root} "
+            f"({len(decoded.skipped)} skipped); need at least {MIN_IMAGES}"
+        )
+    if len(present) < 2:
+        raise NoisyCleanError(
+            f"only one class ({samples.classes[present[0]]!r}) has usable images; "
+            "need at least two classes to find wrong labels"
+        )
+    on_cuda = torch_device.type == "cuda"
+    use_channels_last = on_cuda if channels_last is None else channels_last
+    data = DeviceImages(
+        decoded.images,
+        labels,
+        torch_device,
+        pretrained=weights is not None,
+        channels_last=use_channels_last,
+    )
+    return Dataset(
+        samples=samples,
+        paths=paths,
+        labels=labels,
+        data=data,
+        skipped=skipped,
+        image_size=size,
+        model=model_name,
+        device=torch_device,
+        precision=Precision.choose(torch_device, amp),
+        channels_last=use_channels_last,
+        cache_dir=cache,
+        from_cache=decoded.from_cache,
+        timings=timings,
+    )

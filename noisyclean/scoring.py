@@ -1,0 +1,100 @@
+"""From per-sample signals to the per-sample table: the division step shared by ``scan`` and
+``train``.
+
+Each network contributes a noise score per sample in ``[0, 1]`` (its normalised loss,
+averaged over its last epochs) and its predictions. A two-component mixture is fit to each
+network's scores; the clean probability of a sample is the average of what the networks'
+mixtures say, and the predictions are averaged too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .mixture import MixtureFit, fit_mixture
+from .outputs.table import build_table, label_matrix, noise_rates
+from .signals import Signals
+
+
+@dataclass
+class Scores:
+    """The result of :func:`score_samples`.
+
+    Attributes:
+        table: the per-sample table (``scores.csv``), most suspicious first.
+        fits: one mixture fit per network (``summary.json["mixture"]``).
+    """
+
+    table: pd.DataFrame
+    fits: list[MixtureFit]
+
+
+def score_samples(
+    paths: list[str],
+    labels: np.ndarray,
+    classes: list[str],
+    fit_inputs: list[np.ndarray],
+    signals: list[Signals],
+    mixture: str = "gmm",
+    threshold: float = 0.5,
+    relabel_threshold: float = 0.7,
+    seed: int = 0,
+) -> Scores:
+    """Fit the mixtures and build the per-sample table.
+
+    Args:
+        paths: sample paths, row order.
+        labels: given label index per sample.
+        classes: class names.
+        fit_inputs: per network, ``(n,)`` noise scores in ``[0, 1]`` (higher = more likely
+            mislabelled) to fit the mixture on.
+        signals: per network, the final losses and predicted probabilities.
+        mixture: ``"gmm"`` or ``"bmm"``.
+        threshold: clean probability below which a sample is flagged.
+        relabel_threshold: prediction confidence needed to suggest a new label.
+        seed: mixture random state.
+
+    Returns:
+        :class:`Scores`; the table has a ``fit_loss`` column with the networks' mean
+        ``fit_inputs`` (what the mixture saw, for histograms).
+    """
+    fits = [fit_mixture(x, mixture, random_state=seed) for x in fit_inputs]
+    clean_prob = np.mean([fit.clean_prob for fit in fits], axis=0)
+    per_sample_loss = np.mean([s.per_sample_loss for s in signals], axis=0)
+    probs = np.mean([s.probs for s in signals], axis=0)
+    table = build_table(
+        paths,
+        labels,
+        classes,
+        per_sample_loss,
+        clean_prob,
+        probs,
+        threshold,
+        relabel_threshold,
+        fit_loss=np.mean(fit_inputs, axis=0),
+    )
+    return Scores(table, fits)
+
+
+def table_summary(table: pd.DataFrame, classes: list[str], found: int, skipped: int) -> dict:
+    """Counts, estimated noise rates and the label matrix of a per-sample table."""
+    counts: dict[str, Any] = {
+        "found": found,
+        "used": len(table),
+        "skipped": skipped,
+        "noisy": int(table["is_noisy"].sum()),
+        "keep": int((table["action"] == "keep").sum()),
+        "relabel": int((table["action"] == "relabel").sum()),
+        "review": int((table["action"] == "review").sum()),
+        "per_class": {c: int((table["label"] == c).sum()) for c in classes},
+    }
+    return {
+        "counts": counts,
+        "classes": classes,
+        "estimated_noise_rate": noise_rates(table, classes),
+        "label_matrix": label_matrix(table, classes),
+    }
