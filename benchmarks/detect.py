@@ -1,0 +1,344 @@
+"""Detection benchmark: how well does ``noisyclean scan`` find the wrong labels of a folder
+made by ``make_noisy.py``, next to cleanlab and the plain one-run DivideMix recipe, measured
+in one run on the same images.
+
+    python benchmarks/detect.py /tmp/cifar-sym50 [--epochs N] [--methods ...] \
+        [--results benchmarks/RESULTS.md] [--title "CIFAR-10 sym 50%"]
+
+Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4``):
+
+* ``scan-gmm``, ``scan-bmm``, ``scan-n2``: the installed CLI, ``noisyclean scan`` with its
+  defaults and ``--mixture gmm``, ``--mixture bmm``, ``--networks 2``; each decodes the
+  images itself (a fresh decode cache).
+* ``cleanlab``: K-fold (K=5) cross-validation of the same backbone, epochs and augmentation,
+  out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``
+  (default ``prune_by_noise_rate``) and ``cleanlab.rank.get_label_quality_scores``.
+* ``plain``: one run of the same backbone and budget, the last epoch's per-sample losses,
+  min-max normalised, a GaussianMixture(2, max_iter=10, tol=1e-2, reg_covar=5e-4), flagged
+  where the low-mean component's posterior is below 0.5; no other tricks. Its losses also
+  give the ``oracle`` row: flag the top-n losses, n = the true number of wrong labels.
+
+Reported per method: flags, precision / recall / F1 of the flags, AUROC of the ranking,
+accuracy on the wrong samples of the label the method writes (``fixed``: a flagged sample
+gets the predicted class, except where noisyclean marks it ``review``) and of its predicted
+class (``pred``), wall time and peak memory. The table is printed and appended to
+``--results`` with the date, machine, versions and exact command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+HERE = Path(__file__).resolve().parent
+METHODS = ("scan-gmm", "scan-bmm", "scan-n2", "cleanlab", "plain")
+SCAN_ARGS = {
+    "scan-gmm": ["--mixture", "gmm"],
+    "scan-bmm": ["--mixture", "bmm"],
+    "scan-n2": ["--networks", "2"],
+}
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _train_network(data, classes, indices, epochs: int, seed: int):
+    """Warm-up-style cross-entropy training of the scan's default backbone (library path)."""
+    import torch
+
+    from noisyclean.config import ScanConfig
+    from noisyclean.models import build_model
+    from noisyclean.progress import Progress
+    from noisyclean.scan import _set_seed
+    from noisyclean.train.loop import make_learner, run_epochs
+    from noisyclean.train.methods.warmup import Warmup
+
+    cfg = ScanConfig()
+    method = Warmup(
+        data.data, 1, cfg.batch_size, seed, penalty=False, augment=True,
+        indices=None if indices is None else torch.as_tensor(indices),
+    )
+    _set_seed(seed)
+    model = build_model(data.model, len(classes), None, cfg.width).to(data.device)
+    learner = make_learner(
+        model, cfg.lr, cfg.momentum, cfg.weight_decay, method.steps_per_epoch(0) * epochs
+    )
+    run_epochs([learner], method, range(epochs), data.precision, Progress(quiet=True))
+    return learner.model
+
+
+def worker(name: str, images: Path, out: Path, epochs: int | None, seed: int, folds: int) -> None:
+    """Run the ``cleanlab`` or ``plain`` method and save per-sample arrays to ``out``."""
+    from noisyclean.data.load import load_dataset
+    from noisyclean.mixture import normalise_losses
+    from noisyclean.scan import auto_epochs
+    from noisyclean.signals import compute_signals
+
+    data = load_dataset(images, use_cache=False)
+    n = len(data.paths)
+    epochs = epochs or auto_epochs(n)
+    labels = data.labels
+    if name == "plain":
+        from sklearn.mixture import GaussianMixture
+
+        model = _train_network(data, data.classes, None, epochs, seed)
+        signals = compute_signals(model, data.data, data.precision, tta=False)
+        x = normalise_losses(signals.per_sample_loss).reshape(-1, 1)
+        gmm = GaussianMixture(2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=seed)
+        gmm.fit(x)
+        clean = gmm.predict_proba(x)[:, int(np.argmin(gmm.means_.ravel()))]
+        flag = clean < 0.5
+        score = signals.per_sample_loss
+        predicted = signals.probs.argmax(1)
+        extra = {"loss": signals.per_sample_loss}
+    elif name == "cleanlab":
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+        from sklearn.model_selection import StratifiedKFold
+
+        pred_probs = np.zeros((n, len(data.classes)), dtype=np.float64)
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for k, (train_idx, held_idx) in enumerate(splitter.split(np.zeros(n), labels)):
+            model = _train_network(data, data.classes, train_idx, epochs, seed + k)
+            probs = compute_signals(model, data.data, data.precision, tta=True).probs
+            pred_probs[held_idx] = probs[held_idx]
+        flag = find_label_issues(labels, pred_probs)
+        score = -get_label_quality_scores(labels, pred_probs)
+        predicted = pred_probs.argmax(1)
+        extra = {"pred_probs": pred_probs}
+    else:
+        raise SystemExit(f"unknown worker {name}")
+    np.savez(
+        out,
+        paths=np.array(data.paths),
+        classes=np.array(data.classes),
+        labels=labels,
+        flag=np.asarray(flag, dtype=bool),
+        score=np.asarray(score, dtype=np.float64),
+        predicted=predicted,
+        fixed=np.where(flag, predicted, labels),
+        epochs=epochs,
+        **extra,
+    )
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run ``cmd``; return (wall seconds, peak resident memory of the child in MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{shlex.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return wall, usage.ru_maxrss / 1024.0
+
+
+def metrics(
+    paths: list[str], flag, score, predicted, fixed, truth: dict[str, str], classes, labels
+) -> dict[str, float]:
+    """Detection and correction figures against the truth labels."""
+    true = np.array([classes.index(truth[p]) for p in paths])
+    wrong = np.asarray(labels) != true
+    flag = np.asarray(flag, dtype=bool)
+    tp = int((flag & wrong).sum())
+    precision = tp / max(int(flag.sum()), 1)
+    recall = tp / max(int(wrong.sum()), 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    auroc = roc_auc_score(wrong, score) if 0 < wrong.sum() < len(wrong) else float("nan")
+    return {
+        "flags": int(flag.sum()),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "auroc": float(auroc),
+        "fixed_acc_on_wrong": float((np.asarray(fixed)[wrong] == true[wrong]).mean()),
+        "pred_acc_on_wrong": float((np.asarray(predicted)[wrong] == true[wrong]).mean()),
+    }
+
+
+def scan_arrays(out: Path) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+    """Per-sample arrays from a scan's output folder, rows in the table's ranking."""
+    table = pd.read_csv(out / "scores.csv", keep_default_na=False)
+    classes = json.loads((out / "summary.json").read_text())["classes"]
+    index = {c: i for i, c in enumerate(classes)}
+    arrays = {
+        "labels": table["label"].map(index).to_numpy(),
+        "flag": table["is_noisy"].astype(str).str.lower().eq("true").to_numpy(),
+        # the table is sorted most suspicious first: its ranking is the score
+        "score": -np.arange(len(table), dtype=np.float64),
+        "predicted": table["predicted"].map(index).to_numpy(),
+        "fixed": table["suggested_label"].map(index).to_numpy(),
+    }
+    return table["path"].tolist(), classes, arrays
+
+
+def machine() -> str:
+    """One line describing this machine."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}"
+
+
+def versions() -> str:
+    """Versions of the libraries in play."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in ("noisyclean", "torch", "torchvision", "scikit-learn", "cleanlab", "numpy"):
+        try:
+            out.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name} -")
+    return ", ".join(out) + f", python {platform.python_version()}"
+
+
+def markdown(title: str, rows: list[dict], header: dict[str, str]) -> str:
+    """The results as a markdown section."""
+    lines = [f"### {title}", ""]
+    lines += [f"- {key}: {value}" for key, value in header.items()]
+    lines += [
+        "",
+        "| method | flags | precision | recall | F1 | AUROC | fixed acc on wrong "
+        "| pred acc on wrong | time (s) | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['flags']} | {r['precision']:.3f} | {r['recall']:.3f} "
+            f"| {r['f1']:.3f} | {r['auroc']:.3f} | {r['fixed_acc_on_wrong']:.3f} "
+            f"| {r['pred_acc_on_wrong']:.3f} | {r['seconds']:.0f} | {r['peak_mib']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="a folder made by make_noisy.py")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs for every method (default: the scan's automatic choice)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scan-args", default="", help="extra options for every scan")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="append the markdown table to this file")
+    parser.add_argument("--title", default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON")
+    parser.add_argument("--work", type=Path, default=None, help="keep outputs here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    images = args.folder / "images"
+    if args.worker:
+        worker(args.worker, images, args.worker_out, args.epochs, args.seed, args.folds)
+        return 0
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"unknown method(s): {', '.join(sorted(unknown))}")
+    truth_table = pd.read_csv(args.folder / "truth.csv", dtype=str, keep_default_na=False)
+    truth = dict(zip(truth_table["path"], truth_table["label"], strict=True))
+    noise = json.loads((args.folder / "noise.json").read_text())
+    work = args.work or Path(tempfile.mkdtemp(prefix="noisyclean-detect-"))
+    work.mkdir(parents=True, exist_ok=True)
+    noisyclean_cli = Path(sys.executable).with_name("noisyclean")
+    rows = []
+    for name in methods:
+        env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
+        if name in SCAN_ARGS:
+            out = work / name
+            cmd = [str(noisyclean_cli), "scan", str(images), "--out", str(out), "--quiet",
+                   "--seed", str(args.seed), *SCAN_ARGS[name], *shlex.split(args.scan_args)]
+            if args.epochs:
+                cmd += ["--epochs", str(args.epochs)]
+            seconds, peak = run_timed(cmd, env)
+            paths, classes, arrays = scan_arrays(out)
+            rows.append({"method": f"noisyclean {' '.join(cmd[6:])}".strip(),
+                         **metrics(paths, classes=classes, truth=truth, **arrays),
+                         "seconds": seconds, "peak_mib": peak})
+        else:
+            out = work / f"{name}.npz"
+            cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
+                   "--worker", name, "--worker-out", str(out), "--seed", str(args.seed),
+                   "--folds", str(args.folds)]
+            if args.epochs:
+                cmd += ["--epochs", str(args.epochs)]
+            seconds, peak = run_timed(cmd, env)
+            d = np.load(out)
+            paths, classes = d["paths"].tolist(), d["classes"].tolist()
+            common = {"paths": paths, "classes": classes, "truth": truth, "labels": d["labels"]}
+            label = (f"cleanlab, {args.folds}-fold CV" if name == "cleanlab"
+                     else "plain one-run recipe (last-epoch loss, GMM)")
+            rows.append({"method": label, **metrics(flag=d["flag"], score=d["score"],
+                         predicted=d["predicted"], fixed=d["fixed"], **common),
+                         "seconds": seconds, "peak_mib": peak})
+            if name == "plain":
+                wrong_n = int(noise["wrong"])
+                top = np.argsort(-d["loss"], kind="stable")[:wrong_n]
+                flag = np.zeros(len(paths), dtype=bool)
+                flag[top] = True
+                rows.append({"method": "oracle: top-n plain losses, n = true count",
+                             **metrics(flag=flag, score=d["loss"], predicted=d["predicted"],
+                                       fixed=np.where(flag, d["predicted"], d["labels"]),
+                                       **common),
+                             "seconds": seconds, "peak_mib": peak})
+        r = rows[-1]
+        print(f"{r['method']}: F1 {r['f1']:.3f} P {r['precision']:.3f} R {r['recall']:.3f} "
+              f"AUROC {r['auroc']:.3f} {r['seconds']:.0f}s", flush=True)
+
+    title = args.title or (
+        f"{noise['dataset']} {noise['n']} images, {noise['noise']} "
+        + (f"{noise['rate']:.0%}" if noise.get("rate") is not None else noise.get("human") or "")
+    )
+    header = {
+        "date": dt.date.today().isoformat(),
+        "machine": machine(),
+        "versions": versions(),
+        "data": (f"{noise['n']} images, real noise rate {noise['real_noise_rate']:.3f} "
+                 f"({noise['wrong']} wrong), seed {noise['seed']}"
+                 + (f", symmetric convention '{noise['sym_convention']}'"
+                    if noise.get("sym_convention") else "")),
+        "command": "`python " + shlex.join(["benchmarks/detect.py", *(argv or sys.argv[1:])])
+                   + "`",
+    }
+    text = markdown(title, rows, header)
+    print(text)
+    if args.results:
+        with args.results.open("a") as handle:
+            handle.write("\n" + text)
+    if args.json:
+        args.json.write_text(json.dumps({"title": title, **header, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Write a real image folder with known label noise from ../shared/data.
+
+    python benchmarks/make_noisy.py --dataset cifar10 --n 5000 --noise sym --rate 0.5 \
+        --out /tmp/cifar-sym50 [--test-n 10000] [--seed 0]
+
+writes ``OUT/images/<given class>/<index>.png`` (ImageFolder layout, the noisy labels),
+``OUT/truth.csv`` (``path,label``: the true class of every image, paths relative to
+``OUT/images``), ``OUT/noise.json`` (what was done, the real noise rate) and, with
+``--test-n``, clean test images in ``OUT/test/<class>/``.
+
+Noise kinds:
+
+* ``sym``: a fraction ``--rate`` of the labels (exactly ``round(rate * n)`` samples) is
+  replaced by a class drawn uniformly from the OTHER classes, so the real noise rate is
+  ``rate``. (DivideMix's reference code draws from all classes, the true one included,
+  which gives a real rate of ``rate * (C - 1) / C``; ``--sym-convention all`` does that.)
+* ``asym``: DivideMix's class-dependent flips for CIFAR-10 (truck -> automobile,
+  bird -> airplane, deer -> horse, cat <-> dog): a fraction ``--rate`` of all samples is
+  drawn and those of the five source classes are flipped, so ``rate`` of each source
+  class is wrong and the real noise rate is about ``rate / 2``.
+* ``human``: CIFAR-10N's human labels (``--human aggre|random1|random2|random3|worst``),
+  real annotator errors; ``--rate`` is ignored.
+
+The training images are the first ``--n`` of the CIFAR-10 training set in its original
+order (Fashion-MNIST: of its training set); CIFAR-10N covers the first 30,000 here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]
+FASHION_CLASSES = [
+    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+    "ankle-boot",
+]
+# DivideMix's asymmetric noise for CIFAR-10: truck->automobile, bird->airplane,
+# deer->horse, cat<->dog
+CIFAR10_ASYM = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+HUMAN_KEYS = {
+    "aggre": "aggre_label",
+    "worst": "worse_label",
+    "random1": "random_label1",
+    "random2": "random_label2",
+    "random3": "random_label3",
+}
+
+
+def load_arrays(dataset: str, data_dir: Path) -> tuple[np.ndarray, ...]:
+    """Return ``x_train, y_train, x_test, y_test, classes`` of a dataset in ``data_dir``."""
+    name = {"cifar10": "cifar10.npz", "fashion-mnist": "fashion_mnist.npz"}[dataset]
+    path = data_dir / name
+    if not path.is_file():
+        sys.exit(f"error: {path} not found (the benchmark data lives in ../shared/data)")
+    with np.load(path) as arrays:
+        x_train, y_train = arrays["x_train"], arrays["y_train"].astype(np.int64)
+        x_test, y_test = arrays["x_test"], arrays["y_test"].astype(np.int64)
+    classes = CIFAR10_CLASSES if dataset == "cifar10" else FASHION_CLASSES
+    return x_train, y_train, x_test, y_test, classes
+
+
+def symmetric_noise(
+    labels: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator,
+    convention: str = "other",
+) -> np.ndarray:
+    """Replace ``round(rate * n)`` labels by a uniformly drawn class: another class
+    (``convention="other"``) or any class, the true one included (``"all"``)."""
+    noisy = labels.copy()
+    chosen = rng.choice(len(labels), size=int(round(rate * len(labels))), replace=False)
+    if convention == "all":
+        noisy[chosen] = rng.integers(0, num_classes, size=len(chosen))
+    else:
+        shift = rng.integers(1, num_classes, size=len(chosen))
+        noisy[chosen] = (labels[chosen] + shift) % num_classes
+    return noisy
+
+
+def asymmetric_noise(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """DivideMix's CIFAR-10 asymmetric flips applied to a random ``rate`` of the samples."""
+    noisy = labels.copy()
+    chosen = rng.choice(len(labels), size=int(round(rate * len(labels))), replace=False)
+    for i in chosen:
+        noisy[i] = CIFAR10_ASYM.get(int(labels[i]), int(labels[i]))
+    return noisy
+
+
+def write_folder(
+    root: Path, images: np.ndarray, labels: np.ndarray, classes: list[str], names: list[str]
+) -> list[str]:
+    """Write ``images`` as PNG files under ``root/<class of label>/<name>.png``."""
+    paths = []
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+    for image, label, name in zip(images, labels, names, strict=True):
+        rel = f"{classes[label]}/{name}.png"
+        Image.fromarray(image).save(root / rel, optimize=False, compress_level=1)
+        paths.append(rel)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=["cifar10", "fashion-mnist"], default="cifar10")
+    parser.add_argument("--n", type=int, default=5000, help="training images (first n)")
+    parser.add_argument("--noise", choices=["sym", "asym", "human", "none"], default="sym")
+    parser.add_argument("--rate", type=float, default=0.2)
+    parser.add_argument("--human", choices=sorted(HUMAN_KEYS), default="worst")
+    parser.add_argument("--sym-convention", choices=["other", "all"], default="other")
+    parser.add_argument("--test-n", type=int, default=0, help="clean test images to write")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path, default=DATA)
+    args = parser.parse_args(argv)
+
+    if args.out.exists() and any(args.out.iterdir()):
+        sys.exit(f"error: {args.out} exists and is not empty")
+    x_train, y_train, x_test, y_test, classes = load_arrays(args.dataset, args.data_dir)
+    if not 1 <= args.n <= len(x_train):
+        sys.exit(f"error: --n must be between 1 and {len(x_train)}")
+    if not 0.0 <= args.rate <= 1.0:
+        sys.exit("error: --rate must be between 0 and 1")
+    rng = np.random.default_rng(args.seed)
+    x, truth = x_train[: args.n], y_train[: args.n]
+    if args.noise == "sym":
+        given = symmetric_noise(truth, args.rate, len(classes), rng, args.sym_convention)
+    elif args.noise == "asym":
+        if args.dataset != "cifar10":
+            sys.exit("error: --noise asym is defined for cifar10 only")
+        given = asymmetric_noise(truth, args.rate, rng)
+    elif args.noise == "human":
+        if args.dataset != "cifar10":
+            sys.exit("error: --noise human (CIFAR-10N) is defined for cifar10 only")
+        with np.load(args.data_dir / "cifar10n_labels.npz") as human:
+            clean = human["clean_label"][: args.n]
+            given = human[HUMAN_KEYS[args.human]][: args.n].astype(np.int64)
+        if not np.array_equal(clean, truth):
+            sys.exit("error: CIFAR-10N clean labels do not match cifar10.npz")
+    else:
+        given = truth.copy()
+
+    names = [f"{i:05d}" for i in range(args.n)]
+    paths = write_folder(args.out / "images", x, given, classes, names)
+    truth_rows = ["path,label"] + [
+        f"{p},{classes[t]}" for p, t in zip(paths, truth, strict=True)
+    ]
+    (args.out / "truth.csv").write_text("\n".join(truth_rows) + "\n")
+    if args.test_n:
+        k = min(args.test_n, len(x_test))
+        write_folder(args.out / "test", x_test[:k], y_test[:k], classes,
+                     [f"t{i:05d}" for i in range(k)])
+    info = {
+        "dataset": args.dataset,
+        "n": args.n,
+        "noise": args.noise,
+        "rate": args.rate if args.noise in ("sym", "asym") else None,
+        "human": args.human if args.noise == "human" else None,
+        "sym_convention": args.sym_convention if args.noise == "sym" else None,
+        "seed": args.seed,
+        "real_noise_rate": float(np.mean(given != truth)),
+        "wrong": int(np.sum(given != truth)),
+        "test_n": int(min(args.test_n, len(x_test))),
+    }
+    (args.out / "noise.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""``apply``: write a new ImageFolder tree with the suggested labels.
+
+``CLEAN_DIR/<suggested label>/<file name>`` for every row of ``scores.csv`` (``review`` rows
+too, unless dropped), as copies, hard links or symbolic links. The source dataset is only
+read. Paths and labels come from a CSV file that may have been edited or be hostile, so
+every destination is checked to lie inside ``CLEAN_DIR`` and every source inside the
+dataset folder *before* anything is written; one bad row refuses the whole run.
+
+A manifest, ``CLEAN_DIR/noisyclean-manifest.csv``, lists what was written (``source``,
+``dest``, ``label``, ``new_label``, ``action``, ``method``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from ..errors import NoisyCleanError
+from .load import inside, load_outputs, safe_name, safe_relative_path
+from .write import atomic_write_text
+
+MANIFEST = "noisyclean-manifest.csv"
+MANIFEST_COLUMNS = ["source", "dest", "label", "new_label", "action", "method"]
+#: ``link`` values of :func:`apply_labels`.
+LINK_MODES = ("copy", "hard", "symlink")
+_SHOW = 3
+
+
+@dataclass
+class ApplyResult:
+    """What :func:`apply_labels` wrote.
+
+    Attributes:
+        clean_dir: the new dataset folder.
+        manifest: the manifest DataFrame (:data:`MANIFEST_COLUMNS`), also in
+            ``clean_dir / MANIFEST``.
+        counts: images written per method (``copy``, ``hard``, ``symlink``), and
+            ``dropped`` (review rows left out), ``relabeled`` and ``removed`` (files of a
+            previous apply removed with ``force``).
+    """
+
+    clean_dir: Path
+    manifest: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(repr(i) for i in items[:_SHOW])
+    more = len(items) - _SHOW
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _unique_name(folder: PurePosixPath, name: str, taken: set[str]) -> PurePosixPath:
+    """``folder/name``, or ``folder/stem-2.ext``, ``-3``, ... when that is already taken
+    (case-insensitively, for case-insensitive file systems)."""
+    candidate = folder / name
+    stem, suffix = os.path.splitext(name)
+    n = 1
+    while candidate.as_posix().lower() in taken:
+        n += 1
+        candidate = folder / f"{stem}-{n}{suffix}"
+    taken.add(candidate.as_posix().lower())
+    return candidate
+
+
+def plan(
+    table: pd.DataFrame, data_root: Path, clean_dir: Path, drop_review: bool = False
+) -> pd.DataFrame:
+    """Decide where every image goes, and check that all of it is safe.
+
+    Args:
+        table: the per-sample table (``path``, ``label``, ``suggested_label``, ``action``).
+        data_root: the dataset folder the paths are relative to.
+        clean_dir: the new dataset folder.
+        drop_review: leave out the rows whose action is ``review``.
+
+    Returns:
+        The manifest without ``method``: ``source``, ``dest`` (relative to ``clean_dir``,
+        ``<suggested label>/<file name>``, de-duplicated), ``label``, ``new_label``,
+        ``action``; sorted by source.
+
+    Raises:
+        NoisyCleanError: a path that is absolute or has ``..`` components, a source outside
+            the dataset folder (through a symlink too) or missing, a suggested label that is
+            not a plain folder name, or a destination outside ``clean_dir``.
+    """
+    rows = table[table["action"] != "review"] if drop_review else table
+    rows = rows.sort_values("path", kind="stable")
+    unsafe = [p for p in rows["path"] if safe_relative_path(p) is None]
+    if unsafe:
+        raise NoisyCleanError(
+            f"scores.csv has path(s) that are absolute or contain '..': {_listing(unsafe)}; "
+            "refusing to apply"
+        )
+    bad_labels = sorted({s for s in rows["suggested_label"] if not safe_name(s)})
+    if bad_labels:
+        raise NoisyCleanError(
+            f"scores.csv has label(s) that are not plain folder names: {_listing(bad_labels)}; "
+            "refusing to apply"
+        )
+    outside, missing = [], []
+    for p in rows["path"]:
+        source = data_root / safe_relative_path(p)
+        if not inside(source, data_root):
+            outside.append(p)
+        elif not source.is_file():
+            missing.append(p)
+    if outside:
+        raise NoisyCleanError(
+            f"scores.csv path(s) lead outside the dataset folder {data_root}: "
+            f"{_listing(outside)}; refusing to apply"
+        )
+    if missing:
+        raise NoisyCleanError(
+            f"{len(missing)} image(s) listed in scores.csv are missing under {data_root}: "
+            f"{_listing(missing)}"
+        )
+    taken: set[str] = set()
+    dests = []
+    for p, label in zip(rows["path"], rows["suggested_label"], strict=True):
+        dest = _unique_name(PurePosixPath(label), safe_relative_path(p).name, taken)
+        if not inside(clean_dir / dest, clean_dir):
+            raise NoisyCleanError(f"destination {dest} leaves {clean_dir}; refusing to apply")
+        dests.append(dest.as_posix())
+    return pd.DataFrame({
+        "source": rows["path"].to_list(),
+        "dest": dests,
+        "label": rows["label"].to_list(),
+        "new_label": rows["suggested_label"].to_list(),
+        "action": rows["action"].to_list(),
+    })
+
+
+def _check_clean_dir(clean_dir: Path, data_root: Path, out: Path, force: bool) -> None:
+    if clean_dir.exists() and not clean_dir.is_dir():
+        raise NoisyCleanError(f"{clean_dir} exists and is not a folder")
+    clean, data = clean_dir.resolve(), data_root.resolve()
+    if clean == data or clean.is_relative_to(data) or data.is_relative_to(clean):
+        raise NoisyCleanError(
+            f"--to {clean_dir} overlaps the dataset folder {data_root}; choose a new folder "
+            "outside it (the source is never modified)"
+        )
+    if clean == out.resolve() or out.resolve().is_relative_to(clean):
+        raise NoisyCleanError(f"--to {clean_dir} would hold the scan's output folder {out}")
+    if clean_dir.is_dir() and any(clean_dir.iterdir()) and not force:
+        raise NoisyCleanError(
+            f"{clean_dir} is not empty; choose a new folder or pass --force to write into it"
+        )
+
+
+def _remove_previous(clean_dir: Path) -> int:
+    """Remove the files a previous ``apply`` listed in ``clean_dir``'s manifest (only
+    files and links inside ``clean_dir``); return how many."""
+    manifest = clean_dir / MANIFEST
+    if not manifest.is_file():
+        return 0
+    try:
+        previous = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return 0
+    removed = 0
+    for dest in previous.get("dest", []):
+        rel = safe_relative_path(dest)
+        if rel is None:
+            continue
+        target = clean_dir / rel
+        if not inside(target.parent, clean_dir):
+            continue
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+            removed += 1
+    return removed
+
+
+def _place(source: Path, dest: Path, link: str) -> str:
+    """Write ``dest`` from ``source`` through a temporary name; return the method used."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    method = link
+    try:
+        if link == "hard":
+            try:
+                os.link(source, tmp)
+            except OSError:  # another file system, or links not allowed: fall back
+                method = "symlink"
+        if method == "symlink":
+            os.symlink(source.resolve(), tmp)
+        elif method == "copy":
+            shutil.copy2(source, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return method
+
+
+def apply_labels(
+    out: str | Path,
+    clean_dir: str | Path,
+    drop_review: bool = False,
+    link: str = "copy",
+    force: bool = False,
+    data: str | Path | None = None,
+) -> ApplyResult:
+    """Write a new ImageFolder tree with the suggested labels.
+
+    Args:
+        out: a scan's output folder.
+        clean_dir: the new dataset folder (created; must be empty unless ``force``).
+        drop_review: leave out rows whose action is ``review`` (noisy, no confident
+            suggestion).
+        link: ``"copy"``; ``"hard"`` for hard links (falls back to a symbolic link where
+            the file system refuses one, e.g. across devices); ``"symlink"`` for symbolic
+            links to the resolved source files.
+        force: write into a non-empty ``clean_dir``: files of the same name are replaced,
+            the files listed by a previous apply's manifest are removed first, anything
+            else is left alone.
+        data: the dataset folder if it moved since the scan.
+
+    Returns:
+        An :class:`ApplyResult`.
+
+    Raises:
+        NoisyCleanError: before anything is written, for unsafe or missing paths, labels
+            that are not folder names, a ``clean_dir`` that overlaps the dataset, holds the
+            scan's outputs, or is not empty (without ``force``); afterwards only for an
+            operating-system error while writing.
+    """
+    if link not in LINK_MODES:
+        raise NoisyCleanError(f"link must be one of {', '.join(LINK_MODES)}, got {link!r}")
+    outputs = load_outputs(out, data)
+    clean_dir = Path(clean_dir).expanduser()
+    _check_clean_dir(clean_dir, outputs.data_root, outputs.out, force)
+    manifest = plan(outputs.table, outputs.data_root, clean_dir, drop_review)
+    counts = {"copy": 0, "hard": 0, "symlink": 0}
+    try:
+        clean_dir.mkdir(parents=True, exist_ok=True)
+        removed = _remove_previous(clean_dir) if force else 0
+        methods = []
+        for source, dest in zip(manifest["source"], manifest["dest"], strict=True):
+            target = clean_dir / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            method = _place(outputs.data_root / safe_relative_path(source), target, link)
+            counts[method] += 1
+            methods.append(method)
+        manifest["method"] = methods
+        atomic_write_text(
+            clean_dir / MANIFEST,
+            manifest[MANIFEST_COLUMNS].to_csv(index=False, lineterminator="\n"),
+        )
+    except OSError as error:
+        raise NoisyCleanError(
+            f"cannot write {getattr(error, 'filename', None) or clean_dir}: "
+            f"{error.strerror or error}"
+        ) from None
+    counts["relabeled"] = int((manifest["label"] != manifest["new_label"]).sum())
+    counts["dropped"] = int((outputs.table["action"] == "review").sum()) if drop_review else 0
+    counts["removed"] = removed
+    return ApplyResult(clean_dir, manifest[MANIFEST_COLUMNS], counts)

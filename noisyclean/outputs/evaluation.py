@@ -1,0 +1,80 @@
+"""``evaluate``: score a scan's table against a truth file and write ``evaluation.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import NoisyCleanError
+from ..evaluate import detection_metrics, read_truth
+from .load import load_outputs
+from .write import atomic_write_text
+
+
+def normalise_truth(truth: pd.DataFrame, source: str | Path = "truth file") -> pd.DataFrame:
+    """Truth paths written the way ``scores.csv`` writes them (``/`` separators, no leading
+    ``./``, no surrounding spaces); refuse duplicate paths."""
+    paths = truth["path"].astype(str).str.strip().str.replace("\\", "/", regex=False)
+    paths = paths.str.replace(r"^(\./)+", "", regex=True)
+    labels = truth["label"].astype(str).str.strip()
+    out = pd.DataFrame({"path": paths, "label": labels})
+    dupes = out["path"][out["path"].duplicated()]
+    if len(dupes):
+        raise NoisyCleanError(f"{source} lists path {dupes.iloc[0]!r} more than once")
+    return out
+
+
+def evaluation_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
+    """:func:`~noisyclean.evaluate.detection_metrics` plus the accuracy of the ``relabel``
+    rows' suggested labels (``relabel_accuracy``, None without relabel rows) and
+    ``n_relabel``; NaN values become None (valid JSON)."""
+    metrics: dict[str, Any] = dict(detection_metrics(table, truth))
+    merged = table.merge(truth.rename(columns={"label": "true_label"}), on="path", how="left")
+    relabel = merged["action"] == "relabel"
+    metrics["n_relabel"] = int(relabel.sum())
+    metrics["relabel_accuracy"] = (
+        float((merged.loc[relabel, "suggested_label"] == merged.loc[relabel, "true_label"])
+              .mean()) if relabel.any() else None
+    )
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in metrics.items()}
+
+
+def evaluate_scan(
+    out: str | Path, truth: str | Path, output: str | Path | None = None
+) -> tuple[dict[str, Any], Path]:
+    """Score the scan in ``out`` against ``truth`` and write ``evaluation.json``.
+
+    Args:
+        out: a scan's output folder.
+        truth: CSV with ``path`` (relative to the dataset folder, as in ``scores.csv``) and
+            the true ``label`` of at least every scored image.
+        output: where to write; default ``out/evaluation.json``.
+
+    Returns:
+        ``(metrics, path written)``. Metrics: ``n``, ``n_wrong``, ``n_flagged``,
+        ``precision``, ``recall``, ``f1`` of ``is_noisy`` as a detector of wrong labels,
+        ``auroc`` of ``1 - clean_prob`` (None when all labels are right or all wrong),
+        ``suggested_accuracy_on_wrong``, ``suggested_accuracy``, ``n_relabel``,
+        ``relabel_accuracy``, plus ``scores`` and ``truth`` (the files read).
+
+    Raises:
+        NoisyCleanError: missing or garbled files, or a scored image the truth file lacks.
+    """
+    outputs = load_outputs(out)
+    truth_table = normalise_truth(read_truth(truth), truth)
+    metrics = {
+        **evaluation_metrics(outputs.table, truth_table),
+        "scores": str(outputs.out / "scores.csv"),
+        "truth": str(truth),
+    }
+    target = Path(output) if output is not None else outputs.out / "evaluation.json"
+    try:
+        atomic_write_text(target, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    except OSError as error:
+        raise NoisyCleanError(f"cannot write {target}: {error.strerror or error}") from None
+    return metrics, target

@@ -1,0 +1,266 @@
+"""Exports of the per-sample table for annotation review: a Label Studio import (tasks with
+the suggested label as a pre-annotation, plus the matching labeling config) and a plain CSV
+review sheet.
+
+Label Studio's import format (its "Basic Label Studio JSON format" with ``predictions``): a
+list of tasks, each ``{"data": {"image": URL, ...}, "predictions": [{"model_version": str,
+"score": float, "result": [{"id", "from_name", "to_name", "type": "choices", "value":
+{"choices": [label]}}]}]}``, where ``from_name`` and ``to_name`` are the names of the
+``<Choices>`` and ``<Image>`` tags of the project's labeling config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
+
+import pandas as pd
+
+from .. import __version__
+from ..errors import NoisyCleanError
+from .load import ScanOutputs, load_outputs, safe_relative_path
+from .write import atomic_write_text
+
+FORMATS = ("labelstudio", "csv")
+#: Label Studio's URL for files it serves from its local-files document root.
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
+#: Names of the tags in :func:`labelstudio_config` that the predictions refer to.
+FROM_NAME, TO_NAME = "label", "image"
+
+REVIEW_COLUMNS = [
+    "path", "file", "label", "suggested_label", "action", "clean_prob", "predicted",
+    "predicted_prob", "decision", "comment",
+]
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export` wrote.
+
+    Attributes:
+        files: the files written.
+        rows: how many images they cover.
+        document_root: for Label Studio local files, the folder to set as
+            ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` (None with ``url_prefix``).
+    """
+
+    files: list[Path]
+    rows: int
+    document_root: Path | None
+
+
+def select_rows(table: pd.DataFrame, all_rows: bool = False) -> pd.DataFrame:
+    """The rows to review: the flagged ones (``is_noisy``), or every row with ``all_rows``;
+    most suspicious first."""
+    rows = table if all_rows else table[table["is_noisy"]]
+    return rows.sort_values("clean_prob", kind="stable").reset_index(drop=True)
+
+
+def suggested_score(row: pd.Series) -> float:
+    """The network's probability of the suggested label: ``predicted_prob`` when the
+    suggestion is the prediction, else ``given_prob`` (the suggestion is then the given
+    label), else 1 - ``predicted_prob`` as an upper bound."""
+    if row["suggested_label"] == row["predicted"]:
+        return float(row["predicted_prob"])
+    if "given_prob" in row.index and row["suggested_label"] == row["label"]:
+        return float(row["given_prob"])
+    return float(1.0 - row["predicted_prob"])
+
+
+def _rel_path(path: str) -> str:
+    rel = safe_relative_path(path)
+    if rel is None:
+        raise NoisyCleanError(
+            f"scores.csv path {path!r} is absolute or leaves the dataset folder; refusing "
+            "to export it"
+        )
+    return rel.as_posix()
+
+
+def image_url(
+    path: str, data_root: Path, url_prefix: str | None = None,
+    document_root: Path | None = None,
+) -> str:
+    """The URL Label Studio loads an image from.
+
+    With ``url_prefix``: ``url_prefix`` + the path relative to the dataset folder
+    (percent-encoded). Otherwise a local-files URL, ``/data/local-files/?d=`` + the path
+    relative to ``document_root`` (percent-encoded; Label Studio serves it when started
+    with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
+    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` set to ``document_root``).
+
+    Raises:
+        NoisyCleanError: an unsafe path, or a dataset folder outside ``document_root``.
+    """
+    rel = _rel_path(path)
+    if url_prefix is not None:
+        return url_prefix + quote(rel, safe="/")
+    root = Path(document_root) if document_root is not None else default_document_root(
+        data_root)
+    full = Path(os.path.abspath(data_root)) / rel
+    try:
+        inner = full.relative_to(os.path.abspath(root)).as_posix()
+    except ValueError:
+        raise NoisyCleanError(
+            f"the dataset folder {data_root} is not inside --document-root {root}"
+        ) from None
+    return LOCAL_FILES_PREFIX + quote(inner, safe="/")
+
+
+def default_document_root(data_root: Path) -> Path:
+    """The default Label Studio document root: the dataset folder's parent, so URLs read
+    ``/data/local-files/?d=<dataset folder name>/<class>/<file>``."""
+    return Path(os.path.abspath(data_root)).parent
+
+
+def labelstudio_tasks(
+    outputs: ScanOutputs,
+    all_rows: bool = False,
+    url_prefix: str | None = None,
+    document_root: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Label Studio tasks, one per image to review, with the suggested label as a
+    pre-annotation.
+
+    Args:
+        outputs: a scan's outputs.
+        all_rows: one task per image, not only the flagged ones.
+        url_prefix: images are ``url_prefix`` + their path relative to the dataset folder.
+        document_root: otherwise, local-files URLs relative to this folder (default: the
+            dataset folder's parent).
+
+    Returns:
+        The task list. ``data`` holds ``image`` (the URL), ``path``, ``given_label``,
+        ``suggested_label``, ``predicted``, ``clean_prob``, ``action`` and ``note`` (one
+        line for the reviewer); ``predictions[0]`` has ``model_version``, ``score`` (the
+        network's probability of the suggested label) and one ``choices`` result.
+
+    Raises:
+        NoisyCleanError: an unsafe path in the table, or a dataset outside
+            ``document_root``.
+    """
+    version = f"noisyclean-{__version__}"
+    tasks = []
+    for i, row in select_rows(outputs.table, all_rows).iterrows():
+        score = round(suggested_score(row), 4)
+        note = (
+            f"given: {row['label']} · suggested: {row['suggested_label']} ({row['action']}) · "
+            f"network: {row['predicted']} ({row['predicted_prob']:.2f}) · "
+            f"clean_prob {row['clean_prob']:.3f}"
+        )
+        tasks.append({
+            "data": {
+                "image": image_url(row["path"], outputs.data_root, url_prefix, document_root),
+                "path": row["path"],
+                "given_label": row["label"],
+                "suggested_label": row["suggested_label"],
+                "predicted": row["predicted"],
+                "clean_prob": round(float(row["clean_prob"]), 6),
+                "action": row["action"],
+                "note": note,
+            },
+            "predictions": [{
+                "model_version": version,
+                "score": score,
+                "result": [{
+                    "id": f"nc{i}",
+                    "from_name": FROM_NAME,
+                    "to_name": TO_NAME,
+                    "type": "choices",
+                    "value": {"choices": [row["suggested_label"]]},
+                }],
+            }],
+        })
+    return tasks
+
+
+def labelstudio_config(classes: list[str]) -> str:
+    """The labeling config (XML) that matches :func:`labelstudio_tasks`: an ``Image`` named
+    ``image`` showing ``$image``, a ``Header`` showing ``$note``, and single-choice
+    ``Choices`` named ``label`` over the class names."""
+    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
+    return (
+        "<View>\n"
+        f'  <Image name="{TO_NAME}" value="$image" zoom="true"/>\n'
+        '  <Header value="$note" size="6"/>\n'
+        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="true">\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def review_sheet(outputs: ScanOutputs, all_rows: bool = False) -> pd.DataFrame:
+    """A plain review sheet: the rows to review with the image's full path and empty
+    ``decision`` and ``comment`` columns for the reviewer (:data:`REVIEW_COLUMNS`)."""
+    rows = select_rows(outputs.table, all_rows)
+    root = Path(os.path.abspath(outputs.data_root))
+    sheet = rows.assign(
+        file=[str(root / _rel_path(p)) for p in rows["path"]],
+        decision="",
+        comment="",
+    )
+    return sheet[REVIEW_COLUMNS]
+
+
+def export(
+    out: str | Path,
+    fmt: str = "labelstudio",
+    output: str | Path | None = None,
+    all_rows: bool = False,
+    url_prefix: str | None = None,
+    document_root: str | Path | None = None,
+    data: str | Path | None = None,
+) -> ExportResult:
+    """Export the scan in ``out`` for review (files written atomically).
+
+    Args:
+        out: a scan's output folder.
+        fmt: ``"labelstudio"``: ``labelstudio.json`` (tasks) and ``labelstudio.xml`` (the
+            labeling config) next to it; ``"csv"``: ``review.csv``.
+        output: the file to write (for Label Studio the config goes beside it, same stem,
+            ``.xml``); default in ``out``.
+        all_rows: every image, not only the flagged ones.
+        url_prefix: Label Studio only: images are ``url_prefix`` + their path relative to
+            the dataset folder.
+        document_root: Label Studio only: local-files URLs relative to this folder
+            (default: the dataset folder's parent).
+        data: the dataset folder if it moved since the scan.
+
+    Returns:
+        An :class:`ExportResult`.
+
+    Raises:
+        NoisyCleanError: unknown format, missing or garbled outputs, unsafe paths, an
+            unwritable target.
+    """
+    if fmt not in FORMATS:
+        raise NoisyCleanError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    outputs = load_outputs(out, data)
+    if fmt == "csv":
+        target = Path(output) if output is not None else outputs.out / "review.csv"
+        sheet = review_sheet(outputs, all_rows)
+        _write(target, sheet.to_csv(index=False, lineterminator="\n"))
+        return ExportResult([target], len(sheet), None)
+    doc_root = None
+    if url_prefix is None:
+        doc_root = Path(os.path.abspath(document_root)) if document_root is not None \
+            else default_document_root(outputs.data_root)
+    tasks = labelstudio_tasks(outputs, all_rows, url_prefix, doc_root)
+    target = Path(output) if output is not None else outputs.out / "labelstudio.json"
+    config = target.with_suffix(".xml")
+    _write(target, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
+    _write(config, labelstudio_config(outputs.classes))
+    return ExportResult([target, config], len(tasks), doc_root)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        atomic_write_text(path, text)
+    except OSError as error:
+        raise NoisyCleanError(f"cannot write {path}: {error.strerror or error}") from None

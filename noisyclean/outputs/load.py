@@ -1,0 +1,186 @@
+"""Read a scan's output folder back: ``scores.csv`` (the per-sample table) and ``summary.json``.
+
+Every review command (report, export, apply, evaluate) starts here, so a missing or garbled
+output folder gives the same clear message whichever command met it first. Helpers for
+paths that come from ``scores.csv`` (which may have been edited by hand, or be hostile) live
+here too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import NoisyCleanError
+from .table import SCORE_COLUMNS
+
+#: Columns of ``scores.csv`` that hold text (class names may look like numbers: "007").
+TEXT_COLUMNS = ("path", "label", "predicted", "suggested_label", "action")
+#: Columns that must parse as numbers.
+NUMBER_COLUMNS = ("clean_prob", "loss", "predicted_prob")
+ACTIONS = ("keep", "relabel", "review")
+
+
+@dataclass
+class ScanOutputs:
+    """A scan's output folder, read back.
+
+    Attributes:
+        out: the output folder.
+        table: ``scores.csv`` as a DataFrame (text columns as ``str``, ``is_noisy`` as
+            ``bool``), in file order (most suspicious first).
+        summary: ``summary.json`` as a dict.
+        data_root: the dataset folder the table's paths are relative to
+            (``summary["data"]`` unless given).
+        classes: class names: ``summary["classes"]``, then any other label the table
+            holds (a hand-edited table), sorted.
+    """
+
+    out: Path
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    data_root: Path
+    classes: list[str]
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise NoisyCleanError(
+            f"{path} not found: give the --out folder of a finished `noisyclean scan`"
+        )
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NoisyCleanError(f"cannot read {path}: {error}") from None
+    if not isinstance(summary, dict):
+        raise NoisyCleanError(f"{path} is not a noisyclean summary (expected a JSON object)")
+    if not isinstance(summary.get("data"), str) or not summary["data"]:
+        raise NoisyCleanError(f"{path} lacks the dataset folder (key 'data')")
+    return summary
+
+
+def _bool_column(values: pd.Series, path: Path) -> pd.Series:
+    if values.dtype == bool:
+        return values
+    text = values.astype(str).str.strip().str.lower()
+    mapping = {"true": True, "false": False, "1": True, "0": False}
+    bad = ~text.isin(list(mapping))
+    if bad.any():
+        raise NoisyCleanError(
+            f"{path}: column is_noisy must be True/False, found {values[bad].iloc[0]!r}"
+        )
+    return text.map(mapping).astype(bool)
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """Read ``scores.csv`` and check its columns and values.
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        The table with :data:`TEXT_COLUMNS` as ``str``, :data:`NUMBER_COLUMNS` (and
+        ``given_prob``/``fit_loss`` when present) as float64 and ``is_noisy`` as bool.
+
+    Raises:
+        NoisyCleanError: missing file, unreadable CSV, missing columns, non-numeric
+            probabilities, unknown actions or duplicate paths.
+    """
+    if not path.is_file():
+        raise NoisyCleanError(
+            f"{path} not found: give the --out folder of a finished `noisyclean scan`"
+        )
+    try:
+        table = pd.read_csv(
+            path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False
+        )
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as error:
+        raise NoisyCleanError(f"cannot read {path}: {error}") from None
+    missing = [c for c in SCORE_COLUMNS if c not in table.columns]
+    if missing:
+        raise NoisyCleanError(f"{path} lacks column(s): {', '.join(missing)}")
+    for column in (*NUMBER_COLUMNS, "given_prob", "fit_loss"):
+        if column not in table.columns:
+            continue
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.isna().any() or not np.isfinite(values.to_numpy(dtype=np.float64)).all():
+            row = int(np.flatnonzero(~np.isfinite(values.to_numpy(dtype=np.float64)))[0])
+            raise NoisyCleanError(
+                f"{path}: column {column} has a non-numeric value on row {row + 2}"
+            )
+        table[column] = values.astype(np.float64)
+    table["is_noisy"] = _bool_column(table["is_noisy"], path)
+    unknown = sorted(set(table["action"]) - set(ACTIONS))
+    if unknown:
+        raise NoisyCleanError(f"{path}: unknown action(s) {unknown}; expected {list(ACTIONS)}")
+    dupes = table["path"][table["path"].duplicated()]
+    if len(dupes):
+        raise NoisyCleanError(f"{path}: duplicate path {dupes.iloc[0]!r}")
+    return table
+
+
+def load_outputs(out: str | Path, data: str | Path | None = None) -> ScanOutputs:
+    """Read a scan's output folder (``scores.csv`` and ``summary.json``).
+
+    Args:
+        out: the folder given as ``scan --out``.
+        data: the dataset folder, when it has moved since the scan; default: the folder
+            recorded in ``summary.json`` (``"data"``).
+
+    Returns:
+        A :class:`ScanOutputs`.
+
+    Raises:
+        NoisyCleanError: the folder or either file is missing or garbled.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        raise NoisyCleanError(f"output folder {out} does not exist or is not a folder")
+    summary = _read_summary(out / "summary.json")
+    table = read_scores(out / "scores.csv")
+    classes = summary.get("classes")
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        classes = []
+    seen = set(table["label"]) | set(table["suggested_label"]) | set(table["predicted"])
+    classes = list(classes) + sorted(seen - set(classes))
+    data_root = Path(data).expanduser() if data is not None else Path(summary["data"])
+    if data is not None and not data_root.is_dir():
+        raise NoisyCleanError(f"dataset folder {data_root} does not exist or is not a folder")
+    return ScanOutputs(out, table, summary, data_root, classes)
+
+
+def safe_relative_path(path: str) -> PurePosixPath | None:
+    """A path from ``scores.csv`` as a relative POSIX path, or None when it could point
+    outside the folder it is relative to.
+
+    Rejected: empty paths, absolute paths (``/x``, ``C:\\x``, ``\\\\server\\x``), any ``..``
+    component, NUL bytes. Backslashes count as separators.
+    """
+    if not path or "\x00" in path:
+        return None
+    text = path.replace("\\", "/")
+    if text.startswith("/") or re.match(r"[A-Za-z]:(/|$)", text):
+        return None
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return PurePosixPath(*parts)
+
+
+def safe_name(name: str) -> bool:
+    """Whether ``name`` can be used as one folder name (a class label) without leaving the
+    folder it is created in: not empty, not ``.``/``..``, no separators or NUL bytes."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` resolves to ``root`` or somewhere under it (symlinks followed)."""
+    resolved, base = path.resolve(), root.resolve()
+    return resolved == base or resolved.is_relative_to(base)

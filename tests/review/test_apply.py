@@ -1,0 +1,214 @@
+"""``noisyclean apply``: the new ImageFolder tree byte for byte, links, --drop-review,
+--force, and refusals of hostile scores.csv files (nothing written anywhere)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from noisyclean.cli import app
+from noisyclean.outputs.apply import MANIFEST, MANIFEST_COLUMNS
+
+from ..conftest import tree_digest
+from .conftest import QUOTE_PATH, SCRIPT_PATH, Scanned, clear_failure, make_outputs, write_image
+
+runner = CliRunner()
+
+
+def _apply(*args: object) -> object:
+    return runner.invoke(app, ["apply", *map(str, args)])
+
+
+def _manifest(clean: Path) -> pd.DataFrame:
+    return pd.read_csv(clean / MANIFEST, dtype=str, keep_default_na=False)
+
+
+def _image_files(clean: Path) -> list[str]:
+    return sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and p.name != MANIFEST)
+
+
+def test_apply_copies_every_image_under_its_suggested_label(
+    scanned: Scanned, tmp_path: Path
+) -> None:
+    """The installed command, in a subprocess."""
+    before = tree_digest(scanned.root)
+    clean = tmp_path / "clean"
+    script = Path(sys.executable).parent / "noisyclean"
+    done = subprocess.run([str(script), "apply", str(scanned.out), "--to", str(clean)],
+                          capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "wrote 122 images (122 copied)" in done.stderr
+    assert tree_digest(scanned.root) == before  # the source is untouched
+
+    scores = scanned.scores().set_index("path")
+    manifest = _manifest(clean)
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert sorted(manifest["source"]) == sorted(scores.index)
+    assert _image_files(clean) == sorted(manifest["dest"])
+    assert set(manifest["method"]) == {"copy"}
+    for row in manifest.itertuples():
+        suggested = scores.loc[row.source, "suggested_label"]
+        assert row.new_label == suggested and row.label == scores.loc[row.source, "label"]
+        assert row.dest.split("/") == [suggested, row.source.rsplit("/", 1)[1]]
+        dest = clean / row.dest
+        assert not dest.is_symlink()
+        assert dest.read_bytes() == (scanned.root / row.source).read_bytes()
+    relabel = scores[scores["action"] == "relabel"]
+    assert len(relabel) > 0
+    for path, row in relabel.iterrows():
+        assert row["suggested_label"] != row["label"]
+        name = path.rsplit("/", 1)[1]
+        assert (clean / row["suggested_label"] / name).is_file()
+        assert not (clean / row["label"] / name).exists()
+    # the hostile names were copied as the plain files they are
+    assert (clean / "1" / "script>.png").read_bytes() == (scanned.root / SCRIPT_PATH).read_bytes()
+    assert (clean / QUOTE_PATH).read_bytes() == (scanned.root / QUOTE_PATH).read_bytes()
+
+
+def test_drop_review_and_hard_links(mixed: Scanned, tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    result = _apply(mixed.out, "--to", clean, "--drop-review", "--link")
+    assert result.exit_code == 0, result.output
+    scores = mixed.scores()
+    kept = scores[scores["action"] != "review"]
+    assert (scores["action"] == "review").sum() > 0
+    manifest = _manifest(clean)
+    assert sorted(manifest["source"]) == sorted(kept["path"])
+    assert "review" not in set(manifest["action"])
+    assert set(manifest["method"]) == {"hard"}
+    for row in manifest.itertuples():
+        assert os.stat(clean / row.dest).st_ino == os.stat(mixed.root / row.source).st_ino
+        assert row.new_label == scores.set_index("path").loc[row.source, "suggested_label"]
+    assert _image_files(clean) == sorted(manifest["dest"])
+
+
+def test_symbolic_links(scanned: Scanned, tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    result = _apply(scanned.out, "--to", clean, "--symlink")
+    assert result.exit_code == 0, result.output
+    manifest = _manifest(clean)
+    assert set(manifest["method"]) == {"symlink"}
+    for row in manifest.itertuples():
+        dest = clean / row.dest
+        assert dest.is_symlink()
+        assert dest.resolve() == (scanned.root / row.source).resolve()
+    clear_failure(_apply(scanned.out, "--to", tmp_path / "x", "--link", "--symlink"),
+                  "--link and --symlink")
+
+
+def test_non_empty_destination_needs_force(mixed: Scanned, tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "mine.txt").write_text("keep me")
+    clear_failure(_apply(mixed.out, "--to", clean), "not empty", "--force")
+    assert sorted(p.name for p in clean.iterdir()) == ["mine.txt"]
+    assert _apply(mixed.out, "--to", clean, "--force").exit_code == 0
+    first = _manifest(clean)
+    # a second apply with --force replaces the first one's files, and keeps the rest
+    result = _apply(mixed.out, "--to", clean, "--force", "--drop-review")
+    assert result.exit_code == 0, result.output
+    second = _manifest(clean)
+    assert len(second) < len(first)
+    assert _image_files(clean) == sorted([*second["dest"], "mine.txt"])
+    assert (clean / "mine.txt").read_text() == "keep me"
+
+
+def test_destination_that_overlaps_the_source_is_refused(
+    scanned: Scanned, tmp_path: Path
+) -> None:
+    before = tree_digest(scanned.root)
+    for to in (scanned.root, scanned.root / "0", scanned.root.parent, scanned.out):
+        clear_failure(_apply(scanned.out, "--to", to, "--force"), "--to")
+    assert tree_digest(scanned.root) == before
+
+
+def _hostile(tmp_path: Path, path: str, suggested: str) -> Path:
+    """A dataset of real images plus a scores.csv whose third row is hostile."""
+    data = tmp_path / "data"
+    write_image(data / "a" / "1.png", 10)
+    write_image(data / "b" / "2.png", 20)
+    write_image(data / "a" / "3.png", 40)
+    write_image(tmp_path / "outside.png", 30)
+    (data / "a" / "link.png").symlink_to(tmp_path / "outside.png")
+    rows = [{"path": "a/1.png", "label": "a", "action": "keep"},
+            {"path": "b/2.png", "label": "b", "action": "keep"},
+            {"path": path, "label": "a", "suggested_label": suggested, "action": "relabel"}]
+    return make_outputs(tmp_path / "out", data, rows, ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    "path,suggested,needle",
+    [
+        ("../outside.png", "b", "'../outside.png'"),
+        ("a/../../outside.png", "b", "'a/../../outside.png'"),
+        ("a\\..\\..\\outside.png", "b", "outside.png"),
+        ("{tmp}/outside.png", "b", "absolute"),
+        ("a/link.png", "b", "outside the dataset folder"),  # a symlink leading out
+        ("a/missing.png", "b", "missing"),
+        ("a/3.png", "../../evil", "'../../evil'"),
+        ("a/3.png", "{tmp}/evil", "not plain folder names"),
+        ("a/3.png", "..", "'..'"),
+        ("a/3.png", "", "not plain folder names"),
+    ],
+)
+def test_hostile_scores_are_refused_and_nothing_is_written(
+    tmp_path: Path, path: str, suggested: str, needle: str
+) -> None:
+    out = _hostile(tmp_path, path.format(tmp=tmp_path), suggested.format(tmp=tmp_path))
+    before = tree_digest(tmp_path)
+    result = _apply(out, "--to", tmp_path / "clean")
+    clear_failure(result, needle)
+    assert tree_digest(tmp_path) == before  # nothing written, nothing changed
+    assert not (tmp_path / "clean").exists() and not (tmp_path / "evil").exists()
+
+
+def test_force_never_removes_files_outside_the_destination(
+    scanned: Scanned, tmp_path: Path
+) -> None:
+    """--force removes the files a previous apply's manifest lists: a forged manifest that
+    lists files outside CLEAN_DIR must not make it delete them."""
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (clean / "0").mkdir()
+    (clean / "0" / "old.png").write_text("from a previous apply")
+    (clean / MANIFEST).write_text(
+        "source,dest,label,new_label,action,method\n"
+        f"x,../victim.txt,0,0,keep,copy\nx,{victim},0,0,keep,copy\n"
+        "x,0/../../victim.txt,0,0,keep,copy\nx,0/old.png,0,0,keep,copy\n"
+    )
+    result = _apply(scanned.out, "--to", clean, "--force")
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "precious"
+    assert not (clean / "0" / "old.png").exists()  # listed inside CLEAN_DIR: replaced
+
+
+def test_same_file_names_do_not_overwrite_each_other(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_image(data / "a" / "x.png", 1)
+    write_image(data / "b" / "x.png", 2)
+    write_image(data / "b" / "sub" / "X.png", 3)
+    rows = [
+        {"path": "a/x.png", "label": "a", "suggested_label": "b", "action": "relabel"},
+        {"path": "b/x.png", "label": "b", "action": "keep"},
+        {"path": "b/sub/X.png", "label": "b", "action": "keep"},
+    ]
+    out = make_outputs(tmp_path / "out", data, rows, ["a", "b"])
+    clean = tmp_path / "clean"
+    result = _apply(out, "--to", clean)
+    assert result.exit_code == 0, result.output
+    manifest = _manifest(clean).set_index("source")
+    assert manifest["dest"].to_dict() == {
+        "a/x.png": "b/x.png", "b/sub/X.png": "b/X-2.png", "b/x.png": "b/x-3.png"}
+    for source, dest in manifest["dest"].items():
+        assert (clean / dest).read_bytes() == (data / source).read_bytes()
+    assert _image_files(clean) == ["b/X-2.png", "b/x-3.png", "b/x.png"]

@@ -1,0 +1,117 @@
+"""``noisyclean evaluate``: metrics computed by hand on a small table, the Rich table,
+``evaluation.json``, and bad truth files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from noisyclean.cli import app
+
+from .conftest import Scanned, clear_failure, make_outputs, write_image
+
+runner = CliRunner()
+
+
+def _evaluate(*args: object) -> object:
+    return runner.invoke(app, ["evaluate", *map(str, args)])
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> tuple[Path, Path]:
+    """Six images, three wrong labels; the scan flags two of them and one right label.
+
+    row  given  true  clean_prob  flagged  action   suggested
+    a/1  a      a     0.90        no       keep     a
+    a/2  a      b     0.05        yes      relabel  b   (wrong, caught, fixed)
+    a/3  a      a     0.30        yes      review   a   (right, flagged: false positive)
+    b/4  b      b     0.80        no       keep     b
+    b/5  b      a     0.60        no       keep     b   (wrong, missed)
+    b/6  b      a     0.10        yes      relabel  a   (wrong, caught, fixed)
+    """
+    data = tmp_path / "data"
+    spec = [("a/1.png", "a", "a", 0.9, "keep", "a"), ("a/2.png", "a", "b", 0.05, "relabel", "b"),
+            ("a/3.png", "a", "a", 0.3, "review", "a"), ("b/4.png", "b", "b", 0.8, "keep", "b"),
+            ("b/5.png", "b", "a", 0.6, "keep", "b"), ("b/6.png", "b", "a", 0.1, "relabel", "a")]
+    rows = []
+    for i, (path, given, _, prob, action, suggested) in enumerate(spec):
+        write_image(data / path, i)
+        rows.append({"path": path, "label": given, "clean_prob": prob, "action": action,
+                     "is_noisy": prob < 0.5, "suggested_label": suggested})
+    out = make_outputs(tmp_path / "out", data, rows, ["a", "b"])
+    truth = tmp_path / "truth.csv"
+    # written the way people write them: "./" prefixes, a row the scan did not use
+    lines = [f"./{path},{true}" for path, _, true, *_ in spec] + ["a/skipped.png,a"]
+    truth.write_text("path,label\n" + "\n".join(lines) + "\n")
+    return out, truth
+
+
+def test_metrics_match_a_hand_count(small: tuple[Path, Path]) -> None:
+    out, truth = small
+    result = _evaluate(out, "--truth", truth)
+    assert result.exit_code == 0, result.output
+    for label in ("precision", "recall", "F1", "AUROC"):
+        assert label in result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    # wrong: a/2, b/5, b/6; flagged: a/2, a/3, b/6
+    assert (metrics["n"], metrics["n_wrong"], metrics["n_flagged"]) == (6, 3, 3)
+    assert metrics["precision"] == pytest.approx(2 / 3)
+    assert metrics["recall"] == pytest.approx(2 / 3)
+    assert metrics["f1"] == pytest.approx(2 / 3)
+    # noise score 1 - clean_prob; wrong: .95 .40 .90, right: .10 .70 .20 -> 8 of 9 pairs
+    assert metrics["auroc"] == pytest.approx(8 / 9)
+    assert metrics["suggested_accuracy_on_wrong"] == pytest.approx(2 / 3)
+    assert metrics["suggested_accuracy"] == pytest.approx(5 / 6)
+    assert (metrics["n_relabel"], metrics["relabel_accuracy"]) == (2, 1.0)
+    assert "0.667" in result.output and "0.889" in result.output
+
+
+def test_all_labels_right_gives_null_auroc(small: tuple[Path, Path], tmp_path: Path) -> None:
+    out, _ = small
+    scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
+    truth = tmp_path / "all-right.csv"
+    scores[["path", "label"]].to_csv(truth, index=False)
+    target = tmp_path / "e.json"
+    result = _evaluate(out, "--truth", truth, "-o", target)
+    assert result.exit_code == 0, result.output
+    text = target.read_text()
+    assert '"auroc": null' in text and "NaN" not in text
+    assert json.loads(text)["n_wrong"] == 0
+    assert "n/a" in result.output
+
+
+def test_evaluate_a_real_scan(scanned: Scanned, tmp_path: Path) -> None:
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame({"path": list(scanned.truth), "label": list(scanned.truth.values())}).to_csv(
+        truth, index=False)
+    target = tmp_path / "evaluation.json"
+    result = _evaluate(scanned.out, "--truth", truth, "--output", target)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(target.read_text())
+    scores = scanned.scores()
+    wrong = sum(scanned.truth[p] != g for p, g in zip(scores["path"], scores["label"],
+                                                          strict=True))
+    # 6 flipped digits, plus the two hostile-named copies of a "0" filed under 1 and 7
+    assert metrics["n"] == len(scores) == 122 and metrics["n_wrong"] == wrong == 8
+    assert metrics["n_flagged"] == int(scores["is_noisy"].sum())
+    assert 0 <= metrics["auroc"] <= 1
+
+
+def test_bad_truth_files(small: tuple[Path, Path], tmp_path: Path) -> None:
+    out, truth = small
+    clear_failure(_evaluate(out, "--truth", tmp_path / "nope.csv"), "cannot read truth file")
+    partial = tmp_path / "partial.csv"
+    partial.write_text("path,label\na/1.png,a\n")
+    clear_failure(_evaluate(out, "--truth", partial), "truth file has no row", "a/2.png")
+    columns = tmp_path / "columns.csv"
+    columns.write_text("file,class\na/1.png,a\n")
+    clear_failure(_evaluate(out, "--truth", columns), "lacks column")
+    dupes = tmp_path / "dupes.csv"
+    dupes.write_text(truth.read_text() + "a/1.png,b\n")
+    clear_failure(_evaluate(out, "--truth", dupes), "more than once", "a/1.png")
+    clear_failure(_evaluate(tmp_path / "no-out", "--truth", truth), "does not exist")
+    assert not (out / "evaluation.json").exists()

@@ -1,0 +1,142 @@
+"""``noisyclean export``: the Label Studio import checked field by field against the format
+Label Studio documents for pre-annotated tasks, its labeling config, and the CSV sheet."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+from xml.etree import ElementTree
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from noisyclean.cli import app
+from noisyclean.outputs.export import REVIEW_COLUMNS
+
+from .conftest import SCRIPT_PATH, Scanned, clear_failure, make_outputs, write_image
+
+runner = CliRunner()
+
+
+def _export(*args: object) -> object:
+    return runner.invoke(app, ["export", *map(str, args)])
+
+
+def _check_task(task: dict, row: pd.Series) -> None:
+    """One task as Label Studio's import expects it, carrying this row's suggestion."""
+    assert set(task) == {"data", "predictions"}
+    data = task["data"]
+    assert isinstance(data["image"], str) and data["image"]
+    assert data["path"] == row["path"]
+    assert data["given_label"] == row["label"]
+    assert data["suggested_label"] == row["suggested_label"]
+    assert data["action"] == row["action"]
+    assert row["label"] in data["note"] and row["suggested_label"] in data["note"]
+    [prediction] = task["predictions"]
+    assert set(prediction) == {"model_version", "score", "result"}
+    assert prediction["model_version"].startswith("noisyclean-")
+    expected = row["predicted_prob"] if row["suggested_label"] == row["predicted"] \
+        else row["given_prob"]
+    assert abs(prediction["score"] - expected) < 1e-4 and 0 <= prediction["score"] <= 1
+    [result] = prediction["result"]
+    assert set(result) == {"id", "from_name", "to_name", "type", "value"}
+    assert (result["from_name"], result["to_name"], result["type"]) == (
+        "label", "image", "choices")
+    assert result["value"] == {"choices": [row["suggested_label"]]}
+
+
+def test_labelstudio_export_of_the_flagged_images(scanned: Scanned) -> None:
+    result = _export(scanned.out)
+    assert result.exit_code == 0, result.output
+    assert "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT" in "".join(result.output.split())
+    tasks = json.loads((scanned.out / "labelstudio.json").read_text(encoding="utf-8"))
+    scores = scanned.scores()
+    flagged = scores[scores["is_noisy"]].sort_values("clean_prob", kind="stable")
+    assert isinstance(tasks, list) and len(tasks) == len(flagged) > 0
+    assert [t["data"]["path"] for t in tasks] == flagged["path"].tolist()
+    for task, (_, row) in zip(tasks, flagged.iterrows(), strict=True):
+        _check_task(task, row)
+        # default: a local-files URL relative to the dataset folder's parent
+        url = urlsplit(task["data"]["image"])
+        assert url.path == "/data/local-files/"
+        [d] = parse_qs(url.query)["d"]
+        assert d == f"{scanned.root.name}/{row['path']}"
+        assert (scanned.root.parent / d).is_file()
+    ids = [t["predictions"][0]["result"][0]["id"] for t in tasks]
+    assert len(set(ids)) == len(ids)
+
+    # the labeling config next to it names the same tags, and every class as a choice
+    config = ElementTree.fromstring((scanned.out / "labelstudio.xml").read_text())
+    image = config.find("Image")
+    choices = config.find("Choices")
+    assert image.get("name") == "image" and image.get("value") == "$image"
+    assert choices.get("name") == "label" and choices.get("toName") == "image"
+    assert choices.get("choice") == "single"
+    assert [c.get("value") for c in choices.findall("Choice")] == ["0", "1", "7"]
+    assert config.find("Header").get("value") == "$note"
+
+
+def test_labelstudio_export_of_every_image_with_a_url_prefix(
+    scanned: Scanned, tmp_path: Path
+) -> None:
+    target = tmp_path / "ls" / "tasks.json"
+    target.parent.mkdir()
+    result = _export(scanned.out, "--all", "--url-prefix", "https://files.example/set/",
+                     "-o", target)
+    assert result.exit_code == 0, result.output
+    tasks = json.loads(target.read_text(encoding="utf-8"))
+    assert (tmp_path / "ls" / "tasks.xml").is_file()
+    scores = scanned.scores().set_index("path", drop=False)
+    assert sorted(t["data"]["path"] for t in tasks) == sorted(scores["path"])
+    for task in tasks:
+        _check_task(task, scores.loc[task["data"]["path"]])
+        assert task["data"]["image"] == "https://files.example/set/" + quote(
+            task["data"]["path"], safe="/")
+    script = [t for t in tasks if t["data"]["path"] == SCRIPT_PATH][0]
+    assert "<" not in script["data"]["image"] and "%3Cscript%3E" in script["data"]["image"]
+
+
+def test_document_root(scanned: Scanned, tmp_path: Path) -> None:
+    target = tmp_path / "t.json"
+    root = scanned.root.parent.parent
+    result = _export(scanned.out, "--document-root", root, "-o", target)
+    assert result.exit_code == 0, result.output
+    [task, *_] = json.loads(target.read_text())
+    [d] = parse_qs(urlsplit(task["data"]["image"]).query)["d"]
+    assert root / d == scanned.root / task["data"]["path"]
+    clear_failure(_export(scanned.out, "--document-root", tmp_path, "-o", target),
+                  "not inside --document-root")
+
+
+def test_csv_review_sheet(scanned: Scanned, tmp_path: Path) -> None:
+    target = tmp_path / "sheet.csv"
+    result = _export(scanned.out, "--format", "csv", "-o", target)
+    assert result.exit_code == 0, result.output
+    sheet = pd.read_csv(target, dtype=str, keep_default_na=False)
+    assert list(sheet.columns) == REVIEW_COLUMNS
+    scores = scanned.scores()
+    flagged = scores[scores["is_noisy"]].sort_values("clean_prob", kind="stable")
+    assert sheet["path"].tolist() == flagged["path"].tolist()
+    assert sheet["suggested_label"].tolist() == flagged["suggested_label"].tolist()
+    assert (sheet["decision"] == "").all() and (sheet["comment"] == "").all()
+    for path, file in zip(sheet["path"], sheet["file"], strict=True):
+        assert os.path.isabs(file) and Path(file) == scanned.root / path
+
+
+def test_export_errors(scanned: Scanned, tmp_path: Path) -> None:
+    clear_failure(_export(scanned.out, "--format", "coco"), "--format", "labelstudio, csv")
+    clear_failure(_export(tmp_path), "summary.json not found")
+    clear_failure(_export(scanned.out, "-o", tmp_path / "no" / "such" / "t.json"),
+                  "cannot write")
+
+
+def test_export_refuses_paths_that_leave_the_dataset(tmp_path: Path) -> None:
+    write_image(tmp_path / "data" / "a" / "1.png", 1)
+    rows = [{"path": "a/1.png", "label": "a", "action": "keep"},
+            {"path": "../../etc/passwd", "label": "b", "action": "review"}]
+    out = make_outputs(tmp_path / "out", tmp_path / "data", rows, ["a", "b"])
+    for fmt in ("labelstudio", "csv"):
+        clear_failure(_export(out, "--format", fmt), "'../../etc/passwd'", "refusing")
+    assert sorted(p.name for p in out.iterdir()) == ["scores.csv", "summary.json"]

@@ -1,0 +1,95 @@
+"""The detection benchmark harness runs end to end on a tiny CIFAR-10 subset, so it cannot
+rot. The real benchmark runs are scripts (benchmarks/), not tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from .conftest import ROOT, SHARED_DATA
+
+NEEDED = ("cifar10.npz", "cifar10n_labels.npz")
+pytestmark = pytest.mark.skipif(
+    not all((SHARED_DATA / name).is_file() for name in NEEDED),
+    reason="needs ../shared/data/cifar10.npz and cifar10n_labels.npz (benchmark data)",
+)
+
+
+def _make(tmp_path, *args: str):
+    out = tmp_path / "noisy"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "make_noisy.py"), "--out", str(out), *args],
+        capture_output=True, text=True, check=True,
+    )
+    return out, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("args", "expected_rate"),
+    [
+        (["--noise", "sym", "--rate", "0.3"], 0.3),
+        (["--noise", "asym", "--rate", "0.4"], None),
+        (["--noise", "human", "--human", "worst"], None),
+    ],
+)
+def test_make_noisy_writes_an_image_folder_with_its_truth(tmp_path, args, expected_rate):
+    import numpy as np
+
+    out, info = _make(tmp_path, "--n", "200", "--test-n", "20", *args)
+    truth = pd.read_csv(out / "truth.csv", dtype=str)
+    images = out / "images"
+    files = sorted(p.relative_to(images).as_posix() for p in images.rglob("*.png"))
+    assert sorted(truth["path"]) == files and len(files) == 200
+    given = truth["path"].str.split("/").str[0]
+    wrong = (given != truth["label"]).to_numpy()
+    assert info["wrong"] == int(wrong.sum())
+    if expected_rate is not None:
+        assert wrong.mean() == pytest.approx(expected_rate)
+    with np.load(SHARED_DATA / "cifar10.npz") as data:
+        true_index = data["y_train"][:200]
+    classes = sorted(set(truth["label"]) | set(given))
+    assert len(classes) <= 10
+    if args[1] == "asym":
+        flips = {("truck", "automobile"), ("bird", "airplane"), ("deer", "horse"),
+                 ("cat", "dog"), ("dog", "cat")}
+        assert set(zip(truth["label"][wrong], given[wrong], strict=True)) <= flips
+        assert wrong.sum() > 0
+    if args[1] == "human":
+        with np.load(SHARED_DATA / "cifar10n_labels.npz") as human:
+            worse = human["worse_label"][:200]
+        assert wrong.sum() == int((worse != true_index).sum())
+    assert len(list((out / "test").rglob("*.png"))) == 20
+
+
+def test_detect_runs_every_method_and_appends_a_table(tmp_path):
+    folder, info = _make(tmp_path, "--n", "300", "--noise", "sym", "--rate", "0.3")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# results\n")
+    rows_json = tmp_path / "rows.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "detect.py"), str(folder), "--epochs", "1",
+         "--folds", "2", "--results", str(results), "--json", str(rows_json),
+         "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, check=True, timeout=600,
+    )
+    report = json.loads(rows_json.read_text())
+    methods = [row["method"] for row in report["rows"]]
+    assert len(methods) == 6
+    assert any(m.startswith("noisyclean") and "--mixture bmm" in m for m in methods)
+    assert any("--networks 2" in m for m in methods)
+    assert any(m.startswith("cleanlab") for m in methods)
+    assert any(m.startswith("oracle") for m in methods)
+    for row in report["rows"]:
+        assert 0.0 <= row["precision"] <= 1.0 and 0.0 <= row["recall"] <= 1.0
+        assert 0.0 <= row["auroc"] <= 1.0
+        assert row["seconds"] > 0 and row["peak_mib"] > 10
+    oracle = next(r for r in report["rows"] if r["method"].startswith("oracle"))
+    assert oracle["flags"] == info["wrong"] == 90
+    assert oracle["precision"] == pytest.approx(oracle["recall"])
+    text = results.read_text()
+    assert text.startswith("# results\n") and text.count("| noisyclean") == 3
+    assert "real noise rate 0.300" in text and "detect.py" in text
