@@ -13,10 +13,15 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
 * ``cleanlab``: K-fold (K=5) cross-validation of the same backbone, epochs and augmentation,
   out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``
   (default ``prune_by_noise_rate``) and ``cleanlab.rank.get_label_quality_scores``.
-* ``plain``: one run of the same backbone and budget, the last epoch's per-sample losses,
-  min-max normalised, a GaussianMixture(2, max_iter=10, tol=1e-2, reg_covar=5e-4), flagged
-  where the low-mean component's posterior is below 0.5; no other tricks. Its losses also
-  give the ``oracle`` row: flag the top-n losses, n = the true number of wrong labels.
+* ``plain``: the one-run DivideMix recipe with the same backbone, epochs and augmentation:
+  trained as DivideMix warms up (SGD, constant learning rate 0.02, momentum 0.9, weight
+  decay 5e-4), the last epoch's per-sample losses, min-max normalised, a
+  GaussianMixture(2, max_iter=10, tol=1e-2, reg_covar=5e-4), flagged where the low-mean
+  component's posterior is below 0.5; no other tricks. Its losses also give the ``oracle``
+  row: flag the top-n losses, n = the true number of wrong labels.
+* ``plain-onecycle``: the same recipe on the scan's own training (its optimiser and
+  one-cycle schedule), which separates what the schedule gives from what the scan's
+  scoring gives.
 
 Reported per method: flags, precision / recall / F1 of the flags, AUROC of the ranking,
 accuracy on the wrong samples of the label the method writes (``fixed``: a flagged sample
@@ -44,7 +49,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("scan-gmm", "scan-bmm", "scan-n2", "cleanlab", "plain")
+METHODS = ("scan-gmm", "scan-bmm", "scan-n2", "cleanlab", "plain", "plain-onecycle")
 SCAN_ARGS = {
     "scan-gmm": ["--mixture", "gmm"],
     "scan-bmm": ["--mixture", "bmm"],
@@ -55,8 +60,10 @@ SCAN_ARGS = {
 # --------------------------------------------------------------------------- workers
 
 
-def _train_network(data, classes, indices, epochs: int, seed: int):
-    """Warm-up-style cross-entropy training of the scan's default backbone (library path)."""
+def _train_network(data, classes, indices, epochs: int, seed: int, dividemix_sgd: bool = False):
+    """Cross-entropy training of the scan's default backbone through the library's loop:
+    the scan's optimiser and one-cycle schedule, or (``dividemix_sgd``) DivideMix's warm-up
+    optimiser, SGD with a constant learning rate of 0.02, momentum 0.9, weight decay 5e-4."""
     import torch
 
     from noisyclean.config import ScanConfig
@@ -73,9 +80,12 @@ def _train_network(data, classes, indices, epochs: int, seed: int):
     )
     _set_seed(seed)
     model = build_model(data.model, len(classes), None, cfg.width).to(data.device)
-    learner = make_learner(
-        model, cfg.lr, cfg.momentum, cfg.weight_decay, method.steps_per_epoch(0) * epochs
-    )
+    if dividemix_sgd:
+        learner = make_learner(model, 0.02, 0.9, 5e-4, 0, schedule="step", nesterov=False)
+    else:
+        learner = make_learner(
+            model, cfg.lr, cfg.momentum, cfg.weight_decay, method.steps_per_epoch(0) * epochs
+        )
     run_epochs([learner], method, range(epochs), data.precision, Progress(quiet=True))
     return learner.model
 
@@ -91,10 +101,10 @@ def worker(name: str, images: Path, out: Path, epochs: int | None, seed: int, fo
     n = len(data.paths)
     epochs = epochs or auto_epochs(n)
     labels = data.labels
-    if name == "plain":
+    if name in ("plain", "plain-onecycle"):
         from sklearn.mixture import GaussianMixture
 
-        model = _train_network(data, data.classes, None, epochs, seed)
+        model = _train_network(data, data.classes, None, epochs, seed, name == "plain")
         signals = compute_signals(model, data.data, data.precision, tta=False)
         x = normalise_losses(signals.per_sample_loss).reshape(-1, 1)
         gmm = GaussianMixture(2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=seed)
@@ -296,17 +306,20 @@ def main(argv: list[str] | None = None) -> int:
             d = np.load(out)
             paths, classes = d["paths"].tolist(), d["classes"].tolist()
             common = {"paths": paths, "classes": classes, "truth": truth, "labels": d["labels"]}
-            label = (f"cleanlab, {args.folds}-fold CV" if name == "cleanlab"
-                     else "plain one-run recipe (last-epoch loss, GMM)")
+            label = {
+                "cleanlab": f"cleanlab, {args.folds}-fold CV",
+                "plain": "plain one-run recipe (DivideMix warm-up SGD, last-epoch loss, GMM)",
+                "plain-onecycle": "plain recipe on the scan's training (one-cycle)",
+            }[name]
             rows.append({"method": label, **metrics(flag=d["flag"], score=d["score"],
                          predicted=d["predicted"], fixed=d["fixed"], **common),
                          "seconds": seconds, "peak_mib": peak})
-            if name == "plain":
+            if name == "plain-onecycle":
                 wrong_n = int(noise["wrong"])
                 top = np.argsort(-d["loss"], kind="stable")[:wrong_n]
                 flag = np.zeros(len(paths), dtype=bool)
                 flag[top] = True
-                rows.append({"method": "oracle: top-n plain losses, n = true count",
+                rows.append({"method": "oracle: top-n one-cycle losses, n = true count",
                              **metrics(flag=flag, score=d["loss"], predicted=d["predicted"],
                                        fixed=np.where(flag, d["predicted"], d["labels"]),
                                        **common),

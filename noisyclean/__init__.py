@@ -1,15 +1,16 @@
 """noisyclean: find and fix wrong labels in image datasets.
 
-``noisyclean.scan(ScanConfig(data=...))`` does what ``noisyclean scan`` does.
+``noisyclean.scan(ScanConfig(data=...))`` does what ``noisyclean scan`` does, and
+``noisyclean.train.train(TrainConfig(data=...))`` what ``noisyclean train`` does.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["ScanConfig", "NoisyCleanError", "scan", "__version__"]
+__all__ = ["ScanConfig", "TrainConfig", "NoisyCleanError", "scan", "__version__"]
 
-from .config import ScanConfig  # noqa: E402
+from .config import ScanConfig, TrainConfig  # noqa: E402
 from .errors import NoisyCleanError  # noqa: E402
 
 

@@ -65,14 +65,15 @@ def scan(
     ] = Path("noisyclean-out"),
     image_size: Annotated[
         int | None,
-        typer.Option(help="Side of the square images fed to the network [default: median "
+        typer.Option(help="Side of the square images fed to the network \\[default: median "
                      "image side rounded up to a multiple of 8, 16..64 px for small models, "
                      "up to 224 for torchvision models]."),
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(help="Backbone: small-cnn, preact-resnet18, or a torchvision model "
-                     "(resnet18, resnet50, ...) [default: small-cnn up to 64 px, else resnet18]."),
+                     "(resnet18, resnet50, ...) \\[default: small-cnn up to 64 px, "
+                     "else resnet18]."),
     ] = None,
     weights: Annotated[
         str | None,
@@ -87,7 +88,7 @@ def scan(
     ] = 1,
     epochs: Annotated[
         int | None,
-        typer.Option(help="Warm-up epochs [default: 45,000 samples seen, 15..25]."),
+        typer.Option(help="Warm-up epochs \\[default: 45,000 samples seen, 15..25]."),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (SGD, one-cycle).")] = 0.05,
@@ -100,12 +101,18 @@ def scan(
     augment: Annotated[
         bool, typer.Option(help="Random crop and flip augmentation during warm-up.")
     ] = True,
+    signal: Annotated[
+        str,
+        typer.Option(help="What the mixture is fit on: loss+margin (the normalised loss plus "
+                     "the class-calibrated margin; sees class-dependent noise), loss "
+                     "(DivideMix's per-sample loss) or margin."),
+    ] = "loss+margin",
     loss_history: Annotated[
         int,
-        typer.Option(help="Average the normalised per-sample losses of this many last epochs."),
-    ] = 5,
+        typer.Option(help="Average the normalised scores of this many last epochs."),
+    ] = 1,
     mixture: Annotated[
-        str, typer.Option(help="Mixture fit to the losses: gmm (Gaussian) or bmm (Beta).")
+        str, typer.Option(help="Mixture fit to the scores: gmm (Gaussian) or bmm (Beta).")
     ] = "gmm",
     threshold: Annotated[
         float, typer.Option(help="A sample is noisy when its clean_prob is below this.")
@@ -124,25 +131,28 @@ def scan(
     ] = "auto",
     amp: Annotated[
         bool | None,
-        typer.Option("--amp/--no-amp", help="Mixed precision [default: on for CUDA]."),
+        typer.Option("--amp/--no-amp", help="Mixed precision \\[default: on for CUDA]."),
     ] = None,
     channels_last: Annotated[
         bool | None,
         typer.Option("--channels-last/--no-channels-last",
-                     help="channels_last memory format [default: on for CUDA]."),
+                     help="channels_last memory format \\[default: on for CUDA]."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Decoding threads [default: min(8, CPU count)].")
+        int | None, typer.Option(help="Decoding threads \\[default: min(8, CPU count)].")
     ] = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option(help="Decoded-image cache [default: $NOISYCLEAN_CACHE_DIR, "
+        typer.Option(help="Decoded-image cache \\[default: $NOISYCLEAN_CACHE_DIR, "
                      "$XDG_CACHE_HOME/noisyclean or ~/.cache/noisyclean]."),
     ] = None,
     cache: Annotated[
         bool, typer.Option(help="Use the decoded-image cache.")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write OUT/report.html (see `report`).")
+    ] = False,
 ) -> None:
     """Warm up a network on the images, fit a two-component mixture to the per-sample
     losses, and write each image's clean probability and suggested label."""
@@ -168,6 +178,7 @@ def scan(
         weight_decay=weight_decay,
         penalty=penalty,
         augment=augment,
+        signal=signal,
         loss_history=loss_history,
         mixture=mixture,
         threshold=threshold,
@@ -190,6 +201,8 @@ def scan(
         raise typer.Exit(130) from None
     if not quiet:
         _print_summary(result.summary, result.out)
+    if report and result.out is not None:
+        _write_report(result.out, quiet=quiet)
 
 
 def _print_summary(summary: dict, out: Path | None) -> None:
@@ -197,6 +210,430 @@ def _print_summary(summary: dict, out: Path | None) -> None:
     table = Table(title="noisyclean scan", show_header=False)
     table.add_row("images used", str(counts["used"]))
     table.add_row("skipped", str(counts["skipped"]))
+    rate = summary["estimated_noise_rate"]["overall"]
+    table.add_row("flagged noisy", f"{counts['noisy']} ({rate:.1%})")
+    table.add_row("relabel / review", f"{counts['relabel']} / {counts['review']}")
+    table.add_row("time", f"{sum(summary['timings_s'].values()):.1f} s")
+    table.add_row("output", str(out))
+    err.print(table)
+
+
+# --------------------------------------------------------------------------- review workflow
+
+OutDir = Annotated[Path, typer.Argument(help="A scan's output folder (what scan --out wrote).")]
+DataOption = Annotated[
+    Path | None,
+    typer.Option(help="The dataset folder, if it moved since the scan (default: the folder "
+                 "recorded in summary.json)."),
+]
+
+
+def _write_report(
+    out: Path, top: int = 100, thumb: int = 96, include_clean: bool = False,
+    output: Path | None = None, data: Path | None = None, quiet: bool = False,
+) -> None:
+    from .outputs.report import write_report
+
+    try:
+        path = write_report(out, top, thumb, include_clean, output, data)
+    except NoisyCleanError as error:
+        _fail(str(error))
+        return
+    if not quiet:
+        err.print(f"report: {path}", highlight=False)
+
+
+@app.command()
+def report(
+    out_dir: OutDir,
+    top: Annotated[
+        int, typer.Option(help="At most this many images in the gallery, most suspicious first.")
+    ] = 100,
+    all_images: Annotated[
+        bool, typer.Option("--all", help="Gallery of every image, not only the flagged ones "
+                           "(still capped by --top).")
+    ] = False,
+    thumb: Annotated[int, typer.Option(help="Thumbnail size in pixels (longest side).")] = 96,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o",
+                                  help="File to write (default: OUT_DIR/report.html).")
+    ] = None,
+    data: DataOption = None,
+) -> None:
+    """Write a self-contained report.html of a scan, to review the flagged images."""
+    if top < 0:
+        _fail("--top must be 0 or more")
+    if not 16 <= thumb <= 512:
+        _fail("--thumb must be between 16 and 512")
+    _write_report(out_dir, top, thumb, all_images, output, data)
+
+
+@app.command()
+def export(
+    out_dir: OutDir,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="labelstudio (tasks JSON + labeling config "
+                          "XML) or csv (a plain review sheet).")
+    ] = "labelstudio",
+    all_images: Annotated[
+        bool, typer.Option("--all", help="Every image, not only the flagged ones.")
+    ] = False,
+    document_root: Annotated[
+        Path | None,
+        typer.Option(help="Label Studio: the folder set as LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT;"
+                     " images become /data/local-files/?d=<path under it> (default: the "
+                     "dataset folder's parent)."),
+    ] = None,
+    url_prefix: Annotated[
+        str | None,
+        typer.Option(help="Label Studio: images become URL_PREFIX + their path relative to the "
+                     "dataset folder (e.g. https://host/images/ or /data/local-files/?d=imgs/); "
+                     "overrides --document-root."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: "
+                                  "OUT_DIR/labelstudio.json or OUT_DIR/review.csv).")
+    ] = None,
+    data: DataOption = None,
+) -> None:
+    """Export the images to review for Label Studio (with pre-annotations) or as a CSV."""
+    from .outputs.export import export as run_export
+
+    try:
+        result = run_export(out_dir, fmt, output, all_images, url_prefix, document_root, data)
+    except NoisyCleanError as error:
+        _fail(str(error))
+        return
+    what = "tasks" if fmt == "labelstudio" else "rows"
+    err.print(f"wrote {result.rows} {what} to {result.files[0]}", highlight=False)
+    if fmt == "labelstudio":
+        err.print(f"labeling config: {result.files[1]}", highlight=False)
+        if result.document_root is not None:
+            err.print(
+                "start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+                f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={result.document_root}",
+                highlight=False,
+            )
+
+
+@app.command()
+def apply(
+    out_dir: OutDir,
+    to: Annotated[
+        Path, typer.Option("--to", help="New dataset folder to write (must not exist or be "
+                           "empty, unless --force).")
+    ],
+    drop_review: Annotated[
+        bool, typer.Option("--drop-review", help="Leave out images marked review (flagged, "
+                           "no confident suggestion).")
+    ] = False,
+    link: Annotated[
+        bool, typer.Option("--link", help="Hard links instead of copies (symbolic links where "
+                           "a hard link is impossible, e.g. another file system).")
+    ] = False,
+    symlink: Annotated[
+        bool, typer.Option("--symlink", help="Symbolic links instead of copies.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a non-empty --to folder (replaces the "
+                           "files of a previous apply there).")
+    ] = False,
+    data: DataOption = None,
+) -> None:
+    """Write a new ImageFolder tree with the suggested labels; the source stays untouched."""
+    from .outputs.apply import MANIFEST, apply_labels
+
+    if link and symlink:
+        _fail("--link and --symlink exclude each other")
+    mode = "hard" if link else "symlink" if symlink else "copy"
+    try:
+        result = apply_labels(out_dir, to, drop_review, mode, force, data)
+    except NoisyCleanError as error:
+        _fail(str(error))
+        return
+    counts = result.counts
+    written = counts["copy"] + counts["hard"] + counts["symlink"]
+    how = ", ".join(f"{counts[k]} {name}" for k, name in
+                    (("copy", "copied"), ("hard", "hard-linked"), ("symlink", "symlinked"))
+                    if counts[k])
+    err.print(
+        f"wrote {written} images ({how or 'none'}) to {result.clean_dir}: "
+        f"{counts['relabeled']} relabeled, {counts['dropped']} review images left out; "
+        f"manifest {result.clean_dir / MANIFEST}",
+        highlight=False,
+    )
+
+
+@app.command()
+def evaluate(
+    out_dir: OutDir,
+    truth: Annotated[
+        Path, typer.Option("--truth", help="CSV with path,label: the true label of every "
+                           "scored image (paths as in scores.csv).")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o",
+                                  help="File to write (default: OUT_DIR/evaluation.json).")
+    ] = None,
+) -> None:
+    """Score a scan against the true labels and write evaluation.json."""
+    from .outputs.evaluation import evaluate_scan
+
+    try:
+        metrics, path = evaluate_scan(out_dir, truth, output)
+    except NoisyCleanError as error:
+        _fail(str(error))
+        return
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    table = Table(title="noisyclean evaluate", show_header=False)
+    table.add_row("images scored", str(metrics["n"]))
+    table.add_row("wrong labels (truth)", str(metrics["n_wrong"]))
+    table.add_row("flagged noisy", str(metrics["n_flagged"]))
+    table.add_row("precision", fmt(metrics["precision"]))
+    table.add_row("recall", fmt(metrics["recall"]))
+    table.add_row("F1", fmt(metrics["f1"]))
+    table.add_row("AUROC of 1 - clean_prob", fmt(metrics["auroc"]))
+    table.add_row("suggested label right, on wrong samples",
+                  fmt(metrics["suggested_accuracy_on_wrong"]))
+    table.add_row("relabel rows right", f"{fmt(metrics['relabel_accuracy'])} "
+                  f"(of {metrics['n_relabel']})")
+    Console().print(table)
+    err.print(f"evaluation: {path}", highlight=False)
+
+
+# --------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Dataset root: an ImageFolder tree (DATA/<class>/<image>), or the folder "
+            "that the --labels paths are relative to."
+        ),
+    ],
+    method: Annotated[
+        str,
+        typer.Option(help="dividemix (two networks, co-divide + MixMatch) or standard "
+                     "(one network, cross-entropy: the baseline)."),
+    ] = "dividemix",
+    out: Annotated[
+        Path,
+        typer.Option(help="Output folder: checkpoint.pt (every epoch), history.csv, "
+                     "scores.csv, relabeled.csv, skipped.csv, summary.json, net1.pt, net2.pt."),
+    ] = Path("noisyclean-train"),
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the run in this folder from its last complete epoch "
+                     "(its checkpoint's settings are used; outputs go there)."),
+    ] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(help="ImageFolder of labelled validation images (classes named as in "
+                     "DATA): the ensemble's accuracy on it goes into history.csv every epoch."),
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="CSV path,label with the TRUE labels of DATA's images: the "
+                     "division's AUROC, precision and recall go into history.csv every epoch."),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="CSV manifest with columns path,label (paths relative to DATA)."),
+    ] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated class folders to use, in this order (folder layout)."),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(help="Side of the square images \\[default: as scan: median image side "
+                     "rounded up to a multiple of 8, 16..64 px for small models]."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Backbone: small-cnn, preact-resnet18 (DivideMix's CIFAR network), "
+                     "or a torchvision model \\[default: small-cnn up to 64 px, else resnet18]."),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Pretrained weights: a torchvision weights name or a local "
+                     "state-dict file (e.g. a net1.pt of an earlier run)."),
+    ] = None,
+    width: Annotated[int, typer.Option(help="Base width of small-cnn.")] = 24,
+    epochs: Annotated[
+        int, typer.Option(help="Epochs in all, the warm-up included (DivideMix's CIFAR "
+                          "runs use 300).")
+    ] = 100,
+    warmup_epochs: Annotated[
+        int, typer.Option(help="Cross-entropy warm-up epochs before the first co-divide "
+                          "(dividemix).")
+    ] = 10,
+    batch_size: Annotated[
+        int,
+        typer.Option(help="Labelled and unlabelled samples per DivideMix step (64 + 64); "
+                     "warm-up and standard steps take twice this."),
+    ] = 64,
+    lr: Annotated[float, typer.Option(help="Initial learning rate (SGD, momentum).")] = 0.02,
+    lr_drop_epoch: Annotated[
+        int | None,
+        typer.Option(help="Epoch from which the learning rate is divided by 10 "
+                     "\\[default: half of --epochs]."),
+    ] = None,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 5e-4,
+    penalty: Annotated[
+        bool | None,
+        typer.Option("--penalty/--no-penalty",
+                     help="Confidence penalty (negative entropy) during the warm-up (and for "
+                     "standard), as DivideMix does against asymmetric noise [default, "
+                     "dividemix: on when the suspected noise half-way through the warm-up "
+                     "looks asymmetric; standard: off]."),
+    ] = None,
+    tau: Annotated[
+        float | None,
+        typer.Option(help="Clean probability from which a sample joins the labelled set "
+                     "\\[default: 0.5; 0.6 when the warm-up estimates at least 75% noise]."),
+    ] = None,
+    lambda_u: Annotated[
+        float | None,
+        typer.Option(help="Weight of the unlabelled loss L_u after its ramp-up [default "
+                     "from the warm-up's estimated noise rate: 0 below 30%, 25 below 75%, "
+                     "else 50]."),
+    ] = None,
+    lambda_r: Annotated[
+        float, typer.Option(help="Weight of the uniform-prior regulariser L_reg.")
+    ] = 1.0,
+    temperature: Annotated[
+        float, typer.Option(help="Sharpening temperature T of refined and guessed labels.")
+    ] = 0.5,
+    alpha: Annotated[
+        float, typer.Option(help="MixMatch's Beta(alpha, alpha) for the mixing weight.")
+    ] = 4.0,
+    augmentations: Annotated[
+        int, typer.Option(help="Augmentations M of each image per DivideMix step.")
+    ] = 2,
+    rampup_epochs: Annotated[
+        int, typer.Option(help="Epochs over which lambda_u ramps up linearly from 0 after "
+                          "the warm-up.")
+    ] = 16,
+    loss_history: Annotated[
+        int | None,
+        typer.Option(help="Epochs of normalised losses averaged for co-divide \\[default: 5 "
+                     "when the warm-up estimates at least 75% noise, else 1]."),
+    ] = None,
+    mixture: Annotated[
+        str, typer.Option(help="Mixture fit to the losses: gmm (Gaussian) or bmm (Beta).")
+    ] = "gmm",
+    threshold: Annotated[
+        float, typer.Option(help="In scores.csv, a sample is noisy when its clean_prob is "
+                            "below this.")
+    ] = 0.5,
+    relabel_threshold: Annotated[
+        float,
+        typer.Option(help="Relabel a noisy sample when the predicted class has at least this "
+                     "probability; otherwise mark it for review."),
+    ] = 0.7,
+    tta: Annotated[
+        bool, typer.Option(help="Flip test-time augmentation for the final predictions.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same scores on CPU).")] = 0,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
+    ] = "auto",
+    amp: Annotated[
+        bool | None,
+        typer.Option("--amp/--no-amp", help="Mixed precision \\[default: on for CUDA]."),
+    ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option("--channels-last/--no-channels-last",
+                     help="channels_last memory format \\[default: on for CUDA]."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Decoding threads \\[default: min(8, CPU count)].")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Decoded-image cache \\[default: as scan].")
+    ] = None,
+    cache: Annotated[bool, typer.Option(help="Use the decoded-image cache.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Train on the images with DivideMix (or plain cross-entropy), checkpointing every
+    epoch, and write each image's clean probability and suggested label from the trained
+    networks."""
+    from .config import TrainConfig
+    from .progress import Progress
+    from .train.run import train as run_train
+
+    config = TrainConfig(
+        data=data,
+        labels=labels,
+        classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+        out=out,
+        method=method,
+        resume=resume,
+        val=val,
+        truth=truth,
+        image_size=image_size,
+        workers=workers,
+        cache_dir=cache_dir,
+        use_cache=cache,
+        model=model,
+        weights=weights,
+        width=width,
+        epochs=epochs,
+        warmup_epochs=warmup_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_drop_epoch=lr_drop_epoch,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        penalty=penalty,
+        tau=tau,
+        lambda_u=lambda_u,
+        lambda_r=lambda_r,
+        temperature=temperature,
+        alpha=alpha,
+        augmentations=augmentations,
+        rampup_epochs=rampup_epochs,
+        loss_history=loss_history,
+        mixture=mixture,
+        threshold=threshold,
+        relabel_threshold=relabel_threshold,
+        tta=tta,
+        seed=seed,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        quiet=quiet,
+    )
+    try:
+        with Progress(quiet=quiet, console=err) as progress:
+            result = run_train(config, progress)
+    except NoisyCleanError as error:
+        _fail(str(error))
+        return
+    except KeyboardInterrupt:
+        target = resume or out
+        err.print(f"interrupted; continue with: noisyclean train {data} --resume {target}")
+        raise typer.Exit(130) from None
+    if not quiet:
+        _print_train_summary(result.summary, result.out)
+
+
+def _print_train_summary(summary: dict, out: Path | None) -> None:
+    counts, training = summary["counts"], summary["training"]
+    table = Table(title=f"noisyclean train ({summary['method']})", show_header=False)
+    table.add_row("images used", str(counts["used"]))
+    table.add_row("epochs", str(len(training["epochs"])))
+    if training.get("final_val_acc") is not None:
+        table.add_row("val accuracy (last / best)",
+                      f"{training['final_val_acc']:.2%} / {training['best_val_acc']:.2%}")
     rate = summary["estimated_noise_rate"]["overall"]
     table.add_row("flagged noisy", f"{counts['noisy']} ({rate:.1%})")
     table.add_row("relabel / review", f"{counts['relabel']} / {counts['review']}")

@@ -47,7 +47,8 @@ class ScanConfig:
     augment: bool = True
 
     # signals and mixture
-    loss_history: int = 5
+    signal: str = "loss+margin"
+    loss_history: int = 1
     mixture: str = "gmm"
     threshold: float = 0.5
     relabel_threshold: float = 0.7
@@ -69,3 +70,98 @@ class ScanConfig:
             if isinstance(value, Path):
                 out[key] = str(value)
         return out
+
+
+METHODS = ("dividemix", "standard")
+
+#: TrainConfig fields that a resumed run takes from the command line instead of the
+#: checkpoint (where and how it runs, not what it computes).
+RESUME_OVERRIDABLE = (
+    "data", "labels", "classes", "resume", "workers", "cache_dir", "use_cache", "device",
+    "amp", "channels_last", "quiet", "extra",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``noisyclean train``; each field is one CLI option of the same name.
+
+    ``None`` means "choose automatically": ``image_size``, ``model``, ``amp`` and
+    ``channels_last`` as in :class:`ScanConfig`; ``lr_drop_epoch`` at half the epochs;
+    ``tau``, ``lambda_u``, ``penalty`` and ``loss_history`` from the noise rate that the
+    warm-up's own mixture estimates (see ``noisyclean.train.methods.dividemix``).
+    The DivideMix defaults follow the paper and its reference code at CIFAR scale.
+    """
+
+    data: Path = Path(".")
+    labels: Path | None = None
+    classes: list[str] | None = None
+    out: Path = Path("noisyclean-train")
+    method: str = "dividemix"
+    resume: Path | None = None
+    val: Path | None = None
+    truth: Path | None = None
+
+    # decoding
+    image_size: int | None = None
+    workers: int | None = None
+    cache_dir: Path | None = None
+    use_cache: bool = True
+
+    # networks and optimiser
+    model: str | None = None
+    weights: str | None = None
+    width: int = 24
+    epochs: int = 100
+    warmup_epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.02
+    lr_drop_epoch: int | None = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    penalty: bool | None = None
+
+    # DivideMix
+    tau: float | None = None
+    lambda_u: float | None = None
+    lambda_r: float = 1.0
+    temperature: float = 0.5
+    alpha: float = 4.0
+    augmentations: int = 2
+    rampup_epochs: int = 16
+    loss_history: int | None = None
+    mixture: str = "gmm"
+
+    # the final table (as scan)
+    threshold: float = 0.5
+    relabel_threshold: float = 0.7
+    tta: bool = True
+
+    # execution
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None
+    channels_last: bool | None = None
+    quiet: bool = False
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the settings as JSON-serialisable plain values (paths as strings)."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, Path):
+                out[key] = str(value)
+        return out
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_json` (unknown keys are ignored)."""
+        paths = {"data", "labels", "out", "resume", "val", "truth", "cache_dir"}
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {
+            key: (Path(value) if key in paths and value is not None else value)
+            for key, value in values.items()
+            if key in known
+        }
+        return cls(**kwargs)

@@ -27,7 +27,7 @@ from .outputs.table import relabeled_table
 from .outputs.write import prepare_out_dir, write_csv, write_json
 from .progress import Progress
 from .scoring import score_samples, table_summary
-from .signals import LossHistory, Signals, compute_signals
+from .signals import SIGNALS, LossHistory, Signals, compute_signals, noise_score
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup
 
@@ -55,6 +55,7 @@ def validate(config: ScanConfig) -> None:
     """Reject impossible option values with one clear message."""
     checks = [
         (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
+        (config.signal in SIGNALS, f"--signal must be one of {', '.join(SIGNALS)}"),
         (config.networks in (1, 2), "--networks must be 1 or 2"),
         (config.epochs is None or config.epochs >= 1, "--epochs must be at least 1"),
         (config.batch_size >= 2, "--batch-size must be at least 2"),
@@ -112,8 +113,9 @@ def warm_up(
     progress: Progress,
 ) -> tuple[list[Learner], list[LossHistory], list[dict[str, float]]]:
     """Train ``config.networks`` networks with cross-entropy (plus the confidence penalty
-    with ``config.penalty``) and record each one's normalised per-sample losses over the
-    last ``config.loss_history`` epochs.
+    with ``config.penalty``) and record each one's noise scores (``config.signal``) at the
+    end of each of the last ``config.loss_history`` epochs but the final one; the caller
+    adds the final epoch's scores from its own scoring pass.
 
     Returns:
         The learners, one :class:`LossHistory` per network, and the per-epoch log.
@@ -140,10 +142,13 @@ def warm_up(
         )
     histories = [LossHistory(config.loss_history) for _ in learners]
 
+    labels = data.labels.cpu().numpy()
+
     def record_losses(epoch: int, stats: dict[str, float]) -> None:
-        if epoch >= epochs - config.loss_history:
+        if epochs - config.loss_history <= epoch < epochs - 1:
             for learner, history in zip(learners, histories, strict=True):
-                history.add(compute_signals(learner.model, data, precision).per_sample_loss)
+                probs = compute_signals(learner.model, data, precision, tta=config.tta).probs
+                history.add(noise_score(probs, labels, config.signal))
 
     log = run_epochs(
         learners, method, range(epochs), precision, progress, record_losses, "warm-up"
@@ -206,8 +211,9 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     t0 = time.perf_counter()
     signals: list[Signals] = []
     task = progress.task("score", total=len(learners))
-    for learner in learners:
+    for learner, history in zip(learners, histories, strict=True):
         signals.append(compute_signals(learner.model, data, precision, tta=config.tta))
+        history.add(noise_score(signals[-1].probs, labels, config.signal))
         progress.advance(task)
     timings["score"] = time.perf_counter() - t0
 

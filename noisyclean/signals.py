@@ -1,6 +1,7 @@
 """Per-sample signals of a trained network: the cross-entropy loss on unaugmented input
-(eval mode), its history over epochs, and predicted probabilities with flip test-time
-augmentation."""
+(eval mode), predicted probabilities with flip test-time augmentation, the noise scores a
+mixture is fit on (the loss, the class-calibrated margin, or both) and their history over
+epochs."""
 
 from __future__ import annotations
 
@@ -70,6 +71,88 @@ def compute_signals(
         per_sample_loss=torch.cat(losses).double().numpy(),
         probs=torch.cat(probs).numpy(),
     )
+
+
+SIGNALS = ("loss+margin", "loss", "margin")
+
+
+def class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-class confidence thresholds of confident learning (Northcutt et al. 2021):
+    ``t[k]`` is the mean predicted probability of class ``k`` over the samples labelled
+    ``k`` (1.0 for a class with no samples).
+
+    Args:
+        probs: ``(n, C)`` predicted probabilities.
+        labels: ``(n,)`` given labels.
+
+    Returns:
+        ``(C,)`` thresholds, each at least ``1e-6``.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = probs.shape[1]
+    sums = np.bincount(labels, weights=probs[np.arange(len(labels)), labels], minlength=num_classes)
+    counts = np.bincount(labels, minlength=num_classes)
+    thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), 1.0)
+    return np.maximum(thresholds, 1e-6)
+
+
+def calibrated_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Class-calibrated margin against the given label:
+    ``max_{k != y} p_k / t_k - p_y / t_y`` with ``t`` from :func:`class_thresholds`.
+
+    Positive where some other class is predicted more confidently, relative to how
+    confidently that class is usually predicted, than the given one. Dividing by the class
+    thresholds is what lets it see class-dependent noise (truck images labelled
+    automobile), which a loss ranking over all classes misses.
+
+    Args:
+        probs: ``(n, C)`` predicted probabilities.
+        labels: ``(n,)`` given labels.
+
+    Returns:
+        ``(n,)`` margins (higher = more likely mislabelled).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(labels))
+    scaled = probs / class_thresholds(probs, labels)
+    given = scaled[rows, labels].copy()
+    scaled[rows, labels] = -np.inf
+    return scaled.max(axis=1) - given
+
+
+def label_loss(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cross-entropy of the given labels computed from probabilities: ``-log p_y``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    given = probs[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)]
+    return -np.log(np.clip(given, 1e-12, 1.0))
+
+
+def noise_score(probs: np.ndarray, labels: np.ndarray, signal: str = "loss+margin") -> np.ndarray:
+    """The per-sample score a two-component mixture is fit on, in ``[0, 1]``.
+
+    Args:
+        probs: ``(n, C)`` predicted probabilities (flip-averaged when TTA is on).
+        labels: ``(n,)`` given labels.
+        signal: ``"loss"`` (DivideMix's: the min-max normalised cross-entropy),
+            ``"margin"`` (the normalised :func:`calibrated_margin`) or ``"loss+margin"``
+            (their sum, renormalised).
+
+    Returns:
+        ``(n,)`` scores in ``[0, 1]``, higher = more likely mislabelled.
+
+    Raises:
+        ValueError: for an unknown ``signal``.
+    """
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown signal {signal!r}; valid signals are {list(SIGNALS)}")
+    parts = []
+    if "loss" in signal:
+        parts.append(normalise_losses(label_loss(probs, labels)))
+    if "margin" in signal:
+        parts.append(normalise_losses(calibrated_margin(probs, labels)))
+    return normalise_losses(np.sum(parts, axis=0))
 
 
 class LossHistory:

@@ -78,7 +78,7 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
     )
     report = json.loads(rows_json.read_text())
     methods = [row["method"] for row in report["rows"]]
-    assert len(methods) == 6
+    assert len(methods) == 7
     assert any(m.startswith("noisyclean") and "--mixture bmm" in m for m in methods)
     assert any("--networks 2" in m for m in methods)
     assert any(m.startswith("cleanlab") for m in methods)

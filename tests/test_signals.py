@@ -9,7 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from noisyclean.data.batches import DeviceImages
-from noisyclean.signals import LossHistory, compute_signals
+from noisyclean.mixture import normalise_losses
+from noisyclean.signals import (
+    LossHistory,
+    calibrated_margin,
+    class_thresholds,
+    compute_signals,
+    label_loss,
+    noise_score,
+)
 from noisyclean.train.loop import Precision
 
 
@@ -50,3 +58,61 @@ def test_loss_history_keeps_the_last_epochs_normalised() -> None:
     assert history.mean() == pytest.approx([0.5, 1.0, 0.0])
     with pytest.raises(ValueError):
         LossHistory(3).mean()
+
+
+PROBS = np.array(
+    [
+        [0.8, 0.1, 0.1],  # labelled 0
+        [0.4, 0.5, 0.1],  # labelled 0
+        [0.1, 0.6, 0.3],  # labelled 1
+        [0.2, 0.2, 0.6],  # labelled 1 (class-2 image with a wrong label)
+        [0.1, 0.1, 0.8],  # labelled 2
+    ]
+)
+LABELS = np.array([0, 0, 1, 1, 2])
+
+
+def test_class_thresholds_are_mean_self_confidence_per_class() -> None:
+    # class 0: (0.8 + 0.4) / 2; class 1: (0.6 + 0.2) / 2; class 2: 0.8
+    assert class_thresholds(PROBS, LABELS) == pytest.approx([0.6, 0.4, 0.8])
+    # a class with no samples gets threshold 1
+    assert class_thresholds(PROBS[:2], LABELS[:2]) == pytest.approx([0.6, 1.0, 1.0])
+
+
+def test_calibrated_margin_by_hand() -> None:
+    # scaled rows p / (0.6, 0.4, 0.8):
+    # [1.333, 0.25, 0.125] y=0 -> 0.25 - 1.333 = -1.0833
+    # [0.667, 1.25, 0.125] y=0 -> 1.25 - 0.667 = 0.5833
+    # [0.167, 1.5, 0.375] y=1 -> 0.375 - 1.5 = -1.125
+    # [0.333, 0.5, 0.75] y=1 -> 0.75 - 0.5 = 0.25
+    # [0.167, 0.25, 1.0] y=2 -> 0.25 - 1.0 = -0.75
+    expected = [0.25 - 0.8 / 0.6, 1.25 - 0.4 / 0.6, 0.375 - 1.5, 0.25, -0.75]
+    assert calibrated_margin(PROBS, LABELS) == pytest.approx(expected)
+
+
+def test_calibration_sees_class_dependent_noise_that_the_loss_misses() -> None:
+    # class 1 is predicted with low confidence in general (threshold 0.3): a class-1 sample
+    # at p=0.3 is typical for it, while a class-0 sample at p=0.45 is far below class 0's
+    # usual confidence and another class beats it: the loss ranks them the other way round
+    probs = np.array(
+        [[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.45, 0.05, 0.5],
+         [0.35, 0.3, 0.35], [0.35, 0.3, 0.35], [0.1, 0.1, 0.8]]
+    )
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    loss = label_loss(probs, labels)
+    margin = calibrated_margin(probs, labels)
+    assert loss[3] > loss[2]
+    assert margin[2] > margin[3]
+
+
+def test_noise_scores_are_normalised_and_combine_both_signals() -> None:
+    loss = -np.log(PROBS[np.arange(5), LABELS])
+    assert label_loss(PROBS, LABELS) == pytest.approx(loss)
+    assert noise_score(PROBS, LABELS, "loss") == pytest.approx(normalise_losses(loss))
+    margin = calibrated_margin(PROBS, LABELS)
+    assert noise_score(PROBS, LABELS, "margin") == pytest.approx(normalise_losses(margin))
+    both = normalise_losses(normalise_losses(loss) + normalise_losses(margin))
+    assert noise_score(PROBS, LABELS) == pytest.approx(both)
+    assert noise_score(PROBS, LABELS).min() == 0.0 and noise_score(PROBS, LABELS).max() == 1.0
+    with pytest.raises(ValueError, match="unknown signal"):
+        noise_score(PROBS, LABELS, "aum")

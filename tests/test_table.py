@@ -103,3 +103,18 @@ def test_detection_metrics_with_all_labels_right() -> None:
     truth = table[["path", "label"]].copy()
     m = detection_metrics(table, truth)
     assert m["n_wrong"] == 0 and m["precision"] == 0.0 and math.isnan(m["auroc"])
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_gives(tmp_path) -> None:
+    import os
+
+    from noisyclean.outputs.write import atomic_write_text
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").read_text() == "x"
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

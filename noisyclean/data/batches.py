@@ -45,6 +45,9 @@ class DeviceImages:
         pretrained: normalise with ImageNet statistics instead of the dataset's own.
         channels_last: return batches in channels_last memory format.
         pad: padding for the random crop; ``None`` chooses :func:`default_pad`.
+        stats: per-channel ``(mean, std)`` to normalise with (e.g. a training set's, for
+            its validation images); ``None`` uses ImageNet's with ``pretrained``, else the
+            images' own.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class DeviceImages:
         pretrained: bool = False,
         channels_last: bool = False,
         pad: int | None = None,
+        stats: tuple[list[float], list[float]] | None = None,
     ) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError("images must be a uint8 array of shape (N, H, W, 3)")
@@ -70,7 +74,10 @@ class DeviceImages:
             tensor = tensor.pin_memory()
         self.padded = tensor.to(store)
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
-        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if pretrained else channel_stats(images)
+        if stats is not None:
+            mean, std = stats
+        else:
+            mean, std = (IMAGENET_MEAN, IMAGENET_STD) if pretrained else channel_stats(images)
         self.mean, self.std = list(mean), list(std)
         std_t = torch.tensor(std, dtype=torch.float32, device=device)
         self._scale = (1.0 / (255.0 * std_t)).view(1, 3, 1, 1)

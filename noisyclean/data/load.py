@@ -85,6 +85,7 @@ def load_dataset(
     amp: bool | None = None,
     channels_last: bool | None = None,
     progress: Progress | None = None,
+    normalisation: tuple[list[float], list[float]] | None = None,
 ) -> Dataset:
     """Discover, decode (through the cache) and move a labelled image set to the device.
 
@@ -102,6 +103,8 @@ def load_dataset(
         amp: mixed precision (None: bf16 on CUDA).
         channels_last: channels-last batches (None: on CUDA).
         progress: progress display.
+        normalisation: per-channel ``(mean, std)`` to normalise with (a training set's,
+            for validation images); None: ImageNet's with ``weights``, else the images' own.
 
     Returns:
         A :class:`Dataset`.
@@ -158,6 +161,7 @@ def load_dataset(
         torch_device,
         pretrained=weights is not None,
         channels_last=use_channels_last,
+        stats=normalisation,
     )
     return Dataset(
         samples=samples,

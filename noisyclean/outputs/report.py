@@ -194,8 +194,8 @@ def histogram_png(hist: HistogramInput, bins: int = 40) -> tuple[bytes, bool]:
     ax.set_yticks([float(f"{t:.2g}") for t in ticks])
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.set_xlim(0, 1)
-    xlabel = "fit_loss (normalised loss the mixture was fit on)" if hist.column == "fit_loss" \
-        else "loss, min-max normalised"
+    xlabel = "fit_loss (normalised score the mixture was fit on)" \
+        if hist.column == "fit_loss" else "loss, min-max normalised"
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density (square-root scale)")
     ax.spines[["top", "right"]].set_visible(False)
@@ -212,9 +212,10 @@ def histogram_caption(hist: HistogramInput, drew_components: bool) -> str:
     parts = []
     if hist.column == "fit_loss":
         parts.append(
-            "Histogram of fit_loss, the per-sample loss (min-max normalised, averaged over the "
-            "last epochs) that the mixture was fit on, as a density on a square-root scale so "
-            "that the small noisy mode stays visible."
+            "Histogram of fit_loss, the per-sample noise score that the mixture was fit on "
+            "(the scan's --signal: by default the min-max normalised loss plus the "
+            "class-calibrated margin), as a density on a square-root scale so that the small "
+            "noisy mode stays visible."
         )
     else:
         parts.append(

@@ -1,6 +1,7 @@
 """The one training loop: epochs, optimisers, the learning-rate schedule, mixed precision and
-progress. Methods (warm-up, and later DivideMix, co-teaching, robust losses) differ only in
-which batches they draw and what loss they compute per batch; see :class:`Method`.
+progress. Methods (warm-up, DivideMix, the cross-entropy baseline, ...) differ only in which
+batches they draw and what loss they compute per batch; see :class:`Method`. Checkpoints
+(:mod:`noisyclean.train.checkpoint`) are written from ``on_epoch_end``.
 """
 
 from __future__ import annotations
@@ -28,19 +29,36 @@ def one_cycle_lr(step: int, total_steps: int, peak: float, warmup_frac: float = 
     return peak * max(0.0, (total_steps - step) / max(1, total_steps - up))
 
 
+def step_lr(
+    epoch: int, base: float, drop_epochs: tuple[int, ...] = (), factor: float = 0.1
+) -> float:
+    """Step schedule (DivideMix's): ``base`` times ``factor`` for every epoch of
+    ``drop_epochs`` already reached, e.g. 0.02 up to epoch 149 and 0.002 from epoch 150."""
+    return base * factor ** sum(1 for drop in drop_epochs if epoch >= drop)
+
+
+SCHEDULES = ("one-cycle", "step")
+
+
 @dataclass
 class Learner:
-    """One network with its optimiser and its step counter."""
+    """One network with its optimiser and its step and epoch counters.
+
+    The learning rate is ``epoch_lr(epoch)`` when an epoch schedule is given, else
+    ``lr_at(step)``.
+    """
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     lr_at: Callable[[int], float]
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    epoch_lr: Callable[[int], float] | None = None
+    epoch: int = 0
 
     def set_lr(self) -> float:
-        """Set the optimiser's learning rate for the current step and return it."""
-        lr = self.lr_at(self.step)
+        """Set the optimiser's learning rate for the current step (or epoch) and return it."""
+        lr = self.epoch_lr(self.epoch) if self.epoch_lr is not None else self.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -52,8 +70,25 @@ def make_learner(
     momentum: float,
     weight_decay: float,
     total_steps: int,
+    schedule: str = "one-cycle",
+    drop_epochs: tuple[int, ...] = (),
+    nesterov: bool | None = None,
 ) -> Learner:
-    """SGD with Nesterov momentum and the :func:`one_cycle_lr` schedule over ``total_steps``."""
+    """SGD (no weight decay on biases and norm weights) with a learning-rate schedule.
+
+    Args:
+        model: the network.
+        lr: peak (``one-cycle``) or initial (``step``) learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty on the weights of convolutions and linear layers.
+        total_steps: optimiser steps of the whole run (``one-cycle`` only).
+        schedule: ``one-cycle`` (:func:`one_cycle_lr` over ``total_steps``) or ``step``
+            (:func:`step_lr`, divided by 10 at each epoch of ``drop_epochs``).
+        drop_epochs: epochs at which the ``step`` schedule divides the rate by 10.
+        nesterov: Nesterov momentum; None means on whenever ``momentum > 0``.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; valid: {SCHEDULES}")
     decay, no_decay = [], []
     for param in model.parameters():
         (no_decay if param.ndim <= 1 else decay).append(param)
@@ -64,13 +99,22 @@ def make_learner(
         ],
         lr=lr,
         momentum=momentum,
-        nesterov=momentum > 0,
+        nesterov=(momentum > 0) if nesterov is None else (nesterov and momentum > 0),
     )
+    if schedule == "step":
+        drops = tuple(drop_epochs)
+        return Learner(
+            model, optimizer, lambda step: lr, epoch_lr=lambda epoch: step_lr(epoch, lr, drops)
+        )
     return Learner(model, optimizer, lambda step: one_cycle_lr(step, total_steps, lr))
 
 
 class Method(Protocol):
-    """What a training method supplies to :func:`run_epochs`."""
+    """What a training method supplies to :func:`run_epochs`.
+
+    A method may also define ``start_epoch(epoch)``, called before each epoch's batches are
+    drawn (DivideMix co-divides there).
+    """
 
     def steps_per_epoch(self, epoch: int) -> int:
         """Number of optimiser steps (over all learners) in ``epoch``."""
@@ -122,9 +166,11 @@ def run_epochs(
 ) -> list[dict[str, float]]:
     """Train ``learners`` with ``method`` for the given epochs.
 
-    Each step: set the learner's scheduled learning rate, compute ``method.loss`` under
-    autocast, back-propagate (with a gradient scaler for float16), step the optimiser.
-    After each epoch ``on_epoch_end(epoch, stats)`` is called (for signals, checkpoints).
+    Before each epoch: every learner's ``epoch`` is set and ``method.start_epoch(epoch)``
+    is called when the method has one. Each step: set the learner's scheduled learning
+    rate, compute ``method.loss`` under autocast, back-propagate (with a gradient scaler
+    for float16), step the optimiser. After each epoch ``on_epoch_end(epoch, stats)`` is
+    called (for signals, checkpoints).
 
     Returns:
         One dict per epoch: mean ``loss`` and the other metrics, ``lr``, ``seconds``,
@@ -132,13 +178,18 @@ def run_epochs(
     """
     scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
     log = []
+    start_epoch = getattr(method, "start_epoch", None)
     for epoch in epochs:
+        start = time.perf_counter()
+        for learner in learners:
+            learner.epoch = epoch
+        if start_epoch is not None:
+            start_epoch(epoch)
         for learner in learners:
             learner.model.train()
         sums: dict[str, float] = {}
         count = 0
         lr = 0.0
-        start = time.perf_counter()
         task = progress.task(
             f"{description} epoch {epoch + 1}/{epochs.stop}", total=method.steps_per_epoch(epoch)
         )
@@ -161,8 +212,8 @@ def run_epochs(
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value
             seen = max(count, 1)
-            mean_loss, mean_acc = sums.get("loss", 0.0) / seen, sums.get("acc", 0.0) / seen
-            progress.advance(task, loss=mean_loss, acc=mean_acc)
+            shown = {key: sums[key] / seen for key in ("loss", "acc") if key in sums}
+            progress.advance(task, **shown)
         if precision.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

@@ -55,6 +55,15 @@ class Warmup:
         self.augment = augment
         self.generator = torch.Generator().manual_seed(seed)
 
+    def state_dict(self) -> dict[str, torch.Tensor | bool]:
+        """The generator's state and the penalty flag (for checkpoints)."""
+        return {"generator": self.generator.get_state(), "penalty": self.penalty}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | bool]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+        self.penalty = bool(state["penalty"])
+
     def steps_per_epoch(self, epoch: int) -> int:
         """Full batches per network, times the number of networks."""
         return (len(self.indices) // self.batch_size) * self.n_learners

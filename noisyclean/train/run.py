@@ -1,0 +1,536 @@
+"""``train``: image folder -> decode once -> DivideMix (or the cross-entropy baseline) on the
+one training loop, a checkpoint and a ``history.csv`` row after every epoch -> the same
+``scores.csv``, ``relabeled.csv``, ``skipped.csv`` and ``summary.json`` as ``scan``, now from
+the trained networks (the ensemble of both for DivideMix).
+
+``--resume OUT`` reloads ``OUT/checkpoint.pt`` (networks, optimisers, step counters, the
+method's generator and choices, global random states, history, settings) and continues
+with the next epoch; on the CPU it ends with the same scores as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import platform
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+
+from .. import __version__
+from ..config import METHODS, MIXTURES, RESUME_OVERRIDABLE, TrainConfig
+from ..data.batches import DeviceImages
+from ..data.load import Dataset, load_dataset
+from ..errors import NoisyCleanError
+from ..evaluate import detection_metrics, read_truth
+from ..mixture import normalise_losses
+from ..models import build_model
+from ..outputs.table import relabeled_table
+from ..outputs.write import atomic_write_bytes, prepare_out_dir, write_csv, write_json
+from ..progress import Progress
+from ..scan import _library_versions, _set_seed
+from ..scoring import score_samples, table_summary
+from ..signals import compute_signals
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    restore_learners,
+    save_checkpoint,
+    set_rng_state,
+)
+from .divide import Division
+from .loop import Learner, Precision, make_learner, run_epochs
+from .methods.dividemix import DivideMix
+from .methods.standard import Standard
+
+HISTORY_NAME = "history.csv"
+BASE_COLUMNS = ["epoch", "phase", "lr", "seconds", "loss", "train_acc"]
+DIVIDEMIX_COLUMNS = [
+    "loss_x", "loss_u", "loss_reg", "lambda_u",
+    "labelled_1", "unlabelled_1", "labelled_2", "unlabelled_2",
+    "div_auroc_1", "div_precision_1", "div_recall_1",
+    "div_auroc_2", "div_precision_2", "div_recall_2",
+]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        table: the per-sample table (``scores.csv``), most suspicious first.
+        relabeled: ``relabeled.csv``.
+        skipped: ``skipped.csv`` (``path``, ``reason``).
+        history: ``history.csv``, one row per epoch.
+        summary: ``summary.json`` as a dict.
+        out: the output folder.
+    """
+
+    table: pd.DataFrame
+    relabeled: pd.DataFrame
+    skipped: pd.DataFrame
+    history: pd.DataFrame
+    summary: dict[str, Any]
+    out: Path
+
+
+def validate(config: TrainConfig) -> None:
+    """Reject impossible option values with one clear message."""
+    dividemix = config.method == "dividemix"
+    checks = [
+        (config.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
+        (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
+        (config.epochs >= 1, "--epochs must be at least 1"),
+        (config.warmup_epochs >= (1 if dividemix else 0),
+         "--warmup-epochs must be at least 1 for dividemix"),
+        (not dividemix or config.epochs > config.warmup_epochs,
+         f"--epochs ({config.epochs}) must be larger than --warmup-epochs "
+         f"({config.warmup_epochs}): dividemix needs at least one epoch after the warm-up"),
+        (config.batch_size >= 2, "--batch-size must be at least 2"),
+        (config.lr > 0, "--lr must be positive"),
+        (0 <= config.momentum < 1, "--momentum must be in [0, 1)"),
+        (config.weight_decay >= 0, "--weight-decay must not be negative"),
+        (config.lr_drop_epoch is None or config.lr_drop_epoch >= 1,
+         "--lr-drop-epoch must be at least 1"),
+        (config.tau is None or 0.0 < config.tau < 1.0, "--tau must be between 0 and 1"),
+        (config.lambda_u is None or config.lambda_u >= 0, "--lambda-u must not be negative"),
+        (config.lambda_r >= 0, "--lambda-r must not be negative"),
+        (config.temperature > 0, "--temperature must be positive"),
+        (config.alpha > 0, "--alpha must be positive"),
+        (config.augmentations >= 1, "--augmentations must be at least 1"),
+        (config.rampup_epochs >= 0, "--rampup-epochs must not be negative"),
+        (config.loss_history is None or config.loss_history >= 1,
+         "--loss-history must be at least 1"),
+        (0.0 < config.threshold < 1.0, "--threshold must be between 0 and 1"),
+        (0.0 <= config.relabel_threshold <= 1.0, "--relabel-threshold must be between 0 and 1"),
+        (config.image_size is None or 8 <= config.image_size <= 1024,
+         "--image-size must be between 8 and 1024"),
+        (config.width >= 4, "--width must be at least 4"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise NoisyCleanError(message)
+
+
+def data_fingerprint(paths: list[str], labels: np.ndarray, classes: list[str]) -> str:
+    """sha256 of the usable samples (paths, given labels, class names): a resumed run must
+    see exactly the data the checkpoint was trained on."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(classes).encode())
+    for path, label in zip(paths, np.asarray(labels).tolist(), strict=True):
+        digest.update(f"\x1e{path}\x1f{label}".encode())
+    return digest.hexdigest()
+
+
+def resume_config(
+    given: TrainConfig, saved: TrainConfig
+) -> tuple[TrainConfig, list[str]]:
+    """The settings of a resumed run: the checkpoint's, except where and how it runs
+    (:data:`~noisyclean.config.RESUME_OVERRIDABLE`), with ``out`` the resumed folder.
+
+    Returns:
+        The merged settings and the options that were given with other values than the
+        checkpoint's (and are ignored).
+    """
+    defaults = TrainConfig()
+    ignored = []
+    for f in fields(TrainConfig):
+        if f.name in RESUME_OVERRIDABLE or f.name == "out":
+            continue
+        value = getattr(given, f.name)
+        if value != getattr(defaults, f.name) and value != getattr(saved, f.name):
+            ignored.append(f"--{f.name.replace('_', '-')}")
+    merged = replace(
+        saved, out=Path(given.resume), **{k: getattr(given, k) for k in RESUME_OVERRIDABLE}
+    )
+    return merged, ignored
+
+
+def load_validation(
+    config: TrainConfig, train: Dataset, progress: Progress
+) -> DeviceImages:
+    """Decode the ``--val`` folder at the training size, normalised with the training set's
+    statistics, with labels mapped onto the training classes (by name)."""
+    assert config.val is not None
+    try:
+        val = load_dataset(
+            config.val,
+            image_size=train.image_size,
+            model=train.model,
+            weights=config.weights,
+            workers=config.workers,
+            cache_dir=config.cache_dir,
+            use_cache=config.use_cache,
+            device=config.device,
+            amp=config.amp,
+            channels_last=config.channels_last,
+            progress=progress,
+            normalisation=(train.data.mean, train.data.std),
+        )
+    except NoisyCleanError as error:
+        raise NoisyCleanError(f"--val {config.val}: {error}") from None
+    index = {name: i for i, name in enumerate(train.classes)}
+    unknown = [name for name in val.classes if name not in index]
+    if unknown:
+        raise NoisyCleanError(
+            f"--val {config.val}: class(es) {', '.join(map(repr, unknown))} are not training "
+            f"classes ({', '.join(map(repr, train.classes))})"
+        )
+    mapping = np.array([index[name] for name in val.classes], dtype=np.int64)
+    val.data.labels = torch.as_tensor(mapping[val.labels], device=val.data.labels.device)
+    progress.log(f"validation: {len(val.paths)} images from {config.val}")
+    return val.data
+
+
+def label_is_correct(config: TrainConfig, train: Dataset) -> np.ndarray:
+    """Per usable sample, whether its given label agrees with the ``--truth`` CSV."""
+    assert config.truth is not None
+    truth = read_truth(config.truth)
+    true_label = dict(zip(truth["path"], truth["label"], strict=True))
+    missing = [p for p in train.paths if p not in true_label]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3
+                                          else "")
+        raise NoisyCleanError(f"--truth {config.truth} has no row for {shown}")
+    classes = train.classes
+    return np.array(
+        [classes[label] == true_label[path] for path, label in zip(train.paths, train.labels,
+                                                                    strict=True)]
+    )
+
+
+def division_metrics(division: Division, correct: np.ndarray) -> dict[str, float]:
+    """AUROC of the clean probability for telling right labels from wrong ones, and the
+    precision (right labels among the labelled set) and recall (labelled among the right
+    labels) of the division."""
+    labelled = np.zeros(len(correct), dtype=bool)
+    labelled[division.labelled] = True
+    both = 0 < correct.sum() < len(correct)
+    auroc = roc_auc_score(correct, division.clean_prob) if both else math.nan
+    precision = float(correct[labelled].mean()) if labelled.any() else math.nan
+    recall = float(correct[labelled].sum() / correct.sum()) if correct.any() else math.nan
+    return {"auroc": float(auroc), "precision": precision, "recall": recall}
+
+
+def ensemble_accuracy(
+    models: list[torch.nn.Module], data: DeviceImages, precision: Precision
+) -> float:
+    """Accuracy of the networks' averaged softmax predictions on ``data`` (eval mode)."""
+    probs = np.mean([compute_signals(m, data, precision).probs for m in models], axis=0)
+    return float((probs.argmax(1) == data.labels.cpu().numpy()).mean())
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe value: NaN and infinities become None, numpy numbers Python ones."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _build_learners(
+    config: TrainConfig, dataset: Dataset, n_networks: int
+) -> list[Learner]:
+    learners = []
+    for k in range(n_networks):
+        _set_seed(config.seed + 1000 * k)
+        model = build_model(dataset.model, len(dataset.classes), config.weights, config.width)
+        model = model.to(dataset.device)
+        if dataset.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        learners.append(
+            make_learner(
+                model,
+                config.lr,
+                config.momentum,
+                config.weight_decay,
+                total_steps=0,
+                schedule="step",
+                drop_epochs=(int(config.lr_drop_epoch or 0),),
+                nesterov=False,
+            )
+        )
+    return learners
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+    """Train with DivideMix (or the CE baseline), checkpointing every epoch, and write the
+    outputs into ``config.out`` (``config.resume`` when resuming).
+
+    Args:
+        config: every setting (see :class:`~noisyclean.config.TrainConfig`).
+        progress: progress bars and log lines; default: quiet.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        NoisyCleanError: for unusable data or options, or a checkpoint that does not fit
+            (one clear message).
+    """
+    progress = progress or Progress(quiet=True)
+    timings: dict[str, float] = {}
+    payload = None
+    if config.resume is None:
+        validate(config)
+    else:  # the checkpoint's settings are validated once merged
+        resume_dir = Path(config.resume)
+        if not resume_dir.is_dir():
+            raise NoisyCleanError(f"--resume {resume_dir}: no such folder")
+        payload = load_checkpoint(resume_dir / CHECKPOINT_NAME)
+        saved = TrainConfig.from_json(payload["extra"]["config"])
+        config, ignored = resume_config(config, saved)
+        if ignored:
+            progress.log(
+                f"resuming: {', '.join(ignored)} ignored; the checkpoint's settings are used"
+            )
+        validate(config)
+        out = prepare_out_dir(config.out)
+    if config.resume is None:
+        out = prepare_out_dir(config.out)
+        if (out / CHECKPOINT_NAME).exists():
+            raise NoisyCleanError(
+                f"{out} already holds a training checkpoint: continue it with --resume {out}, "
+                "or choose another --out"
+            )
+
+    dataset = load_dataset(
+        config.data,
+        config.labels,
+        config.classes,
+        image_size=config.image_size,
+        model=config.model,
+        weights=config.weights,
+        workers=config.workers,
+        cache_dir=config.cache_dir,
+        use_cache=config.use_cache,
+        device=config.device,
+        amp=config.amp,
+        channels_last=config.channels_last,
+        progress=progress,
+    )
+    timings.update(dataset.timings)
+    samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
+    classes, device, precision = dataset.classes, dataset.device, dataset.precision
+    fingerprint = data_fingerprint(paths, labels, classes)
+    if payload is not None and payload["extra"]["fingerprint"] != fingerprint:
+        raise NoisyCleanError(
+            f"{config.data} does not hold the images and labels the checkpoint in {out} was "
+            "trained on"
+        )
+    config = replace(
+        config,
+        image_size=dataset.image_size,
+        model=dataset.model,
+        lr_drop_epoch=config.lr_drop_epoch or max(1, config.epochs // 2),
+    )
+    dividemix = config.method == "dividemix"
+    n_networks = 2 if dividemix else 1
+    progress.log(
+        f"{len(paths)} images, {len(classes)} classes, {dataset.image_size}x"
+        f"{dataset.image_size} px, {dataset.model} x{n_networks}, {config.method} for "
+        f"{config.epochs} epochs"
+        + (f" ({config.warmup_epochs} warm-up)" if dividemix else "")
+        + f" on {device}"
+        + (f" ({precision.dtype})" if precision.dtype else "")
+    )
+    val = load_validation(config, dataset, progress) if config.val else None
+    correct = label_is_correct(config, dataset) if config.truth else None
+
+    learners = _build_learners(config, dataset, n_networks)
+    _set_seed(config.seed)
+    models = [learner.model for learner in learners]
+    method: DivideMix | Standard
+    if dividemix:
+        method = DivideMix(
+            data,
+            models,
+            classes,
+            precision,
+            warmup_epochs=config.warmup_epochs,
+            batch_size=config.batch_size,
+            tau=config.tau,
+            lambda_u=config.lambda_u,
+            penalty=config.penalty,
+            lambda_r=config.lambda_r,
+            temperature=config.temperature,
+            alpha=config.alpha,
+            augmentations=config.augmentations,
+            rampup_epochs=config.rampup_epochs,
+            mixture=config.mixture,
+            loss_history=config.loss_history,
+            seed=config.seed,
+            log=progress.log,
+        )
+    else:
+        method = Standard(data, batch_size=2 * config.batch_size, seed=config.seed,
+                          penalty=bool(config.penalty))
+
+    history: list[dict[str, Any]] = []
+    resumes: list[int] = []
+    start = 0
+    if payload is not None:
+        restore_learners(learners, payload)
+        method.load_state_dict(payload["method"])
+        set_rng_state(payload["rng"])
+        history = list(payload["history"])
+        resumes = list(payload["extra"].get("resumes", []))
+        start = int(payload["epochs_done"])
+        resumes.append(start)
+        progress.log(
+            f"resuming {out} after epoch {start} of {config.epochs}"
+            if start < config.epochs else f"{out} is complete: writing its outputs again"
+        )
+    extra = {"config": config.to_json(), "fingerprint": fingerprint, "resumes": resumes}
+
+    def on_epoch_end(epoch: int, stats: dict[str, float]) -> None:
+        phase = ("warm-up" if epoch < config.warmup_epochs else "dividemix") if dividemix \
+            else "standard"
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "phase": phase,
+            "lr": float(stats["lr"]),
+            "seconds": float(stats["seconds"]),
+            "loss": float(stats.get("loss", math.nan)),
+            "train_acc": float(stats["acc"]) if "acc" in stats else math.nan,
+        }
+        if dividemix:
+            assert isinstance(method, DivideMix)
+            for key in ("loss_x", "loss_u", "loss_reg", "lambda_u"):
+                row[key] = float(stats.get(key, math.nan))
+            divisions = method.divisions if method.division_epoch == epoch else None
+            for k in (1, 2):
+                division = divisions[k - 1] if divisions else None
+                row[f"labelled_{k}"] = len(division.labelled) if division else None
+                row[f"unlabelled_{k}"] = len(division.unlabelled) if division else None
+                scores = (division_metrics(division, correct)
+                          if division is not None and correct is not None else {})
+                for key in ("auroc", "precision", "recall"):
+                    row[f"div_{key}_{k}"] = scores.get(key, math.nan)
+        if val is not None:
+            row["val_acc"] = ensemble_accuracy(models, val, precision)
+        history.append(row)
+        save_checkpoint(out / CHECKPOINT_NAME, epoch + 1, learners, method.state_dict(),
+                        history, extra)
+        write_csv(history_frame(history, dividemix, val is not None), out / HISTORY_NAME)
+        message = f"epoch {epoch + 1}/{config.epochs} {phase}: loss {row['loss']:.4f}"
+        if dividemix and row.get("labelled_1") is not None:
+            message += f", labelled {row['labelled_1']}/{row['labelled_2']}"
+        if not math.isnan(row.get("div_auroc_1", math.nan)):
+            message += f", division AUROC {row['div_auroc_1']:.3f}/{row['div_auroc_2']:.3f}"
+        if "val_acc" in row:
+            message += f", val acc {row['val_acc']:.2%}"
+        progress.log(message)
+
+    t0 = time.perf_counter()
+    run_epochs(learners, method, range(start, config.epochs), precision, progress,
+               on_epoch_end, config.method)
+    timings["train"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    signals = [compute_signals(model, data, precision, tta=config.tta) for model in models]
+    if not all(np.all(np.isfinite(s.per_sample_loss)) for s in signals):
+        raise NoisyCleanError("training diverged (the final losses are not finite); try a "
+                              "lower --lr")
+    scores = score_samples(
+        paths,
+        labels,
+        classes,
+        [normalise_losses(s.per_sample_loss) for s in signals],
+        signals,
+        mixture=config.mixture,
+        threshold=config.threshold,
+        relabel_threshold=config.relabel_threshold,
+        seed=config.seed,
+    )
+    table, fits = scores.table, scores.fits
+    relabeled = relabeled_table(table)
+    timings["score"] = time.perf_counter() - t0
+
+    frame = history_frame(history, dividemix, val is not None)
+    last = history[-1] if history else {}
+    val_accs = [row["val_acc"] for row in history if "val_acc" in row]
+    on_cuda = device.type == "cuda"
+    summary: dict[str, Any] = {
+        "noisyclean_version": __version__,
+        "data": str(samples.root),
+        "method": config.method,
+        **table_summary(table, classes, len(samples), len(dataset.skipped)),
+        "mixture": [fit.params for fit in fits],
+        "training": {
+            "final_train_loss": last.get("loss"),
+            "final_train_acc": last.get("train_acc"),
+            "final_val_acc": val_accs[-1] if val_accs else None,
+            "best_val_acc": max(val_accs) if val_accs else None,
+            "epochs": history,
+            "resumed_after_epochs": resumes,
+        },
+        "settings": config.to_json(),
+        "image_size": dataset.image_size,
+        "normalisation": {"mean": data.mean, "std": data.std},
+        "decode_cache": {
+            "dir": str(dataset.cache_dir) if dataset.cache_dir else None,
+            "hit": dataset.from_cache,
+        },
+        "device": {
+            "type": device.type,
+            "name": torch.cuda.get_device_name(device) if on_cuda else platform.processor(),
+            "precision": str(precision.dtype or torch.float32),
+            "channels_last": dataset.channels_last,
+            "threads": torch.get_num_threads(),
+        },
+        "versions": _library_versions(),
+        "timings_s": timings,
+    }
+    if isinstance(method, DivideMix):
+        summary["dividemix"] = {
+            "chosen": method.settings,
+            "reasons": method.reasons,
+            "estimated_noise_rate_after_warmup": method.estimated_noise_rate,
+            "events": method.events,
+        }
+    if config.truth is not None:
+        summary["truth_metrics"] = detection_metrics(table, read_truth(config.truth))
+
+    t0 = time.perf_counter()
+    write_csv(table, out / "scores.csv")
+    write_csv(relabeled, out / "relabeled.csv")
+    write_csv(dataset.skipped, out / "skipped.csv")
+    write_csv(frame, out / HISTORY_NAME)
+    for k, model in enumerate(models, start=1):
+        _save_weights(model, out / f"net{k}.pt")
+    timings["write"] = time.perf_counter() - t0
+    write_json(_plain(summary), out / "summary.json")
+    return TrainResult(table, relabeled, dataset.skipped, frame, summary, out)
+
+
+def history_frame(
+    history: list[dict[str, Any]], dividemix: bool, with_val: bool
+) -> pd.DataFrame:
+    """``history.csv`` as a DataFrame with a fixed column order."""
+    columns = BASE_COLUMNS + (DIVIDEMIX_COLUMNS if dividemix else []) + (
+        ["val_acc"] if with_val else []
+    )
+    frame = pd.DataFrame(history).reindex(columns=columns)
+    for column in ("labelled_1", "unlabelled_1", "labelled_2", "unlabelled_2"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+    return frame

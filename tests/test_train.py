@@ -1,0 +1,286 @@
+"""``noisyclean train`` end to end: the real CLI on real image folders, every output, bad
+input, and a real training subprocess killed part-way and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+from typer.testing import CliRunner
+
+from noisyclean.cli import app
+from noisyclean.config import TrainConfig
+from noisyclean.models import build_model
+from noisyclean.outputs.table import SCORE_COLUMNS
+from noisyclean.train.run import train
+
+from .conftest import tree_digest, write_digits_folder
+
+runner = CliRunner()
+FAST = ["--epochs", "3", "--warmup-epochs", "1", "--width", "8", "--batch-size", "16",
+        "--quiet"]
+STRINGS = {"label": str, "predicted": str, "suggested_label": str}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny networks run fastest (and undisturbed by other jobs) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_val_folder(root: Path, classes: tuple[int, ...] = (0, 1, 7), per_class: int = 10,
+                     size: int = 16) -> None:
+    """Correctly labelled digits not used by :func:`write_digits_folder` (from index 100)."""
+    digits = load_digits()
+    for c in classes:
+        (root / str(c)).mkdir(parents=True, exist_ok=True)
+        for i in np.flatnonzero(digits.target == c)[100 : 100 + per_class]:
+            img = np.round(digits.images[i] * 255 / 16).astype(np.uint8)
+            pil = Image.fromarray(img, mode="L").resize((size, size), Image.Resampling.BILINEAR)
+            pil.convert("RGB").save(root / str(c) / f"v_{i:04d}.png")
+
+
+def write_truth(path: Path, truth: dict[str, str]) -> Path:
+    path.write_text("path,label\n" + "".join(f"{p},{lab}\n" for p, lab in truth.items()))
+    return path
+
+
+def _train(*args: object) -> object:
+    return runner.invoke(app, ["train", *map(str, args)])
+
+
+def test_dividemix_writes_every_output(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, truth = digits_folder
+    val = tmp_path / "val"
+    write_val_folder(val)
+    truth_csv = write_truth(tmp_path / "truth.csv", truth)
+    before = tree_digest(root)
+    out = tmp_path / "out"
+    result = _train(root, "--out", out, "--val", val, "--truth", truth_csv, *FAST)
+    assert result.exit_code == 0, result.output
+    assert tree_digest(root) == before  # the user's images untouched
+
+    # the same per-sample table as scan
+    scores = pd.read_csv(out / "scores.csv", dtype=STRINGS)
+    assert list(scores.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
+    assert sorted(scores["path"]) == sorted(truth)
+    assert scores["clean_prob"].between(0, 1).all()
+    assert (scores["is_noisy"] == (scores["clean_prob"] < 0.5)).all()
+    relabeled = pd.read_csv(out / "relabeled.csv", dtype=str)
+    assert list(relabeled.columns) == ["path", "label", "original_label", "changed"]
+    assert (out / "skipped.csv").is_file()
+
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert history["phase"].tolist() == ["warm-up", "dividemix", "dividemix"]
+    assert history["lr"].tolist() == pytest.approx([0.02, 0.002, 0.002])  # drop at 3 // 2
+    mixing = history[history["phase"] == "dividemix"]
+    for k in (1, 2):
+        sizes = mixing[f"labelled_{k}"] + mixing[f"unlabelled_{k}"]
+        assert (sizes == len(truth)).all()
+        assert mixing[f"div_auroc_{k}"].between(0, 1).all()
+        assert mixing[f"div_precision_{k}"].between(0, 1).all()
+    assert history.loc[0, ["labelled_1", "div_auroc_1"]].isna().all()  # no division yet
+    assert mixing[["loss_x", "loss_u", "loss_reg", "lambda_u"]].notna().all().all()
+    assert history["val_acc"].between(0, 1).all()
+    assert (history["seconds"] > 0).all()
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "dividemix"
+    assert summary["counts"]["used"] == len(truth)
+    chosen = summary["dividemix"]["chosen"]
+    assert set(chosen) == {"tau", "lambda_u", "penalty", "loss_history"}
+    assert all(chosen[k] is not None for k in chosen)
+    assert set(summary["dividemix"]["reasons"]) == set(chosen)
+    assert summary["settings"]["epochs"] == 3 and summary["settings"]["lr_drop_epoch"] == 1
+    assert 0 <= summary["truth_metrics"]["auroc"] <= 1
+    assert summary["training"]["final_val_acc"] == pytest.approx(history["val_acc"].iloc[-1])
+
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epochs_done"] == 3 and len(checkpoint["models"]) == 2
+    for name in ("net1.pt", "net2.pt"):  # usable as --weights of scan and train
+        state = torch.load(out / name, weights_only=True)
+        build_model("small-cnn", 3, width=8).load_state_dict(state)
+
+
+def test_standard_baseline_writes_the_same_outputs(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, truth = digits_folder
+    out = tmp_path / "out"
+    result = _train(root, "--method", "standard", "--out", out, "--epochs", "2", "--width", "8",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    history = pd.read_csv(out / "history.csv")
+    assert list(history.columns) == ["epoch", "phase", "lr", "seconds", "loss", "train_acc"]
+    assert history["phase"].tolist() == ["standard", "standard"]
+    assert history["train_acc"].between(0, 1).all()
+    scores = pd.read_csv(out / "scores.csv", dtype=STRINGS)
+    assert list(scores.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
+    assert len(scores) == len(truth)
+    assert (out / "net1.pt").is_file() and not (out / "net2.pt").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == "standard" and "dividemix" not in summary
+
+
+def test_explicit_options_override_the_automatic_choices(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    config = TrainConfig(data=root, out=tmp_path / "out", epochs=3, warmup_epochs=1, width=8,
+                         batch_size=16, tau=0.3, lambda_u=7.0, penalty=True, loss_history=2,
+                         mixture="bmm", augmentations=1, rampup_epochs=4, quiet=True)
+    result = train(config)
+    chosen = result.summary["dividemix"]["chosen"]
+    assert chosen == {"tau": 0.3, "lambda_u": 7.0, "penalty": True, "loss_history": 2}
+    assert set(result.summary["dividemix"]["reasons"].values()) == {"given explicitly"}
+    assert all(fit["kind"] == "bmm" for fit in result.summary["mixture"])
+    # the ramp: 7 * (epoch + step/steps - 1) / 4, averaged over an epoch's steps, lies in
+    # [0, 7/4) in the first DivideMix epoch and in [7/4, 7/2) in the second
+    ramp = result.history["lambda_u"].tolist()
+    assert 0 < ramp[1] < 7 / 4 <= ramp[2] < 7 / 2
+
+
+def test_resume_of_a_finished_run_rewrites_its_outputs_and_names_ignored_options(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    out = tmp_path / "out"
+    assert _train(root, "--out", out, "--epochs", "2", "--warmup-epochs", "1", "--width", "8",
+                  "--batch-size", "16", "--quiet").exit_code == 0
+    first = (out / "scores.csv").read_bytes()
+    (out / "scores.csv").unlink()
+    result = _train(root, "--resume", out, "--epochs", "5", "--lambda-u", "3")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "--epochs, --lambda-u ignored" in text and "is complete" in text
+    assert (out / "scores.csv").read_bytes() == first
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["training"]["resumed_after_epochs"] == [2]
+    assert len(pd.read_csv(out / "history.csv")) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "coteach"], "--method must be one of"),
+        (["--epochs", "2", "--warmup-epochs", "2"], "must be larger than --warmup-epochs"),
+        (["--tau", "1.5"], "--tau must be between 0 and 1"),
+        (["--alpha", "0"], "--alpha must be positive"),
+        (["--resume", "/nonexistent/run"], "no such folder"),
+        (["--lr", "1e6", "--epochs", "2", "--warmup-epochs", "1", "--width", "8"],
+         "diverged"),
+    ],
+)
+def test_bad_options_fail_with_one_message(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, args: list[str], message: str
+) -> None:
+    root, _ = digits_folder
+    result = _train(root, "--out", tmp_path / "out", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_bad_val_truth_and_checkpoint_folders_fail_with_one_message(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, truth = digits_folder
+    val = tmp_path / "val"
+    write_val_folder(val, classes=(0, 1, 3))  # class 3 is not a training class
+    result = _train(root, "--out", tmp_path / "a", "--val", val, *FAST)
+    assert result.exit_code == 2 and "'3'" in result.output
+    partial = dict(list(truth.items())[:-1])
+    csv = write_truth(tmp_path / "truth.csv", partial)
+    result = _train(root, "--out", tmp_path / "b", "--truth", csv, *FAST)
+    assert result.exit_code == 2 and "has no row for" in " ".join(result.output.split())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _train(root, "--resume", empty, *FAST)
+    assert result.exit_code == 2 and "nothing to resume" in " ".join(result.output.split())
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    result = _train(root, "--out", tmp_path / "c", *FAST)
+    assert result.exit_code == 2 and "--resume" in result.output
+    result = _train(root, "--resume", tmp_path / "c", *FAST)
+    assert result.exit_code == 2 and "cannot read checkpoint" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------- kill and resume
+
+EPOCHS = 7
+KILL_AFTER = 3
+
+
+def _command(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "noisyclean", "train", str(data), "--epochs", str(EPOCHS),
+            "--warmup-epochs", "2", "--width", "8", "--batch-size", "16", "--device", "cpu",
+            "--quiet", *extra, "--out", str(out)]
+
+
+def _epochs_done(out: Path) -> int:
+    try:
+        return max(0, len((out / "history.csv").read_text().splitlines()) - 1)
+    except FileNotFoundError:
+        return 0
+
+
+def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "images"
+    write_digits_folder(data, per_class=60, flip=18)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same threads for every run: same floats
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    uninterrupted = subprocess.Popen(_command(data, whole), env=env, stderr=subprocess.PIPE)
+    victim = subprocess.Popen(_command(data, killed), env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while _epochs_done(killed) < KILL_AFTER and victim.poll() is None:
+            assert time.monotonic() < deadline, "the run never finished an epoch"
+            time.sleep(0.01)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert victim.returncode == -signal.SIGKILL
+    stopped_at = torch.load(killed / "checkpoint.pt", weights_only=True)["epochs_done"]
+    assert KILL_AFTER <= stopped_at < EPOCHS, "the run finished before it could be killed"
+    assert not (killed / "scores.csv").exists()
+    assert uninterrupted.wait(300) == 0, uninterrupted.stderr.read().decode()
+
+    resumed = subprocess.run(_command(data, killed, "--resume", str(killed)), env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+
+    assert (killed / "scores.csv").read_bytes() == (whole / "scores.csv").read_bytes()
+    assert (killed / "relabeled.csv").read_bytes() == (whole / "relabeled.csv").read_bytes()
+    a = pd.read_csv(whole / "history.csv").drop(columns="seconds")
+    b = pd.read_csv(killed / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b)
+    assert len(b) == EPOCHS
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["training"]["resumed_after_epochs"] == [stopped_at]
+    for k in (0, 1):  # the final networks are the same, weight for weight
+        w_a = torch.load(whole / f"net{k + 1}.pt", weights_only=True)
+        w_b = torch.load(killed / f"net{k + 1}.pt", weights_only=True)
+        assert all(torch.equal(w_a[name], w_b[name]) for name in w_a)
