@@ -9,7 +9,9 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
 
 * ``scan-gmm``, ``scan-bmm``, ``scan-n2``: the installed CLI, ``noisyclean scan`` with its
   defaults and ``--mixture gmm``, ``--mixture bmm``, ``--networks 2``; each decodes the
-  images itself (a fresh decode cache).
+  images itself (a fresh decode cache). On request (``--methods``) also the scan signals
+  ``scan-loss-gmm``, ``scan-loss-bmm`` (``--signal loss``), ``scan-aum`` (``--signal aum``)
+  and ``scan-folds`` (``--folds 5``).
 * ``cleanlab``: K-fold (K=5) cross-validation of the same backbone, epochs and augmentation,
   out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``
   (default ``prune_by_noise_rate``) and ``cleanlab.rank.get_label_quality_scores``.
@@ -54,6 +56,11 @@ SCAN_ARGS = {
     "scan-gmm": ["--mixture", "gmm"],
     "scan-bmm": ["--mixture", "bmm"],
     "scan-n2": ["--networks", "2"],
+    # the scan signals compared by issue 6 (run only when named in --methods)
+    "scan-loss-gmm": ["--signal", "loss", "--mixture", "gmm"],
+    "scan-loss-bmm": ["--signal", "loss", "--mixture", "bmm"],
+    "scan-aum": ["--signal", "aum"],
+    "scan-folds": ["--folds", "5"],
 }
 
 
@@ -272,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = set(methods) - set(METHODS)
+    unknown = set(methods) - set(METHODS) - set(SCAN_ARGS)
     if unknown:
         raise SystemExit(f"unknown method(s): {', '.join(sorted(unknown))}")
     truth_table = pd.read_csv(args.folder / "truth.csv", dtype=str, keep_default_na=False)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .config import ScanConfig
+from .config import METHOD_HELP, ScanConfig
 from .errors import NoisyCleanError
 
 app = typer.Typer(
@@ -105,7 +105,10 @@ def scan(
         str,
         typer.Option(help="What the mixture is fit on: loss+margin (the normalised loss plus "
                      "the class-calibrated margin; sees class-dependent noise), loss "
-                     "(DivideMix's per-sample loss) or margin."),
+                     "(DivideMix's per-sample loss) or margin; or aum: the Area Under the "
+                     "Margin over the training epochs, cut at the 99th percentile of "
+                     "threshold samples given a fake extra class (Pleiss et al. 2020; trains "
+                     "two networks, one per set of threshold samples; no mixture)."),
     ] = "loss+margin",
     loss_history: Annotated[
         int,
@@ -125,6 +128,18 @@ def scan(
     tta: Annotated[
         bool, typer.Option(help="Flip test-time augmentation for the predictions.")
     ] = True,
+    folds: Annotated[
+        int,
+        typer.Option(help="K >= 2: out-of-sample losses and predictions by K-fold "
+                     "cross-validation (each fold scored by a network trained on the other "
+                     "folds; about K - 1 times the time); 1: in-sample (one warm-up)."),
+    ] = 1,
+    save_probs: Annotated[
+        bool,
+        typer.Option("--save-probs", help="Also write OUT/pred_probs.npy: float32 predicted "
+                     "probabilities, rows in scores.csv order, columns in class order (e.g. "
+                     "cleanlab's pred_probs with --folds)."),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same scores on CPU).")] = 0,
     device: Annotated[
         str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
@@ -184,6 +199,8 @@ def scan(
         threshold=threshold,
         relabel_threshold=relabel_threshold,
         tta=tta,
+        folds=folds,
+        save_probs=save_probs,
         seed=seed,
         device=device,
         amp=amp,
@@ -407,7 +424,15 @@ def evaluate(
 # --------------------------------------------------------------------------- train
 
 
-@app.command()
+_TRAIN_HELP = (
+    "Train on the images with one of the methods below, checkpointing every epoch, and write "
+    "each image's clean probability and suggested label from the trained networks.\n\n"
+    "Methods (--method), and when to use each:\n"
+    + "\n".join(f"{name:<18} {line}" for name, line in METHOD_HELP.items())
+)
+
+
+@app.command(help=_TRAIN_HELP)
 def train(
     data: Annotated[
         Path,
@@ -418,8 +443,7 @@ def train(
     ],
     method: Annotated[
         str,
-        typer.Option(help="dividemix (two networks, co-divide + MixMatch) or standard "
-                     "(one network, cross-entropy: the baseline)."),
+        typer.Option(help="Training method: " + ", ".join(METHOD_HELP) + " (see above)."),
     ] = "dividemix",
     out: Annotated[
         Path,
@@ -470,13 +494,14 @@ def train(
                           "runs use 300).")
     ] = 100,
     warmup_epochs: Annotated[
-        int, typer.Option(help="Cross-entropy warm-up epochs before the first co-divide "
-                          "(dividemix).")
+        int, typer.Option(help="Cross-entropy warm-up epochs before the first estimate: "
+                          "co-divide (dividemix), the first Beta mixture (dynamic-bootstrap), "
+                          "the forget rate (coteaching without --forget-rate).")
     ] = 10,
     batch_size: Annotated[
         int,
         typer.Option(help="Labelled and unlabelled samples per DivideMix step (64 + 64); "
-                     "warm-up and standard steps take twice this."),
+                     "warm-up steps and every other method's take twice this."),
     ] = 64,
     lr: Annotated[float, typer.Option(help="Initial learning rate (SGD, momentum).")] = 0.02,
     lr_drop_epoch: Annotated[
@@ -506,7 +531,8 @@ def train(
                      "else 50]."),
     ] = None,
     lambda_r: Annotated[
-        float, typer.Option(help="Weight of the uniform-prior regulariser L_reg.")
+        float, typer.Option(help="Weight of the uniform-prior regulariser L_reg (dividemix; "
+                            "dynamic-bootstrap, as M-DYR-H's reg_term).")
     ] = 1.0,
     temperature: Annotated[
         float, typer.Option(help="Sharpening temperature T of refined and guessed labels.")
@@ -529,6 +555,60 @@ def train(
     mixture: Annotated[
         str, typer.Option(help="Mixture fit to the losses: gmm (Gaussian) or bmm (Beta).")
     ] = "gmm",
+    signal: Annotated[
+        str,
+        typer.Option(help="What the final table's mixture is fit on, as for scan: "
+                     "loss+margin, loss or margin (co-divide always uses the loss)."),
+    ] = "loss+margin",
+    forget_rate: Annotated[
+        float | None,
+        typer.Option(help="coteaching: fraction tau of each batch dropped once the schedule "
+                     "has ramped up (Han et al.: the noise rate) \\[default: the noise rate the "
+                     "--mixture on both networks' losses estimates after --warmup-epochs]."),
+    ] = None,
+    num_gradual: Annotated[
+        int, typer.Option(help="coteaching: epochs T_k over which the forget rate ramps "
+                          "linearly from 0 to tau (the paper's 10).")
+    ] = 10,
+    gce_q: Annotated[
+        float, typer.Option(help="gce: exponent q of (1 - p_y^q)/q, in (0, 1]: CE as q -> 0, "
+                            "1 - p_y at 1 (Zhang & Sabuncu: 0.7).")
+    ] = 0.7,
+    sce_alpha: Annotated[
+        float, typer.Option(help="sce: weight of the cross-entropy (Wang et al., CIFAR-10: "
+                            "0.1; CIFAR-100: 6.0).")
+    ] = 0.1,
+    sce_beta: Annotated[
+        float, typer.Option(help="sce: weight of the reverse cross-entropy (CIFAR-10: 1.0; "
+                            "CIFAR-100: 0.1).")
+    ] = 1.0,
+    sce_a: Annotated[
+        float, typer.Option(help="sce: the value A < 0 taken for log 0 in the reverse "
+                            "cross-entropy (the paper's -4; -2 makes RCE the MAE; the "
+                            "reference code's clipping amounts to -9.21).")
+    ] = -4.0,
+    bootstrap: Annotated[
+        str, typer.Option(help="bootstrap: hard (the predicted class) or soft (the predicted "
+                          "distribution) mixed into the target (Reed et al.).")
+    ] = "hard",
+    bootstrap_beta: Annotated[
+        float | None,
+        typer.Option(help="bootstrap: weight of the given label in the target \\[default: "
+                     "Reed et al.'s 0.8 hard, 0.95 soft]."),
+    ] = None,
+    mixup: Annotated[
+        bool, typer.Option("--mixup/--no-mixup", help="dynamic-bootstrap: mix the inputs "
+                           "(M-DYR-H of Arazo et al.), also during the warm-up.")
+    ] = False,
+    mixup_alpha: Annotated[
+        float, typer.Option(help="mixup and dynamic-bootstrap --mixup: Beta(alpha, alpha) of "
+                            "the mixing weight (mixup paper at 50-80% label noise and M-DYR-H: "
+                            "32; the mixup paper used 8 at 20% noise, 1 on clean CIFAR).")
+    ] = 32.0,
+    smoothing: Annotated[
+        float, typer.Option(help="label-smoothing: eps of (1 - eps) y + eps / C (Szegedy et "
+                            "al.: 0.1).")
+    ] = 0.1,
     threshold: Annotated[
         float, typer.Option(help="In scores.csv, a sample is noisy when its clean_prob is "
                             "below this.")
@@ -563,9 +643,9 @@ def train(
     cache: Annotated[bool, typer.Option(help="Use the decoded-image cache.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
-    """Train on the images with DivideMix (or plain cross-entropy), checkpointing every
-    epoch, and write each image's clean probability and suggested label from the trained
-    networks."""
+    """Train on the images with ``--method`` (its help text is :data:`_TRAIN_HELP`),
+    checkpointing every epoch, and write each image's clean probability and suggested label
+    from the trained networks."""
     from .config import TrainConfig
     from .progress import Progress
     from .train.run import train as run_train
@@ -603,6 +683,18 @@ def train(
         rampup_epochs=rampup_epochs,
         loss_history=loss_history,
         mixture=mixture,
+        forget_rate=forget_rate,
+        num_gradual=num_gradual,
+        gce_q=gce_q,
+        sce_alpha=sce_alpha,
+        sce_beta=sce_beta,
+        sce_a=sce_a,
+        bootstrap=bootstrap,
+        bootstrap_beta=bootstrap_beta,
+        mixup=mixup,
+        mixup_alpha=mixup_alpha,
+        smoothing=smoothing,
+        signal=signal,
         threshold=threshold,
         relabel_threshold=relabel_threshold,
         tta=tta,

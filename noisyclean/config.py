@@ -53,6 +53,8 @@ class ScanConfig:
     threshold: float = 0.5
     relabel_threshold: float = 0.7
     tta: bool = True
+    folds: int = 1
+    save_probs: bool = False
 
     # execution
     seed: int = 0
@@ -72,7 +74,28 @@ class ScanConfig:
         return out
 
 
-METHODS = ("dividemix", "standard")
+#: ``train --method`` values with one line each on when to use it (``train --help``).
+METHOD_HELP = {
+    "dividemix": "two networks, co-divide + MixMatch: the strongest, and the slowest "
+    "(two networks, two augmentations per image and step); for any noise rate",
+    "standard": "one network, cross-entropy: the baseline every method is measured against",
+    "coteaching": "two networks, each trains on the other's small-loss samples: symmetric "
+    "noise up to about 50%; two networks' compute",
+    "gce": "generalized cross-entropy (between CE and MAE, --gce-q): a drop-in robust loss, "
+    "standard's cost",
+    "sce": "symmetric cross-entropy, CE + reverse CE: a drop-in robust loss that also helps "
+    "hard classes; standard's cost",
+    "mae": "mean absolute error: provably robust to symmetric noise but slow to fit; mostly "
+    "a reference point",
+    "bootstrap": "CE against a mix of the label and the network's own prediction (hard or "
+    "soft, fixed weight): mild noise",
+    "dynamic-bootstrap": "bootstrapping weighted per sample by a Beta mixture on the losses "
+    "(with --mixup: M-DYR-H): high symmetric noise",
+    "mixup": "trains on convex combinations of image pairs: cheap, resists memorising wrong "
+    "labels; a strong simple baseline",
+    "label-smoothing": "CE against smoothed labels: a mild regulariser for low noise",
+}
+METHODS = tuple(METHOD_HELP)
 
 #: TrainConfig fields that a resumed run takes from the command line instead of the
 #: checkpoint (where and how it runs, not what it computes).
@@ -89,8 +112,11 @@ class TrainConfig:
     ``None`` means "choose automatically": ``image_size``, ``model``, ``amp`` and
     ``channels_last`` as in :class:`ScanConfig`; ``lr_drop_epoch`` at half the epochs;
     ``tau``, ``lambda_u``, ``penalty`` and ``loss_history`` from the noise rate that the
-    warm-up's own mixture estimates (see ``noisyclean.train.methods.dividemix``).
-    The DivideMix defaults follow the paper and its reference code at CIFAR scale.
+    warm-up's own mixture estimates (see ``noisyclean.train.methods.dividemix``);
+    ``forget_rate`` (co-teaching) likewise after the warm-up; ``bootstrap_beta`` per
+    ``bootstrap`` mode (Reed et al.: 0.8 hard, 0.95 soft).
+    The DivideMix defaults follow the paper and its reference code at CIFAR scale; each
+    other method's defaults follow its paper (see ``noisyclean.train.losses``).
     """
 
     data: Path = Path(".")
@@ -132,7 +158,23 @@ class TrainConfig:
     loss_history: int | None = None
     mixture: str = "gmm"
 
+    # co-teaching (Han et al. 2018)
+    forget_rate: float | None = None
+    num_gradual: int = 10
+
+    # robust losses, bootstrapping, mixup, label smoothing
+    gce_q: float = 0.7
+    sce_alpha: float = 0.1
+    sce_beta: float = 1.0
+    sce_a: float = -4.0
+    bootstrap: str = "hard"
+    bootstrap_beta: float | None = None
+    mixup: bool = False
+    mixup_alpha: float = 32.0
+    smoothing: float = 0.1
+
     # the final table (as scan)
+    signal: str = "loss+margin"
     threshold: float = 0.5
     relabel_threshold: float = 0.7
     tta: bool = True

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .aum import AUM_RUNS
 from .config import MIXTURES, ScanConfig
 from .data.batches import DeviceImages
 from .data.load import load_dataset
@@ -26,8 +27,9 @@ from .models import build_model
 from .outputs.table import relabeled_table
 from .outputs.write import prepare_out_dir, write_csv, write_json
 from .progress import Progress
+from .scan_extras import PROBS_NAME, extra_scores, uses_extra_scores, write_pred_probs
 from .scoring import score_samples, table_summary
-from .signals import SIGNALS, LossHistory, Signals, compute_signals, noise_score
+from .signals import SCAN_SIGNALS, LossHistory, Signals, compute_signals, noise_score
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup
 
@@ -55,7 +57,7 @@ def validate(config: ScanConfig) -> None:
     """Reject impossible option values with one clear message."""
     checks = [
         (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
-        (config.signal in SIGNALS, f"--signal must be one of {', '.join(SIGNALS)}"),
+        (config.signal in SCAN_SIGNALS, f"--signal must be one of {', '.join(SCAN_SIGNALS)}"),
         (config.networks in (1, 2), "--networks must be 1 or 2"),
         (config.epochs is None or config.epochs >= 1, "--epochs must be at least 1"),
         (config.batch_size >= 2, "--batch-size must be at least 2"),
@@ -66,6 +68,11 @@ def validate(config: ScanConfig) -> None:
         (config.image_size is None or 8 <= config.image_size <= 1024,
          "--image-size must be between 8 and 1024"),
         (config.width >= 4, "--width must be at least 4"),
+        (config.folds >= 1, "--folds must be at least 1 (1: in-sample losses)"),
+        (config.folds == 1 or config.signal != "aum",
+         "--folds and --signal aum exclude each other (AUM is measured while training)"),
+        (config.folds == 1 or config.loss_history == 1,
+         "--folds uses each fold's final out-of-sample predictions: --loss-history must be 1"),
     ]
     for ok, message in checks:
         if not ok:
@@ -111,11 +118,13 @@ def warm_up(
     config: ScanConfig,
     precision: Precision,
     progress: Progress,
+    indices: torch.Tensor | None = None,
 ) -> tuple[list[Learner], list[LossHistory], list[dict[str, float]]]:
     """Train ``config.networks`` networks with cross-entropy (plus the confidence penalty
     with ``config.penalty``) and record each one's noise scores (``config.signal``) at the
     end of each of the last ``config.loss_history`` epochs but the final one; the caller
-    adds the final epoch's scores from its own scoring pass.
+    adds the final epoch's scores from its own scoring pass. With ``indices``, train on
+    those samples only (a fold of ``--folds``).
 
     Returns:
         The learners, one :class:`LossHistory` per network, and the per-epoch log.
@@ -128,6 +137,7 @@ def warm_up(
         seed=config.seed,
         penalty=config.penalty,
         augment=config.augment,
+        indices=indices,
     )
     steps = method.steps_per_epoch(0) // config.networks * epochs
     learners = []
@@ -198,6 +208,9 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     on_cuda = device.type == "cuda"
     epochs = config.epochs or auto_epochs(len(paths))
     config = replace(config, image_size=size, model=model_name, epochs=epochs)
+    if config.signal == "aum" and config.networks != AUM_RUNS:
+        progress.log(f"--signal aum trains {AUM_RUNS} networks, one per set of threshold samples")
+        config = replace(config, networks=AUM_RUNS)
     progress.log(
         f"{len(paths)} images, {len(samples.classes)} classes, {size}x{size} px, "
         f"{model_name} x{config.networks}, {epochs} epochs on {device}"
@@ -205,32 +218,40 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     )
 
     t0 = time.perf_counter()
-    learners, histories, log = warm_up(data, len(samples.classes), config, precision, progress)
-    timings["warmup"] = time.perf_counter() - t0
+    extra = extra_scores(dataset, config, progress) if uses_extra_scores(config) else None
+    if extra is not None:  # --signal aum or --folds K
+        table, fits, log, probs = extra.table, extra.fits, extra.log, extra.probs
+        timings["warmup"] = time.perf_counter() - t0
+    else:
+        learners, histories, log = warm_up(
+            data, len(samples.classes), config, precision, progress
+        )
+        timings["warmup"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    signals: list[Signals] = []
-    task = progress.task("score", total=len(learners))
-    for learner, history in zip(learners, histories, strict=True):
-        signals.append(compute_signals(learner.model, data, precision, tta=config.tta))
-        history.add(noise_score(signals[-1].probs, labels, config.signal))
-        progress.advance(task)
-    timings["score"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        signals: list[Signals] = []
+        task = progress.task("score", total=len(learners))
+        for learner, history in zip(learners, histories, strict=True):
+            signals.append(compute_signals(learner.model, data, precision, tta=config.tta))
+            history.add(noise_score(signals[-1].probs, labels, config.signal))
+            progress.advance(task)
+        timings["score"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    scores = score_samples(
-        paths,
-        labels,
-        samples.classes,
-        [history.mean() for history in histories],
-        signals,
-        mixture=config.mixture,
-        threshold=config.threshold,
-        relabel_threshold=config.relabel_threshold,
-        seed=config.seed,
-    )
-    table, fits = scores.table, scores.fits
-    timings["mixture"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = score_samples(
+            paths,
+            labels,
+            samples.classes,
+            [history.mean() for history in histories],
+            signals,
+            mixture=config.mixture,
+            threshold=config.threshold,
+            relabel_threshold=config.relabel_threshold,
+            seed=config.seed,
+        )
+        table, fits = scores.table, scores.fits
+        probs = np.mean([s.probs for s in signals], axis=0)
+        timings["mixture"] = time.perf_counter() - t0
 
     relabeled = relabeled_table(table)
     summary = {
@@ -260,6 +281,8 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         "versions": _library_versions(),
         "timings_s": timings,
     }
+    if extra is not None:
+        summary.update(extra.summary)
     out = None
     if write:
         t0 = time.perf_counter()
@@ -267,6 +290,8 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         write_csv(table, out / "scores.csv")
         write_csv(relabeled, out / "relabeled.csv")
         write_csv(skipped, out / "skipped.csv")
+        if config.save_probs:
+            write_pred_probs(out / PROBS_NAME, probs, paths, table)
         timings["write"] = time.perf_counter() - t0
         write_json(summary, out / "summary.json")
     return ScanResult(table, relabeled, skipped, summary, out)

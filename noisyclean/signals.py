@@ -74,6 +74,9 @@ def compute_signals(
 
 
 SIGNALS = ("loss+margin", "loss", "margin")
+#: ``scan --signal`` values: the scores above, and the Area Under the Margin (``aum``,
+#: measured while training; see :mod:`noisyclean.aum`).
+SCAN_SIGNALS = (*SIGNALS, "aum")
 
 
 def class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""``train``: image folder -> decode once -> DivideMix (or the cross-entropy baseline) on the
-one training loop, a checkpoint and a ``history.csv`` row after every epoch -> the same
-``scores.csv``, ``relabeled.csv``, ``skipped.csv`` and ``summary.json`` as ``scan``, now from
-the trained networks (the ensemble of both for DivideMix).
+"""``train``: image folder -> decode once -> DivideMix, the cross-entropy baseline or another
+method (co-teaching, robust losses, bootstrapping, mixup, label smoothing; see
+:mod:`noisyclean.train.methods.registry`) on the one training loop, a checkpoint and a
+``history.csv`` row after every epoch -> the same ``scores.csv``, ``relabeled.csv``,
+``skipped.csv`` and ``summary.json`` as ``scan``, now from the trained networks (the
+ensemble of both for DivideMix and co-teaching).
 
 ``--resume OUT`` reloads ``OUT/checkpoint.pt`` (networks, optimisers, step counters, the
 method's generator and choices, global random states, history, settings) and continues
@@ -30,14 +32,13 @@ from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_dataset
 from ..errors import NoisyCleanError
 from ..evaluate import detection_metrics, read_truth
-from ..mixture import normalise_losses
 from ..models import build_model
 from ..outputs.table import relabeled_table
 from ..outputs.write import atomic_write_bytes, prepare_out_dir, write_csv, write_json
 from ..progress import Progress
 from ..scan import _library_versions, _set_seed
 from ..scoring import score_samples, table_summary
-from ..signals import compute_signals
+from ..signals import SIGNALS, compute_signals, noise_score
 from .checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -48,7 +49,7 @@ from .checkpoint import (
 from .divide import Division
 from .loop import Learner, Precision, make_learner, run_epochs
 from .methods.dividemix import DivideMix
-from .methods.standard import Standard
+from .methods.registry import METHOD_COLUMNS, build_method, method_checks, n_networks
 
 HISTORY_NAME = "history.csv"
 BASE_COLUMNS = ["epoch", "phase", "lr", "seconds", "loss", "train_acc"]
@@ -87,6 +88,7 @@ def validate(config: TrainConfig) -> None:
     checks = [
         (config.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
         (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
+        (config.signal in SIGNALS, f"--signal must be one of {', '.join(SIGNALS)}"),
         (config.epochs >= 1, "--epochs must be at least 1"),
         (config.warmup_epochs >= (1 if dividemix else 0),
          "--warmup-epochs must be at least 1 for dividemix"),
@@ -113,6 +115,7 @@ def validate(config: TrainConfig) -> None:
         (config.image_size is None or 8 <= config.image_size <= 1024,
          "--image-size must be between 8 and 1024"),
         (config.width >= 4, "--width must be at least 4"),
+        *method_checks(config),
     ]
     for ok, message in checks:
         if not ok:
@@ -272,8 +275,9 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
-    """Train with DivideMix (or the CE baseline), checkpointing every epoch, and write the
-    outputs into ``config.out`` (``config.resume`` when resuming).
+    """Train with ``config.method`` (DivideMix, the CE baseline, co-teaching, ...),
+    checkpointing every epoch, and write the outputs into ``config.out`` (``config.resume``
+    when resuming).
 
     Args:
         config: every setting (see :class:`~noisyclean.config.TrainConfig`).
@@ -343,22 +347,24 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         lr_drop_epoch=config.lr_drop_epoch or max(1, config.epochs // 2),
     )
     dividemix = config.method == "dividemix"
-    n_networks = 2 if dividemix else 1
+    networks = n_networks(config.method)
+    warmed = dividemix or config.method == "dynamic-bootstrap" or (
+        config.method == "coteaching" and config.forget_rate is None)
     progress.log(
         f"{len(paths)} images, {len(classes)} classes, {dataset.image_size}x"
-        f"{dataset.image_size} px, {dataset.model} x{n_networks}, {config.method} for "
+        f"{dataset.image_size} px, {dataset.model} x{networks}, {config.method} for "
         f"{config.epochs} epochs"
-        + (f" ({config.warmup_epochs} warm-up)" if dividemix else "")
+        + (f" ({config.warmup_epochs} warm-up)" if warmed else "")
         + f" on {device}"
         + (f" ({precision.dtype})" if precision.dtype else "")
     )
     val = load_validation(config, dataset, progress) if config.val else None
     correct = label_is_correct(config, dataset) if config.truth else None
 
-    learners = _build_learners(config, dataset, n_networks)
+    learners = _build_learners(config, dataset, networks)
     _set_seed(config.seed)
     models = [learner.model for learner in learners]
-    method: DivideMix | Standard
+    method: Any
     if dividemix:
         method = DivideMix(
             data,
@@ -381,8 +387,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
             log=progress.log,
         )
     else:
-        method = Standard(data, batch_size=2 * config.batch_size, seed=config.seed,
-                          penalty=bool(config.penalty))
+        method = build_method(config, data, models, precision, correct, progress.log)
 
     history: list[dict[str, Any]] = []
     resumes: list[int] = []
@@ -402,8 +407,10 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     extra = {"config": config.to_json(), "fingerprint": fingerprint, "resumes": resumes}
 
     def on_epoch_end(epoch: int, stats: dict[str, float]) -> None:
-        phase = ("warm-up" if epoch < config.warmup_epochs else "dividemix") if dividemix \
-            else "standard"
+        if dividemix:
+            phase = "warm-up" if epoch < config.warmup_epochs else "dividemix"
+        else:
+            phase = method.phase(epoch) if hasattr(method, "phase") else config.method
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "phase": phase,
@@ -425,12 +432,15 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
                           if division is not None and correct is not None else {})
                 for key in ("auroc", "precision", "recall"):
                     row[f"div_{key}_{k}"] = scores.get(key, math.nan)
+        epoch_stats = getattr(method, "epoch_stats", {})
+        for key in METHOD_COLUMNS.get(config.method, []):
+            row[key] = float(stats.get(key, epoch_stats.get(key, math.nan)))
         if val is not None:
             row["val_acc"] = ensemble_accuracy(models, val, precision)
         history.append(row)
         save_checkpoint(out / CHECKPOINT_NAME, epoch + 1, learners, method.state_dict(),
                         history, extra)
-        write_csv(history_frame(history, dividemix, val is not None), out / HISTORY_NAME)
+        write_csv(history_frame(history, config.method, val is not None), out / HISTORY_NAME)
         message = f"epoch {epoch + 1}/{config.epochs} {phase}: loss {row['loss']:.4f}"
         if dividemix and row.get("labelled_1") is not None:
             message += f", labelled {row['labelled_1']}/{row['labelled_2']}"
@@ -454,7 +464,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         paths,
         labels,
         classes,
-        [normalise_losses(s.per_sample_loss) for s in signals],
+        [noise_score(s.probs, labels, config.signal) for s in signals],
         signals,
         mixture=config.mixture,
         threshold=config.threshold,
@@ -465,7 +475,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     relabeled = relabeled_table(table)
     timings["score"] = time.perf_counter() - t0
 
-    frame = history_frame(history, dividemix, val is not None)
+    frame = history_frame(history, config.method, val is not None)
     last = history[-1] if history else {}
     val_accs = [row["val_acc"] for row in history if "val_acc" in row]
     on_cuda = device.type == "cuda"
@@ -500,6 +510,8 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         "versions": _library_versions(),
         "timings_s": timings,
     }
+    if not isinstance(method, DivideMix) and hasattr(method, "summary"):
+        summary[config.method.replace("-", "_")] = method.summary()
     if isinstance(method, DivideMix):
         summary["dividemix"] = {
             "chosen": method.settings,
@@ -523,10 +535,13 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
 
 
 def history_frame(
-    history: list[dict[str, Any]], dividemix: bool, with_val: bool
+    history: list[dict[str, Any]], method: str, with_val: bool
 ) -> pd.DataFrame:
-    """``history.csv`` as a DataFrame with a fixed column order."""
-    columns = BASE_COLUMNS + (DIVIDEMIX_COLUMNS if dividemix else []) + (
+    """``history.csv`` as a DataFrame with a fixed column order: the base columns, the
+    method's own (:data:`DIVIDEMIX_COLUMNS`,
+    :data:`~noisyclean.train.methods.registry.METHOD_COLUMNS`), then ``val_acc``."""
+    own = DIVIDEMIX_COLUMNS if method == "dividemix" else METHOD_COLUMNS.get(method, [])
+    columns = BASE_COLUMNS + own + (
         ["val_acc"] if with_val else []
     )
     frame = pd.DataFrame(history).reindex(columns=columns)

@@ -1,0 +1,108 @@
+"""Out-of-sample losses and predictions by K-fold cross-validation, ``scan --folds K``.
+
+The samples are split into K folds, stratified by given label (scikit-learn's
+``StratifiedKFold``, shuffled with the scan's seed). For each fold, the scan's warm-up
+(same network, epochs, schedule and augmentation) trains on the other K - 1 folds, and the
+fold's own samples are then scored by that network, which never saw them: their loss,
+their flip-averaged predicted probabilities and from those the noise score. Every sample's
+row comes from the network that did not train on it. These out-of-sample predicted
+probabilities are what confident learning (cleanlab) expects as ``pred_probs``.
+
+Costs K warm-ups on ``(K - 1) / K`` of the data each: about ``K - 1`` times an in-sample
+scan. In-sample losses can flag less on a small dataset, where the network soon memorises
+every label; out-of-sample ones do not have that problem.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from .config import ScanConfig
+from .data.batches import DeviceImages
+from .errors import NoisyCleanError
+from .progress import Progress
+from .signals import Signals, compute_signals
+from .train.loop import Precision
+
+
+def fold_assignment(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """The fold of every sample, stratified by label.
+
+    Args:
+        labels: ``(n,)`` given labels.
+        folds: ``K``, at least 2.
+        seed: shuffles the samples before splitting.
+
+    Returns:
+        ``(n,)`` int64 fold indices in ``0 .. K - 1``; each fold holds about ``n / K``
+        samples and about ``1 / K`` of every class.
+
+    Raises:
+        NoisyCleanError: if some class has fewer than ``K`` samples.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if folds < 2:
+        raise ValueError("folds must be at least 2")
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < folds:
+        raise NoisyCleanError(
+            f"--folds {folds} needs at least {folds} images in every class; class index "
+            f"{int(classes[counts.argmin()])} has {int(counts.min())}"
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    assignment = np.empty(len(labels), dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+            assignment[held_out] = fold
+    return assignment
+
+
+def cross_validated_signals(
+    data: DeviceImages,
+    num_classes: int,
+    config: ScanConfig,
+    precision: Precision,
+    progress: Progress,
+) -> tuple[list[Signals], list[dict[str, float]], np.ndarray]:
+    """Train one warm-up per fold on the other folds and score the fold.
+
+    Args:
+        data: the decoded images and given labels.
+        num_classes: number of classes.
+        config: the scan's settings (``epochs`` resolved; ``folds`` at least 2).
+        precision: autocast settings.
+        progress: progress display.
+
+    Returns:
+        ``(signals, log, assignment)``: per network (``config.networks``) the
+        out-of-sample :class:`~noisyclean.signals.Signals` of every sample, the per-epoch
+        log of every fold's warm-up (each row with its ``fold``), and the fold of every
+        sample.
+    """
+    from .scan import warm_up  # scan imports this module
+
+    labels = data.labels.cpu().numpy()
+    assignment = fold_assignment(labels, config.folds, config.seed)
+    n = len(data)
+    losses = np.zeros((config.networks, n))
+    probs = np.zeros((config.networks, n, num_classes), dtype=np.float32)
+    log: list[dict[str, float]] = []
+    for fold in range(config.folds):
+        held_out = np.flatnonzero(assignment == fold)
+        train_idx = torch.as_tensor(np.flatnonzero(assignment != fold), dtype=torch.long)
+        progress.log(f"fold {fold + 1}/{config.folds}: training on {len(train_idx)} images, "
+                     f"scoring the other {len(held_out)}")
+        learners, _, fold_log = warm_up(data, num_classes, config, precision, progress,
+                                        indices=train_idx)
+        log += [{**row, "fold": fold + 1} for row in fold_log]
+        for k, learner in enumerate(learners):
+            s = compute_signals(learner.model, data, precision, tta=config.tta)
+            losses[k, held_out] = s.per_sample_loss[held_out]
+            probs[k, held_out] = s.probs[held_out]
+    signals = [Signals(per_sample_loss=losses[k], probs=probs[k]) for k in range(len(losses))]
+    return signals, log, assignment

@@ -1,0 +1,105 @@
+"""The scan's alternatives to its in-sample losses, ``--signal aum`` (:mod:`noisyclean.aum`)
+and ``--folds K`` (:mod:`noisyclean.folds`), each ending in the same per-sample table, and
+``--save-probs`` (``pred_probs.npy``, rows in ``scores.csv`` order)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .aum import aum_scores
+from .config import ScanConfig
+from .data.load import Dataset
+from .folds import cross_validated_signals
+from .mixture import MixtureFit, normalise_losses
+from .outputs.table import build_table
+from .outputs.write import atomic_write_bytes
+from .progress import Progress
+from .scoring import score_samples
+from .signals import noise_score
+
+PROBS_NAME = "pred_probs.npy"
+
+
+@dataclass
+class ExtraScores:
+    """A per-sample table made another way than from in-sample losses.
+
+    Attributes:
+        table: the per-sample table (``scores.csv``).
+        fits: the mixture fits (none for AUM, whose cut comes from threshold samples).
+        probs: ``(n, C)`` predicted probabilities in sample order.
+        log: the per-epoch training log.
+        summary: what goes into ``summary.json`` under its own key.
+    """
+
+    table: pd.DataFrame
+    fits: list[MixtureFit]
+    probs: np.ndarray
+    log: list[dict[str, float]]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def uses_extra_scores(config: ScanConfig) -> bool:
+    """Whether the scan takes :func:`extra_scores` instead of its in-sample losses."""
+    return config.signal == "aum" or config.folds > 1
+
+
+def extra_scores(dataset: Dataset, config: ScanConfig, progress: Progress) -> ExtraScores:
+    """Score every sample with AUM (``config.signal == "aum"``) or with K-fold
+    out-of-sample signals (``config.folds > 1``).
+
+    Args:
+        dataset: the decoded dataset.
+        config: the scan's settings (``epochs`` resolved).
+        progress: progress display.
+
+    Returns:
+        :class:`ExtraScores`.
+    """
+    data, classes, labels = dataset.data, dataset.classes, dataset.labels
+    if config.signal == "aum":
+        result = aum_scores(data, len(classes), config, dataset.precision, progress)
+        table = build_table(
+            dataset.paths, labels, classes, result.signals.per_sample_loss,
+            result.clean_prob, result.signals.probs, config.threshold,
+            config.relabel_threshold, fit_loss=normalise_losses(-result.distance),
+        )
+        return ExtraScores(table, [], result.signals.probs, result.log,
+                           {"aum": result.summary()})
+    signals, log, assignment = cross_validated_signals(
+        data, len(classes), config, dataset.precision, progress
+    )
+    scores = score_samples(
+        dataset.paths, labels, classes,
+        [noise_score(s.probs, labels, config.signal) for s in signals], signals,
+        mixture=config.mixture, threshold=config.threshold,
+        relabel_threshold=config.relabel_threshold, seed=config.seed,
+    )
+    probs = np.mean([s.probs for s in signals], axis=0)
+    summary = {"folds": {"k": config.folds,
+                         "sizes": np.bincount(assignment, minlength=config.folds).tolist()}}
+    return ExtraScores(scores.table, scores.fits, probs, log, summary)
+
+
+def probs_in_table_order(probs: np.ndarray, paths: list[str], table: pd.DataFrame) -> np.ndarray:
+    """``probs`` (rows in sample order, i.e. ``paths``) reordered to the table's rows, as
+    float32."""
+    row = {path: i for i, path in enumerate(paths)}
+    order = np.array([row[path] for path in table["path"]], dtype=np.int64)
+    return np.asarray(probs, dtype=np.float32)[order]
+
+
+def write_pred_probs(
+    path: Path, probs: np.ndarray, paths: list[str], table: pd.DataFrame
+) -> None:
+    """Write ``pred_probs.npy`` atomically: float32 ``(n, C)``, row ``i`` the predicted
+    probabilities of ``table``'s row ``i`` (columns in class-index order)."""
+    buffer = io.BytesIO()
+    np.save(buffer, probs_in_table_order(probs, paths, table), allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
