@@ -282,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(methods) - set(METHODS) - set(SCAN_ARGS)
     if unknown:
         raise SystemExit(f"unknown method(s): {', '.join(sorted(unknown))}")
+    if "cleanlab" in methods:
+        try:
+            import cleanlab  # noqa: F401
+        except ImportError:
+            raise SystemExit("cleanlab is not installed: pip install -e \".[bench]\"") from None
     truth_table = pd.read_csv(args.folder / "truth.csv", dtype=str, keep_default_na=False)
     truth = dict(zip(truth_table["path"], truth_table["label"], strict=True))
     noise = json.loads((args.folder / "noise.json").read_text())
