@@ -21,7 +21,7 @@ from . import __version__
 from .aum import AUM_RUNS
 from .config import MIXTURES, ScanConfig
 from .data.batches import DeviceImages
-from .data.load import load_dataset
+from .data.load import load_configured
 from .errors import NoisyCleanError
 from .models import build_model
 from .outputs.table import relabeled_table
@@ -186,21 +186,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     if write:
         prepare_out_dir(config.out)
 
-    dataset = load_dataset(
-        config.data,
-        config.labels,
-        config.classes,
-        image_size=config.image_size,
-        model=config.model,
-        weights=config.weights,
-        workers=config.workers,
-        cache_dir=config.cache_dir,
-        use_cache=config.use_cache,
-        device=config.device,
-        amp=config.amp,
-        channels_last=config.channels_last,
-        progress=progress,
-    )
+    dataset = load_configured(config, progress)
     timings.update(dataset.timings)
     samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
     size, model_name, device = dataset.image_size, dataset.model, dataset.device

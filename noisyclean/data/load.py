@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -178,3 +179,28 @@ def load_dataset(
         from_cache=decoded.from_cache,
         timings=timings,
     )
+
+
+def load_configured(config: Any, progress: Progress | None = None, **overrides: Any) -> Dataset:
+    """:func:`load_dataset` with the data, decoding and device settings of a
+    :class:`~noisyclean.config.ScanConfig` or :class:`~noisyclean.config.TrainConfig`
+    (``data``, ``labels``, ``classes``, ``image_size``, ``model``, ``weights``,
+    ``workers``, ``cache_dir``, ``use_cache``, ``device``, ``amp``, ``channels_last``);
+    ``overrides`` replace any of :func:`load_dataset`'s arguments."""
+    arguments: dict[str, Any] = {
+        "root": config.data,
+        "labels_csv": config.labels,
+        "classes": config.classes,
+        "image_size": config.image_size,
+        "model": config.model,
+        "weights": config.weights,
+        "workers": config.workers,
+        "cache_dir": config.cache_dir,
+        "use_cache": config.use_cache,
+        "device": config.device,
+        "amp": config.amp,
+        "channels_last": config.channels_last,
+        "progress": progress,
+    }
+    arguments.update(overrides)
+    return load_dataset(**arguments)

@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from .. import __version__
 from ..config import METHODS, MIXTURES, RESUME_OVERRIDABLE, TrainConfig
 from ..data.batches import DeviceImages
-from ..data.load import Dataset, load_dataset
+from ..data.load import Dataset, load_configured
 from ..errors import NoisyCleanError
 from ..evaluate import detection_metrics, read_truth
 from ..models import build_model
@@ -163,18 +163,14 @@ def load_validation(
     statistics, with labels mapped onto the training classes (by name)."""
     assert config.val is not None
     try:
-        val = load_dataset(
-            config.val,
+        val = load_configured(
+            config,
+            progress,
+            root=config.val,
+            labels_csv=None,
+            classes=None,
             image_size=train.image_size,
             model=train.model,
-            weights=config.weights,
-            workers=config.workers,
-            cache_dir=config.cache_dir,
-            use_cache=config.use_cache,
-            device=config.device,
-            amp=config.amp,
-            channels_last=config.channels_last,
-            progress=progress,
             normalisation=(train.data.mean, train.data.std),
         )
     except NoisyCleanError as error:
@@ -316,21 +312,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
                 "or choose another --out"
             )
 
-    dataset = load_dataset(
-        config.data,
-        config.labels,
-        config.classes,
-        image_size=config.image_size,
-        model=config.model,
-        weights=config.weights,
-        workers=config.workers,
-        cache_dir=config.cache_dir,
-        use_cache=config.use_cache,
-        device=config.device,
-        amp=config.amp,
-        channels_last=config.channels_last,
-        progress=progress,
-    )
+    dataset = load_configured(config, progress)
     timings.update(dataset.timings)
     samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
     classes, device, precision = dataset.classes, dataset.device, dataset.precision
