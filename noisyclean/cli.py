@@ -43,23 +43,59 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+# ------------------------------------------------------------ options shared by scan and train
+
+DataArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="Dataset root: an ImageFolder tree (DATA/<class>/<image>), or the folder "
+        "that the --labels paths are relative to."
+    ),
+]
+LabelsOption = Annotated[
+    Path | None,
+    typer.Option(help="CSV manifest with columns path,label (paths relative to DATA)."),
+]
+ClassesOption = Annotated[
+    str | None,
+    typer.Option(help="Comma-separated class folders to use, in this order (folder layout)."),
+]
+WidthOption = Annotated[int, typer.Option(help="Base width of small-cnn.")]
+RelabelThresholdOption = Annotated[
+    float,
+    typer.Option(help="Relabel a noisy sample when the predicted class has at least this "
+                 "probability; otherwise mark it for review."),
+]
+SeedOption = Annotated[int, typer.Option(help="Random seed (same seed, same scores on CPU).")]
+DeviceOption = Annotated[
+    str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
+]
+AmpOption = Annotated[
+    bool | None,
+    typer.Option("--amp/--no-amp", help="Mixed precision \\[default: on for CUDA]."),
+]
+ChannelsLastOption = Annotated[
+    bool | None,
+    typer.Option("--channels-last/--no-channels-last",
+                 help="channels_last memory format \\[default: on for CUDA]."),
+]
+WorkersOption = Annotated[
+    int | None, typer.Option(help="Decoding threads \\[default: min(8, CPU count)].")
+]
+CacheOption = Annotated[bool, typer.Option(help="Use the decoded-image cache.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+def _class_list(classes: str | None) -> list[str] | None:
+    """``--classes a,b,c`` as a list (None when not given)."""
+    return [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+
+
 @app.command()
 def scan(
-    data: Annotated[
-        Path,
-        typer.Argument(
-            help="Dataset root: an ImageFolder tree (DATA/<class>/<image>), or the folder "
-            "that the --labels paths are relative to."
-        ),
-    ],
-    labels: Annotated[
-        Path | None,
-        typer.Option(help="CSV manifest with columns path,label (paths relative to DATA)."),
-    ] = None,
-    classes: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated class folders to use, in this order (folder layout)."),
-    ] = None,
+    data: DataArgument,
+    labels: LabelsOption = None,
+    classes: ClassesOption = None,
     out: Annotated[
         Path, typer.Option(help="Output folder for scores.csv, relabeled.csv, ...")
     ] = Path("noisyclean-out"),
@@ -80,7 +116,7 @@ def scan(
         typer.Option(help="Pretrained weights: a torchvision weights name (DEFAULT, "
                      "IMAGENET1K_V1, ...) or a local state-dict file."),
     ] = None,
-    width: Annotated[int, typer.Option(help="Base width of small-cnn.")] = 24,
+    width: WidthOption = 24,
     networks: Annotated[
         int,
         typer.Option(help="1, or 2 to train two networks and divide each by the other's "
@@ -120,11 +156,7 @@ def scan(
     threshold: Annotated[
         float, typer.Option(help="A sample is noisy when its clean_prob is below this.")
     ] = 0.5,
-    relabel_threshold: Annotated[
-        float,
-        typer.Option(help="Relabel a noisy sample when the predicted class has at least this "
-                     "probability; otherwise mark it for review."),
-    ] = 0.7,
+    relabel_threshold: RelabelThresholdOption = 0.7,
     tta: Annotated[
         bool, typer.Option(help="Flip test-time augmentation for the predictions.")
     ] = True,
@@ -140,31 +172,18 @@ def scan(
                      "probabilities, rows in scores.csv order, columns in class order (e.g. "
                      "cleanlab's pred_probs with --folds)."),
     ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same scores on CPU).")] = 0,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
-    ] = "auto",
-    amp: Annotated[
-        bool | None,
-        typer.Option("--amp/--no-amp", help="Mixed precision \\[default: on for CUDA]."),
-    ] = None,
-    channels_last: Annotated[
-        bool | None,
-        typer.Option("--channels-last/--no-channels-last",
-                     help="channels_last memory format \\[default: on for CUDA]."),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Decoding threads \\[default: min(8, CPU count)].")
-    ] = None,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    amp: AmpOption = None,
+    channels_last: ChannelsLastOption = None,
+    workers: WorkersOption = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(help="Decoded-image cache \\[default: $NOISYCLEAN_CACHE_DIR, "
                      "$XDG_CACHE_HOME/noisyclean or ~/.cache/noisyclean]."),
     ] = None,
-    cache: Annotated[
-        bool, typer.Option(help="Use the decoded-image cache.")
-    ] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    cache: CacheOption = True,
+    quiet: QuietOption = False,
     report: Annotated[
         bool, typer.Option("--report", help="Also write OUT/report.html (see `report`).")
     ] = False,
@@ -177,7 +196,7 @@ def scan(
     config = ScanConfig(
         data=data,
         labels=labels,
-        classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+        classes=_class_list(classes),
         out=out,
         image_size=image_size,
         workers=workers,
@@ -434,13 +453,7 @@ _TRAIN_HELP = (
 
 @app.command(help=_TRAIN_HELP)
 def train(
-    data: Annotated[
-        Path,
-        typer.Argument(
-            help="Dataset root: an ImageFolder tree (DATA/<class>/<image>), or the folder "
-            "that the --labels paths are relative to."
-        ),
-    ],
+    data: DataArgument,
     method: Annotated[
         str,
         typer.Option(help="Training method: " + ", ".join(METHOD_HELP) + " (see above)."),
@@ -465,14 +478,8 @@ def train(
         typer.Option(help="CSV path,label with the TRUE labels of DATA's images: the "
                      "division's AUROC, precision and recall go into history.csv every epoch."),
     ] = None,
-    labels: Annotated[
-        Path | None,
-        typer.Option(help="CSV manifest with columns path,label (paths relative to DATA)."),
-    ] = None,
-    classes: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated class folders to use, in this order (folder layout)."),
-    ] = None,
+    labels: LabelsOption = None,
+    classes: ClassesOption = None,
     image_size: Annotated[
         int | None,
         typer.Option(help="Side of the square images \\[default: as scan: median image side "
@@ -488,7 +495,7 @@ def train(
         typer.Option(help="Pretrained weights: a torchvision weights name or a local "
                      "state-dict file (e.g. a net1.pt of an earlier run)."),
     ] = None,
-    width: Annotated[int, typer.Option(help="Base width of small-cnn.")] = 24,
+    width: WidthOption = 24,
     epochs: Annotated[
         int, typer.Option(help="Epochs in all, the warm-up included (DivideMix's CIFAR "
                           "runs use 300).")
@@ -515,7 +522,7 @@ def train(
         bool | None,
         typer.Option("--penalty/--no-penalty",
                      help="Confidence penalty (negative entropy) during the warm-up (and for "
-                     "standard), as DivideMix does against asymmetric noise [default, "
+                     "standard), as DivideMix does against asymmetric noise \\[default, "
                      "dividemix: on when the suspected noise half-way through the warm-up "
                      "looks asymmetric; standard: off]."),
     ] = None,
@@ -526,7 +533,7 @@ def train(
     ] = None,
     lambda_u: Annotated[
         float | None,
-        typer.Option(help="Weight of the unlabelled loss L_u after its ramp-up [default "
+        typer.Option(help="Weight of the unlabelled loss L_u after its ramp-up \\[default "
                      "from the warm-up's estimated noise rate: 0 below 30%, 25 below 75%, "
                      "else 50]."),
     ] = None,
@@ -613,35 +620,20 @@ def train(
         float, typer.Option(help="In scores.csv, a sample is noisy when its clean_prob is "
                             "below this.")
     ] = 0.5,
-    relabel_threshold: Annotated[
-        float,
-        typer.Option(help="Relabel a noisy sample when the predicted class has at least this "
-                     "probability; otherwise mark it for review."),
-    ] = 0.7,
+    relabel_threshold: RelabelThresholdOption = 0.7,
     tta: Annotated[
         bool, typer.Option(help="Flip test-time augmentation for the final predictions.")
     ] = True,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same scores on CPU).")] = 0,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
-    ] = "auto",
-    amp: Annotated[
-        bool | None,
-        typer.Option("--amp/--no-amp", help="Mixed precision \\[default: on for CUDA]."),
-    ] = None,
-    channels_last: Annotated[
-        bool | None,
-        typer.Option("--channels-last/--no-channels-last",
-                     help="channels_last memory format \\[default: on for CUDA]."),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Decoding threads \\[default: min(8, CPU count)].")
-    ] = None,
+    seed: SeedOption = 0,
+    device: DeviceOption = "auto",
+    amp: AmpOption = None,
+    channels_last: ChannelsLastOption = None,
+    workers: WorkersOption = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Decoded-image cache \\[default: as scan].")
     ] = None,
-    cache: Annotated[bool, typer.Option(help="Use the decoded-image cache.")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    cache: CacheOption = True,
+    quiet: QuietOption = False,
 ) -> None:
     """Train on the images with ``--method`` (its help text is :data:`_TRAIN_HELP`),
     checkpointing every epoch, and write each image's clean probability and suggested label
@@ -653,7 +645,7 @@ def train(
     config = TrainConfig(
         data=data,
         labels=labels,
-        classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+        classes=_class_list(classes),
         out=out,
         method=method,
         resume=resume,
