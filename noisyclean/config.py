@@ -15,23 +15,49 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
-class ScanConfig:
-    """Settings of ``noisyclean scan``; each field is one CLI option of the same name.
-
-    ``None`` means "choose automatically" for ``image_size``, ``model``, ``epochs``,
-    ``amp`` and ``channels_last`` (see :func:`resolve_auto` in ``scan.py``).
-    """
+class DataSettings:
+    """The settings ``scan`` and ``train`` share: where the images are, how they are decoded,
+    and where and how the run executes. ``None`` means "choose automatically" for
+    ``image_size``, ``workers``, ``cache_dir``, ``amp`` and ``channels_last``."""
 
     data: Path = Path(".")
     labels: Path | None = None
     classes: list[str] | None = None
-    out: Path = Path("noisyclean-out")
 
     # decoding
     image_size: int | None = None
     workers: int | None = None
     cache_dir: Path | None = None
     use_cache: bool = True
+
+    # execution
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None
+    channels_last: bool | None = None
+    quiet: bool = False
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the settings as JSON-serialisable plain values (paths as strings)."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, Path):
+                out[key] = str(value)
+        return out
+
+
+@dataclass
+class ScanConfig(DataSettings):
+    """Settings of ``noisyclean scan``; each field, with those of :class:`DataSettings`, is
+    one CLI option of the same name.
+
+    ``None`` means "choose automatically" for ``image_size``, ``model``, ``epochs``,
+    ``amp`` and ``channels_last`` (see :func:`resolve_auto` in ``scan.py``).
+    """
+
+    out: Path = Path("noisyclean-out")
 
     # warm-up network
     model: str | None = None
@@ -55,23 +81,6 @@ class ScanConfig:
     tta: bool = True
     folds: int = 1
     save_probs: bool = False
-
-    # execution
-    seed: int = 0
-    device: str = "auto"
-    amp: bool | None = None
-    channels_last: bool | None = None
-    quiet: bool = False
-
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the settings as JSON-serialisable plain values (paths as strings)."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, Path):
-                out[key] = str(value)
-        return out
 
 
 #: ``train --method`` values with one line each on when to use it (``train --help``).
@@ -106,8 +115,9 @@ RESUME_OVERRIDABLE = (
 
 
 @dataclass
-class TrainConfig:
-    """Settings of ``noisyclean train``; each field is one CLI option of the same name.
+class TrainConfig(DataSettings):
+    """Settings of ``noisyclean train``; each field, with those of :class:`DataSettings`, is
+    one CLI option of the same name.
 
     ``None`` means "choose automatically": ``image_size``, ``model``, ``amp`` and
     ``channels_last`` as in :class:`ScanConfig`; ``lr_drop_epoch`` at half the epochs;
@@ -119,20 +129,11 @@ class TrainConfig:
     other method's defaults follow its paper (see ``noisyclean.train.losses``).
     """
 
-    data: Path = Path(".")
-    labels: Path | None = None
-    classes: list[str] | None = None
     out: Path = Path("noisyclean-train")
     method: str = "dividemix"
     resume: Path | None = None
     val: Path | None = None
     truth: Path | None = None
-
-    # decoding
-    image_size: int | None = None
-    workers: int | None = None
-    cache_dir: Path | None = None
-    use_cache: bool = True
 
     # networks and optimiser
     model: str | None = None
@@ -178,23 +179,6 @@ class TrainConfig:
     threshold: float = 0.5
     relabel_threshold: float = 0.7
     tta: bool = True
-
-    # execution
-    seed: int = 0
-    device: str = "auto"
-    amp: bool | None = None
-    channels_last: bool | None = None
-    quiet: bool = False
-
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the settings as JSON-serialisable plain values (paths as strings)."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, Path):
-                out[key] = str(value)
-        return out
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> TrainConfig:
