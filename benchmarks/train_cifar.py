@@ -114,8 +114,8 @@ def report(method: str, out: Path, truth: pd.DataFrame, wall: float) -> dict:
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options this script and ``train_methods.py`` share (data, budget, work folder)."""
     parser.add_argument("--n", type=int, default=10000, help="training images")
     parser.add_argument("--noise", choices=["sym", "asym", "human"], default="sym")
     parser.add_argument("--rate", type=float, default=0.5)
@@ -125,11 +125,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-epochs", type=int, default=10)
     parser.add_argument("--model", default=None, help="--model of train (default: its own)")
     parser.add_argument("--width", type=int, default=None, help="--width of small-cnn")
-    parser.add_argument("--methods", default="dividemix,standard")
-    parser.add_argument("--extra", default="", help="more train options, one string")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, required=True, help="working folder")
     parser.add_argument("--force", action="store_true", help="rerun finished runs")
+
+
+def describe_noise(noise: dict) -> str:
+    """The noise of a ``noise.json`` in words, with its convention and real rate."""
+    return (f"{noise['noise']} {noise.get('rate')}"
+            + (f", convention '{noise['sym_convention']}'" if noise["noise"] == "sym" else "")
+            + f": real noise rate {noise['real_noise_rate']:.3f}")
+
+
+def epochs_run(rows: list[dict]) -> str:
+    """The epochs the reported runs really ran (a reused run keeps its own budget)."""
+    return " / ".join(str(e) for e in sorted({r["epochs"] for r in rows}))
+
+
+def markdown(rows: list[dict], header: str) -> str:
+    """The result rows as a markdown table under ``header`` (a row's ``name``, else its
+    ``method``, names it)."""
+    lines = [header, "",
+             "| method | test acc last | best | labels right before -> after | changed | "
+             "relabel precision | relabel recall | flag P / R / AUROC | wall s | s/epoch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        flags = " / ".join("-" if r[k] is None else f"{r[k]:.3f}"
+                           for k in ("flag_precision", "flag_recall", "flag_auroc"))
+        lines.append(
+            f"| {r.get('name', r['method'])} | {r['test_acc_last']:.4f} | "
+            f"{r['test_acc_best']:.4f} | {r['right_before']:.4f} -> {r['right_after']:.4f} | "
+            f"{r['changed']} | {r['relabel_precision']:.3f} | {r['relabel_recall']:.3f} | "
+            f"{flags} | {r['wall_s']:.0f} | {r['s_per_epoch']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    parser.add_argument("--methods", default="dividemix,standard")
+    parser.add_argument("--extra", default="", help="more train options, one string")
     args = parser.parse_args(argv)
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -141,22 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         wall = run_method(args, method, data, args.work / method)
         rows.append(report(method, args.work / method, truth, wall))
 
-    convention = (f"{noise['noise']} {noise.get('rate')}"
-                  + (f", convention '{noise['sym_convention']}'" if noise["noise"] == "sym"
-                     else "")
-                  + f": real noise rate {noise['real_noise_rate']:.3f}")
-    print(f"\nCIFAR-10, {noise['n']} training images ({convention}), "
-          f"{noise['test_n']} clean test images, {args.epochs} epochs per method\n")
-    print("| method | test acc last | best | labels right before -> after | changed | "
-          "relabel precision | relabel recall | flag P / R / AUROC | wall s | s/epoch |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        flags = " / ".join("-" if r[k] is None else f"{r[k]:.3f}"
-                           for k in ("flag_precision", "flag_recall", "flag_auroc"))
-        print(f"| {r['method']} | {r['test_acc_last']:.4f} | {r['test_acc_best']:.4f} | "
-              f"{r['right_before']:.4f} -> {r['right_after']:.4f} | {r['changed']} | "
-              f"{r['relabel_precision']:.3f} | {r['relabel_recall']:.3f} | {flags} | "
-              f"{r['wall_s']:.0f} | {r['s_per_epoch']:.1f} |")
+    header = (f"CIFAR-10, {noise['n']} training images ({describe_noise(noise)}), "
+              f"{noise['test_n']} clean test images, {epochs_run(rows)} epochs per method")
+    print("\n" + markdown(rows, header) + "\n")
     results = {"noise": noise, "args": {k: str(v) for k, v in vars(args).items()},
                "rows": rows}
     (args.work / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -71,42 +71,14 @@ def method_settings(out: Path, method: str) -> dict:
     return keep
 
 
-def markdown(rows: list[dict], header: str) -> str:
-    """The result table as markdown."""
-    lines = [header, "",
-             "| method | test acc last | best | labels right before -> after | changed | "
-             "relabel precision | relabel recall | flag P / R / AUROC | wall s | s/epoch |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        flags = " / ".join("-" if r[k] is None else f"{r[k]:.3f}"
-                           for k in ("flag_precision", "flag_recall", "flag_auroc"))
-        lines.append(
-            f"| {r['name']} | {r['test_acc_last']:.4f} | {r['test_acc_best']:.4f} | "
-            f"{r['right_before']:.4f} -> {r['right_after']:.4f} | {r['changed']} | "
-            f"{r['relabel_precision']:.3f} | {r['relabel_recall']:.3f} | {flags} | "
-            f"{r['wall_s']:.0f} | {r['s_per_epoch']:.1f} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=10000, help="training images")
-    parser.add_argument("--noise", choices=["sym", "asym", "human"], default="sym")
-    parser.add_argument("--rate", type=float, default=0.5)
-    parser.add_argument("--sym-convention", choices=["other", "all"], default="other")
-    parser.add_argument("--test-n", type=int, default=10000, help="clean test images (--val)")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs of every method")
-    parser.add_argument("--warmup-epochs", type=int, default=10)
-    parser.add_argument("--model", default=None, help="--model of train (default: its own)")
-    parser.add_argument("--width", type=int, default=None, help="--width of small-cnn")
+    train_cifar.add_arguments(parser)
     parser.add_argument("--methods", default=DEFAULT,
                         help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--extra", default="", help="more train options for every method")
     parser.add_argument("--method-args", action="append", default=[],
                         help="NAME=OPTIONS: more train options for one method (repeatable)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", type=Path, required=True, help="working folder")
-    parser.add_argument("--force", action="store_true", help="rerun finished runs")
     parser.add_argument("--results", type=Path, default=None,
                         help="append the markdown table to this file")
     parser.add_argument("--title", default=None)
@@ -139,14 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         row.update(name=name, options=run_args.extra, settings=method_settings(out, method))
         rows.append(row)
 
-    convention = (f"{noise['noise']} {noise.get('rate')}"
-                  + (f", convention '{noise['sym_convention']}'" if noise["noise"] == "sym"
-                     else "")
-                  + f": real noise rate {noise['real_noise_rate']:.3f}")
-    header = (f"CIFAR-10, {noise['n']} training images ({convention}), {noise['test_n']} "
-              f"clean test images, {args.epochs} epochs per method ({args.warmup_epochs} "
-              "warm-up where a method has one)")
-    table = markdown(rows, header)
+    header = (f"CIFAR-10, {noise['n']} training images ({train_cifar.describe_noise(noise)}), "
+              f"{noise['test_n']} clean test images, {train_cifar.epochs_run(rows)} epochs per "
+              f"method ({args.warmup_epochs} warm-up where a method has one)")
+    table = train_cifar.markdown(rows, header)
     print("\n" + table + "\n")
     (args.work / "results.json").write_text(json.dumps(
         {"noise": noise, "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
