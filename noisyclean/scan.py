@@ -7,7 +7,6 @@ The method follows DivideMix (Li et al. 2020, the co-divide step) and Arazo et a
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from .aum import AUM_RUNS
 from .config import MIXTURES, ScanConfig
 from .data.batches import DeviceImages
 from .data.load import load_configured
+from .environment import run_environment
 from .errors import NoisyCleanError
 from .models import build_model
 from .outputs.table import relabeled_table
@@ -83,28 +83,6 @@ def auto_epochs(n_samples: int) -> int:
     """Default ``--epochs``: 15 at CIFAR scale (10,000+ images), more passes for small
     datasets (about 45,000 samples seen), at most 25."""
     return int(min(25, max(15, round(45_000 / max(n_samples, 1)))))
-
-
-def _library_versions() -> dict[str, str]:
-    import PIL
-    import sklearn
-
-    versions = {
-        "noisyclean": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "scikit-learn": sklearn.__version__,
-        "pillow": PIL.__version__,
-    }
-    try:
-        import torchvision
-
-        versions["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        pass
-    return versions
 
 
 def _set_seed(seed: int) -> None:
@@ -190,8 +168,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     timings.update(dataset.timings)
     samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
     size, model_name, device = dataset.image_size, dataset.model, dataset.device
-    precision, skipped, channels_last = dataset.precision, dataset.skipped, dataset.channels_last
-    on_cuda = device.type == "cuda"
+    precision, skipped = dataset.precision, dataset.skipped
     epochs = config.epochs or auto_epochs(len(paths))
     config = replace(config, image_size=size, model=model_name, epochs=epochs)
     if config.signal == "aum" and config.networks != AUM_RUNS:
@@ -251,20 +228,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
             "epochs": log,
         },
         "settings": config.to_json(),
-        "image_size": size,
-        "normalisation": {"mean": data.mean, "std": data.std},
-        "decode_cache": {
-            "dir": str(dataset.cache_dir) if dataset.cache_dir else None,
-            "hit": dataset.from_cache,
-        },
-        "device": {
-            "type": device.type,
-            "name": torch.cuda.get_device_name(device) if on_cuda else platform.processor(),
-            "precision": str(precision.dtype or torch.float32),
-            "channels_last": channels_last,
-            "threads": torch.get_num_threads(),
-        },
-        "versions": _library_versions(),
+        **run_environment(dataset),
         "timings_s": timings,
     }
     if extra is not None:

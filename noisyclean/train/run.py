@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import platform
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -30,13 +29,14 @@ from .. import __version__
 from ..config import METHODS, MIXTURES, RESUME_OVERRIDABLE, TrainConfig
 from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
+from ..environment import run_environment
 from ..errors import NoisyCleanError
 from ..evaluate import detection_metrics, read_truth
 from ..models import build_model
 from ..outputs.table import relabeled_table
 from ..outputs.write import atomic_write_bytes, prepare_out_dir, write_csv, write_json
 from ..progress import Progress
-from ..scan import _library_versions, _set_seed
+from ..scan import _set_seed
 from ..scoring import score_samples, table_summary
 from ..signals import SIGNALS, compute_signals, noise_score
 from .checkpoint import (
@@ -460,7 +460,6 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     frame = history_frame(history, config.method, val is not None)
     last = history[-1] if history else {}
     val_accs = [row["val_acc"] for row in history if "val_acc" in row]
-    on_cuda = device.type == "cuda"
     summary: dict[str, Any] = {
         "noisyclean_version": __version__,
         "data": str(samples.root),
@@ -476,20 +475,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
             "resumed_after_epochs": resumes,
         },
         "settings": config.to_json(),
-        "image_size": dataset.image_size,
-        "normalisation": {"mean": data.mean, "std": data.std},
-        "decode_cache": {
-            "dir": str(dataset.cache_dir) if dataset.cache_dir else None,
-            "hit": dataset.from_cache,
-        },
-        "device": {
-            "type": device.type,
-            "name": torch.cuda.get_device_name(device) if on_cuda else platform.processor(),
-            "precision": str(precision.dtype or torch.float32),
-            "channels_last": dataset.channels_last,
-            "threads": torch.get_num_threads(),
-        },
-        "versions": _library_versions(),
+        **run_environment(dataset),
         "timings_s": timings,
     }
     if not isinstance(method, DivideMix) and hasattr(method, "summary"):

@@ -1,0 +1,61 @@
+"""What a run ran on: the record ``scan`` and ``train`` both put into ``summary.json``."""
+
+from __future__ import annotations
+
+import platform
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .data.load import Dataset
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of noisyclean, Python and the libraries that shape its results."""
+    import PIL
+    import sklearn
+
+    versions = {
+        "noisyclean": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pillow": PIL.__version__,
+    }
+    try:
+        import torchvision
+
+        versions["torchvision"] = torchvision.__version__
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        pass
+    return versions
+
+
+def run_environment(dataset: Dataset) -> dict[str, Any]:
+    """The image size, normalisation, decode cache, device and library versions of a run on
+    ``dataset``, as ``summary.json`` records them."""
+    device = dataset.device
+    on_cuda = device.type == "cuda"
+    return {
+        "image_size": dataset.image_size,
+        "normalisation": {"mean": dataset.data.mean, "std": dataset.data.std},
+        "decode_cache": {
+            "dir": str(dataset.cache_dir) if dataset.cache_dir else None,
+            "hit": dataset.from_cache,
+        },
+        "device": {
+            "type": device.type,
+            "name": torch.cuda.get_device_name(device) if on_cuda else platform.processor(),
+            "precision": str(dataset.precision.dtype or torch.float32),
+            "channels_last": dataset.channels_last,
+            "threads": torch.get_num_threads(),
+        },
+        "versions": library_versions(),
+    }
