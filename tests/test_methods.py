@@ -21,7 +21,9 @@ from noisyclean.data.batches import DeviceImages
 from noisyclean.mixture import BetaMixture
 from noisyclean.outputs.table import SCORE_COLUMNS
 from noisyclean.progress import Progress
+from noisyclean.signals import compute_signals
 from noisyclean.train.loop import Precision
+from noisyclean.train.losses import dynamic_bootstrap_loss
 from noisyclean.train.methods.coteaching import (
     CoTeaching,
     coteaching_losses,
@@ -29,7 +31,11 @@ from noisyclean.train.methods.coteaching import (
     remembered,
     small_loss_indices,
 )
-from noisyclean.train.methods.dynamic_bootstrap import NoiseModel, fit_noise_model
+from noisyclean.train.methods.dynamic_bootstrap import (
+    DynamicBootstrap,
+    NoiseModel,
+    fit_noise_model,
+)
 from noisyclean.train.methods.mixup import beta_quantile, sample_lambda
 from noisyclean.train.run import train
 
@@ -169,10 +175,40 @@ def test_dynamic_bootstrap_weights_from_a_hand_made_beta_mixture() -> None:
     # weights 0.8 / 0.2 at x = 0.2: 0.2 * 0.0384 / (0.8 * 2.4576 + 0.2 * 0.0384) = 0.0038911
     skewed = NoiseModel.from_mixture(_hand_bmm((0.8, 0.2)), 0, low=0.5, high=9.5)
     assert skewed.weights(np.array([2.3, 5.0])) == pytest.approx([0.0038911, 0.2], abs=1e-6)
-    # the per-step lookup on tensors gives the same weights
-    many = np.linspace(-1.0, 11.0, 97)
-    on_tensor = noise.weights_of(torch.tensor(many, dtype=torch.float32)).numpy()
-    assert on_tensor == pytest.approx(noise.weights(many), abs=1e-6)
+
+
+def test_dynamic_bootstrap_reads_each_samples_weight_from_the_epoch_start_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the weights a step uses are the mixture's posteriors of the samples' own unaugmented
+    # eval-mode losses, not a lookup from the (higher) losses of the augmented batch
+    rng = np.random.default_rng(1)
+    n = 64
+    images = rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8)
+    data = DeviceImages(images, rng.integers(0, 2, n), torch.device("cpu"))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(192, 2))
+    method = DynamicBootstrap(data, model, Precision(torch.device("cpu")), warmup_epochs=1,
+                              batch_size=16, lambda_r=0.0)
+    method.start_epoch(1)
+    losses = compute_signals(model, data, Precision(torch.device("cpu"))).per_sample_loss
+    expected = method.noise_model.weights(losses)
+    assert expected.std() > 0.05  # the weights differ between samples
+    seen = []
+    for _, batch in method.batches(1):
+        _, metrics = method.loss(0, model, batch, 1)
+        assert metrics["noise_weight"] == pytest.approx(expected[batch.numpy()].sum(), rel=1e-5)
+        seen.append(batch)
+    assert torch.cat(seen).sort().values.tolist() == list(range(n))
+    # the step's loss is the bootstrapping loss with those weights and the batch's argmax
+    fixed = data.batch(torch.arange(n), augment=True, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(data, "batch", lambda idx, augment=False, generator=None: fixed[idx])
+    batch = torch.arange(16)
+    loss, _ = method.loss(0, model, batch, 1)
+    logits = model(fixed[batch])
+    w = torch.as_tensor(expected[:16], dtype=torch.float32)
+    manual = dynamic_bootstrap_loss(logits, data.labels[batch], logits.argmax(1), w).mean()
+    assert loss.item() == pytest.approx(manual.item(), rel=1e-5)
 
 
 def test_noise_posterior_table_is_non_decreasing() -> None:

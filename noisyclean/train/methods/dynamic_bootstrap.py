@@ -6,17 +6,24 @@ per-sample cross-entropy on the training set (eval mode, unaugmented) is fit wit
 two-component Beta mixture (:func:`fit_noise_model`): the losses are normalised between
 their 5th and 95th percentiles (the samples outside are left out of the fit, as in the
 reference code), and the posterior of the high-loss component, made non-decreasing in the
-loss (:func:`~noisyclean.mixture.monotone_clean_prob`), is tabulated. Each training step
-then looks up every sample's noise posterior ``w`` from its current loss (one no-gradient
-eval-mode pass over the augmented batch, which also gives the predicted class ``z``) and
+loss (:func:`~noisyclean.mixture.monotone_clean_prob`), is tabulated, and every sample's
+noise posterior ``w`` is read from its own epoch-start loss. Each training step takes the
+predicted class ``z`` of the (augmented) batch from one no-gradient eval-mode pass and
 minimises
 
     ``(1 - w) CE(y) + w CE(z)``  (+ mixup of two such terms for M-DYR-H)
     ``+ lambda_r * KL(uniform || mean prediction)``
 
 the regulariser keeping the network from predicting one class for everything (the
-reference code's ``reg_term``, 1.0 for M-DYR-H). The reference code makes the ``z`` pass in
-train mode and a second pass in eval mode for ``w``; one eval-mode pass serves both here.
+reference code's ``reg_term``, 1.0 for M-DYR-H).
+
+Where this departs from the reference code: it looks ``w`` up from the loss of the
+augmented batch at each step, although the mixture was fit to unaugmented eval-mode
+losses. Augmented losses are higher, so the lookup calls far more samples noisy than the
+mixture does (measured on 10,000 CIFAR-10 images at 50% symmetric noise after a 10-epoch
+warm-up: mean ``w`` 0.76 against the mixture's 0.48), and a network that is still weak
+then trains mostly on its own predictions and collapsed to one class. Reading ``w`` by
+sample from the fit keeps the weights on the scale the mixture was fit on.
 """
 
 from __future__ import annotations
@@ -99,20 +106,6 @@ class NoiseModel:
         w = np.interp(self.normalise(losses), self.grid, self.noisy)
         return np.clip(w, WEIGHT_EPS, 1.0 - WEIGHT_EPS)
 
-    def weights_of(self, losses: torch.Tensor) -> torch.Tensor:
-        """:meth:`weights` on a tensor, computed where the tensor lives (no copy to the
-        host per step); the grid is evenly spaced, so interpolation is an index and a lerp.
-        """
-        span = max(self.high - self.low, 1e-12)
-        x = ((losses.detach().float() - self.low) / span).clamp(0.0, 1.0)
-        table = torch.as_tensor(self.noisy, dtype=torch.float32, device=losses.device)
-        last = len(table) - 1
-        pos = x * last
-        left = pos.floor().long().clamp(max=last - 1)
-        frac = pos - left
-        w = table[left] * (1.0 - frac) + table[left + 1] * frac
-        return w.clamp(WEIGHT_EPS, 1.0 - WEIGHT_EPS)
-
 
 def fit_noise_model(
     losses: np.ndarray, mixture: str = "bmm", seed: int = 0, resolution: int = 1001
@@ -187,6 +180,7 @@ class DynamicBootstrap(Warmup):
         self.mixture = mixture
         self.log = log or (lambda message: None)
         self.noise_model: NoiseModel | None = None
+        self.sample_weights: torch.Tensor | None = None
         self.noise_rates: list[dict[str, float]] = []
         self.epoch_stats: dict[str, float] = {}
 
@@ -220,13 +214,17 @@ class DynamicBootstrap(Warmup):
         self.epoch_stats = {}
         if epoch < self.warmup_epochs:
             self.noise_model = None
+            self.sample_weights = None
             return
         loss = compute_signals(self.model, self.data, self.precision).per_sample_loss
         if not np.all(np.isfinite(loss)):
             raise NoisyCleanError("the network diverged (its losses are not finite); try a "
                                   "lower --lr")
         self.noise_model = fit_noise_model(loss, self.mixture, self.seed)
-        rate = estimate_noise_rate(1.0 - self.noise_model.weights(loss))
+        weights = self.noise_model.weights(loss)
+        self.sample_weights = torch.as_tensor(weights, dtype=torch.float32,
+                                              device=self.data.labels.device)
+        rate = estimate_noise_rate(1.0 - weights)
         self.epoch_stats = {"estimated_noise_rate": rate}
         if not self.noise_rates or self.noise_rates[-1]["epoch"] != epoch + 1:
             self.noise_rates.append({"epoch": epoch + 1, "rate": rate})
@@ -247,7 +245,7 @@ class DynamicBootstrap(Warmup):
             lam = sample_lambda(self.alpha, self.generator)
             perm = torch.randperm(n, generator=self.generator)
         metrics: dict[str, float] = {}
-        if self.noise_model is None:  # warm-up
+        if self.sample_weights is None:  # warm-up
             logits = model(x if perm is None else mixup(x, lam, perm)).float()
             if perm is None:
                 loss = F.cross_entropy(logits, y)
@@ -256,10 +254,9 @@ class DynamicBootstrap(Warmup):
         else:
             with torch.no_grad():
                 model.eval()
-                plain = model(x).float()
+                z = model(x).argmax(1)
                 model.train()
-                w = self.noise_model.weights_of(F.cross_entropy(plain, y, reduction="none"))
-                z = plain.argmax(1)
+            w = self.sample_weights[batch.to(self.sample_weights.device)]
             if perm is None:
                 logits = model(x).float()
                 boot = dynamic_bootstrap_loss(logits, y, z, w)
