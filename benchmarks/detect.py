@@ -26,9 +26,11 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
   scoring gives.
 
 Reported per method: flags, precision / recall / F1 of the flags, AUROC of the ranking,
-accuracy on the wrong samples of the label the method writes (``fixed``: a flagged sample
-gets the predicted class, except where noisyclean marks it ``review``) and of its predicted
-class (``pred``), wall time and peak memory. The table is printed and appended to
+the best-cut F1 (the highest F1 any cut of the method's ranking reaches: what a perfect
+threshold rule could give that ranking), accuracy on the wrong samples of the label the
+method writes (``fixed``: a flagged sample gets the predicted class, except where
+noisyclean marks it ``review``) and of its predicted class (``pred``), wall time and peak
+memory. The table is printed and appended to
 ``--results`` with the date, machine, versions and exact command.
 """
 
@@ -168,6 +170,19 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
     return wall, usage.ru_maxrss / 1024.0
 
 
+def best_cut_f1(wrong: np.ndarray, score: np.ndarray) -> tuple[float, int]:
+    """The highest F1 that flagging the top-n of ``score`` reaches over every n, and that n:
+    the ceiling of a score's ranking, whatever rule sets its cut (ties broken by order)."""
+    wrong = np.asarray(wrong, dtype=bool)
+    if not wrong.any():
+        return 0.0, 0
+    ranked = wrong[np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")]
+    flagged = np.arange(1, len(ranked) + 1)
+    f1 = 2.0 * np.cumsum(ranked) / (flagged + wrong.sum())
+    best = int(f1.argmax())
+    return float(f1[best]), best + 1
+
+
 def metrics(
     paths: list[str], flag, score, predicted, fixed, truth: dict[str, str], classes, labels
 ) -> dict[str, float]:
@@ -180,12 +195,15 @@ def metrics(
     recall = tp / max(int(wrong.sum()), 1)
     f1 = 2 * precision * recall / max(precision + recall, 1e-12)
     auroc = roc_auc_score(wrong, score) if 0 < wrong.sum() < len(wrong) else float("nan")
+    best_f1, best_n = best_cut_f1(wrong, score)
     return {
         "flags": int(flag.sum()),
         "precision": precision,
         "recall": recall,
         "f1": f1,
         "auroc": float(auroc),
+        "best_cut_f1": best_f1,
+        "best_cut_n": best_n,
         "fixed_acc_on_wrong": float((np.asarray(fixed)[wrong] == true[wrong]).mean()),
         "pred_acc_on_wrong": float((np.asarray(predicted)[wrong] == true[wrong]).mean()),
     }
@@ -242,16 +260,66 @@ def markdown(title: str, rows: list[dict], header: dict[str, str]) -> str:
     lines += [f"- {key}: {value}" for key, value in header.items()]
     lines += [
         "",
-        "| method | flags | precision | recall | F1 | AUROC | fixed acc on wrong "
+        "| method | flags | precision | recall | F1 | AUROC | best-cut F1 | fixed acc on wrong "
         "| pred acc on wrong | time (s) | peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['flags']} | {r['precision']:.3f} | {r['recall']:.3f} "
-            f"| {r['f1']:.3f} | {r['auroc']:.3f} | {r['fixed_acc_on_wrong']:.3f} "
+            f"| {r['f1']:.3f} | {r['auroc']:.3f} | {r['best_cut_f1']:.3f} "
+            f"| {r['fixed_acc_on_wrong']:.3f} "
             f"| {r['pred_acc_on_wrong']:.3f} | {r['seconds']:.0f} | {r['peak_mib']:.0f} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def collect(
+    name: str, work: Path, truth: dict[str, str], noise: dict, folds: int,
+    scan_options: str = "",
+) -> list[dict]:
+    """The rows of one method from its outputs in ``work`` (a scan's folder or a worker's
+    ``.npz``), without timings; ``plain-onecycle`` also gives the ``oracle`` row."""
+    if name in SCAN_ARGS:
+        paths, classes, arrays = scan_arrays(work / name)
+        options = scan_options or " ".join(SCAN_ARGS[name])
+        return [{"method": f"noisyclean {options}".strip(),
+                 **metrics(paths, classes=classes, truth=truth, **arrays)}]
+    d = np.load(work / f"{name}.npz")
+    paths, classes = d["paths"].tolist(), d["classes"].tolist()
+    common = {"paths": paths, "classes": classes, "truth": truth, "labels": d["labels"]}
+    label = {
+        "cleanlab": f"cleanlab, {folds}-fold CV",
+        "plain": "plain one-run recipe (DivideMix warm-up SGD, last-epoch loss, GMM)",
+        "plain-onecycle": "plain recipe on the scan's training (one-cycle)",
+    }[name]
+    rows = [{"method": label, **metrics(flag=d["flag"], score=d["score"],
+             predicted=d["predicted"], fixed=d["fixed"], **common)}]
+    if name == "plain-onecycle":
+        top = np.argsort(-d["loss"], kind="stable")[: int(noise["wrong"])]
+        flag = np.zeros(len(paths), dtype=bool)
+        flag[top] = True
+        rows.append({"method": "oracle: top-n one-cycle losses, n = true count",
+                     **metrics(flag=flag, score=d["loss"], predicted=d["predicted"],
+                               fixed=np.where(flag, d["predicted"], d["labels"]), **common)})
+    return rows
+
+
+def rescore_table(
+    work: Path, methods: list[str], truth: dict[str, str], noise: dict, folds: int
+) -> str:
+    """A markdown table of the detection figures recomputed from the outputs a finished run
+    left in ``work`` (no training; methods without outputs there are left out)."""
+    lines = ["| method | flags | F1 | AUROC | best-cut F1 | flags at the best cut |",
+             "|---|---|---|---|---|---|"]
+    for name in methods:
+        found = (work / name / "scores.csv").is_file() or (work / f"{name}.npz").is_file()
+        if not found:
+            continue
+        for row in collect(name, work, truth, noise, folds):
+            lines.append(f"| {row['method']} | {row['flags']} | {row['f1']:.3f} "
+                         f"| {row['auroc']:.3f} | {row['best_cut_f1']:.3f} "
+                         f"| {row['best_cut_n']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -269,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON")
     parser.add_argument("--work", type=Path, default=None, help="keep outputs here")
+    parser.add_argument("--rescore", action="store_true",
+                        help="print the figures recomputed from the outputs already in "
+                             "--work (no training), with each ranking's best-cut F1")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -293,49 +364,28 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="noisyclean-detect-"))
     work.mkdir(parents=True, exist_ok=True)
     noisyclean_cli = Path(sys.executable).with_name("noisyclean")
+    if args.rescore:
+        print(rescore_table(work, methods, truth, noise, args.folds))
+        return 0
     rows = []
     for name in methods:
         env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
         if name in SCAN_ARGS:
-            out = work / name
-            cmd = [str(noisyclean_cli), "scan", str(images), "--out", str(out), "--quiet",
-                   "--seed", str(args.seed), *SCAN_ARGS[name], *shlex.split(args.scan_args)]
+            cmd = [str(noisyclean_cli), "scan", str(images), "--out", str(work / name),
+                   "--quiet", "--seed", str(args.seed), *SCAN_ARGS[name],
+                   *shlex.split(args.scan_args)]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
-            seconds, peak = run_timed(cmd, env)
-            paths, classes, arrays = scan_arrays(out)
-            rows.append({"method": f"noisyclean {' '.join(cmd[6:])}".strip(),
-                         **metrics(paths, classes=classes, truth=truth, **arrays),
-                         "seconds": seconds, "peak_mib": peak})
         else:
-            out = work / f"{name}.npz"
             cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
-                   "--worker", name, "--worker-out", str(out), "--seed", str(args.seed),
-                   "--folds", str(args.folds)]
+                   "--worker", name, "--worker-out", str(work / f"{name}.npz"),
+                   "--seed", str(args.seed), "--folds", str(args.folds)]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
-            seconds, peak = run_timed(cmd, env)
-            d = np.load(out)
-            paths, classes = d["paths"].tolist(), d["classes"].tolist()
-            common = {"paths": paths, "classes": classes, "truth": truth, "labels": d["labels"]}
-            label = {
-                "cleanlab": f"cleanlab, {args.folds}-fold CV",
-                "plain": "plain one-run recipe (DivideMix warm-up SGD, last-epoch loss, GMM)",
-                "plain-onecycle": "plain recipe on the scan's training (one-cycle)",
-            }[name]
-            rows.append({"method": label, **metrics(flag=d["flag"], score=d["score"],
-                         predicted=d["predicted"], fixed=d["fixed"], **common),
-                         "seconds": seconds, "peak_mib": peak})
-            if name == "plain-onecycle":
-                wrong_n = int(noise["wrong"])
-                top = np.argsort(-d["loss"], kind="stable")[:wrong_n]
-                flag = np.zeros(len(paths), dtype=bool)
-                flag[top] = True
-                rows.append({"method": "oracle: top-n one-cycle losses, n = true count",
-                             **metrics(flag=flag, score=d["loss"], predicted=d["predicted"],
-                                       fixed=np.where(flag, d["predicted"], d["labels"]),
-                                       **common),
-                             "seconds": seconds, "peak_mib": peak})
+        seconds, peak = run_timed(cmd, env)
+        for row in collect(name, work, truth, noise, args.folds,
+                           scan_options=" ".join(cmd[6:]) if name in SCAN_ARGS else ""):
+            rows.append({**row, "seconds": seconds, "peak_mib": peak})
         r = rows[-1]
         print(f"{r['method']}: F1 {r['f1']:.3f} P {r['precision']:.3f} R {r['recall']:.3f} "
               f"AUROC {r['auroc']:.3f} {r['seconds']:.0f}s", flush=True)

@@ -90,6 +90,22 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
     oracle = next(r for r in report["rows"] if r["method"].startswith("oracle"))
     assert oracle["flags"] == info["wrong"] == 90
     assert oracle["precision"] == pytest.approx(oracle["recall"])
+    for row in report["rows"]:
+        # noisyclean's flags and the oracle's are top-n cuts of their own rankings
+        if row["method"].startswith(("noisyclean", "oracle")):
+            assert row["best_cut_f1"] >= row["f1"] - 1e-12
     text = results.read_text()
     assert text.startswith("# results\n") and text.count("| noisyclean") == 3
-    assert "real noise rate 0.300" in text and "detect.py" in text
+    assert "real noise rate 0.300" in text and "detect.py" in text and "best-cut F1" in text
+    # --rescore recomputes the same figures from the outputs left in --work, training nothing
+    rescored = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "detect.py"), str(folder), "--rescore",
+         "--folds", "2", "--work", str(tmp_path / "work")],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
+    table = [line for line in rescored.splitlines() if line.startswith("| ")][1:]
+    assert len(table) == 7
+    for line, row in zip(table, report["rows"], strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[1:5] == [str(row["flags"]), f"{row['f1']:.3f}", f"{row['auroc']:.3f}",
+                              f"{row['best_cut_f1']:.3f}"]
