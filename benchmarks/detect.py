@@ -3,7 +3,13 @@ made by ``make_noisy.py``, next to cleanlab and the plain one-run DivideMix reci
 in one run on the same images.
 
     python benchmarks/detect.py /tmp/cifar-sym50 [--epochs N] [--methods ...] \
-        [--results benchmarks/RESULTS.md] [--title "CIFAR-10 sym 50%"]
+        [--results benchmarks/RESULTS.md] [--title "CIFAR-10 sym 50%"] [--model NAME]
+
+The GPU size (``--full``): all 50,000 CIFAR-10 training images and PreAct ResNet-18 for
+every method::
+
+    python benchmarks/make_noisy.py --n 50000 --noise sym --rate 0.5 --out /data/full-sym50
+    python benchmarks/detect.py /data/full-sym50 --full --results benchmarks/RESULTS.md
 
 Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4``):
 
@@ -99,14 +105,18 @@ def _train_network(data, classes, indices, epochs: int, seed: int, dividemix_sgd
     return learner.model
 
 
-def worker(name: str, images: Path, out: Path, epochs: int | None, seed: int, folds: int) -> None:
-    """Run the ``cleanlab`` or ``plain`` method and save per-sample arrays to ``out``."""
+def worker(
+    name: str, images: Path, out: Path, epochs: int | None, seed: int, folds: int,
+    model: str | None = None,
+) -> None:
+    """Run the ``cleanlab`` or ``plain`` method and save per-sample arrays to ``out``
+    (``model``: the backbone, None for the scan's automatic choice)."""
     from noisyclean.data.load import load_dataset
     from noisyclean.mixture import normalise_losses
     from noisyclean.scan import auto_epochs
     from noisyclean.signals import compute_signals
 
-    data = load_dataset(images, use_cache=False)
+    data = load_dataset(images, model=model, use_cache=False)
     n = len(data.paths)
     epochs = epochs or auto_epochs(n)
     labels = data.labels
@@ -150,6 +160,7 @@ def worker(name: str, images: Path, out: Path, epochs: int | None, seed: int, fo
         predicted=predicted,
         fixed=np.where(flag, predicted, labels),
         epochs=epochs,
+        model=data.model,
         **extra,
     )
 
@@ -332,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scan-args", default="", help="extra options for every scan")
+    parser.add_argument("--model", default=None,
+                        help="backbone of every method (default: the scan's automatic choice)")
+    parser.add_argument("--full", action="store_true",
+                        help="the GPU size: a 50,000-image folder (make_noisy.py --n 50000) "
+                             "and --model preact-resnet18 for every method")
     parser.add_argument("--results", type=Path, default=None,
                         help="append the markdown table to this file")
     parser.add_argument("--title", default=None)
@@ -346,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
 
     images = args.folder / "images"
     if args.worker:
-        worker(args.worker, images, args.worker_out, args.epochs, args.seed, args.folds)
+        worker(args.worker, images, args.worker_out, args.epochs, args.seed, args.folds,
+               args.model)
         return 0
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -361,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     truth_table = pd.read_csv(args.folder / "truth.csv", dtype=str, keep_default_na=False)
     truth = dict(zip(truth_table["path"], truth_table["label"], strict=True))
     noise = json.loads((args.folder / "noise.json").read_text())
+    if args.full:
+        if int(noise["n"]) != 50000:
+            raise SystemExit(f"--full wants all 50,000 CIFAR-10 training images; {args.folder} "
+                             f"has {noise['n']} (make it with make_noisy.py --n 50000)")
+        args.model = args.model or "preact-resnet18"
+    model_args = ["--model", args.model] if args.model else []
     work = args.work or Path(tempfile.mkdtemp(prefix="noisyclean-detect-"))
     work.mkdir(parents=True, exist_ok=True)
     noisyclean_cli = Path(sys.executable).with_name("noisyclean")
@@ -372,14 +395,14 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
         if name in SCAN_ARGS:
             cmd = [str(noisyclean_cli), "scan", str(images), "--out", str(work / name),
-                   "--quiet", "--seed", str(args.seed), *SCAN_ARGS[name],
+                   "--quiet", "--seed", str(args.seed), *SCAN_ARGS[name], *model_args,
                    *shlex.split(args.scan_args)]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
                    "--worker", name, "--worker-out", str(work / f"{name}.npz"),
-                   "--seed", str(args.seed), "--folds", str(args.folds)]
+                   "--seed", str(args.seed), "--folds", str(args.folds), *model_args]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
         seconds, peak = run_timed(cmd, env)

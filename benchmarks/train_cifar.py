@@ -6,6 +6,11 @@ baseline ``--method standard`` at the same epoch budget, on a noisy CIFAR-10 fol
         --warmup-epochs 10 --test-n 10000 --work /tmp/train-sym50 [--model small-cnn] \
         [--width 32] [--methods dividemix,standard] [--extra "--device cuda"]
 
+The GPU size of issue 4 (all 50,000 CIFAR-10 images, 50% symmetric, PreAct ResNet-18)::
+
+    python benchmarks/train_cifar.py --full --noise sym --rate 0.5 --epochs 300 \
+        --extra "--lr-drop-epoch 150" --work /data/train-full-sym50
+
 Steps: write ``WORK/data`` with ``make_noisy.py`` (unless it is there), then for each method
 run the installed CLI in a subprocess into ``WORK/<method>`` (an interrupted run is resumed
 with ``--resume``; a finished one is reused, ``--force`` reruns it), then report per method:
@@ -128,6 +133,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, required=True, help="working folder")
     parser.add_argument("--force", action="store_true", help="rerun finished runs")
+    parser.add_argument("--full", action="store_true",
+                        help="the GPU size: all 50,000 training images (--n 50000) and "
+                             "--model preact-resnet18 (DivideMix's network)")
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, then apply ``--full`` (all 50,000 images, PreAct ResNet-18 unless a
+    ``--model`` is given)."""
+    args = parser.parse_args(argv)
+    if args.full:
+        args.n = 50000
+        args.model = args.model or "preact-resnet18"
+    return args
 
 
 def describe_noise(noise: dict) -> str:
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     parser.add_argument("--methods", default="dividemix,standard")
     parser.add_argument("--extra", default="", help="more train options, one string")
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
 
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / "data"

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=None,
                         help="append the markdown table to this file")
     parser.add_argument("--title", default=None)
-    args = parser.parse_args(argv)
+    args = train_cifar.parse_arguments(parser, argv)
 
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(names) - set(VARIANTS))

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -37,8 +38,6 @@ def _make(tmp_path, *args: str):
     ],
 )
 def test_make_noisy_writes_an_image_folder_with_its_truth(tmp_path, args, expected_rate):
-    import numpy as np
-
     out, info = _make(tmp_path, "--n", "200", "--test-n", "20", *args)
     truth = pd.read_csv(out / "truth.csv", dtype=str)
     images = out / "images"
@@ -73,9 +72,24 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "detect.py"), str(folder), "--epochs", "1",
          "--folds", "2", "--results", str(results), "--json", str(rows_json),
-         "--work", str(tmp_path / "work")],
+         "--work", str(tmp_path / "work"), "--model", "small-cnn"],
         capture_output=True, text=True, check=True, timeout=600,
     )
+    # --model reaches every method: the scans and the workers (cleanlab, plain)
+    work = tmp_path / "work"
+    for scan in ("scan-gmm", "scan-bmm", "scan-n2"):
+        summary = json.loads((work / scan / "summary.json").read_text())
+        assert summary["settings"]["model"] == "small-cnn"
+    for name in ("cleanlab", "plain", "plain-onecycle"):
+        assert str(np.load(work / f"{name}.npz")["model"]) == "small-cnn"
+    # --full refuses a folder that is not all 50,000 CIFAR-10 images, before any training
+    full = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "detect.py"), str(folder), "--full",
+         "--work", str(tmp_path / "full")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert full.returncode != 0 and "--n 50000" in full.stderr
+    assert not (tmp_path / "full").exists()
     report = json.loads(rows_json.read_text())
     methods = [row["method"] for row in report["rows"]]
     assert len(methods) == 7
