@@ -36,8 +36,9 @@ the best-cut F1 (the highest F1 any cut of the method's ranking reaches: what a 
 threshold rule could give that ranking), accuracy on the wrong samples of the label the
 method writes (``fixed``: a flagged sample gets the predicted class, except where
 noisyclean marks it ``review``) and of its predicted class (``pred``), wall time and peak
-memory. The table is printed and appended to
-``--results`` with the date, machine, versions and exact command.
+memory. The table is printed and appended to ``--results`` with the date, machine,
+versions and exact command. ``--rescore --work DIR`` prints the figures again from the
+outputs a finished run left in ``DIR``, training nothing.
 """
 
 from __future__ import annotations
@@ -378,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     truth_table = pd.read_csv(args.folder / "truth.csv", dtype=str, keep_default_na=False)
     truth = dict(zip(truth_table["path"], truth_table["label"], strict=True))
     noise = json.loads((args.folder / "noise.json").read_text())
+    if args.rescore and args.work is None:
+        raise SystemExit("--rescore reads a finished run's outputs: give its --work folder")
     if args.full:
         if int(noise["n"]) != 50000:
             raise SystemExit(f"--full wants all 50,000 CIFAR-10 training images; {args.folder} "
