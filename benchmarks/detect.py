@@ -371,16 +371,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(methods) - set(METHODS) - set(SCAN_ARGS)
     if unknown:
         raise SystemExit(f"unknown method(s): {', '.join(sorted(unknown))}")
+    truth_table = pd.read_csv(args.folder / "truth.csv", dtype=str, keep_default_na=False)
+    truth = dict(zip(truth_table["path"], truth_table["label"], strict=True))
+    noise = json.loads((args.folder / "noise.json").read_text())
+    if args.rescore:  # reads the outputs only: no cleanlab, no work folder to make
+        if args.work is None or not args.work.is_dir():
+            raise SystemExit("--rescore reads a finished run's outputs: give its --work folder")
+        print(rescore_table(args.work, methods, truth, noise, args.folds))
+        return 0
     if "cleanlab" in methods:
         try:
             import cleanlab  # noqa: F401
         except ImportError:
             raise SystemExit("cleanlab is not installed: pip install -e \".[bench]\"") from None
-    truth_table = pd.read_csv(args.folder / "truth.csv", dtype=str, keep_default_na=False)
-    truth = dict(zip(truth_table["path"], truth_table["label"], strict=True))
-    noise = json.loads((args.folder / "noise.json").read_text())
-    if args.rescore and args.work is None:
-        raise SystemExit("--rescore reads a finished run's outputs: give its --work folder")
     if args.full:
         if int(noise["n"]) != 50000:
             raise SystemExit(f"--full wants all 50,000 CIFAR-10 training images; {args.folder} "
@@ -390,9 +393,6 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="noisyclean-detect-"))
     work.mkdir(parents=True, exist_ok=True)
     noisyclean_cli = Path(sys.executable).with_name("noisyclean")
-    if args.rescore:
-        print(rescore_table(work, methods, truth, noise, args.folds))
-        return 0
     rows = []
     for name in methods:
         env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
