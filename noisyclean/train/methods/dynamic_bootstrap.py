@@ -8,8 +8,8 @@ their 5th and 95th percentiles (the samples outside are left out of the fit, as 
 reference code), and the posterior of the high-loss component, made non-decreasing in the
 loss (:func:`~noisyclean.mixture.monotone_clean_prob`), is tabulated, and every sample's
 noise posterior ``w`` is read from its own epoch-start loss. Each training step takes the
-predicted class ``z`` of the (augmented) batch from one no-gradient eval-mode pass and
-minimises
+predicted class ``z`` of the (augmented) batch from one no-gradient eval-mode pass (the
+reference code takes ``z`` from a train-mode pass) and minimises
 
     ``(1 - w) CE(y) + w CE(z)``  (+ mixup of two such terms for M-DYR-H)
     ``+ lambda_r * KL(uniform || mean prediction)``
