@@ -1,0 +1,221 @@
+"""What the scan's training does to its ranking, and where a mixture puts the cut.
+
+    python benchmarks/training_levers.py /tmp/nb/asym40 /tmp/nb/worst \
+        --variants ce,gce,penalty,mixup,ce@epochs=25,ce@width=48 --save /tmp/levers
+    python benchmarks/training_levers.py /tmp/nb/sym20 ... --cut-rules --save /tmp/levers
+
+Training levers (first form). For each folder made by ``make_noisy.py`` and each variant,
+train the scan's default network (its backbone, optimiser, one-cycle schedule, automatic
+epochs and seed) with the warm-up objective named, score its flip-averaged predictions
+the scan's way (the loss plus the class-calibrated margin, GMM, flagged below a clean
+probability of 0.5), and report against the truth: F1 of the flags, best-cut F1 (the
+highest F1 of any top-n cut of the ranking: what the ranking allows, whatever the cut),
+AUROC, and the network's accuracy on the true labels of its training images. Variants:
+
+- ``ce``: cross-entropy, the scan's warm-up;
+- ``gce``: generalized cross-entropy, q = 0.7 (Zhang & Sabuncu 2018);
+- ``penalty``: cross-entropy plus DivideMix's confidence penalty (``scan --penalty``);
+- ``mixup``: mixup with ``Beta(1, 1)`` (Zhang et al. 2018);
+- ``NAME@epochs=N`` / ``NAME@width=W``: the variant with another epoch count / width.
+
+Cut rules (``--cut-rules``). Read the ``ce`` predictions saved by a first run (``--save``)
+and cut the same ranking in several ways: the scan's GMM, its Beta mixture, a GMM with one
+variance shared by both components, the loss alone, and a 3-component GMM flagging its
+top component. No training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from sklearn.mixture import GaussianMixture
+
+from noisyclean.config import ScanConfig
+from noisyclean.data.load import load_dataset
+from noisyclean.mixture import fit_mixture, normalise_losses
+from noisyclean.models import build_model
+from noisyclean.progress import Progress
+from noisyclean.scan import _set_seed, auto_epochs
+from noisyclean.signals import calibrated_margin, compute_signals, label_loss, noise_score
+from noisyclean.train.loop import make_learner, run_epochs
+from noisyclean.train.losses import generalized_cross_entropy, mixup, mixup_cross_entropy
+from noisyclean.train.methods.warmup import Warmup, negative_entropy
+
+OBJECTIVES = ("ce", "gce", "penalty", "mixup")
+
+
+class LeverWarmup(Warmup):
+    """The scan's warm-up with another objective (see the module docstring)."""
+
+    def __init__(self, *args, objective: str = "ce", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+
+    def loss(self, learner_index, model, batch, epoch):
+        """One batch of the chosen objective; logs the cross-entropy like the warm-up."""
+        x = self.data.batch(batch, augment=self.augment, generator=self.generator)
+        y = self.data.labels[batch.to(self.data.labels.device)]
+        if self.objective == "mixup":
+            lam = float(np.random.beta(1.0, 1.0))
+            perm = torch.randperm(len(y))
+            logits = model(mixup(x, lam, perm)).float()
+            loss = mixup_cross_entropy(logits, y, lam, perm).mean()
+        else:
+            logits = model(x).float()
+            if self.objective == "gce":
+                loss = generalized_cross_entropy(logits, y, 0.7).mean()
+            elif self.objective == "penalty":
+                loss = F.cross_entropy(logits, y) + negative_entropy(logits)
+            else:
+                loss = F.cross_entropy(logits, y)
+        n = len(batch)
+        with torch.no_grad():
+            acc = (logits.argmax(1) == y).sum().item()
+        return loss, {"loss": loss.item() * n, "acc": acc, "count": n}
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, int]]:
+    """``"ce@epochs=25"`` -> ``("ce", {"epochs": 25})``."""
+    objective, *options = spec.split("@")
+    if objective not in OBJECTIVES:
+        raise SystemExit(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
+    settings = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key not in ("epochs", "width"):
+            raise SystemExit(f"unknown variant option {key!r} (epochs, width)")
+        settings[key] = int(value)
+    return objective, settings
+
+
+def true_labels(folder: Path, paths: list[str], classes: list[str]) -> np.ndarray:
+    """Class index of every image's true label, from the folder's ``truth.csv``."""
+    truth = pd.read_csv(folder / "truth.csv", dtype=str, keep_default_na=False)
+    label = dict(zip(truth["path"], truth["label"], strict=True))
+    return np.array([classes.index(label[p]) for p in paths])
+
+
+def train_predictions(folder: Path, spec: str, seed: int) -> dict[str, np.ndarray]:
+    """Train one variant on ``folder`` and return its flip-averaged probabilities."""
+    objective, settings = parse_variant(spec)
+    cfg = ScanConfig()
+    data = load_dataset(folder / "images", use_cache=False)
+    epochs = settings.get("epochs") or auto_epochs(len(data.paths))
+    method = LeverWarmup(data.data, 1, cfg.batch_size, seed, augment=True, objective=objective)
+    _set_seed(seed)
+    model = build_model(data.model, len(data.classes), None, settings.get("width", cfg.width))
+    model = model.to(data.device)
+    learner = make_learner(
+        model, cfg.lr, cfg.momentum, cfg.weight_decay, method.steps_per_epoch(0) * epochs
+    )
+    run_epochs([learner], method, range(epochs), data.precision, Progress(quiet=True))
+    probs = compute_signals(learner.model, data.data, data.precision, tta=True).probs
+    return {"probs": probs, "labels": np.asarray(data.labels),
+            "true": true_labels(folder, data.paths, data.classes)}
+
+
+def f1_of(flag: np.ndarray, wrong: np.ndarray) -> float:
+    """F1 of boolean flags against the wrong-label mask."""
+    tp = float((flag & wrong).sum())
+    return 2.0 * tp / max(float(flag.sum() + wrong.sum()), 1.0)
+
+
+def best_cut(score: np.ndarray, wrong: np.ndarray) -> float:
+    """Highest F1 of flagging the top n of ``score``, over every n."""
+    hits = np.cumsum(wrong[np.argsort(-score, kind="stable")])
+    return float((2.0 * hits / (np.arange(1, len(hits) + 1) + wrong.sum())).max())
+
+
+def lever_cell(rec: dict[str, np.ndarray], seed: int) -> str:
+    """The scan's scoring of one variant's predictions, as a table cell."""
+    probs, labels = rec["probs"], rec["labels"]
+    wrong = labels != rec["true"]
+    score = noise_score(probs, labels, "loss+margin")
+    flag = fit_mixture(score, "gmm", seed).clean_prob < 0.5
+    acc = float((probs.argmax(1) == rec["true"]).mean())
+    return (f"{f1_of(flag, wrong):.3f} / {best_cut(score, wrong):.3f} / "
+            f"{roc_auc_score(wrong, score):.3f} / {acc:.2f}")
+
+
+def _gmm_noisy(x: np.ndarray, components: int, seed: int, **kwargs) -> np.ndarray:
+    """Flags of the highest-mean component of a GMM on ``x``."""
+    gmm = GaussianMixture(components, reg_covar=5e-4, random_state=seed, **kwargs)
+    post = gmm.fit(x[:, None]).predict_proba(x[:, None])
+    return post[:, int(np.argmax(gmm.means_.ravel()))] > 0.5
+
+
+def cut_rules(probs: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Flags of each cut rule on one network's predictions."""
+    loss = normalise_losses(label_loss(probs, labels))
+    both = normalise_losses(loss + normalise_losses(calibrated_margin(probs, labels)))
+    return {
+        "loss + margin, GMM (scan default)": fit_mixture(both, "gmm", seed).clean_prob < 0.5,
+        "loss + margin, BMM": fit_mixture(both, "bmm", seed).clean_prob < 0.5,
+        "loss + margin, GMM with one shared variance":
+            _gmm_noisy(both, 2, seed, covariance_type="tied"),
+        "loss + margin, 3-component GMM, top component": _gmm_noisy(both, 3, seed, max_iter=200),
+        "loss alone, GMM (`--signal loss`)": fit_mixture(loss, "gmm", seed).clean_prob < 0.5,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--variants", default="ce",
+                        help="comma-separated, e.g. ce,gce,ce@epochs=25")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", type=Path, default=None,
+                        help="keep each variant's predictions here (FOLDER-VARIANT.npz)")
+    parser.add_argument("--cut-rules", action="store_true",
+                        help="cut the saved ce predictions in several ways; no training")
+    args = parser.parse_args(argv)
+    names = [folder.name for folder in args.folders]
+    if args.cut_rules:
+        if args.save is None:
+            parser.error("--cut-rules reads the predictions of --save")
+        rows: dict[str, list[str]] = {}
+        wrong_counts = []
+        for folder in args.folders:
+            saved = np.load(args.save / f"{folder.name}-ce.npz")
+            wrong = saved["labels"] != saved["true"]
+            wrong_counts.append(int(wrong.sum()))
+            for rule, flag in cut_rules(saved["probs"], saved["labels"], args.seed).items():
+                rows.setdefault(rule, []).append(f"{f1_of(flag, wrong):.3f} ({int(flag.sum())})")
+            score = noise_score(saved["probs"], saved["labels"], "loss+margin")
+            rows.setdefault("best cut of the default ranking", []).append(
+                f"{best_cut(score, wrong):.3f}")
+        print("| cut rule: F1 (flags) | "
+              + " | ".join(f"{n} ({w} wrong)"
+                           for n, w in zip(names, wrong_counts, strict=True)) + " |")
+        print("|---|" + "---|" * len(names))
+        for rule, cells in rows.items():
+            print(f"| {rule} | " + " | ".join(cells) + " |")
+        return 0
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for spec in variants:
+        parse_variant(spec)
+    cells: dict[str, list[str]] = {spec: [] for spec in variants}
+    for folder in args.folders:
+        for spec in variants:
+            rec = train_predictions(folder, spec, args.seed)
+            if args.save is not None:
+                args.save.mkdir(parents=True, exist_ok=True)
+                np.savez(args.save / f"{folder.name}-{spec}.npz", **rec)
+            cells[spec].append(lever_cell(rec, args.seed))
+            print(f"{folder} {spec}: {cells[spec][-1]}", file=sys.stderr, flush=True)
+    print("| warm-up: F1 / best-cut F1 / AUROC / acc | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for spec, row in cells.items():
+        print(f"| {spec} | " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
