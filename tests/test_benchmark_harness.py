@@ -123,3 +123,35 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[1:5] == [str(row["flags"]), f"{row['f1']:.3f}", f"{row['auroc']:.3f}",
                               f"{row['best_cut_f1']:.3f}"]
+
+
+def test_training_levers_trains_each_variant_and_cuts_the_saved_predictions(tmp_path):
+    folder, info = _make(tmp_path, "--n", "300", "--noise", "sym", "--rate", "0.3")
+    save = tmp_path / "save"
+    script = str(ROOT / "benchmarks" / "training_levers.py")
+    table = subprocess.run(
+        [sys.executable, script, str(folder), "--variants", "ce@epochs=1,gce@epochs=1@width=8",
+         "--save", str(save)],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].strip() for row in rows] == ["ce@epochs=1", "gce@epochs=1@width=8"]
+    f1, best, auroc, acc = (float(v) for v in rows[0].split("|")[2].split("/"))
+    assert 0.0 <= f1 <= best <= 1.0 and 0.0 <= auroc <= 1.0 and 0.0 <= acc <= 1.0
+    saved = np.load(save / "noisy-ce@epochs=1.npz")
+    assert saved["probs"].shape == (300, 10)
+    assert int((saved["labels"] != saved["true"]).sum()) == info["wrong"] == 90
+    # --cut-rules reads the ce predictions and cuts them the scan's way among others:
+    # its first row must reproduce the lever table's F1 for the same predictions
+    (save / "noisy-ce.npz").write_bytes((save / "noisy-ce@epochs=1.npz").read_bytes())
+    cuts = subprocess.run(
+        [sys.executable, script, str(folder), "--cut-rules", "--save", str(save)],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
+    cut_rows = [line for line in cuts.splitlines() if line.startswith("| ")][1:]
+    assert len(cut_rows) == 6 and "(90 wrong)" in cuts
+    assert cut_rows[0].split("|")[2].strip().startswith(f"{f1:.3f} (")
+    assert cut_rows[-1].split("|")[2].strip() == f"{best:.3f}"
+    bad = subprocess.run([sys.executable, script, str(folder), "--variants", "sgd"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "unknown objective" in bad.stderr
