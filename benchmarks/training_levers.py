@@ -48,6 +48,9 @@ from noisyclean.train.loop import make_learner, run_epochs
 from noisyclean.train.losses import generalized_cross_entropy, mixup, mixup_cross_entropy
 from noisyclean.train.methods.warmup import Warmup, negative_entropy
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detect import best_cut_f1  # noqa: E402  (the sibling script's ranking ceiling)
+
 OBJECTIVES = ("ce", "gce", "penalty", "mixup")
 
 
@@ -129,8 +132,15 @@ def f1_of(flag: np.ndarray, wrong: np.ndarray) -> float:
 
 def best_cut(score: np.ndarray, wrong: np.ndarray) -> float:
     """Highest F1 of flagging the top n of ``score``, over every n."""
-    hits = np.cumsum(wrong[np.argsort(-score, kind="stable")])
-    return float((2.0 * hits / (np.arange(1, len(hits) + 1) + wrong.sum())).max())
+    return best_cut_f1(wrong, score)[0]
+
+
+def print_table(corner: str, columns: list[str], rows: dict[str, list[str]]) -> None:
+    """A markdown table: one row per key, one column per folder."""
+    print(f"| {corner} | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for name, cells in rows.items():
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def lever_cell(rec: dict[str, np.ndarray], seed: int) -> str:
@@ -191,12 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             score = noise_score(saved["probs"], saved["labels"], "loss+margin")
             rows.setdefault("best cut of the default ranking", []).append(
                 f"{best_cut(score, wrong):.3f}")
-        print("| cut rule: F1 (flags) | "
-              + " | ".join(f"{n} ({w} wrong)"
-                           for n, w in zip(names, wrong_counts, strict=True)) + " |")
-        print("|---|" + "---|" * len(names))
-        for rule, cells in rows.items():
-            print(f"| {rule} | " + " | ".join(cells) + " |")
+        columns = [f"{n} ({w} wrong)" for n, w in zip(names, wrong_counts, strict=True)]
+        print_table("cut rule: F1 (flags)", columns, rows)
         return 0
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     for spec in variants:
@@ -210,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 np.savez(args.save / f"{folder.name}-{spec}.npz", **rec)
             cells[spec].append(lever_cell(rec, args.seed))
             print(f"{folder} {spec}: {cells[spec][-1]}", file=sys.stderr, flush=True)
-    print("| warm-up: F1 / best-cut F1 / AUROC / acc | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    for spec, row in cells.items():
-        print(f"| {spec} | " + " | ".join(row) + " |")
+    print_table("warm-up: F1 / best-cut F1 / AUROC / acc", names, cells)
     return 0
 
 
