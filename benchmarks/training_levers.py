@@ -62,7 +62,7 @@ class LeverWarmup(Warmup):
         self.objective = objective
 
     def loss(self, learner_index, model, batch, epoch):
-        """One batch of the chosen objective; logs the cross-entropy like the warm-up."""
+        """One batch of the chosen objective; logs its value and the batch accuracy."""
         x = self.data.batch(batch, augment=self.augment, generator=self.generator)
         y = self.data.labels[batch.to(self.data.labels.device)]
         if self.objective == "mixup":
