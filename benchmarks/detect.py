@@ -76,10 +76,15 @@ SCAN_ARGS = {
 # --------------------------------------------------------------------------- workers
 
 
-def _train_network(data, classes, indices, epochs: int, seed: int, dividemix_sgd: bool = False):
+def _train_network(
+    data, classes, indices, epochs: int, seed: int, dividemix_sgd: bool = False,
+    method=None, width: int | None = None,
+):
     """Cross-entropy training of the scan's default backbone through the library's loop:
     the scan's optimiser and one-cycle schedule, or (``dividemix_sgd``) DivideMix's warm-up
-    optimiser, SGD with a constant learning rate of 0.02, momentum 0.9, weight decay 5e-4."""
+    optimiser, SGD with a constant learning rate of 0.02, momentum 0.9, weight decay 5e-4.
+    ``method`` replaces the scan's warm-up (another objective; ``indices`` is then the
+    method's own business) and ``width`` the scan's default width."""
     import torch
 
     from noisyclean.config import ScanConfig
@@ -90,12 +95,12 @@ def _train_network(data, classes, indices, epochs: int, seed: int, dividemix_sgd
     from noisyclean.train.methods.warmup import Warmup
 
     cfg = ScanConfig()
-    method = Warmup(
+    method = method or Warmup(
         data.data, 1, cfg.batch_size, seed, penalty=False, augment=True,
         indices=None if indices is None else torch.as_tensor(indices),
     )
     _set_seed(seed)
-    model = build_model(data.model, len(classes), None, cfg.width).to(data.device)
+    model = build_model(data.model, len(classes), None, width or cfg.width).to(data.device)
     if dividemix_sgd:
         learner = make_learner(model, 0.02, 0.9, 5e-4, 0, schedule="step", nesterov=False)
     else:

@@ -33,23 +33,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
 from noisyclean.config import ScanConfig
 from noisyclean.data.load import load_dataset
-from noisyclean.mixture import fit_mixture, normalise_losses
-from noisyclean.models import build_model
-from noisyclean.progress import Progress
-from noisyclean.scan import _set_seed, auto_epochs
-from noisyclean.signals import calibrated_margin, compute_signals, label_loss, noise_score
-from noisyclean.train.loop import make_learner, run_epochs
+from noisyclean.mixture import fit_mixture
+from noisyclean.scan import auto_epochs
+from noisyclean.signals import compute_signals, noise_score
 from noisyclean.train.losses import generalized_cross_entropy, mixup, mixup_cross_entropy
-from noisyclean.train.methods.warmup import Warmup, negative_entropy
+from noisyclean.train.methods.warmup import Warmup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect import best_cut_f1  # noqa: E402  (the sibling script's ranking ceiling)
+from detect import _train_network, best_cut_f1  # noqa: E402  (the sibling script's)
 
 OBJECTIVES = ("ce", "gce", "penalty", "mixup")
 
@@ -62,7 +58,11 @@ class LeverWarmup(Warmup):
         self.objective = objective
 
     def loss(self, learner_index, model, batch, epoch):
-        """One batch of the chosen objective; logs its value and the batch accuracy."""
+        """One batch of the chosen objective. ``ce`` and ``penalty`` are the warm-up's own
+        (``penalty`` is its confidence-penalty flag); ``gce`` and ``mixup`` log their own
+        value and the batch accuracy."""
+        if self.objective in ("ce", "penalty"):
+            return super().loss(learner_index, model, batch, epoch)
         x = self.data.batch(batch, augment=self.augment, generator=self.generator)
         y = self.data.labels[batch.to(self.data.labels.device)]
         if self.objective == "mixup":
@@ -72,12 +72,7 @@ class LeverWarmup(Warmup):
             loss = mixup_cross_entropy(logits, y, lam, perm).mean()
         else:
             logits = model(x).float()
-            if self.objective == "gce":
-                loss = generalized_cross_entropy(logits, y, 0.7).mean()
-            elif self.objective == "penalty":
-                loss = F.cross_entropy(logits, y) + negative_entropy(logits)
-            else:
-                loss = F.cross_entropy(logits, y)
+            loss = generalized_cross_entropy(logits, y, 0.7).mean()
         n = len(batch)
         with torch.no_grad():
             acc = (logits.argmax(1) == y).sum().item()
@@ -108,18 +103,13 @@ def true_labels(folder: Path, paths: list[str], classes: list[str]) -> np.ndarra
 def train_predictions(folder: Path, spec: str, seed: int) -> dict[str, np.ndarray]:
     """Train one variant on ``folder`` and return its flip-averaged probabilities."""
     objective, settings = parse_variant(spec)
-    cfg = ScanConfig()
     data = load_dataset(folder / "images", use_cache=False)
     epochs = settings.get("epochs") or auto_epochs(len(data.paths))
-    method = LeverWarmup(data.data, 1, cfg.batch_size, seed, augment=True, objective=objective)
-    _set_seed(seed)
-    model = build_model(data.model, len(data.classes), None, settings.get("width", cfg.width))
-    model = model.to(data.device)
-    learner = make_learner(
-        model, cfg.lr, cfg.momentum, cfg.weight_decay, method.steps_per_epoch(0) * epochs
-    )
-    run_epochs([learner], method, range(epochs), data.precision, Progress(quiet=True))
-    probs = compute_signals(learner.model, data.data, data.precision, tta=True).probs
+    method = LeverWarmup(data.data, 1, ScanConfig().batch_size, seed, augment=True,
+                         penalty=objective == "penalty", objective=objective)
+    model = _train_network(data, data.classes, None, epochs, seed, method=method,
+                           width=settings.get("width"))
+    probs = compute_signals(model, data.data, data.precision, tta=True).probs
     return {"probs": probs, "labels": np.asarray(data.labels),
             "true": true_labels(folder, data.paths, data.classes)}
 
@@ -128,11 +118,6 @@ def f1_of(flag: np.ndarray, wrong: np.ndarray) -> float:
     """F1 of boolean flags against the wrong-label mask."""
     tp = float((flag & wrong).sum())
     return 2.0 * tp / max(float(flag.sum() + wrong.sum()), 1.0)
-
-
-def best_cut(score: np.ndarray, wrong: np.ndarray) -> float:
-    """Highest F1 of flagging the top n of ``score``, over every n."""
-    return best_cut_f1(wrong, score)[0]
 
 
 def print_table(corner: str, columns: list[str], rows: dict[str, list[str]]) -> None:
@@ -150,7 +135,7 @@ def lever_cell(rec: dict[str, np.ndarray], seed: int) -> str:
     score = noise_score(probs, labels, "loss+margin")
     flag = fit_mixture(score, "gmm", seed).clean_prob < 0.5
     acc = float((probs.argmax(1) == rec["true"]).mean())
-    return (f"{f1_of(flag, wrong):.3f} / {best_cut(score, wrong):.3f} / "
+    return (f"{f1_of(flag, wrong):.3f} / {best_cut_f1(wrong, score)[0]:.3f} / "
             f"{roc_auc_score(wrong, score):.3f} / {acc:.2f}")
 
 
@@ -161,10 +146,9 @@ def _gmm_noisy(x: np.ndarray, components: int, seed: int, **kwargs) -> np.ndarra
     return post[:, int(np.argmax(gmm.means_.ravel()))] > 0.5
 
 
-def cut_rules(probs: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Flags of each cut rule on one network's predictions."""
-    loss = normalise_losses(label_loss(probs, labels))
-    both = normalise_losses(loss + normalise_losses(calibrated_margin(probs, labels)))
+def cut_rules(both: np.ndarray, loss: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Flags of each cut rule, given one network's ``loss+margin`` and ``loss`` scores
+    (:func:`~noisyclean.signals.noise_score`)."""
     return {
         "loss + margin, GMM (scan default)": fit_mixture(both, "gmm", seed).clean_prob < 0.5,
         "loss + margin, BMM": fit_mixture(both, "bmm", seed).clean_prob < 0.5,
@@ -196,11 +180,12 @@ def main(argv: list[str] | None = None) -> int:
             saved = np.load(args.save / f"{folder.name}-ce.npz")
             wrong = saved["labels"] != saved["true"]
             wrong_counts.append(int(wrong.sum()))
-            for rule, flag in cut_rules(saved["probs"], saved["labels"], args.seed).items():
-                rows.setdefault(rule, []).append(f"{f1_of(flag, wrong):.3f} ({int(flag.sum())})")
             score = noise_score(saved["probs"], saved["labels"], "loss+margin")
+            loss = noise_score(saved["probs"], saved["labels"], "loss")
+            for rule, flag in cut_rules(score, loss, args.seed).items():
+                rows.setdefault(rule, []).append(f"{f1_of(flag, wrong):.3f} ({int(flag.sum())})")
             rows.setdefault("best cut of the default ranking", []).append(
-                f"{best_cut(score, wrong):.3f}")
+                f"{best_cut_f1(wrong, score)[0]:.3f}")
         columns = [f"{n} ({w} wrong)" for n, w in zip(names, wrong_counts, strict=True)]
         print_table("cut rule: F1 (flags)", columns, rows)
         return 0
