@@ -16,7 +16,16 @@ AUROC, and the network's accuracy on the true labels of its training images. Var
 - ``gce``: generalized cross-entropy, q = 0.7 (Zhang & Sabuncu 2018);
 - ``penalty``: cross-entropy plus DivideMix's confidence penalty (``scan --penalty``);
 - ``mixup``: mixup with ``Beta(1, 1)`` (Zhang et al. 2018);
-- ``NAME@epochs=N`` / ``NAME@width=W``: the variant with another epoch count / width.
+- ``elr``: cross-entropy plus early-learning regularisation (Liu et al. 2020), the
+  paper's CIFAR-10 settings: a temporal ensemble of each image's predictions with momentum
+  0.7 as its target, weight ``lam`` = 3;
+- ``NAME@epochs=N`` / ``NAME@width=W`` / ``elr@lam=L``: another epoch count / width / ELR
+  weight;
+- ``NAME@prune=E`` (or ``E+E2+...``): at the start of epoch E, score every image with the
+  network so far the scan's way and train the remaining epochs only on the images it does
+  not flag (each epoch still takes as many steps as before, cycling through the kept
+  images, so the schedule and the budget do not change). The final scoring covers every
+  image.
 
 Cut rules (``--cut-rules``). Read the ``ce`` predictions saved by a first run (``--save``)
 and cut the same ranking in several ways: the scan's GMM, its Beta mixture, a GMM with one
@@ -33,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
@@ -41,30 +51,94 @@ from noisyclean.data.load import load_dataset
 from noisyclean.mixture import fit_mixture
 from noisyclean.scan import auto_epochs
 from noisyclean.signals import compute_signals, noise_score
+from noisyclean.train.loop import Precision
 from noisyclean.train.losses import generalized_cross_entropy, mixup, mixup_cross_entropy
 from noisyclean.train.methods.warmup import Warmup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detect import _train_network, best_cut_f1  # noqa: E402  (the sibling script's)
 
-OBJECTIVES = ("ce", "gce", "penalty", "mixup")
+OBJECTIVES = ("ce", "gce", "penalty", "mixup", "elr")
+#: ELR's temporal-ensemble momentum (the paper's CIFAR-10 value).
+ELR_MOMENTUM = 0.7
+
+
+def early_learning_penalty(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Early-learning regularisation (Liu et al. 2020): the batch mean of
+    ``log(1 - <t_i, p_i>)``, which falls as each prediction ``p_i`` moves towards its
+    target ``t_i`` (the temporal ensemble of the image's earlier predictions)."""
+    return torch.log(1.0 - (targets * probs).sum(dim=1)).mean()
 
 
 class LeverWarmup(Warmup):
-    """The scan's warm-up with another objective (see the module docstring)."""
+    """The scan's warm-up with another objective, and optional pruning (see the module
+    docstring)."""
 
-    def __init__(self, *args, objective: str = "ce", **kwargs) -> None:
+    def __init__(self, *args, objective: str = "ce", num_classes: int = 10,
+                 elr_weight: float = 3.0,
+                 prune_epochs: tuple[int, ...] = (), precision: Precision | None = None,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.elr_weight = elr_weight
+        self.prune_epochs = set(prune_epochs)
+        self.precision = precision or Precision(torch.device("cpu"))
+        self.size = len(self.indices)
+        self.model: torch.nn.Module | None = None
+        self.pruned: list[int] = []
+        if objective == "elr":
+            self.targets = torch.zeros(len(self.data), num_classes,
+                                       device=self.data.labels.device)
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        """As many steps as an epoch over every image, pruned or not."""
+        return (self.size // self.batch_size) * self.n_learners
+
+    def start_epoch(self, epoch: int) -> None:
+        """At a pruning epoch, keep only the images the scan's scoring does not flag."""
+        if epoch not in self.prune_epochs or self.model is None:
+            return
+        probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
+        score = noise_score(probs, self.data.labels.cpu().numpy(), "loss+margin")
+        kept = fit_mixture(score, "gmm", 0).clean_prob >= 0.5
+        self.pruned.append(int((~kept).sum()))
+        self.indices = torch.as_tensor(np.flatnonzero(kept))
+
+    def batches(self, epoch: int):
+        """The warm-up's batches; once pruned, shuffled passes over the kept images, as
+        many batches as an unpruned epoch."""
+        if len(self.indices) == self.size:
+            yield from super().batches(epoch)
+            return
+        per_epoch = self.size // self.batch_size
+        passes = -(-per_epoch * self.batch_size // len(self.indices))
+        order = torch.cat([self.indices[torch.randperm(len(self.indices), generator=self.generator)]
+                           for _ in range(passes)])
+        for step in range(per_epoch):
+            yield 0, order[step * self.batch_size:(step + 1) * self.batch_size]
 
     def loss(self, learner_index, model, batch, epoch):
         """One batch of the chosen objective. ``ce`` and ``penalty`` are the warm-up's own
-        (``penalty`` is its confidence-penalty flag); ``gce`` and ``mixup`` log their own
-        value and the batch accuracy."""
+        (``penalty`` is its confidence-penalty flag); ``gce``, ``mixup`` and ``elr`` log
+        their own value (ELR: its cross-entropy part) and the batch accuracy."""
+        self.model = model
         if self.objective in ("ce", "penalty"):
             return super().loss(learner_index, model, batch, epoch)
         x = self.data.batch(batch, augment=self.augment, generator=self.generator)
         y = self.data.labels[batch.to(self.data.labels.device)]
+        if self.objective == "elr":
+            logits = model(x).float()
+            probs = logits.softmax(1).clamp(1e-4, 1.0 - 1e-4)
+            rows = batch.to(self.targets.device)
+            with torch.no_grad():
+                seen = probs / probs.sum(1, keepdim=True)
+                self.targets[rows] = ELR_MOMENTUM * self.targets[rows] + (1 - ELR_MOMENTUM) * seen
+            ce = F.cross_entropy(logits, y)
+            loss = ce + self.elr_weight * early_learning_penalty(probs, self.targets[rows])
+            n = len(batch)
+            with torch.no_grad():
+                acc = (logits.argmax(1) == y).sum().item()
+            return loss, {"loss": ce.item() * n, "acc": acc, "count": n}
         if self.objective == "mixup":
             lam = float(np.random.beta(1.0, 1.0))
             perm = torch.randperm(len(y))
@@ -79,17 +153,22 @@ class LeverWarmup(Warmup):
         return loss, {"loss": loss.item() * n, "acc": acc, "count": n}
 
 
-def parse_variant(spec: str) -> tuple[str, dict[str, int]]:
-    """``"ce@epochs=25"`` -> ``("ce", {"epochs": 25})``."""
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """``"ce@epochs=25@prune=5+10"`` -> ``("ce", {"epochs": 25, "prune": (5, 10)})``."""
     objective, *options = spec.split("@")
     if objective not in OBJECTIVES:
         raise SystemExit(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
-    settings = {}
+    settings: dict = {}
     for option in options:
         key, _, value = option.partition("=")
-        if key not in ("epochs", "width"):
-            raise SystemExit(f"unknown variant option {key!r} (epochs, width)")
-        settings[key] = int(value)
+        if key in ("epochs", "width"):
+            settings[key] = int(value)
+        elif key == "lam" and objective == "elr":
+            settings[key] = float(value)
+        elif key == "prune":
+            settings[key] = tuple(int(v) for v in value.split("+"))
+        else:
+            raise SystemExit(f"unknown variant option {key!r} (epochs, width, prune; lam for elr)")
     return objective, settings
 
 
@@ -106,12 +185,16 @@ def train_predictions(folder: Path, spec: str, seed: int) -> dict[str, np.ndarra
     data = load_dataset(folder / "images", use_cache=False)
     epochs = settings.get("epochs") or auto_epochs(len(data.paths))
     method = LeverWarmup(data.data, 1, ScanConfig().batch_size, seed, augment=True,
-                         penalty=objective == "penalty", objective=objective)
+                         penalty=objective == "penalty", objective=objective,
+                         num_classes=len(data.classes),
+                         elr_weight=settings.get("lam", 3.0),
+                         prune_epochs=settings.get("prune", ()), precision=data.precision)
     model = _train_network(data, data.classes, None, epochs, seed, method=method,
                            width=settings.get("width"))
     probs = compute_signals(model, data.data, data.precision, tta=True).probs
     return {"probs": probs, "labels": np.asarray(data.labels),
-            "true": true_labels(folder, data.paths, data.classes)}
+            "true": true_labels(folder, data.paths, data.classes),
+            "pruned": np.asarray(method.pruned, dtype=np.int64)}
 
 
 def f1_of(flag: np.ndarray, wrong: np.ndarray) -> float:
@@ -200,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.save.mkdir(parents=True, exist_ok=True)
                 np.savez(args.save / f"{folder.name}-{spec}.npz", **rec)
             cells[spec].append(lever_cell(rec, args.seed))
-            print(f"{folder} {spec}: {cells[spec][-1]}", file=sys.stderr, flush=True)
+            pruned = f" (pruned {'+'.join(map(str, rec['pruned']))})" if len(rec["pruned"]) else ""
+            print(f"{folder} {spec}: {cells[spec][-1]}{pruned}", file=sys.stderr, flush=True)
     print_table("warm-up: F1 / best-cut F1 / AUROC / acc", names, cells)
     return 0
 

@@ -129,17 +129,21 @@ def test_training_levers_trains_each_variant_and_cuts_the_saved_predictions(tmp_
     folder, info = _make(tmp_path, "--n", "300", "--noise", "sym", "--rate", "0.3")
     save = tmp_path / "save"
     script = str(ROOT / "benchmarks" / "training_levers.py")
+    variants = ["ce@epochs=1", "gce@epochs=1@width=8", "elr@epochs=1@lam=1", "ce@epochs=2@prune=1"]
     table = subprocess.run(
-        [sys.executable, script, str(folder), "--variants", "ce@epochs=1,gce@epochs=1@width=8",
+        [sys.executable, script, str(folder), "--variants", ",".join(variants),
          "--save", str(save)],
         capture_output=True, text=True, check=True, timeout=600,
     ).stdout
     rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
-    assert [row.split("|")[1].strip() for row in rows] == ["ce@epochs=1", "gce@epochs=1@width=8"]
+    assert [row.split("|")[1].strip() for row in rows] == variants
     f1, best, auroc, acc = (float(v) for v in rows[0].split("|")[2].split("/"))
     assert 0.0 <= f1 <= best <= 1.0 and 0.0 <= auroc <= 1.0 and 0.0 <= acc <= 1.0
     saved = np.load(save / "noisy-ce@epochs=1.npz")
     assert saved["probs"].shape == (300, 10)
+    assert len(saved["pruned"]) == 0
+    pruned = np.load(save / "noisy-ce@epochs=2@prune=1.npz")["pruned"]
+    assert len(pruned) == 1 and 0 < pruned[0] < 300
     assert int((saved["labels"] != saved["true"]).sum()) == info["wrong"] == 90
     # --cut-rules reads the ce predictions and cuts them the scan's way among others:
     # its first row must reproduce the lever table's F1 for the same predictions
@@ -155,3 +159,6 @@ def test_training_levers_trains_each_variant_and_cuts_the_saved_predictions(tmp_
     bad = subprocess.run([sys.executable, script, str(folder), "--variants", "sgd"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "unknown objective" in bad.stderr
+    bad = subprocess.run([sys.executable, script, str(folder), "--variants", "ce@lam=1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "unknown variant option 'lam'" in bad.stderr

@@ -6,6 +6,9 @@ import importlib.util
 
 import numpy as np
 import pytest
+import torch
+
+from noisyclean.data.batches import DeviceImages
 
 from .conftest import ROOT
 
@@ -44,3 +47,50 @@ def test_metrics_report_the_best_cut_beside_the_flags() -> None:
     # top-3 (a, b, c) holds both wrong labels: 2*2/(3+2) = 0.8
     assert (row["best_cut_f1"], row["best_cut_n"]) == (pytest.approx(0.8), 3)
     assert row["fixed_acc_on_wrong"] == pytest.approx(0.5)  # a fixed to cat, c kept as cat
+
+
+def _training_levers():
+    spec = importlib.util.spec_from_file_location(
+        "training_levers", ROOT / "benchmarks" / "training_levers.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_early_learning_penalty_is_the_mean_log_of_one_minus_the_agreement() -> None:
+    levers = _training_levers()
+    probs = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # <t, p> = 0.5 and 0.1: mean(log 0.5, log 0.9) = (-0.693147 - 0.105361) / 2
+    value = levers.early_learning_penalty(probs, targets)
+    assert float(value) == pytest.approx(-0.399254, abs=1e-6)
+    # a prediction closer to its target lowers the penalty
+    closer = torch.tensor([[0.8, 0.2], [0.9, 0.1]])
+    assert float(levers.early_learning_penalty(closer, targets)) < float(value)
+
+
+class _FavoursClassZero(torch.nn.Module):
+    """Logits (4, 0) for every image, whatever it shows."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([4.0, 0.0]).expand(len(x), 2) + 0.0 * x.flatten(1).sum(1, True)
+
+
+def test_pruning_trains_the_rest_of_the_run_on_the_unflagged_images_only() -> None:
+    levers = _training_levers()
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(40) % 2  # the network predicts class 0: every odd image looks wrong
+    data = DeviceImages(images, labels, torch.device("cpu"))
+    method = levers.LeverWarmup(data, 1, 8, 0, prune_epochs=(1,), num_classes=2)
+    before = [batch for _, batch in method.batches(0)]
+    assert len(before) == method.steps_per_epoch(0) == 5
+    method.model = _FavoursClassZero()
+    method.start_epoch(0)  # not a pruning epoch
+    assert len(method.indices) == 40
+    method.start_epoch(1)
+    assert method.pruned == [20]
+    after = torch.cat([batch for _, batch in method.batches(1)])
+    # as many steps as before, every one drawn from the even images, each seen twice
+    assert method.steps_per_epoch(1) == 5 and len(after) == 40
+    assert sorted(after.tolist()) == sorted(list(range(0, 40, 2)) * 2)
