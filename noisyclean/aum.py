@@ -43,7 +43,7 @@ from .config import ScanConfig
 from .data.batches import DeviceImages
 from .models import build_model
 from .progress import Progress
-from .signals import Signals, compute_signals
+from .signals import Signals, compute_signals, eval_batch_size
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup, negative_entropy
 
@@ -219,10 +219,11 @@ class RealClasses(nn.Module):
 @torch.no_grad()
 def eval_margins(
     model: nn.Module, data: DeviceImages, assigned: torch.Tensor, precision: Precision,
-    batch_size: int = 512,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Margins of every sample in eval mode on the unaugmented images (the fallback for a
-    sample no training step recorded)."""
+    sample no training step recorded); ``batch_size`` defaults to :func:`eval_batch_size`."""
+    batch_size = batch_size or eval_batch_size(data.device)
     was_training = model.training
     model.eval()
     out = []

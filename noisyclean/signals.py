@@ -30,12 +30,19 @@ class Signals:
     probs: np.ndarray
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Samples per forward pass when evaluating every sample: 512 on an accelerator, 128 on
+    the CPU, where large batches run slower (measured on 2 cores: 5,000 32-px images with
+    flip TTA took 5.0-5.9 s at 512 and 3.1-3.8 s at 128)."""
+    return 128 if torch.device(device).type == "cpu" else 512
+
+
 @torch.no_grad()
 def compute_signals(
     model: nn.Module,
     data: DeviceImages,
     precision: Precision,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     tta: bool = False,
 ) -> Signals:
     """Evaluate ``model`` on every sample of ``data`` in eval mode.
@@ -44,13 +51,14 @@ def compute_signals(
         model: a classifier.
         data: images and given labels.
         precision: autocast settings.
-        batch_size: samples per forward pass.
+        batch_size: samples per forward pass (default: :func:`eval_batch_size`).
         tta: also run the mirrored images and average the two softmax outputs (the loss is
             always computed on the unaugmented image).
 
     Returns:
         :class:`Signals` with ``per_sample_loss`` (N,) and ``probs`` (N, C), float64/float32.
     """
+    batch_size = batch_size or eval_batch_size(data.device)
     was_training = model.training
     model.eval()
     losses, probs = [], []

@@ -15,6 +15,7 @@ from noisyclean.signals import (
     calibrated_margin,
     class_thresholds,
     compute_signals,
+    eval_batch_size,
     label_loss,
     noise_score,
 )
@@ -46,6 +47,19 @@ def test_losses_and_tta_probabilities_against_hand_computation() -> None:
     mirrored = model(x.flip(-1)).softmax(1)
     assert np.allclose(tta.probs, (0.5 * (logits.softmax(1) + mirrored)).numpy(), atol=1e-6)
     assert np.allclose(tta.per_sample_loss, plain.per_sample_loss)  # loss stays unaugmented
+
+
+def test_default_eval_batch_is_smaller_on_the_cpu_and_changes_no_result() -> None:
+    assert eval_batch_size(torch.device("cpu")) == 128
+    assert eval_batch_size(torch.device("cuda")) == 512
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(300, 4, 4, 3), dtype=np.uint8)
+    data = DeviceImages(images, rng.integers(0, 2, 300), torch.device("cpu"))
+    cpu = Precision(torch.device("cpu"))
+    default = compute_signals(LeftRight(), data, cpu, tta=True)  # three batches of <= 128
+    whole = compute_signals(LeftRight(), data, cpu, batch_size=300, tta=True)
+    assert np.allclose(default.probs, whole.probs, atol=1e-6)
+    assert np.allclose(default.per_sample_loss, whole.per_sample_loss)
 
 
 def test_loss_history_keeps_the_last_epochs_normalised() -> None:
