@@ -174,6 +174,18 @@ def worker(
 # --------------------------------------------------------------------------- runner
 
 
+def read_truth(folder: Path) -> dict[str, str]:
+    """``{path: true label}`` from the ``truth.csv`` of a folder made by ``make_noisy.py``."""
+    truth = pd.read_csv(folder / "truth.csv", dtype=str, keep_default_na=False)
+    return dict(zip(truth["path"], truth["label"], strict=True))
+
+
+def true_labels(folder: Path, paths: list[str], classes: list[str]) -> np.ndarray:
+    """Class index of every image's true label, in ``paths`` order."""
+    truth = read_truth(folder)
+    return np.array([classes.index(truth[p]) for p in paths])
+
+
 def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run ``cmd``; return (wall seconds, peak resident memory of the child in MiB)."""
     start = time.perf_counter()
@@ -376,8 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(methods) - set(METHODS) - set(SCAN_ARGS)
     if unknown:
         raise SystemExit(f"unknown method(s): {', '.join(sorted(unknown))}")
-    truth_table = pd.read_csv(args.folder / "truth.csv", dtype=str, keep_default_na=False)
-    truth = dict(zip(truth_table["path"], truth_table["label"], strict=True))
+    truth = read_truth(args.folder)
     noise = json.loads((args.folder / "noise.json").read_text())
     if args.rescore:  # reads the outputs only: no cleanlab, no work folder to make
         if args.work is None or not args.work.is_dir():

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
@@ -33,6 +32,9 @@ from noisyclean.scan import _set_seed, auto_epochs
 from noisyclean.signals import calibrated_margin, compute_signals, label_loss
 from noisyclean.train.loop import make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detect import true_labels  # noqa: E402  (the sibling script's)
 
 
 def record_predictions(folder: Path, epochs: int | None, seed: int) -> dict[str, np.ndarray]:
@@ -55,11 +57,8 @@ def record_predictions(folder: Path, epochs: int | None, seed: int) -> dict[str,
         mirrored.append(2 * tta - plain[-1])
 
     run_epochs([learner], method, range(epochs), data.precision, Progress(quiet=True), record)
-    truth = pd.read_csv(folder / "truth.csv", dtype=str, keep_default_na=False)
-    true_label = dict(zip(truth["path"], truth["label"], strict=True))
-    true = np.array([data.classes.index(true_label[p]) for p in data.paths])
     return {"plain": np.array(plain), "mirrored": np.array(mirrored),
-            "labels": data.labels, "true": true}
+            "labels": data.labels, "true": true_labels(folder, data.paths, data.classes)}
 
 
 def plain_gmm(score: np.ndarray, seed: int) -> np.ndarray:

@@ -40,7 +40,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
@@ -56,7 +55,7 @@ from noisyclean.train.losses import generalized_cross_entropy, mixup, mixup_cros
 from noisyclean.train.methods.warmup import Warmup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect import _train_network, best_cut_f1  # noqa: E402  (the sibling script's)
+from detect import _train_network, best_cut_f1, true_labels  # noqa: E402  (the sibling's)
 
 OBJECTIVES = ("ce", "gce", "penalty", "mixup", "elr")
 #: ELR's temporal-ensemble momentum (the paper's CIFAR-10 value).
@@ -170,13 +169,6 @@ def parse_variant(spec: str) -> tuple[str, dict]:
         else:
             raise SystemExit(f"unknown variant option {key!r} (epochs, width, prune; lam for elr)")
     return objective, settings
-
-
-def true_labels(folder: Path, paths: list[str], classes: list[str]) -> np.ndarray:
-    """Class index of every image's true label, from the folder's ``truth.csv``."""
-    truth = pd.read_csv(folder / "truth.csv", dtype=str, keep_default_na=False)
-    label = dict(zip(truth["path"], truth["label"], strict=True))
-    return np.array([classes.index(label[p]) for p in paths])
 
 
 def train_predictions(folder: Path, spec: str, seed: int) -> dict[str, np.ndarray]:
