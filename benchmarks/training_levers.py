@@ -62,6 +62,11 @@ OBJECTIVES = ("ce", "gce", "penalty", "mixup", "elr")
 ELR_MOMENTUM = 0.7
 
 
+def scan_flags(score: np.ndarray, seed: int) -> np.ndarray:
+    """The scan's flags on a ``loss+margin`` score: a GMM's clean probability below 0.5."""
+    return fit_mixture(score, "gmm", seed).clean_prob < 0.5
+
+
 def early_learning_penalty(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Early-learning regularisation (Liu et al. 2020): the batch mean of
     ``log(1 - <t_i, p_i>)``, which falls as each prediction ``p_i`` moves towards its
@@ -99,9 +104,9 @@ class LeverWarmup(Warmup):
             return
         probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
         score = noise_score(probs, self.data.labels.cpu().numpy(), "loss+margin")
-        kept = fit_mixture(score, "gmm", 0).clean_prob >= 0.5
-        self.pruned.append(int((~kept).sum()))
-        self.indices = torch.as_tensor(np.flatnonzero(kept))
+        flagged = scan_flags(score, 0)
+        self.pruned.append(int(flagged.sum()))
+        self.indices = torch.as_tensor(np.flatnonzero(~flagged))
 
     def batches(self, epoch: int):
         """The warm-up's batches; once pruned, shuffled passes over the kept images, as
@@ -132,24 +137,20 @@ class LeverWarmup(Warmup):
             with torch.no_grad():
                 seen = probs / probs.sum(1, keepdim=True)
                 self.targets[rows] = ELR_MOMENTUM * self.targets[rows] + (1 - ELR_MOMENTUM) * seen
-            ce = F.cross_entropy(logits, y)
-            loss = ce + self.elr_weight * early_learning_penalty(probs, self.targets[rows])
-            n = len(batch)
-            with torch.no_grad():
-                acc = (logits.argmax(1) == y).sum().item()
-            return loss, {"loss": ce.item() * n, "acc": acc, "count": n}
-        if self.objective == "mixup":
+            logged = F.cross_entropy(logits, y)
+            loss = logged + self.elr_weight * early_learning_penalty(probs, self.targets[rows])
+        elif self.objective == "mixup":
             lam = float(np.random.beta(1.0, 1.0))
             perm = torch.randperm(len(y))
             logits = model(mixup(x, lam, perm)).float()
-            loss = mixup_cross_entropy(logits, y, lam, perm).mean()
+            loss = logged = mixup_cross_entropy(logits, y, lam, perm).mean()
         else:
             logits = model(x).float()
-            loss = generalized_cross_entropy(logits, y, 0.7).mean()
+            loss = logged = generalized_cross_entropy(logits, y, 0.7).mean()
         n = len(batch)
         with torch.no_grad():
             acc = (logits.argmax(1) == y).sum().item()
-        return loss, {"loss": loss.item() * n, "acc": acc, "count": n}
+        return loss, {"loss": logged.item() * n, "acc": acc, "count": n}
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
@@ -208,7 +209,7 @@ def lever_cell(rec: dict[str, np.ndarray], seed: int) -> str:
     probs, labels = rec["probs"], rec["labels"]
     wrong = labels != rec["true"]
     score = noise_score(probs, labels, "loss+margin")
-    flag = fit_mixture(score, "gmm", seed).clean_prob < 0.5
+    flag = scan_flags(score, seed)
     acc = float((probs.argmax(1) == rec["true"]).mean())
     return (f"{f1_of(flag, wrong):.3f} / {best_cut_f1(wrong, score)[0]:.3f} / "
             f"{roc_auc_score(wrong, score):.3f} / {acc:.2f}")
@@ -225,7 +226,7 @@ def cut_rules(both: np.ndarray, loss: np.ndarray, seed: int) -> dict[str, np.nda
     """Flags of each cut rule, given one network's ``loss+margin`` and ``loss`` scores
     (:func:`~noisyclean.signals.noise_score`)."""
     return {
-        "loss + margin, GMM (scan default)": fit_mixture(both, "gmm", seed).clean_prob < 0.5,
+        "loss + margin, GMM (scan default)": scan_flags(both, seed),
         "loss + margin, BMM": fit_mixture(both, "bmm", seed).clean_prob < 0.5,
         "loss + margin, GMM with one shared variance":
             _gmm_noisy(both, 2, seed, covariance_type="tied"),
