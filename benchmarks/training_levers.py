@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
+from noisyclean.confident_joint import calibrated_joint, confident_joint, estimate_wrong_labels
 from noisyclean.config import ScanConfig
 from noisyclean.data.load import load_dataset
 from noisyclean.mixture import fit_mixture
@@ -222,9 +223,33 @@ def _gmm_noisy(x: np.ndarray, components: int, seed: int, **kwargs) -> np.ndarra
     return post[:, int(np.argmax(gmm.means_.ravel()))] > 0.5
 
 
-def cut_rules(both: np.ndarray, loss: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def top_rows(score: np.ndarray, count: int) -> np.ndarray:
+    """Flags of the ``count`` highest scores."""
+    flag = np.zeros(len(score), dtype=bool)
+    flag[np.argsort(-score, kind="stable")[:count]] = True
+    return flag
+
+
+def top_rows_per_class(score: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Flags of the ``counts[k]`` highest scores among the samples labelled ``k``."""
+    flag = np.zeros(len(score), dtype=bool)
+    for k, count in enumerate(np.rint(counts).astype(int)):
+        members = np.flatnonzero(labels == k)
+        flag[members[top_rows(score[members], count)]] = True
+    return flag
+
+
+def estimated_wrong_per_class(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The calibrated confident joint's estimated wrong labels per given class."""
+    joint = calibrated_joint(confident_joint(probs, labels), labels)
+    return (joint.sum(axis=1) - np.diag(joint)) * len(labels)
+
+
+def cut_rules(both: np.ndarray, loss: np.ndarray, seed: int,
+              probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     """Flags of each cut rule, given one network's ``loss+margin`` and ``loss`` scores
-    (:func:`~noisyclean.signals.noise_score`)."""
+    (:func:`~noisyclean.signals.noise_score`) and its probabilities."""
+    estimate = estimate_wrong_labels(probs, labels, [str(k) for k in range(probs.shape[1])])
     return {
         "loss + margin, GMM (scan default)": scan_flags(both, seed),
         "loss + margin, BMM": fit_mixture(both, "bmm", seed).clean_prob < 0.5,
@@ -232,6 +257,10 @@ def cut_rules(both: np.ndarray, loss: np.ndarray, seed: int) -> dict[str, np.nda
             _gmm_noisy(both, 2, seed, covariance_type="tied"),
         "loss + margin, 3-component GMM, top component": _gmm_noisy(both, 3, seed, max_iter=200),
         "loss alone, GMM (`--signal loss`)": fit_mixture(loss, "gmm", seed).clean_prob < 0.5,
+        "loss + margin, top n, n = the confident joint's estimate":
+            top_rows(both, estimate["count"]),
+        "loss + margin, top n_k per class, n_k = the confident joint's":
+            top_rows_per_class(both, labels, estimated_wrong_per_class(probs, labels)),
     }
 
 
@@ -258,9 +287,13 @@ def main(argv: list[str] | None = None) -> int:
             wrong_counts.append(int(wrong.sum()))
             score = noise_score(saved["probs"], saved["labels"], "loss+margin")
             loss = noise_score(saved["probs"], saved["labels"], "loss")
-            for rule, flag in cut_rules(score, loss, args.seed).items():
+            rules = cut_rules(score, loss, args.seed, saved["probs"], saved["labels"])
+            true_counts = np.bincount(saved["labels"][wrong], minlength=saved["probs"].shape[1])
+            rules["ceiling: top n_k per class, n_k = the true counts"] = top_rows_per_class(
+                score, saved["labels"], true_counts)
+            for rule, flag in rules.items():
                 rows.setdefault(rule, []).append(f"{f1_of(flag, wrong):.3f} ({int(flag.sum())})")
-            rows.setdefault("best cut of the default ranking", []).append(
+            rows.setdefault("ceiling: best cut of the default ranking", []).append(
                 f"{best_cut_f1(wrong, score)[0]:.3f}")
         columns = [f"{n} ({w} wrong)" for n, w in zip(names, wrong_counts, strict=True)]
         print_table("cut rule: F1 (flags)", columns, rows)

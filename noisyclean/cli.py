@@ -241,14 +241,23 @@ def scan(
         _write_report(result.out, quiet=quiet)
 
 
+def _add_flag_rows(table: Table, summary: dict) -> None:
+    """The flag counts, and the confident joint's estimate of how many labels are wrong."""
+    counts = summary["counts"]
+    rate = summary["estimated_noise_rate"]["overall"]
+    table.add_row("flagged noisy", f"{counts['noisy']} ({rate:.1%})")
+    table.add_row("relabel / review", f"{counts['relabel']} / {counts['review']}")
+    wrong = summary.get("estimated_wrong_labels")
+    if wrong is not None:
+        table.add_row("estimated wrong labels", f"~{wrong['count']} ({wrong['rate']:.1%})")
+
+
 def _print_summary(summary: dict, out: Path | None) -> None:
     counts = summary["counts"]
     table = Table(title="noisyclean scan", show_header=False)
     table.add_row("images used", str(counts["used"]))
     table.add_row("skipped", str(counts["skipped"]))
-    rate = summary["estimated_noise_rate"]["overall"]
-    table.add_row("flagged noisy", f"{counts['noisy']} ({rate:.1%})")
-    table.add_row("relabel / review", f"{counts['relabel']} / {counts['review']}")
+    _add_flag_rows(table, summary)
     table.add_row("time", f"{sum(summary['timings_s'].values()):.1f} s")
     table.add_row("output", str(out))
     err.print(table)
@@ -432,6 +441,11 @@ def evaluate(
     table.add_row("recall", fmt(metrics["recall"]))
     table.add_row("F1", fmt(metrics["f1"]))
     table.add_row("AUROC of 1 - clean_prob", fmt(metrics["auroc"]))
+    if metrics["top_estimated"] is not None:
+        top = metrics["top_estimated"]
+        table.add_row(f"top {metrics['n_estimated_wrong']} rows (estimated wrong): "
+                      "precision / recall / F1",
+                      f"{fmt(top['precision'])} / {fmt(top['recall'])} / {fmt(top['f1'])}")
     table.add_row("suggested label right, on wrong samples",
                   fmt(metrics["suggested_accuracy_on_wrong"]))
     table.add_row("relabel rows right", f"{fmt(metrics['relabel_accuracy'])} "
@@ -718,9 +732,7 @@ def _print_train_summary(summary: dict, out: Path | None) -> None:
     if training.get("final_val_acc") is not None:
         table.add_row("val accuracy (last / best)",
                       f"{training['final_val_acc']:.2%} / {training['best_val_acc']:.2%}")
-    rate = summary["estimated_noise_rate"]["overall"]
-    table.add_row("flagged noisy", f"{counts['noisy']} ({rate:.1%})")
-    table.add_row("relabel / review", f"{counts['relabel']} / {counts['review']}")
+    _add_flag_rows(table, summary)
     table.add_row("time", f"{sum(summary['timings_s'].values()):.1f} s")
     table.add_row("output", str(out))
     err.print(table)

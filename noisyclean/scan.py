@@ -18,6 +18,7 @@ import torch
 
 from . import __version__
 from .aum import AUM_RUNS
+from .confident_joint import estimate_wrong_labels
 from .config import MIXTURES, ScanConfig
 from .data.batches import DeviceImages
 from .data.load import load_configured
@@ -221,6 +222,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         "noisyclean_version": __version__,
         "data": str(samples.root),
         **table_summary(table, samples.classes, len(samples), len(skipped)),
+        "estimated_wrong_labels": estimate_wrong_labels(probs, labels, samples.classes),
         "mixture": [fit.params for fit in fits],
         "training": {
             "final_train_loss": log[-1].get("loss"),

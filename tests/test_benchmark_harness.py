@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from noisyclean.confident_joint import estimate_wrong_labels
+
 from .conftest import ROOT, SHARED_DATA
 
 NEEDED = ("cifar10.npz", "cifar10n_labels.npz")
@@ -153,8 +155,13 @@ def test_training_levers_trains_each_variant_and_cuts_the_saved_predictions(tmp_
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout
     cut_rows = [line for line in cuts.splitlines() if line.startswith("| ")][1:]
-    assert len(cut_rows) == 6 and "(90 wrong)" in cuts
+    assert len(cut_rows) == 9 and "(90 wrong)" in cuts
     assert cut_rows[0].split("|")[2].strip().startswith(f"{f1:.3f} (")
+    # the top-n rule flags as many as the library's estimate; the per-class ceiling, the
+    # true count
+    estimate = estimate_wrong_labels(saved["probs"], saved["labels"], list("0123456789"))
+    assert cut_rows[5].split("|")[2].strip().endswith(f"({estimate['count']})")
+    assert cut_rows[7].split("|")[2].strip().endswith("(90)")
     assert cut_rows[-1].split("|")[2].strip() == f"{best:.3f}"
     bad = subprocess.run([sys.executable, script, str(folder), "--variants", "sgd"],
                          capture_output=True, text=True, timeout=60)
@@ -162,3 +169,31 @@ def test_training_levers_trains_each_variant_and_cuts_the_saved_predictions(tmp_
     bad = subprocess.run([sys.executable, script, str(folder), "--variants", "ce@lam=1"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "unknown variant option 'lam'" in bad.stderr
+
+
+def test_ranking_signals_records_training_without_changing_it(tmp_path):
+    """ranking_signals.py trains through a hook that records the training-step softmax; its
+    default row must reproduce training_levers.py's plain cross-entropy cell for the same
+    folder, seed and epochs (the recording changes nothing), and every other row is a
+    valid F1 / best-cut F1 / AUROC."""
+    folder, _ = _make(tmp_path, "--n", "300", "--noise", "sym", "--rate", "0.3")
+    benchmarks = ROOT / "benchmarks"
+    ranked = subprocess.run(
+        [sys.executable, str(benchmarks / "ranking_signals.py"), str(folder), "--epochs", "1"],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout
+    rows = [line for line in ranked.splitlines() if line.startswith("| ")][1:]
+    # the default, 3 neighbour counts x 2 blends, the averages from epoch 1 (alone and
+    # with the final probabilities); epochs 8 and 13 do not exist in a 1-epoch run
+    assert len(rows) == 1 + 6 + 2
+    assert rows[1].split("|")[1].strip() == "kNN k=10, blend 0.3"
+    for row in rows:
+        f1, best, auroc = (float(v) for v in row.split("|")[2].split("/"))
+        assert 0.0 <= f1 <= best <= 1.0 and 0.0 <= auroc <= 1.0
+    lever = subprocess.run(
+        [sys.executable, str(benchmarks / "training_levers.py"), str(folder),
+         "--variants", "ce@epochs=1"],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout
+    cell = [line for line in lever.splitlines() if line.startswith("| ce@")][0]
+    assert rows[0].split("|")[2].strip() == cell.split("|")[2].strip().rsplit(" / ", 1)[0]

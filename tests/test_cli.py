@@ -235,6 +235,8 @@ def test_installed_command_runs_in_a_subprocess(
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "warm-up epoch 2/2" in done.stderr and "flagged noisy" in done.stderr
+    wrong = json.loads((tmp_path / "o" / "summary.json").read_text())["estimated_wrong_labels"]
+    assert f"estimated wrong labels │ ~{wrong['count']} ({wrong['rate']:.1%})" in done.stderr
     assert (tmp_path / "o" / "scores.csv").exists()
     bad = subprocess.run([str(script), "scan", str(tmp_path / "missing")],
                          capture_output=True, text=True, env=env)

@@ -28,6 +28,7 @@ from noisyclean.aum import (
     threshold_sample_sets,
 )
 from noisyclean.cli import app
+from noisyclean.confident_joint import estimate_wrong_labels
 from noisyclean.config import ScanConfig
 from noisyclean.data.batches import DeviceImages
 from noisyclean.errors import NoisyCleanError
@@ -251,6 +252,9 @@ def test_scan_folds_two(digits_folder: tuple[Path, dict[str, str]], tmp_path: Pa
     probs = np.load(out / "pred_probs.npy")
     assert probs.shape == (120, 3)
     assert probs.max(1) == pytest.approx(scores["predicted_prob"].to_numpy(), abs=1e-6)
+    # the estimate of wrong labels comes from the same out-of-sample probabilities
+    estimate = estimate_wrong_labels(probs, scores["label_index"].to_numpy(), ["0", "1", "7"])
+    assert summary["estimated_wrong_labels"]["count"] == estimate["count"]
 
 
 def test_scan_save_probs_rows_follow_scores_csv(
@@ -266,6 +270,11 @@ def test_scan_save_probs_rows_follow_scores_csv(
     assert [classes[k] for k in probs.argmax(1)] == scores["predicted"].tolist()
     given = probs[np.arange(len(scores)), scores["label_index"].to_numpy()]
     assert given == pytest.approx(scores["given_prob"].to_numpy(), abs=1e-6)
+    wrong = json.loads((out / "summary.json").read_text())["estimated_wrong_labels"]
+    estimate = estimate_wrong_labels(probs, scores["label_index"].to_numpy(), classes)
+    assert wrong["count"] == estimate["count"] and 0 <= wrong["count"] <= len(scores)
+    assert wrong["rate"] == pytest.approx(estimate["rate"])
+    assert wrong["per_class"] == pytest.approx(estimate["per_class"])
     plain = tmp_path / "plain"
     assert _scan(root, "--out", plain, *TINY).exit_code == 0
     assert not (plain / "pred_probs.npy").exists()

@@ -105,6 +105,10 @@ def test_dividemix_writes_every_output(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "dividemix"
     assert summary["counts"]["used"] == len(truth)
+    wrong = summary["estimated_wrong_labels"]
+    assert 0 <= wrong["count"] <= len(truth)
+    assert wrong["rate"] * len(truth) == pytest.approx(wrong["count"], abs=0.5)
+    assert set(wrong["per_class"]) == set(summary["classes"])
     chosen = summary["dividemix"]["chosen"]
     assert set(chosen) == {"tau", "lambda_u", "penalty", "loss_history"}
     assert all(chosen[k] is not None for k in chosen)

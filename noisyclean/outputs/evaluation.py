@@ -44,6 +44,33 @@ def evaluation_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, An
             for k, v in metrics.items()}
 
 
+def top_rows_metrics(
+    table: pd.DataFrame, truth: pd.DataFrame, count: int | None
+) -> dict[str, Any]:
+    """How well the first ``count`` rows of the table (most suspicious first) find the
+    wrong labels: what reviewing down to the scan's estimated number of wrong labels
+    (``summary.json["estimated_wrong_labels"]``) would catch.
+
+    Args:
+        table: a scan's table, in ``scores.csv`` order.
+        truth: ``path`` and true ``label`` for every row of the table.
+        count: rows to take (None: a scan without the estimate).
+
+    Returns:
+        ``{"n_estimated_wrong": count, "top_estimated": {"precision", "recall", "f1"}}``,
+        the latter None when ``count`` is None.
+    """
+    if count is None:
+        return {"n_estimated_wrong": None, "top_estimated": None}
+    top = table.assign(is_noisy=False)
+    top.loc[top.index[: max(int(count), 0)], "is_noisy"] = True
+    metrics = detection_metrics(top, truth)
+    return {
+        "n_estimated_wrong": int(count),
+        "top_estimated": {k: metrics[k] for k in ("precision", "recall", "f1")},
+    }
+
+
 def evaluate_scan(
     out: str | Path, truth: str | Path, output: str | Path | None = None
 ) -> tuple[dict[str, Any], Path]:
@@ -60,15 +87,18 @@ def evaluate_scan(
         ``precision``, ``recall``, ``f1`` of ``is_noisy`` as a detector of wrong labels,
         ``auroc`` of ``1 - clean_prob`` (None when all labels are right or all wrong),
         ``suggested_accuracy_on_wrong``, ``suggested_accuracy``, ``n_relabel``,
-        ``relabel_accuracy``, plus ``scores`` and ``truth`` (the files read).
+        ``relabel_accuracy``, ``n_estimated_wrong`` and ``top_estimated`` (see
+        :func:`top_rows_metrics`), plus ``scores`` and ``truth`` (the files read).
 
     Raises:
         NoisyCleanError: missing or garbled files, or a scored image the truth file lacks.
     """
     outputs = load_outputs(out)
     truth_table = normalise_truth(read_truth(truth), truth)
+    estimate = (outputs.summary.get("estimated_wrong_labels") or {}).get("count")
     metrics = {
         **evaluation_metrics(outputs.table, truth_table),
+        **top_rows_metrics(outputs.table, truth_table, estimate),
         "scores": str(outputs.out / "scores.csv"),
         "truth": str(truth),
     }

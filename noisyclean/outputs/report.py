@@ -1,10 +1,11 @@
 """``report.html``: a self-contained review page for a scan (a view of ``scores.csv``).
 
 The page opens from disk with no server and no network: the histogram is an embedded PNG
-and every thumbnail is a ``data:`` URI. It holds the summary (counts, estimated noise rate
-per class, the given-vs-suggested label matrix), a histogram of the values the mixture was
-fit on with the fitted components drawn over it, and a gallery of the most suspicious
-images grouped by given class. Every file name and label is HTML-escaped.
+and every thumbnail is a ``data:`` URI. It holds the summary (counts, the flagged share and
+the confident joint's estimate of wrong labels per class, the given-vs-suggested label
+matrix), a histogram of the values the mixture was fit on with the fitted components drawn
+over it, and a gallery of the most suspicious images grouped by given class. Every file
+name and label is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -286,6 +287,9 @@ def _cards(outputs: ScanOutputs) -> str:
         ("review", str(int((table["action"] == "review").sum())), ""),
         ("keep", str(int((table["action"] == "keep").sum())), ""),
     ]
+    wrong = _estimated_wrong(outputs)
+    if wrong is not None:
+        items.append(("estimated wrong labels", f"~{wrong['count']} ({wrong['rate']:.1%})", ""))
     if "skipped" in counts:
         items.append(("skipped (unreadable)", str(counts["skipped"]), ""))
     return '<div class="cards">' + "".join(
@@ -294,23 +298,44 @@ def _cards(outputs: ScanOutputs) -> str:
     ) + "</div>"
 
 
+def _estimated_wrong(outputs: ScanOutputs) -> dict | None:
+    """``summary.json["estimated_wrong_labels"]`` when the scan wrote it (0.1.0 scans did
+    not)."""
+    wrong = outputs.summary.get("estimated_wrong_labels")
+    return wrong if isinstance(wrong, dict) and "count" in wrong else None
+
+
+def _rate_cell(rate: float | None) -> str:
+    text = "–" if rate is None else f"{rate:.1%}"
+    width = 0 if rate is None else round(80 * rate)
+    return f'<td>{text} <span class="bar" style="width:{width}px"></span></td>'
+
+
+_CLASS_NOTE = (
+    '<p class="note">Flagged share: the rows the mixture flags. Est. wrong labels: the '
+    "calibrated confident joint's estimate (Northcutt et al. 2021), a closer count at low "
+    "noise rates, where the mixture flags too many; review from the top of the table.</p>"
+)
+
+
 def _class_table(outputs: ScanOutputs) -> str:
     table, classes = outputs.table, outputs.classes
     rates = noise_rates(table, classes)["per_class"]
+    wrong = _estimated_wrong(outputs)
+    estimated = (wrong or {}).get("per_class") or {}
     rows = []
     for c in classes:
         members = table["label"] == c
         n, flagged = int(members.sum()), int((members & table["is_noisy"]).sum())
-        rate = rates.get(c)
-        rate_text = "–" if rate is None else f"{rate:.1%}"
-        width = 0 if rate is None else round(80 * rate)
+        extra = _rate_cell(estimated.get(c)) if wrong is not None else ""
         rows.append(
             f'<tr><td class="name">{escape(c)}</td><td>{n}</td><td>{flagged}</td>'
-            f'<td>{rate_text} <span class="bar" style="width:{width}px"></span></td></tr>'
+            f"{_rate_cell(rates.get(c))}{extra}</tr>"
         )
+    extra_head = "<th>est. wrong labels</th>" if wrong is not None else ""
     return (
         '<table><tr><th class="name">given class</th><th>images</th><th>flagged</th>'
-        "<th>est. noise rate</th></tr>" + "".join(rows) + "</table>"
+        f"<th>flagged share</th>{extra_head}</tr>" + "".join(rows) + "</table>"
     )
 
 
@@ -434,7 +459,8 @@ def render_report(
         f'<figure><img class="figure" src="{figure_uri}" alt="histogram of the per-sample '
         f'losses with the fitted mixture components"><figcaption>'
         f"{escape(histogram_caption(hist, drew))}</figcaption></figure>"
-        f"<div><h3>Estimated noise rate per class</h3>{_class_table(outputs)}</div></div>"
+        f"<div><h3>Flagged and estimated wrong per class</h3>{_class_table(outputs)}"
+        + _CLASS_NOTE + "</div></div>"
         "<h2>Given vs suggested labels</h2>"
         '<p class="note">Rows: the given label; columns: the suggested label. Off-diagonal '
         "cells are suggested relabels.</p>"

@@ -26,6 +26,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from .. import __version__
+from ..confident_joint import estimate_wrong_labels
 from ..config import METHODS, MIXTURES, RESUME_OVERRIDABLE, TrainConfig
 from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
@@ -465,6 +466,9 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         "data": str(samples.root),
         "method": config.method,
         **table_summary(table, classes, len(samples), len(dataset.skipped)),
+        "estimated_wrong_labels": estimate_wrong_labels(
+            np.mean([s.probs for s in signals], axis=0), labels, classes
+        ),
         "mixture": [fit.params for fit in fits],
         "training": {
             "final_train_loss": last.get("loss"),

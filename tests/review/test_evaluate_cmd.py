@@ -68,6 +68,32 @@ def test_metrics_match_a_hand_count(small: tuple[Path, Path]) -> None:
     assert metrics["suggested_accuracy"] == pytest.approx(5 / 6)
     assert (metrics["n_relabel"], metrics["relabel_accuracy"]) == (2, 1.0)
     assert "0.667" in result.output and "0.889" in result.output
+    # a hand-made summary without the confident joint's estimate: nothing to compare
+    assert metrics["n_estimated_wrong"] is None and metrics["top_estimated"] is None
+    assert "estimated wrong" not in result.output
+
+
+def test_top_rows_down_to_the_estimated_count(small: tuple[Path, Path]) -> None:
+    """scores.csv as the scan writes it (most suspicious first: a/2, b/6, a/3, b/5, b/4,
+    a/1) and an estimate of 4 wrong labels: the top 4 rows hold all 3 wrong ones (a/2, b/6,
+    b/5) and one right one (a/3), so precision 3/4, recall 1, F1 6/7."""
+    out, truth = small
+    scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
+    scores = scores.sort_values("clean_prob", key=lambda c: c.astype(float))
+    scores.to_csv(out / "scores.csv", index=False)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["estimated_wrong_labels"] = {"count": 4, "rate": 4 / 6, "per_class": {}}
+    (out / "summary.json").write_text(json.dumps(summary))
+    result = _evaluate(out, "--truth", truth)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert metrics["n_estimated_wrong"] == 4
+    assert metrics["top_estimated"] == pytest.approx(
+        {"precision": 3 / 4, "recall": 1.0, "f1": 6 / 7})
+    assert "top 4 rows (estimated wrong)" in result.output
+    assert "0.750 / 1.000 / 0.857" in result.output
+    # the flags themselves are scored as before
+    assert metrics["f1"] == pytest.approx(2 / 3)
 
 
 def test_all_labels_right_gives_null_auroc(small: tuple[Path, Path], tmp_path: Path) -> None:
@@ -99,6 +125,12 @@ def test_evaluate_a_real_scan(scanned: Scanned, tmp_path: Path) -> None:
     assert metrics["n"] == len(scores) == 122 and metrics["n_wrong"] == wrong == 8
     assert metrics["n_flagged"] == int(scores["is_noisy"].sum())
     assert 0 <= metrics["auroc"] <= 1
+    summary = json.loads((scanned.out / "summary.json").read_text())
+    count = summary["estimated_wrong_labels"]["count"]
+    assert metrics["n_estimated_wrong"] == count
+    top = scores.head(count)
+    caught = sum(scanned.truth[p] != g for p, g in zip(top["path"], top["label"], strict=True))
+    assert metrics["top_estimated"]["recall"] == pytest.approx(caught / wrong)
 
 
 def test_bad_truth_files(small: tuple[Path, Path], tmp_path: Path) -> None:

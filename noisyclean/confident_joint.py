@@ -1,0 +1,102 @@
+"""How many labels are wrong: the calibrated confident joint of confident learning
+(Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty in Dataset
+Labels", JAIR 2021, section 3.1).
+
+The scan's mixture decides which samples to flag, and the share it flags is a poor count
+of the wrong labels at low noise rates: hard but correctly labelled images fall on the
+noisy side, so it flags 1.5 to 3 times too many (``benchmarks/RESULTS.md``). The confident
+joint counts differently. A sample labelled ``i`` is counted as truly ``j`` when the
+network's probability of ``j`` reaches class ``j``'s own threshold ``t_j`` (the mean
+probability of ``j`` over the samples labelled ``j``); when several classes reach their
+thresholds, the most probable of them wins, and a sample that reaches none is not counted.
+The counts are then calibrated so that each row sums to the number of samples with that
+given label. The off-diagonal mass is the estimated number of wrong labels: a figure for
+planning review (how far down ``scores.csv`` to go), not a per-sample decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .signals import class_thresholds
+
+
+def confident_joint(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Counts ``C[i, j]`` of samples labelled ``i`` whose confident class is ``j``.
+
+    Args:
+        probs: ``(n, C)`` predicted probabilities (out of sample, or from a network that
+            has not memorised its labels, as the scan's warm-up).
+        labels: ``(n,)`` given labels.
+
+    Returns:
+        ``(C, C)`` integer counts; samples with no class at or above its threshold are left
+        out, so rows can sum to less than the class sizes.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = probs.shape[1]
+    confident = probs >= class_thresholds(probs, labels) - 1e-9
+    masked = np.where(confident, probs, -np.inf)
+    counted = confident.any(axis=1)
+    true_guess = masked.argmax(axis=1)
+    joint = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(joint, (labels[counted], true_guess[counted]), 1)
+    return joint
+
+
+def calibrated_joint(counts: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The joint distribution ``Q[i, j]`` of given label ``i`` and true label ``j``: each row of
+    ``counts`` rescaled to the number of samples labelled ``i``, then divided by ``n``.
+
+    Every class with samples has a counted sample (the one most confident in it reaches
+    the mean), so only the rows of empty classes are zero.
+
+    Args:
+        counts: ``(C, C)`` :func:`confident_joint` counts.
+        labels: ``(n,)`` given labels.
+
+    Returns:
+        ``(C, C)`` probabilities summing to 1 (0 for an empty input).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    num_classes = counts.shape[0]
+    sizes = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(float)
+    rows = counts.sum(axis=1)
+    joint = counts / np.maximum(rows, 1.0)[:, None] * sizes[:, None]
+    total = joint.sum()
+    return joint / total if total > 0 else joint
+
+
+def estimate_wrong_labels(
+    probs: np.ndarray, labels: np.ndarray, classes: list[str]
+) -> dict[str, Any]:
+    """The estimated number and share of wrong labels, overall and per given class
+    (``summary.json["estimated_wrong_labels"]``).
+
+    Args:
+        probs: ``(n, C)`` predicted probabilities.
+        labels: ``(n,)`` given labels.
+        classes: the ``C`` class names.
+
+    Returns:
+        ``{"method", "count", "rate", "per_class": {name: rate or None}}``; a class with no
+        samples has rate ``None``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    joint = calibrated_joint(confident_joint(probs, labels), labels)
+    wrong = float(joint.sum() - np.trace(joint))
+    row = joint.sum(axis=1)
+    per_class = {
+        name: (float(1.0 - joint[k, k] / row[k]) if row[k] > 0 else None)
+        for k, name in enumerate(classes)
+    }
+    return {
+        "method": "calibrated confident joint (Northcutt et al. 2021)",
+        "count": int(round(wrong * n)),
+        "rate": wrong,
+        "per_class": per_class,
+    }

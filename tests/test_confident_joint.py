@@ -1,0 +1,89 @@
+"""The calibrated confident joint against hand-computed cases, and the estimate a real scan
+writes into ``summary.json``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from noisyclean.confident_joint import calibrated_joint, confident_joint, estimate_wrong_labels
+
+
+def test_two_confident_classes_go_to_the_more_probable_one() -> None:
+    """Thresholds (mean probability of a class over the samples labelled with it):
+    t0 = (0.5 + 0.4) / 2 = 0.45, t1 = (0.4 + 0.3) / 2 = 0.35, t2 = 0.8.
+
+    sample  given  probs              at or above its class threshold   counted as
+    0       0      0.50 0.45 0.05     0 and 1                           0 (more probable)
+    1       0      0.40 0.10 0.50     none                              not counted
+    2       1      0.10 0.40 0.50     1                                 1
+    3       1      0.60 0.30 0.10     0                                 0
+    4       2      0.10 0.10 0.80     2                                 2
+    """
+    probs = np.array([[0.5, 0.45, 0.05], [0.4, 0.1, 0.5], [0.1, 0.4, 0.5],
+                      [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    labels = np.array([0, 0, 1, 1, 2])
+    counts = confident_joint(probs, labels)
+    np.testing.assert_array_equal(counts, [[1, 0, 0], [1, 1, 0], [0, 0, 1]])
+    # rows rescaled to the class sizes (2, 2, 1): [2 0 0], [1 1 0], [0 0 1]; total 5
+    np.testing.assert_allclose(calibrated_joint(counts, labels),
+                               np.array([[2, 0, 0], [1, 1, 0], [0, 0, 1]]) / 5)
+    estimate = estimate_wrong_labels(probs, labels, ["a", "b", "c"])
+    assert estimate["count"] == 1
+    assert estimate["rate"] == pytest.approx(0.2)
+    assert estimate["per_class"] == pytest.approx({"a": 0.0, "b": 0.5, "c": 0.0})
+
+
+def test_a_class_counts_only_where_it_reaches_its_own_threshold() -> None:
+    """The most probable class is not enough: sample 1 is counted as class 1 (0.4 reaches
+    t1 = 0.3) although class 0 is more probable (0.5 is below t0 = 0.6).
+
+    t0 = (0.7 + 0.5) / 2 = 0.6, t1 = (0.3 + 0.3) / 2 = 0.3, t2 = 0.8; counts
+    [[1 1 0], [0 2 0], [0 0 1]]; rescaled to sizes (2, 2, 1) they stay the same, so one
+    of five labels is wrong, half of class 0's.
+    """
+    probs = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.1, 0.3, 0.6],
+                      [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    labels = np.array([0, 0, 1, 1, 2])
+    np.testing.assert_array_equal(confident_joint(probs, labels),
+                                  [[1, 1, 0], [0, 2, 0], [0, 0, 1]])
+    estimate = estimate_wrong_labels(probs, labels, ["a", "b", "c"])
+    assert (estimate["count"], estimate["rate"]) == (1, pytest.approx(0.2))
+    assert estimate["per_class"] == pytest.approx({"a": 0.5, "b": 0.0, "c": 0.0})
+
+
+def test_calibration_rescales_each_row_to_its_class_size() -> None:
+    """Class 0 has 6 samples of which 2 are counted, one as class 1: the estimate is that
+    half of class 0 (3 samples) is wrong, not one sample. An empty class gets no rate."""
+    counts = np.array([[1, 1, 0], [0, 2, 0], [0, 0, 0]])
+    labels = np.array([0] * 6 + [1] * 2)
+    joint = calibrated_joint(counts, labels)
+    np.testing.assert_allclose(joint, np.array([[3, 3, 0], [0, 2, 0], [0, 0, 0]]) / 8)
+    probs = np.zeros((8, 3))
+    probs[:, 0] = 1.0
+    estimate = estimate_wrong_labels(probs, labels, ["a", "b", "c"])
+    assert estimate["per_class"]["c"] is None
+
+
+def test_clean_confident_predictions_estimate_no_wrong_label() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, size=200)
+    probs = np.full((200, 4), 0.02)
+    probs[np.arange(200), labels] = 0.94
+    estimate = estimate_wrong_labels(probs, labels, list("abcd"))
+    assert estimate["count"] == 0 and estimate["rate"] == 0.0
+
+
+def test_symmetric_noise_is_counted_from_the_predictions() -> None:
+    """Predictions that are right about the true class for every sample, with 25 of 100
+    labels changed to another class: the estimate is exactly 25."""
+    rng = np.random.default_rng(1)
+    true = np.repeat(np.arange(4), 25)
+    labels = true.copy()
+    flipped = rng.choice(100, size=25, replace=False)
+    labels[flipped] = (true[flipped] + rng.integers(1, 4, size=25)) % 4
+    probs = np.full((100, 4), 0.1)
+    probs[np.arange(100), true] = 0.7
+    estimate = estimate_wrong_labels(probs, labels, list("abcd"))
+    assert estimate["count"] == 25
+    assert estimate["rate"] == pytest.approx(0.25)
