@@ -29,8 +29,11 @@ AUROC, and the network's accuracy on the true labels of its training images. Var
 
 Cut rules (``--cut-rules``). Read the ``ce`` predictions saved by a first run (``--save``)
 and cut the same ranking in several ways: the scan's GMM, its Beta mixture, a GMM with one
-variance shared by both components, the loss alone, and a 3-component GMM flagging its
-top component. No training.
+variance shared by both components, the loss alone, a 3-component GMM flagging its top
+component, and the top n at the calibrated confident joint's count of wrong labels
+(overall, and per given class with its per-class counts). Two ceilings close the table:
+the top n per class at the true per-class counts, and the best cut of the ranking. No
+training.
 """
 
 from __future__ import annotations

@@ -95,7 +95,10 @@ def evaluate_scan(
     """
     outputs = load_outputs(out)
     truth_table = normalise_truth(read_truth(truth), truth)
-    estimate = (outputs.summary.get("estimated_wrong_labels") or {}).get("count")
+    wrong = outputs.summary.get("estimated_wrong_labels")
+    estimate = wrong.get("count") if isinstance(wrong, dict) else None
+    if not isinstance(estimate, int) or isinstance(estimate, bool):
+        estimate = None  # a scan from before the estimate, or a hand-edited summary
     metrics = {
         **evaluation_metrics(outputs.table, truth_table),
         **top_rows_metrics(outputs.table, truth_table, estimate),

@@ -136,6 +136,13 @@ def test_report_shows_every_image_escaped(scanned: Scanned, tmp_path: Path) -> N
     relabel = int((scores["action"] == "relabel").sum())
     assert f"<b>{relabel}</b><span>relabel</span>" in html
     summary = json.loads((scanned.out / "summary.json").read_text())
+    wrong = summary["estimated_wrong_labels"]
+    assert (f"<b>~{wrong['count']} ({wrong['rate']:.1%})</b>"
+            "<span>estimated wrong labels</span>") in html
+    assert "<th>flagged share</th><th>est. wrong labels</th>" in html
+    for name, rate in wrong["per_class"].items():  # each class's row holds its estimate
+        row = html.split(f'<td class="name">{name}</td>', 1)[1].split("</tr>", 1)[0]
+        assert f"<td>{rate:.1%} <span" in row
     cells = [int(v) for v in _matrix_cells(html)]
     expected = [summary["label_matrix"][g][s] for g in ("0", "1", "7") for s in ("0", "1", "7")]
     assert cells == expected
