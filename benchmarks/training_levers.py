@@ -12,7 +12,8 @@ probability of 0.5), and report against the truth: F1 of the flags, best-cut F1 
 highest F1 of any top-n cut of the ranking: what the ranking allows, whatever the cut),
 AUROC, and the network's accuracy on the true labels of its training images. Variants:
 
-- ``ce``: cross-entropy, the scan's warm-up;
+- ``ce``: cross-entropy, the scan's warm-up without its forward correction (the scan's
+  default before forward correction; ``ce@forward=8`` is the default scan at 15 epochs);
 - ``gce``: generalized cross-entropy, q = 0.7 (Zhang & Sabuncu 2018);
 - ``penalty``: cross-entropy plus DivideMix's confidence penalty (``scan --penalty``);
 - ``mixup``: mixup with ``Beta(1, 1)`` (Zhang et al. 2018);
@@ -21,6 +22,10 @@ AUROC, and the network's accuracy on the true labels of its training images. Var
   0.7 as its target, weight ``lam`` = 3;
 - ``NAME@epochs=N`` / ``NAME@width=W`` / ``elr@lam=L``: another epoch count / width / ELR
   weight;
+- ``ce@forward=E`` / ``ce@forwardfull=E``: from epoch E (0-based, so 8 of 15 trains the
+  last 7 epochs this way), forward loss correction with the transition matrix the
+  confident joint gives for the network's predictions at that point: its systematic flips
+  (``structured_part``, as ``scan --correction forward``) or all of it;
 - ``NAME@prune=E`` (or ``E+E2+...``): at the start of epoch E, score every image with the
   network so far the scan's way and train the remaining epochs only on the images it does
   not flag (each epoch still takes as many steps as before, cycling through the kept
@@ -48,7 +53,13 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
-from noisyclean.confident_joint import calibrated_joint, confident_joint, estimate_wrong_labels
+from noisyclean.confident_joint import (
+    calibrated_joint,
+    confident_joint,
+    estimate_wrong_labels,
+    structured_part,
+    transition_matrix,
+)
 from noisyclean.config import ScanConfig
 from noisyclean.data.load import load_dataset
 from noisyclean.mixture import fit_mixture
@@ -85,9 +96,11 @@ class LeverWarmup(Warmup):
     def __init__(self, *args, objective: str = "ce", num_classes: int = 10,
                  elr_weight: float = 3.0,
                  prune_epochs: tuple[int, ...] = (), precision: Precision | None = None,
-                 **kwargs) -> None:
+                 forward: tuple[int, bool] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.forward = forward
+        self.flip_classes: int | None = None
         self.elr_weight = elr_weight
         self.prune_epochs = set(prune_epochs)
         self.precision = precision or Precision(torch.device("cpu"))
@@ -103,8 +116,20 @@ class LeverWarmup(Warmup):
         return (self.size // self.batch_size) * self.n_learners
 
     def start_epoch(self, epoch: int) -> None:
-        """At a pruning epoch, keep only the images the scan's scoring does not flag."""
-        if epoch not in self.prune_epochs or self.model is None:
+        """At the forward-correction epoch, estimate the transition matrix as the scan does
+        (its systematic flips, or all of it for ``forwardfull``); at a pruning epoch, keep
+        only the images the scan's scoring does not flag."""
+        if self.model is None:
+            return
+        if self.forward is not None and epoch == self.forward[0]:
+            probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
+            transition = transition_matrix(probs, self.data.labels.cpu().numpy())
+            if not self.forward[1]:
+                transition = structured_part(transition)
+            if (np.diag(transition) < 1.0).any():  # as the scan: identity, no correction
+                self.transitions[0] = torch.as_tensor(transition, dtype=torch.float32)
+            self.flip_classes = int((np.diag(transition) < 1.0).sum())
+        if epoch not in self.prune_epochs:
             return
         probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
         score = noise_score(probs, self.data.labels.cpu().numpy(), "loss+margin")
@@ -171,8 +196,11 @@ def parse_variant(spec: str) -> tuple[str, dict]:
             settings[key] = float(value)
         elif key == "prune":
             settings[key] = tuple(int(v) for v in value.split("+"))
+        elif key in ("forward", "forwardfull") and objective in ("ce", "penalty"):
+            settings["forward"] = (int(value), key == "forwardfull")
         else:
-            raise SystemExit(f"unknown variant option {key!r} (epochs, width, prune; lam for elr)")
+            raise SystemExit(f"unknown variant option {key!r} (epochs, width, prune; lam for "
+                             "elr; forward, forwardfull for ce and penalty)")
     return objective, settings
 
 
@@ -185,13 +213,16 @@ def train_predictions(folder: Path, spec: str, seed: int) -> dict[str, np.ndarra
                          penalty=objective == "penalty", objective=objective,
                          num_classes=len(data.classes),
                          elr_weight=settings.get("lam", 3.0),
-                         prune_epochs=settings.get("prune", ()), precision=data.precision)
+                         prune_epochs=settings.get("prune", ()), precision=data.precision,
+                         forward=settings.get("forward"))
     model = _train_network(data, data.classes, None, epochs, seed, method=method,
                            width=settings.get("width"))
     probs = compute_signals(model, data.data, data.precision, tta=True).probs
     return {"probs": probs, "labels": np.asarray(data.labels),
             "true": true_labels(folder, data.paths, data.classes),
-            "pruned": np.asarray(method.pruned, dtype=np.int64)}
+            "pruned": np.asarray(method.pruned, dtype=np.int64),
+            "flip_classes": np.asarray(-1 if method.flip_classes is None
+                                       else method.flip_classes)}
 
 
 def f1_of(flag: np.ndarray, wrong: np.ndarray) -> float:
@@ -313,7 +344,10 @@ def main(argv: list[str] | None = None) -> int:
                 np.savez(args.save / f"{folder.name}-{spec}.npz", **rec)
             cells[spec].append(lever_cell(rec, args.seed))
             pruned = f" (pruned {'+'.join(map(str, rec['pruned']))})" if len(rec["pruned"]) else ""
-            print(f"{folder} {spec}: {cells[spec][-1]}{pruned}", file=sys.stderr, flush=True)
+            flips = int(rec["flip_classes"])
+            corrected = f" (classes with flips: {flips})" if flips >= 0 else ""
+            print(f"{folder} {spec}: {cells[spec][-1]}{pruned}{corrected}", file=sys.stderr,
+                  flush=True)
     print_table("warm-up: F1 / best-cut F1 / AUROC / acc", names, cells)
     return 0
 

@@ -137,6 +137,15 @@ def scan(
     augment: Annotated[
         bool, typer.Option(help="Random crop and flip augmentation during warm-up.")
     ] = True,
+    correction: Annotated[
+        str,
+        typer.Option(help="forward: after half the epochs, estimate the systematic label "
+                     "flips from the network's predictions (confident joint) and train the "
+                     "rest with forward loss correction, so the scores compare each label "
+                     "with an estimate of the true class (finds more flips between "
+                     "look-alike classes); none: plain cross-entropy throughout. Not used "
+                     "with --signal aum."),
+    ] = "forward",
     signal: Annotated[
         str,
         typer.Option(help="What the mixture is fit on: loss+margin (the normalised loss plus "
@@ -212,6 +221,7 @@ def scan(
         weight_decay=weight_decay,
         penalty=penalty,
         augment=augment,
+        correction=correction,
         signal=signal,
         loss_history=loss_history,
         mixture=mixture,

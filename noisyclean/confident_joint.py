@@ -100,3 +100,58 @@ def estimate_wrong_labels(
         "rate": wrong,
         "per_class": per_class,
     }
+
+
+def transition_matrix(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The noise transition matrix ``T[j, i] = P(given label i | true label j)`` implied by
+    the calibrated confident joint: each column ``j`` of :func:`calibrated_joint` divided by
+    its sum. A true class that no sample is counted as keeps an identity row.
+
+    Forward loss correction (Patrini et al. 2017) trains on ``softmax(logits) @ T`` against
+    the given labels, so that the softmax itself estimates the true label.
+
+    Args:
+        probs: ``(n, C)`` predicted probabilities.
+        labels: ``(n,)`` given labels.
+
+    Returns:
+        ``(C, C)`` row-stochastic matrix.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    joint = calibrated_joint(confident_joint(probs, labels), labels)
+    mass = joint.sum(axis=0)
+    num_classes = joint.shape[0]
+    transition = np.eye(num_classes)
+    seen = mass > 0
+    transition[seen] = (joint[:, seen] / mass[seen]).T
+    return transition
+
+
+#: Smallest share of a class flipped to one other class (above the row's background) that
+#: :func:`structured_part` keeps as a systematic flip.
+MIN_FLIP = 0.1
+
+
+def structured_part(transition: np.ndarray, min_flip: float = MIN_FLIP) -> np.ndarray:
+    """Keep only the systematic flips of a transition matrix. From each row's off-diagonal
+    entries their median is subtracted (the spread-out part, which the confident joint also
+    counts for hard but correctly labelled images); what is left is kept where it reaches
+    ``min_flip`` (smaller values are within the estimate's noise on classes of a few hundred
+    images) and dropped elsewhere; the rest of the row goes on the diagonal. Symmetric noise
+    maps to the identity; a row with a strong flip keeps that flip, less the background.
+
+    Args:
+        transition: ``(C, C)`` row-stochastic matrix.
+        min_flip: smallest flip kept.
+
+    Returns:
+        ``(C, C)`` row-stochastic matrix.
+    """
+    transition = np.asarray(transition, dtype=np.float64)
+    num_classes = transition.shape[0]
+    off = ~np.eye(num_classes, dtype=bool)
+    rows = transition[off].reshape(num_classes, num_classes - 1)
+    excess = rows - np.median(rows, axis=1, keepdims=True)
+    flips = np.zeros_like(transition)
+    flips[off] = np.where(excess >= min_flip, excess, 0.0).ravel()
+    return flips + np.diag(1.0 - flips.sum(axis=1))

@@ -48,6 +48,10 @@ class DataSettings:
         return out
 
 
+#: ``scan --correction`` values: forward loss correction in the warm-up's last epochs, or none.
+CORRECTIONS: tuple[str, ...] = ("forward", "none")
+
+
 @dataclass
 class ScanConfig(DataSettings):
     """Settings of ``noisyclean scan``; each field, with those of :class:`DataSettings`, is
@@ -71,6 +75,7 @@ class ScanConfig(DataSettings):
     weight_decay: float = 5e-4
     penalty: bool = False
     augment: bool = True
+    correction: str = "forward"
 
     # signals and mixture
     signal: str = "loss+margin"

@@ -97,10 +97,9 @@ def cross_validated_signals(
         train_idx = torch.as_tensor(np.flatnonzero(assignment != fold), dtype=torch.long)
         progress.log(f"fold {fold + 1}/{config.folds}: training on {len(train_idx)} images, "
                      f"scoring the other {len(held_out)}")
-        learners, _, fold_log = warm_up(data, num_classes, config, precision, progress,
-                                        indices=train_idx)
-        log += [{**row, "fold": fold + 1} for row in fold_log]
-        for k, learner in enumerate(learners):
+        trained = warm_up(data, num_classes, config, precision, progress, indices=train_idx)
+        log += [{**row, "fold": fold + 1} for row in trained.log]
+        for k, learner in enumerate(trained.learners):
             s = compute_signals(learner.model, data, precision, tta=config.tta)
             losses[k, held_out] = s.per_sample_loss[held_out]
             probs[k, held_out] = s.probs[held_out]

@@ -35,6 +35,7 @@ from noisyclean.errors import NoisyCleanError
 from noisyclean.folds import cross_validated_signals, fold_assignment
 from noisyclean.outputs.table import SCORE_COLUMNS
 from noisyclean.progress import Progress
+from noisyclean.scan import WarmupResult
 from noisyclean.scan_extras import probs_in_table_order
 from noisyclean.train.loop import Precision
 
@@ -182,7 +183,8 @@ def test_each_sample_is_scored_by_the_network_that_did_not_train_on_it(
     def fake_warm_up(data, num_classes, config, precision, progress, indices=None):
         trained_on.append(set(indices.tolist()))
         fold = len(trained_on) - 1  # the fold-th network predicts class `fold`
-        return [SimpleNamespace(model=_Constant(fold, num_classes))], [], [{"epoch": 0}]
+        return WarmupResult([SimpleNamespace(model=_Constant(fold, num_classes))], [],
+                            [{"epoch": 0}])
 
     # noisyclean.scan is also the name of the scan() function the package exports
     monkeypatch.setattr(importlib.import_module("noisyclean.scan"), "warm_up", fake_warm_up)

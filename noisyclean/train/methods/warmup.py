@@ -1,5 +1,6 @@
 """Warm-up: cross-entropy on the given labels, optionally with DivideMix's confidence
-penalty (the negative entropy of the prediction) against asymmetric noise."""
+penalty (the negative entropy of the prediction) against asymmetric noise, and optionally
+with forward loss correction by an estimated noise transition matrix."""
 
 from __future__ import annotations
 
@@ -20,6 +21,25 @@ def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
     """
     log_p = F.log_softmax(logits.float(), dim=1)
     return (log_p.exp() * log_p).sum(dim=1).mean()
+
+
+def forward_corrected_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, transition: torch.Tensor
+) -> torch.Tensor:
+    """Forward loss correction (Patrini et al. 2017): the mean of ``-log (p @ T)[y]``, with
+    ``p`` the softmax of ``logits`` and ``T[j, i] = P(given i | true j)``. The network's
+    softmax is then fit to the true labels, and ``p @ T`` to the given ones.
+
+    Args:
+        logits: ``(B, C)``.
+        targets: ``(B,)`` given labels.
+        transition: ``(C, C)`` row-stochastic matrix.
+
+    Returns:
+        The scalar loss.
+    """
+    noisy = logits.float().softmax(dim=1) @ transition.to(logits.device, torch.float32)
+    return F.nll_loss(noisy.clamp_min(1e-7).log(), targets)
 
 
 class Warmup:
@@ -54,6 +74,8 @@ class Warmup:
         self.penalty = penalty
         self.augment = augment
         self.generator = torch.Generator().manual_seed(seed)
+        #: Per network, the transition matrix of forward correction (None: plain CE).
+        self.transitions: list[torch.Tensor | None] = [None] * n_learners
 
     def state_dict(self) -> dict[str, torch.Tensor | bool]:
         """The generator's state and the penalty flag (for checkpoints)."""
@@ -82,11 +104,16 @@ class Warmup:
     def loss(
         self, learner_index: int, model: nn.Module, batch: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Cross-entropy (plus the confidence penalty) on one batch."""
+        """Cross-entropy (forward-corrected once the network has a transition matrix; plus
+        the confidence penalty) on one batch."""
         x = self.data.batch(batch, augment=self.augment, generator=self.generator)
         y = self.data.labels[batch.to(self.data.labels.device)]
         logits = model(x)
-        ce = F.cross_entropy(logits.float(), y)
+        transition = self.transitions[learner_index]
+        if transition is None:
+            ce = F.cross_entropy(logits.float(), y)
+        else:
+            ce = forward_corrected_cross_entropy(logits, y, transition)
         loss = ce + negative_entropy(logits) if self.penalty else ce
         n = len(batch)
         with torch.no_grad():

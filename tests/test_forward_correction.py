@@ -1,0 +1,195 @@
+"""Forward loss correction in the scan's warm-up: the loss against a hand computation, the
+transition matrix from the confident joint, what the correction does to a model fit on
+class-dependent flips, and the scan's option end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from noisyclean.cli import app
+from noisyclean.confident_joint import structured_part, transition_matrix
+from noisyclean.data.batches import DeviceImages
+from noisyclean.models import build_model
+from noisyclean.scan import correction_start
+from noisyclean.train.methods.warmup import Warmup, forward_corrected_cross_entropy
+
+runner = CliRunner()
+TINY = ["--epochs", "3", "--width", "8", "--batch-size", "16", "--quiet"]
+
+
+def test_forward_corrected_loss_by_hand() -> None:
+    """logits (0, ln 3): p = (0.25, 0.75); with T = [[0.8, 0.2], [0.3, 0.7]] the given
+    labels' distribution is p @ T = (0.25 * 0.8 + 0.75 * 0.3, 0.25 * 0.2 + 0.75 * 0.7)
+    = (0.425, 0.575). Label 0 costs -ln 0.425, label 1 -ln 0.575."""
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, math.log(3.0)]])
+    transition = torch.tensor([[0.8, 0.2], [0.3, 0.7]])
+    loss = forward_corrected_cross_entropy(logits, torch.tensor([0, 1]), transition)
+    assert loss.item() == pytest.approx(-(math.log(0.425) + math.log(0.575)) / 2, rel=1e-6)
+    # the identity is plain cross-entropy
+    plain = forward_corrected_cross_entropy(logits, torch.tensor([0, 1]), torch.eye(2))
+    assert plain.item() == pytest.approx(F.cross_entropy(logits, torch.tensor([0, 1])).item())
+
+
+def test_transition_matrix_from_the_confident_joint() -> None:
+    """The hand case of test_confident_joint: calibrated joint (x5, rows given, columns
+    true) [[2 0 0], [1 1 0], [0 0 1]]. True class 0 is given as 0 twice and as 1 once:
+    T[0] = (2/3, 1/3, 0); the others are always given their own label."""
+    probs = np.array([[0.5, 0.45, 0.05], [0.4, 0.1, 0.5], [0.1, 0.4, 0.5],
+                      [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    labels = np.array([0, 0, 1, 1, 2])
+    np.testing.assert_allclose(transition_matrix(probs, labels),
+                               [[2 / 3, 1 / 3, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_transition_matrix_recovers_flips_from_right_predictions() -> None:
+    """40% of class 0 given as class 1, predictions right about the true class: the
+    estimate is the true matrix, and a class nobody is counted as keeps an identity row."""
+    true = np.repeat([0, 1, 2], 50)
+    labels = true.copy()
+    labels[:20] = 1
+    probs = np.full((150, 4), 0.1)
+    probs[np.arange(150), true] = 0.7
+    transition = transition_matrix(probs, labels)
+    np.testing.assert_allclose(transition, [[0.6, 0.4, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0],
+                                            [0, 0, 0, 1]])
+
+
+def test_structured_part_keeps_only_strong_systematic_flips() -> None:
+    """Row 0: off-diagonal (0.25, 0.05, 0.05), median 0.05: the 0.20 flip to class 1 stays.
+    Row 1: (0.12, 0.05, 0.05): an excess of 0.07 is below 0.1 and goes. Row 2: even
+    background (symmetric noise): the identity. Row 3: (0.3, 0.3, 0.02), median 0.3: no
+    excess, so the identity, although the row flips much; with ``min_flip`` 0 the excess
+    of row 1 is kept."""
+    transition = np.array([[0.65, 0.25, 0.05, 0.05], [0.12, 0.78, 0.05, 0.05],
+                           [0.1, 0.1, 0.7, 0.1], [0.3, 0.3, 0.02, 0.38]])
+    np.testing.assert_allclose(structured_part(transition),
+                               [[0.8, 0.2, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    loose = structured_part(transition, min_flip=0.0)
+    np.testing.assert_allclose(loose[1], [0.07, 0.93, 0, 0])
+
+
+def test_correction_fits_the_true_class_under_class_dependent_flips() -> None:
+    """Two Gaussian blobs, 40% of class 0 labelled 1. Plain cross-entropy fits
+    P(given label | x), about 0.6 for class 0 on class 0's blob; the forward-corrected
+    loss with the true T fits P(true label | x), near 1."""
+    rng = np.random.default_rng(0)
+    n = 400
+    true = np.repeat([0, 1], n // 2)
+    x = rng.normal(size=(n, 2)) + np.where(true[:, None] == 0, -2.0, 2.0)
+    labels = true.copy()
+    flip = np.flatnonzero(true == 0)[: int(0.4 * n // 2)]
+    labels[flip] = 1
+    inputs, targets = torch.tensor(x, dtype=torch.float32), torch.tensor(labels)
+    transition = torch.tensor([[0.6, 0.4], [0.0, 1.0]])
+
+    def fit(corrected: bool) -> float:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 2)
+        optimiser = torch.optim.Adam(model.parameters(), lr=0.05)
+        for _ in range(400):
+            optimiser.zero_grad()
+            logits = model(inputs)
+            loss = (forward_corrected_cross_entropy(logits, targets, transition) if corrected
+                    else F.cross_entropy(logits, targets))
+            loss.backward()
+            optimiser.step()
+        with torch.no_grad():
+            return float(model(inputs[true == 0]).softmax(1)[:, 0].mean())
+
+    plain, corrected = fit(False), fit(True)
+    assert 0.5 < plain < 0.7
+    assert corrected > 0.9
+
+
+def test_warmup_applies_each_networks_transition() -> None:
+    images = np.random.default_rng(0).integers(0, 255, size=(16, 8, 8, 3), dtype=np.uint8)
+    data = DeviceImages(images, np.arange(16) % 2, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model("small-cnn", 2, width=4).eval()
+    batch = torch.arange(8)
+    method = Warmup(data, n_learners=2, augment=False)
+    transition = torch.tensor([[0.7, 0.3], [0.1, 0.9]])
+    method.transitions[1] = transition
+    logits = model(data.batch(batch))
+    y = data.labels[batch]
+    first = method.loss(0, model, batch, 0)
+    second = method.loss(1, model, batch, 0)
+    assert first[0].item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    expected = forward_corrected_cross_entropy(logits, y, transition)
+    assert second[0].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert second[1]["loss"] == pytest.approx(expected.item() * 8, rel=1e-5)
+
+
+def test_correction_starts_after_half_the_epochs() -> None:
+    assert [correction_start(e) for e in (1, 2, 3, 10, 15, 20, 25)] == [
+        None, 1, 2, 5, 8, 10, 13]
+
+
+def test_scan_corrects_the_flips_it_estimates_and_records_them(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring from the estimate to the training and summary.json. The estimate itself
+    is tested above; here it is replaced by a matrix with one flip (40% of true "7" given
+    as "1"), so the last epochs must train with it and the first ones must not."""
+    root, _ = digits_folder
+    flip = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.4, 0.6]])
+    seen: list[np.ndarray] = []
+
+    def estimate(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        seen.append(transition_matrix(probs, labels))
+        return flip
+
+    monkeypatch.setattr("noisyclean.scan.transition_matrix", estimate)
+    out, plain = tmp_path / "out", tmp_path / "plain"
+    args = ["--epochs", "4", "--width", "8", "--batch-size", "16", "--quiet"]
+    result = runner.invoke(app, ["scan", str(root), "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    assert len(seen) == 1 and seen[0].shape == (3, 3)  # once, after epoch 2 of 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["correction"] == "forward"
+    correction = summary["correction"]
+    assert correction["kind"] == "forward" and correction["from_epoch"] == 3
+    # one matrix per network: the structured part, here (0, 0.4) less its median 0.2
+    np.testing.assert_allclose(correction["transition"], [structured_part(flip)])
+    np.testing.assert_allclose(correction["transition"][0][2], [0.0, 0.2, 0.8])
+    assert correction["classes_with_flips"] == [1]
+
+    result = runner.invoke(app, ["scan", str(root), "--out", str(plain), "--correction",
+                                 "none", *args])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((plain / "summary.json").read_text())
+    assert summary["settings"]["correction"] == "none" and "correction" not in summary
+    assert len(seen) == 1  # no estimate without the correction
+    # the first two epochs are the same training; the corrected ones differ
+    losses = [[row["loss"] for row in json.loads((folder / "summary.json").read_text())
+               ["training"]["epochs"]] for folder in (out, plain)]
+    assert losses[0][:2] == losses[1][:2]
+    assert all(a != b for a, b in zip(losses[0][2:], losses[1][2:], strict=True))
+
+    bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
+                              "--correction", "backward", *args])
+    assert bad.exit_code == 2 and "--correction must be one of forward, none" in bad.output
+
+
+def test_without_systematic_flips_the_scan_is_plain_cross_entropy(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Six labels flipped at random among 120: no flip reaches 0.1, the estimated matrix
+    is the identity, and the scan's table is byte for byte that of --correction none."""
+    root, _ = digits_folder
+    out, plain = tmp_path / "out", tmp_path / "plain"
+    assert runner.invoke(app, ["scan", str(root), "--out", str(out), *TINY]).exit_code == 0
+    assert runner.invoke(app, ["scan", str(root), "--out", str(plain), "--correction", "none",
+                               *TINY]).exit_code == 0
+    correction = json.loads((out / "summary.json").read_text())["correction"]
+    assert correction["classes_with_flips"] == [0]
+    np.testing.assert_array_equal(correction["transition"][0], np.eye(3))
+    assert (out / "scores.csv").read_bytes() == (plain / "scores.csv").read_bytes()
