@@ -28,8 +28,9 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
   component's posterior is below 0.5; no other tricks. Its losses also give the ``oracle``
   row: flag the top-n losses, n = the true number of wrong labels.
 * ``plain-onecycle``: the same recipe on the scan's own training (its optimiser and
-  one-cycle schedule), which separates what the schedule gives from what the scan's
-  scoring gives.
+  one-cycle schedule, plain cross-entropy: the scan's training without its forward
+  correction), which separates what the schedule gives from what the scan's scoring
+  gives.
 
 Reported per method: flags, precision / recall / F1 of the flags, AUROC of the ranking,
 the best-cut F1 (the highest F1 any cut of the method's ranking reaches: what a perfect

@@ -3,7 +3,8 @@
     python benchmarks/levers.py /tmp/cifar-sym20 /tmp/cifar-asym40 ... [--epochs N]
 
 For each folder made by ``make_noisy.py``: train the scan's default network once (its
-backbone, optimiser, one-cycle schedule and automatic epochs), keep every epoch's
+backbone, optimiser, one-cycle schedule and automatic epochs; plain cross-entropy, i.e.
+``scan --correction none``), keep every epoch's
 predictions on the unaugmented and the mirrored images, then score the same predictions
 in several ways and report F1 (precision / recall) of the flags (clean probability below
 0.5) and AUROC against the truth. Every row uses the same network, so the differences are
