@@ -12,6 +12,10 @@ thresholds, the most probable of them wins, and a sample that reaches none is no
 The counts are then calibrated so that each row sums to the number of samples with that
 given label. The off-diagonal mass is the estimated number of wrong labels: a figure for
 planning review (how far down ``scores.csv`` to go), not a per-sample decision.
+
+The same joint, normalised per true class, is a noise transition matrix
+(:func:`transition_matrix`); its systematic flips (:func:`structured_part`) are what the
+scan's forward loss correction trains with (``scan --correction forward``).
 """
 
 from __future__ import annotations
