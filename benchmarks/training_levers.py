@@ -54,9 +54,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 
 from noisyclean.confident_joint import (
-    calibrated_joint,
-    confident_joint,
     estimate_wrong_labels,
+    flipped_classes,
     structured_part,
     transition_matrix,
 )
@@ -126,9 +125,9 @@ class LeverWarmup(Warmup):
             transition = transition_matrix(probs, self.data.labels.cpu().numpy())
             if not self.forward[1]:
                 transition = structured_part(transition)
-            if (np.diag(transition) < 1.0).any():  # as the scan: identity, no correction
+            self.flip_classes = flipped_classes(transition)
+            if self.flip_classes:  # as the scan: the identity means no correction
                 self.transitions[0] = torch.as_tensor(transition, dtype=torch.float32)
-            self.flip_classes = int((np.diag(transition) < 1.0).sum())
         if epoch not in self.prune_epochs:
             return
         probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
@@ -273,17 +272,14 @@ def top_rows_per_class(score: np.ndarray, labels: np.ndarray, counts: np.ndarray
     return flag
 
 
-def estimated_wrong_per_class(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The calibrated confident joint's estimated wrong labels per given class."""
-    joint = calibrated_joint(confident_joint(probs, labels), labels)
-    return (joint.sum(axis=1) - np.diag(joint)) * len(labels)
-
-
 def cut_rules(both: np.ndarray, loss: np.ndarray, seed: int,
               probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     """Flags of each cut rule, given one network's ``loss+margin`` and ``loss`` scores
     (:func:`~noisyclean.signals.noise_score`) and its probabilities."""
-    estimate = estimate_wrong_labels(probs, labels, [str(k) for k in range(probs.shape[1])])
+    names = [str(k) for k in range(probs.shape[1])]
+    estimate = estimate_wrong_labels(probs, labels, names)
+    sizes = np.bincount(labels, minlength=len(names))
+    per_class = np.array([(estimate["per_class"][k] or 0.0) for k in names]) * sizes
     return {
         "loss + margin, GMM (scan default)": scan_flags(both, seed),
         "loss + margin, BMM": fit_mixture(both, "bmm", seed).clean_prob < 0.5,
@@ -294,7 +290,7 @@ def cut_rules(both: np.ndarray, loss: np.ndarray, seed: int,
         "loss + margin, top n, n = the confident joint's estimate":
             top_rows(both, estimate["count"]),
         "loss + margin, top n_k per class, n_k = the confident joint's":
-            top_rows_per_class(both, labels, estimated_wrong_per_class(probs, labels)),
+            top_rows_per_class(both, labels, per_class),
     }
 
 

@@ -159,3 +159,9 @@ def structured_part(transition: np.ndarray, min_flip: float = MIN_FLIP) -> np.nd
     flips = np.zeros_like(transition)
     flips[off] = np.where(excess >= min_flip, excess, 0.0).ravel()
     return flips + np.diag(1.0 - flips.sum(axis=1))
+
+
+def flipped_classes(transition: np.ndarray) -> int:
+    """How many true classes a transition matrix flips at all (rows off the identity): 0
+    means forward correction would change nothing."""
+    return int((np.diag(np.asarray(transition)) < 1.0).sum())

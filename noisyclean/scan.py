@@ -18,7 +18,12 @@ import torch
 
 from . import __version__
 from .aum import AUM_RUNS
-from .confident_joint import estimate_wrong_labels, structured_part, transition_matrix
+from .confident_joint import (
+    estimate_wrong_labels,
+    flipped_classes,
+    structured_part,
+    transition_matrix,
+)
 from .config import CORRECTIONS, MIXTURES, ScanConfig
 from .data.batches import DeviceImages
 from .data.load import load_configured
@@ -184,11 +189,11 @@ def warm_up(
                 transition = structured_part(
                     transition_matrix(probs[trained_on], labels[trained_on]))
                 estimated.append(transition)
-                if (np.diag(transition) < 1.0).any():  # else plain cross-entropy goes on
+                if flipped_classes(transition):  # else plain cross-entropy goes on
                     method.transitions[k] = torch.as_tensor(
                         transition, dtype=torch.float32, device=data.device)
         if correct:
-            flips = sum(int((np.diag(t) < 1.0).sum()) for t in estimated)
+            flips = sum(flipped_classes(t) for t in estimated)
             progress.log(f"forward correction from epoch {start + 1}: "
                          + (f"{flips} class(es) with systematic flips" if flips
                             else "no systematic flips found, cross-entropy goes on"))
@@ -268,8 +273,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
             relabel_threshold=config.relabel_threshold,
             seed=config.seed,
         )
-        table, fits = scores.table, scores.fits
-        probs = np.mean([s.probs for s in signals], axis=0)
+        table, fits, probs = scores.table, scores.fits, scores.probs
         timings["mixture"] = time.perf_counter() - t0
 
     relabeled = relabeled_table(table)
@@ -296,8 +300,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
             "from_epoch": None if start is None else start + 1,
             # per network: T[true][given], and how many classes had systematic flips
             "transition": None if kept is None else [np.round(t, 4).tolist() for t in kept],
-            "classes_with_flips": None if kept is None
-            else [int((np.diag(t) < 1.0).sum()) for t in kept],
+            "classes_with_flips": None if kept is None else [flipped_classes(t) for t in kept],
         }
     if extra is not None:
         summary.update(extra.summary)

@@ -81,10 +81,9 @@ def extra_scores(dataset: Dataset, config: ScanConfig, progress: Progress) -> Ex
         mixture=config.mixture, threshold=config.threshold,
         relabel_threshold=config.relabel_threshold, seed=config.seed,
     )
-    probs = np.mean([s.probs for s in signals], axis=0)
     summary = {"folds": {"k": config.folds,
                          "sizes": np.bincount(assignment, minlength=config.folds).tolist()}}
-    return ExtraScores(scores.table, scores.fits, probs, log, summary)
+    return ExtraScores(scores.table, scores.fits, scores.probs, log, summary)
 
 
 def probs_in_table_order(probs: np.ndarray, paths: list[str], table: pd.DataFrame) -> np.ndarray:

@@ -27,10 +27,13 @@ class Scores:
     Attributes:
         table: the per-sample table (``scores.csv``), most suspicious first.
         fits: one mixture fit per network (``summary.json["mixture"]``).
+        probs: ``(n, C)`` the networks' averaged predicted probabilities, in sample order
+            (what the table's predictions come from).
     """
 
     table: pd.DataFrame
     fits: list[MixtureFit]
+    probs: np.ndarray
 
 
 def score_samples(
@@ -77,7 +80,7 @@ def score_samples(
         relabel_threshold,
         fit_loss=np.mean(fit_inputs, axis=0),
     )
-    return Scores(table, fits)
+    return Scores(table, fits, probs)
 
 
 def table_summary(table: pd.DataFrame, classes: list[str], found: int, skipped: int) -> dict:

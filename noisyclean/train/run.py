@@ -466,9 +466,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         "data": str(samples.root),
         "method": config.method,
         **table_summary(table, classes, len(samples), len(dataset.skipped)),
-        "estimated_wrong_labels": estimate_wrong_labels(
-            np.mean([s.probs for s in signals], axis=0), labels, classes
-        ),
+        "estimated_wrong_labels": estimate_wrong_labels(scores.probs, labels, classes),
         "mixture": [fit.params for fit in fits],
         "training": {
             "final_train_loss": last.get("loss"),
