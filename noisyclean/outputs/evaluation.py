@@ -95,10 +95,8 @@ def evaluate_scan(
     """
     outputs = load_outputs(out)
     truth_table = normalise_truth(read_truth(truth), truth)
-    wrong = outputs.summary.get("estimated_wrong_labels")
-    estimate = wrong.get("count") if isinstance(wrong, dict) else None
-    if not isinstance(estimate, int) or isinstance(estimate, bool):
-        estimate = None  # a scan from before the estimate, or a hand-edited summary
+    wrong = outputs.estimated_wrong
+    estimate = None if wrong is None else wrong["count"]
     metrics = {
         **evaluation_metrics(outputs.table, truth_table),
         **top_rows_metrics(outputs.table, truth_table, estimate),

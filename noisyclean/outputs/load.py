@@ -48,6 +48,19 @@ class ScanOutputs:
     data_root: Path
     classes: list[str]
 
+    @property
+    def estimated_wrong(self) -> dict[str, Any] | None:
+        """``summary.json["estimated_wrong_labels"]`` when it is usable (an integer
+        ``count`` and a numeric ``rate``); None for a scan from before the estimate or a
+        hand-edited summary."""
+        wrong = self.summary.get("estimated_wrong_labels")
+        if not isinstance(wrong, dict):
+            return None
+        count, rate = wrong.get("count"), wrong.get("rate")
+        if not isinstance(count, int) or isinstance(count, bool):
+            return None
+        return wrong if isinstance(rate, int | float) and not isinstance(rate, bool) else None
+
 
 def _read_summary(path: Path) -> dict[str, Any]:
     if not path.is_file():

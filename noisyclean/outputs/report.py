@@ -287,7 +287,7 @@ def _cards(outputs: ScanOutputs) -> str:
         ("review", str(int((table["action"] == "review").sum())), ""),
         ("keep", str(int((table["action"] == "keep").sum())), ""),
     ]
-    wrong = _estimated_wrong(outputs)
+    wrong = outputs.estimated_wrong
     if wrong is not None:
         items.append(("estimated wrong labels", f"~{wrong['count']} ({wrong['rate']:.1%})", ""))
     if "skipped" in counts:
@@ -296,13 +296,6 @@ def _cards(outputs: ScanOutputs) -> str:
         f'<div class="card {cls}"><b>{escape(value)}</b><span>{escape(name)}</span></div>'
         for name, value, cls in items
     ) + "</div>"
-
-
-def _estimated_wrong(outputs: ScanOutputs) -> dict | None:
-    """``summary.json["estimated_wrong_labels"]`` when the scan wrote it (0.1.0 scans did
-    not)."""
-    wrong = outputs.summary.get("estimated_wrong_labels")
-    return wrong if isinstance(wrong, dict) and "count" in wrong else None
 
 
 def _rate_cell(rate: float | None) -> str:
@@ -321,7 +314,7 @@ _CLASS_NOTE = (
 def _class_table(outputs: ScanOutputs) -> str:
     table, classes = outputs.table, outputs.classes
     rates = noise_rates(table, classes)["per_class"]
-    wrong = _estimated_wrong(outputs)
+    wrong = outputs.estimated_wrong
     estimated = (wrong or {}).get("per_class") or {}
     rows = []
     for c in classes:

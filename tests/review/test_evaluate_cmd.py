@@ -94,6 +94,13 @@ def test_top_rows_down_to_the_estimated_count(small: tuple[Path, Path]) -> None:
     assert "0.750 / 1.000 / 0.857" in result.output
     # the flags themselves are scored as before
     assert metrics["f1"] == pytest.approx(2 / 3)
+    # a garbled estimate (a text count, a missing rate) is ignored, not a traceback
+    for garbled in ({"count": "4", "rate": 0.5}, {"count": 4}, {"count": True, "rate": 0.5}):
+        summary["estimated_wrong_labels"] = garbled
+        (out / "summary.json").write_text(json.dumps(summary))
+        result = _evaluate(out, "--truth", truth)
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "evaluation.json").read_text())["top_estimated"] is None
 
 
 def test_all_labels_right_gives_null_auroc(small: tuple[Path, Path], tmp_path: Path) -> None:
