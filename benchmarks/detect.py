@@ -259,16 +259,14 @@ def machine() -> str:
     """One line describing this machine."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from noisyclean.device import cpu_has_native_bf16, cpu_name
+
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}"
+    # Every method here trains with the device's default precision (load_dataset's).
+    cpu_precision = "bfloat16 autocast" if cpu_has_native_bf16() else "float32"
+    return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, "
+            f"CPU training in {cpu_precision}")
 
 
 def versions() -> str:

@@ -72,12 +72,15 @@ DeviceOption = Annotated[
 ]
 AmpOption = Annotated[
     bool | None,
-    typer.Option("--amp/--no-amp", help="Mixed precision \\[default: on for CUDA]."),
+    typer.Option("--amp/--no-amp", help="Mixed precision (bfloat16 autocast; float16 on older "
+                 "GPUs) \\[default: on for CUDA, and on CPUs with native bfloat16: AMX or "
+                 "AVX512-BF16]."),
 ]
 ChannelsLastOption = Annotated[
     bool | None,
     typer.Option("--channels-last/--no-channels-last",
-                 help="channels_last memory format \\[default: on for CUDA]."),
+                 help="channels_last memory format \\[default: on for CUDA, and on the CPU when "
+                 "it trains in bfloat16]."),
 ]
 WorkersOption = Annotated[
     int | None, typer.Option(help="Decoding threads \\[default: min(8, CPU count)].")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import torch
 
 from .config import DEVICES
@@ -23,3 +25,48 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise NoisyCleanError("--device mps: MPS is not available (try --device auto)")
     return torch.device(name)
+
+
+#: CPU feature flags (``/proc/cpuinfo``) of native bfloat16 arithmetic: Intel AMX and
+#: AVX512-BF16 (Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later).
+BF16_CPU_FLAGS: tuple[str, ...] = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty where that file is missing)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux's ``model name``; else :func:`platform.processor`, which
+    is empty on Linux, or the machine type)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
+    """Whether this CPU computes in bfloat16 natively (AMX or AVX512-BF16).
+
+    There, bfloat16 autocast and channels-last batches train the small CNN about twice as
+    fast as float32 (measured on 2 Xeon cores with AMX: a 15-epoch warm-up on 5,000 32-px
+    images took 37 s against 72 s). Elsewhere bfloat16 is emulated and slower, so the CPU
+    default stays float32.
+
+    Args:
+        flags: the CPU's feature flags (default: :func:`cpu_flags`).
+    """
+    flags = cpu_flags() if flags is None else flags
+    return any(flag in flags for flag in BF16_CPU_FLAGS)

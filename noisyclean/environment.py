@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .device import cpu_name
 
 if TYPE_CHECKING:
     from .data.load import Dataset
@@ -52,7 +53,7 @@ def run_environment(dataset: Dataset) -> dict[str, Any]:
         },
         "device": {
             "type": device.type,
-            "name": torch.cuda.get_device_name(device) if on_cuda else platform.processor(),
+            "name": torch.cuda.get_device_name(device) if on_cuda else cpu_name(),
             "precision": str(dataset.precision.dtype or torch.float32),
             "channels_last": dataset.channels_last,
             "threads": torch.get_num_threads(),

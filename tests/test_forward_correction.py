@@ -186,9 +186,12 @@ def test_without_systematic_flips_the_scan_is_plain_cross_entropy(
     is the identity, and the scan's table is byte for byte that of --correction none."""
     root, _ = digits_folder
     out, plain = tmp_path / "out", tmp_path / "plain"
-    assert runner.invoke(app, ["scan", str(root), "--out", str(out), *TINY]).exit_code == 0
+    # float32 pins the premise: how many flips the 3-epoch network's estimate keeps depends
+    # on the arithmetic (with bfloat16 on a CPU that has it, this tiny set shows two).
+    exact = [*TINY, "--no-amp"]
+    assert runner.invoke(app, ["scan", str(root), "--out", str(out), *exact]).exit_code == 0
     assert runner.invoke(app, ["scan", str(root), "--out", str(plain), "--correction", "none",
-                               *TINY]).exit_code == 0
+                               *exact]).exit_code == 0
     correction = json.loads((out / "summary.json").read_text())["correction"]
     assert correction["classes_with_flips"] == [0]
     np.testing.assert_array_equal(correction["transition"][0], np.eye(3))

@@ -101,8 +101,8 @@ def load_dataset(
         cache_dir: decode cache folder (None: the default cache).
         use_cache: read and write the decode cache.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        amp: mixed precision (None: bf16 on CUDA).
-        channels_last: channels-last batches (None: on CUDA).
+        amp: mixed precision (None: bf16 on CUDA, and on a CPU with native bf16).
+        channels_last: channels-last batches (None: on CUDA, and on the CPU with bf16).
         progress: progress display.
         normalisation: per-channel ``(mean, std)`` to normalise with (a training set's,
             for validation images); None: ImageNet's with ``weights``, else the images' own.
@@ -154,8 +154,14 @@ def load_dataset(
             f"only one class ({samples.classes[present[0]]!r}) has usable images; "
             "need at least two classes to find wrong labels"
         )
-    on_cuda = torch_device.type == "cuda"
-    use_channels_last = on_cuda if channels_last is None else channels_last
+    precision = Precision.choose(torch_device, amp)
+    # Channels-last convolutions are faster on CUDA, and with bfloat16 on the CPU.
+    use_channels_last = (
+        torch_device.type == "cuda"
+        or (torch_device.type == "cpu" and precision.dtype == torch.bfloat16)
+        if channels_last is None
+        else channels_last
+    )
     data = DeviceImages(
         decoded.images,
         labels,
@@ -173,7 +179,7 @@ def load_dataset(
         image_size=size,
         model=model_name,
         device=torch_device,
-        precision=Precision.choose(torch_device, amp),
+        precision=precision,
         channels_last=use_channels_last,
         cache_dir=cache,
         from_cache=decoded.from_cache,

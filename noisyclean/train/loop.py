@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..device import cpu_has_native_bf16
 from ..progress import Progress
 
 
@@ -141,12 +142,20 @@ class Precision:
 
     @classmethod
     def choose(cls, device: torch.device, amp: bool | None) -> Precision:
-        """bfloat16 autocast on CUDA (float16 where bf16 is unsupported) unless ``amp`` is
-        False; float32 elsewhere."""
-        if device.type != "cuda" or amp is False:
+        """The precision ``--amp`` asks for (None: the device's default).
+
+        On CUDA: bfloat16 autocast (float16 where bf16 is unsupported) unless ``amp`` is
+        False. On the CPU: bfloat16 autocast where the CPU computes in bfloat16 natively
+        (:func:`~noisyclean.device.cpu_has_native_bf16`) or ``amp`` is True, unless ``amp``
+        is False. float32 elsewhere (MPS)."""
+        if amp is False:
             return cls(device)
-        bf16 = torch.cuda.is_bf16_supported()
-        return cls(device, torch.bfloat16 if bf16 else torch.float16)
+        if device.type == "cuda":
+            bf16 = torch.cuda.is_bf16_supported()
+            return cls(device, torch.bfloat16 if bf16 else torch.float16)
+        if device.type == "cpu" and (amp or cpu_has_native_bf16()):
+            return cls(device, torch.bfloat16)
+        return cls(device)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Context manager that runs the forward pass in the chosen precision."""
