@@ -259,12 +259,14 @@ def machine() -> str:
     """One line describing this machine."""
     import torch
 
-    from noisyclean.device import cpu_has_native_bf16, cpu_name
+    from noisyclean.device import cpu_name
+    from noisyclean.train.loop import Precision
 
     cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     # Every method here trains with the device's default precision (load_dataset's).
-    cpu_precision = "bfloat16 autocast" if cpu_has_native_bf16() else "float32"
+    dtype = Precision.choose(torch.device("cpu"), None).dtype
+    cpu_precision = "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
     return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, "
             f"CPU training in {cpu_precision}")
 

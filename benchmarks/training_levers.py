@@ -55,7 +55,6 @@ from sklearn.mixture import GaussianMixture
 
 from noisyclean.confident_joint import (
     estimate_wrong_labels,
-    flipped_classes,
     structured_part,
     transition_matrix,
 )
@@ -118,20 +117,20 @@ class LeverWarmup(Warmup):
         """At the forward-correction epoch, estimate the transition matrix as the scan does
         (its systematic flips, or all of it for ``forwardfull``); at a pruning epoch, keep
         only the images the scan's scoring does not flag."""
-        if self.model is None:
+        forward = self.forward is not None and epoch == self.forward[0]
+        if self.model is None or not (forward or epoch in self.prune_epochs):
             return
-        if self.forward is not None and epoch == self.forward[0]:
-            probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
-            transition = transition_matrix(probs, self.data.labels.cpu().numpy())
+        # one scoring pass serves both when they fall on the same epoch
+        probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
+        labels = self.data.labels.cpu().numpy()
+        if forward:
+            transition = transition_matrix(probs, labels)
             if not self.forward[1]:
                 transition = structured_part(transition)
-            self.flip_classes = flipped_classes(transition)
-            if self.flip_classes:  # as the scan: the identity means no correction
-                self.transitions[0] = torch.as_tensor(transition, dtype=torch.float32)
+            self.flip_classes = self.correct_with(0, transition)  # as the scan does
         if epoch not in self.prune_epochs:
             return
-        probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
-        score = noise_score(probs, self.data.labels.cpu().numpy(), "loss+margin")
+        score = noise_score(probs, labels, "loss+margin")
         flagged = scan_flags(score, 0)
         self.pruned.append(int(flagged.sum()))
         self.indices = torch.as_tensor(np.flatnonzero(~flagged))

@@ -32,29 +32,29 @@ def resolve_device(name: str) -> torch.device:
 BF16_CPU_FLAGS: tuple[str, ...] = ("amx_bf16", "avx512_bf16")
 
 
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
-    """The CPU's feature flags as Linux lists them (empty where that file is missing)."""
+def _cpuinfo_field(name: str, cpuinfo: str) -> str | None:
+    """The value of the first ``name`` line of a Linux ``/proc/cpuinfo``-style file (None
+    where the file or the line is missing)."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
             for line in handle:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
+                if line.startswith(name):
+                    return line.partition(":")[2].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty where that file is missing)."""
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
 
 
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's model name (Linux's ``model name``; else :func:`platform.processor`, which
     is empty on Linux, or the machine type)."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return (_cpuinfo_field("model name", cpuinfo)
+            or platform.processor() or platform.machine())
 
 
 def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:

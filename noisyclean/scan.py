@@ -189,9 +189,7 @@ def warm_up(
                 transition = structured_part(
                     transition_matrix(probs[trained_on], labels[trained_on]))
                 estimated.append(transition)
-                if flipped_classes(transition):  # else plain cross-entropy goes on
-                    method.transitions[k] = torch.as_tensor(
-                        transition, dtype=torch.float32, device=data.device)
+                method.correct_with(k, transition)
         if correct:
             flips = sum(flipped_classes(t) for t in estimated)
             progress.log(f"forward correction from epoch {start + 1}: "

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...confident_joint import flipped_classes
 from ...data.batches import DeviceImages
 
 
@@ -76,6 +78,22 @@ class Warmup:
         self.generator = torch.Generator().manual_seed(seed)
         #: Per network, the transition matrix of forward correction (None: plain CE).
         self.transitions: list[torch.Tensor | None] = [None] * n_learners
+
+    def correct_with(self, learner_index: int, transition: np.ndarray) -> int:
+        """From now on, train network ``learner_index`` with forward correction by
+        ``transition`` (``T[true][given]``) if it has any systematic flip; the identity
+        leaves it on plain cross-entropy.
+
+        Returns:
+            The number of classes with flips
+            (:func:`~noisyclean.confident_joint.flipped_classes`).
+        """
+        flips = flipped_classes(transition)
+        if flips:
+            self.transitions[learner_index] = torch.as_tensor(
+                transition, dtype=torch.float32, device=self.data.labels.device
+            )
+        return flips
 
     def state_dict(self) -> dict[str, torch.Tensor | bool]:
         """The generator's state and the penalty flag (for checkpoints)."""
