@@ -168,6 +168,15 @@ def scan(
     threshold: Annotated[
         float, typer.Option(help="A sample is noisy when its clean_prob is below this.")
     ] = 0.5,
+    cut: Annotated[
+        str,
+        typer.Option(help="How many to flag. arbitrated: with --signal loss+margin, of the "
+                     "mixture's count and that of a mixture on the loss alone, the one "
+                     "closer to the confident joint's estimate of wrong labels (the "
+                     "clean_prob values are re-assigned by rank so that that many fall "
+                     "below --threshold); mixture: where the mixture's clean_prob is below "
+                     "--threshold."),
+    ] = "arbitrated",
     relabel_threshold: RelabelThresholdOption = 0.7,
     tta: Annotated[
         bool, typer.Option(help="Flip test-time augmentation for the predictions.")
@@ -229,6 +238,7 @@ def scan(
         loss_history=loss_history,
         mixture=mixture,
         threshold=threshold,
+        cut=cut,
         relabel_threshold=relabel_threshold,
         tta=tta,
         folds=folds,
@@ -260,6 +270,11 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
     rate = summary["estimated_noise_rate"]["overall"]
     table.add_row("flagged noisy", f"{counts['noisy']} ({rate:.1%})")
     table.add_row("relabel / review", f"{counts['relabel']} / {counts['review']}")
+    cut = summary.get("cut") or {}
+    if cut.get("rule") == "arbitrated":
+        n = cut["counts"]
+        table.add_row("cut (arbitrated)", f"loss+margin mixture {n['mixture']}, loss mixture "
+                      f"{n['loss_mixture']}: flagged the one nearer the estimate")
     wrong = summary.get("estimated_wrong_labels")
     if wrong is not None:
         table.add_row("estimated wrong labels", f"~{wrong['count']} ({wrong['rate']:.1%})")

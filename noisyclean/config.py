@@ -82,6 +82,7 @@ class ScanConfig(DataSettings):
     loss_history: int = 1
     mixture: str = "gmm"
     threshold: float = 0.5
+    cut: str = "arbitrated"
     relabel_threshold: float = 0.7
     tta: bool = True
     folds: int = 1

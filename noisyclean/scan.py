@@ -25,6 +25,7 @@ from .confident_joint import (
     transition_matrix,
 )
 from .config import CORRECTIONS, MIXTURES, ScanConfig
+from .cut import CUTS, effective_cut
 from .data.batches import DeviceImages
 from .data.load import load_configured
 from .environment import run_environment
@@ -63,6 +64,7 @@ def validate(config: ScanConfig) -> None:
     """Reject impossible option values with one clear message."""
     checks = [
         (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
+        (config.cut in CUTS, f"--cut must be one of {', '.join(CUTS)}"),
         (config.signal in SCAN_SIGNALS, f"--signal must be one of {', '.join(SCAN_SIGNALS)}"),
         (config.networks in (1, 2), "--networks must be 1 or 2"),
         (config.epochs is None or config.epochs >= 1, "--epochs must be at least 1"),
@@ -244,6 +246,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     extra = extra_scores(dataset, config, progress) if uses_extra_scores(config) else None
     if extra is not None:  # --signal aum or --folds K
         table, fits, log, probs = extra.table, extra.fits, extra.log, extra.probs
+        cut = extra.cut
         timings["warmup"] = time.perf_counter() - t0
     else:
         trained = warm_up(data, len(samples.classes), config, precision, progress)
@@ -270,9 +273,11 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
             threshold=config.threshold,
             relabel_threshold=config.relabel_threshold,
             seed=config.seed,
+            cut=effective_cut(config.cut, config.signal),
         )
         table, fits, probs = scores.table, scores.fits, scores.probs
         timings["mixture"] = time.perf_counter() - t0
+        cut = scores.cut
 
     relabeled = relabeled_table(table)
     summary = {
@@ -281,6 +286,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         **table_summary(table, samples.classes, len(samples), len(skipped)),
         "estimated_wrong_labels": estimate_wrong_labels(probs, labels, samples.classes),
         "mixture": [fit.params for fit in fits],
+        "cut": cut,
         "training": {
             "final_train_loss": log[-1].get("loss"),
             "final_train_acc": log[-1].get("acc"),

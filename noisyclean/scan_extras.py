@@ -14,6 +14,7 @@ import pandas as pd
 
 from .aum import aum_scores
 from .config import ScanConfig
+from .cut import effective_cut
 from .data.load import Dataset
 from .folds import cross_validated_signals
 from .mixture import MixtureFit, normalise_losses
@@ -43,6 +44,8 @@ class ExtraScores:
     probs: np.ndarray
     log: list[dict[str, float]]
     summary: dict[str, Any] = field(default_factory=dict)
+    #: how the flag count was chosen (``summary.json["cut"]``)
+    cut: dict[str, Any] = field(default_factory=dict)
 
 
 def uses_extra_scores(config: ScanConfig) -> bool:
@@ -71,7 +74,8 @@ def extra_scores(dataset: Dataset, config: ScanConfig, progress: Progress) -> Ex
             config.relabel_threshold, fit_loss=normalise_losses(-result.distance),
         )
         return ExtraScores(table, [], result.signals.probs, result.log,
-                           {"aum": result.summary()})
+                           {"aum": result.summary()},
+                           {"rule": "aum", "flagged": int(table["is_noisy"].sum())})
     signals, log, assignment = cross_validated_signals(
         data, len(classes), config, dataset.precision, progress
     )
@@ -80,10 +84,11 @@ def extra_scores(dataset: Dataset, config: ScanConfig, progress: Progress) -> Ex
         [noise_score(s.probs, labels, config.signal) for s in signals], signals,
         mixture=config.mixture, threshold=config.threshold,
         relabel_threshold=config.relabel_threshold, seed=config.seed,
+        cut=effective_cut(config.cut, config.signal),
     )
     summary = {"folds": {"k": config.folds,
                          "sizes": np.bincount(assignment, minlength=config.folds).tolist()}}
-    return ExtraScores(scores.table, scores.fits, scores.probs, log, summary)
+    return ExtraScores(scores.table, scores.fits, scores.probs, log, summary, scores.cut)
 
 
 def probs_in_table_order(probs: np.ndarray, paths: list[str], table: pd.DataFrame) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .cut import CUTS, arbitrated_cut
 from .mixture import MixtureFit, fit_mixture
 from .outputs.table import build_table, label_matrix, noise_rates
 from .signals import Signals
@@ -29,11 +30,13 @@ class Scores:
         fits: one mixture fit per network (``summary.json["mixture"]``).
         probs: ``(n, C)`` the networks' averaged predicted probabilities, in sample order
             (what the table's predictions come from).
+        cut: how the flag count was chosen (``summary.json["cut"]``).
     """
 
     table: pd.DataFrame
     fits: list[MixtureFit]
     probs: np.ndarray
+    cut: dict[str, Any]
 
 
 def score_samples(
@@ -46,6 +49,7 @@ def score_samples(
     threshold: float = 0.5,
     relabel_threshold: float = 0.7,
     seed: int = 0,
+    cut: str = "mixture",
 ) -> Scores:
     """Fit the mixtures and build the per-sample table.
 
@@ -60,6 +64,10 @@ def score_samples(
         threshold: clean probability below which a sample is flagged.
         relabel_threshold: prediction confidence needed to suggest a new label.
         seed: mixture random state.
+        cut: ``"mixture"`` (flag where the clean probability is below ``threshold``) or
+            ``"arbitrated"`` (:func:`~noisyclean.cut.arbitrated_cut`: the count of the
+            mixture on these scores or of one on the loss alone, whichever the confident
+            joint's estimate is closer to).
 
     Returns:
         :class:`Scores`; the table has a ``fit_loss`` column with the networks' mean
@@ -69,6 +77,14 @@ def score_samples(
     clean_prob = np.mean([fit.clean_prob for fit in fits], axis=0)
     per_sample_loss = np.mean([s.per_sample_loss for s in signals], axis=0)
     probs = np.mean([s.probs for s in signals], axis=0)
+    if cut not in CUTS:
+        raise ValueError(f"unknown cut {cut!r}; valid cuts are {list(CUTS)}")
+    if cut == "arbitrated":
+        clean_prob, cut_summary = arbitrated_cut(
+            clean_prob, np.mean(fit_inputs, axis=0), probs, labels, mixture, threshold, seed
+        )
+    else:
+        cut_summary = {"rule": "mixture", "flagged": int((clean_prob < threshold).sum())}
     table = build_table(
         paths,
         labels,
@@ -80,7 +96,7 @@ def score_samples(
         relabel_threshold,
         fit_loss=np.mean(fit_inputs, axis=0),
     )
-    return Scores(table, fits, probs)
+    return Scores(table, fits, probs, cut_summary)
 
 
 def table_summary(table: pd.DataFrame, classes: list[str], found: int, skipped: int) -> dict:

@@ -38,6 +38,24 @@ def test_forward_corrected_loss_by_hand() -> None:
     assert plain.item() == pytest.approx(F.cross_entropy(logits, torch.tensor([0, 1])).item())
 
 
+def test_forward_corrected_loss_stays_float32_under_autocast() -> None:
+    """Inside bfloat16 autocast (as the training loop runs it) the loss is the float32
+    computation to float32 precision: autocast would otherwise run ``p @ T`` in bfloat16,
+    whose 8-bit mantissa moves the loss in the third digit."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 10, generator=generator) * 3
+    targets = torch.randint(0, 10, (64,), generator=generator)
+    transition = torch.full((10, 10), 0.0123)
+    transition.fill_diagonal_(1 - 9 * 0.0123)
+    expected = forward_corrected_cross_entropy(logits, targets, transition)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = forward_corrected_cross_entropy(logits, targets, transition)
+        autocast_matmul = (logits.softmax(1) @ transition).dtype
+    assert autocast_matmul == torch.bfloat16  # the hazard is real on this torch
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_transition_matrix_from_the_confident_joint() -> None:
     """The hand case of test_confident_joint: calibrated joint (x5, rows given, columns
     true) [[2 0 0], [1 1 0], [0 0 1]]. True class 0 is given as 0 twice and as 1 once:

@@ -38,10 +38,13 @@ def forward_corrected_cross_entropy(
         transition: ``(C, C)`` row-stochastic matrix.
 
     Returns:
-        The scalar loss.
+        The scalar loss, computed in float32 even inside an autocast region (autocast
+        would otherwise run ``p @ T`` in bfloat16 or float16, three significant digits).
     """
-    noisy = logits.float().softmax(dim=1) @ transition.to(logits.device, torch.float32)
-    return F.nll_loss(noisy.clamp_min(1e-7).log(), targets)
+    with torch.autocast(logits.device.type, enabled=False):
+        p = logits.float().softmax(dim=1)
+        noisy = p @ transition.to(logits.device, torch.float32)
+        return F.nll_loss(noisy.clamp_min(1e-7).log(), targets)
 
 
 class Warmup:

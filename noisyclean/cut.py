@@ -1,0 +1,137 @@
+"""Where to cut: how many samples a scan flags.
+
+The mixture fit to the ``loss+margin`` score ranks samples well but flags too many at low
+noise rates (20% symmetric noise: about 1.7 flags per wrong label), while a mixture fit to
+the loss alone counts better there and far too few on human label noise. The
+``arbitrated`` cut keeps the ``loss+margin`` ranking and takes, of the two mixtures'
+counts, the one closer to a third, independent estimate: the calibrated confident joint's
+count of wrong labels (:func:`~noisyclean.confident_joint.estimate_wrong_labels`). The
+clean probabilities are then re-assigned by rank (:func:`move_cut`) so that exactly that
+many fall below the threshold. Measured in ``benchmarks/RESULTS.md`` ("Where to cut: two
+mixtures' counts and the confident joint").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .confident_joint import estimate_wrong_labels
+from .mixture import fit_mixture, normalise_losses
+from .signals import label_loss
+
+#: ``scan --cut`` values.
+CUTS = ("arbitrated", "mixture")
+
+
+def effective_cut(cut: str, signal: str) -> str:
+    """``cut``, except that the ``arbitrated`` cut (which weighs a mixture on the loss alone
+    against the one on ``loss+margin``) applies to ``--signal loss+margin`` only; other
+    signals are cut by their mixture."""
+    return cut if signal == "loss+margin" else "mixture"
+
+
+def arbitrated_count(n_mixture: int, n_loss: int, n_estimate: int) -> int:
+    """Of the two mixtures' counts, the one closer to the confident joint's estimate
+    (the ``loss+margin`` mixture's on a tie).
+
+    Args:
+        n_mixture: samples the mixture on the scan's score flags.
+        n_loss: samples a mixture of the same kind on the loss alone flags.
+        n_estimate: the calibrated confident joint's count of wrong labels.
+    """
+    return n_mixture if abs(n_mixture - n_estimate) <= abs(n_loss - n_estimate) else n_loss
+
+
+def move_cut(
+    clean_prob: np.ndarray, score: np.ndarray, n_flagged: int, threshold: float = 0.5
+) -> np.ndarray:
+    """Re-assign clean probabilities by rank so that exactly ``n_flagged`` samples are
+    below ``threshold``, keeping the order (by clean probability, ties broken by the higher
+    ``score`` first).
+
+    Samples are sorted most suspicious first. If ``m`` samples are below the threshold
+    now, rank ``r < n_flagged`` gets the probability now held by rank
+    ``floor(r * m / n_flagged)`` and rank ``r >= n_flagged`` the one held by
+    ``m + floor((r - n_flagged) * (n - m) / (n - n_flagged))``: the flagged and the
+    unflagged parts are each stretched or squeezed onto the old ones, so the values stay
+    the mixture's and the order is unchanged.
+
+    Args:
+        clean_prob: ``(n,)`` clean probabilities.
+        score: ``(n,)`` noise scores (higher = more suspicious), for ties.
+        n_flagged: how many samples to flag, ``0 <= n_flagged <= n``.
+        threshold: a sample is flagged when its clean probability is below this.
+
+    Returns:
+        ``(n,)`` clean probabilities; the input unchanged when no or every sample is below
+        the threshold now (there is no flagged or unflagged value to reuse).
+
+    Raises:
+        ValueError: for shapes that differ or ``n_flagged`` out of range.
+    """
+    clean_prob = np.asarray(clean_prob, dtype=np.float64)
+    score = np.asarray(score, dtype=np.float64)
+    n = clean_prob.size
+    if score.shape != clean_prob.shape:
+        raise ValueError(
+            f"clean_prob and score differ in shape: {clean_prob.shape} != {score.shape}"
+        )
+    if not 0 <= n_flagged <= n:
+        raise ValueError(f"n_flagged must be between 0 and {n}, got {n_flagged}")
+    m = int((clean_prob < threshold).sum())
+    if m in (0, n) or m == n_flagged:
+        return clean_prob.copy()
+    order = np.lexsort((-score, clean_prob))  # most suspicious first
+    values = clean_prob[order]
+    ranks = np.arange(n)
+    source = np.where(
+        ranks < n_flagged,
+        (ranks * m) // max(n_flagged, 1),
+        m + ((ranks - n_flagged) * (n - m)) // max(n - n_flagged, 1),
+    )
+    out = np.empty(n)
+    out[order] = values[np.minimum(source, n - 1)]
+    return out
+
+
+def arbitrated_cut(
+    clean_prob: np.ndarray,
+    score: np.ndarray,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    mixture: str = "gmm",
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ``arbitrated`` cut (module docstring).
+
+    Args:
+        clean_prob: ``(n,)`` clean probabilities from the mixture on the scan's score.
+        score: ``(n,)`` that score (for ties).
+        probs: ``(n, C)`` predicted probabilities (the networks' average).
+        labels: ``(n,)`` given labels.
+        mixture: ``"gmm"`` or ``"bmm"``, for the mixture on the loss.
+        threshold: a sample is flagged when its clean probability is below this.
+        seed: mixture random state.
+
+    Returns:
+        The clean probabilities (moved by :func:`move_cut` when the loss mixture's count
+        was chosen) and ``summary.json["cut"]``: the rule, the three counts and the count
+        flagged.
+    """
+    n_mixture = int((np.asarray(clean_prob) < threshold).sum())
+    loss = normalise_losses(label_loss(probs, labels))
+    n_loss = int((fit_mixture(loss, mixture, random_state=seed).clean_prob < threshold).sum())
+    classes = [str(k) for k in range(np.asarray(probs).shape[1])]
+    n_estimate = int(estimate_wrong_labels(probs, labels, classes)["count"])
+    n_flagged = arbitrated_count(n_mixture, n_loss, n_estimate)
+    moved = move_cut(clean_prob, score, n_flagged, threshold)
+    flagged = int((moved < threshold).sum())
+    summary = {
+        "rule": "arbitrated",
+        "counts": {"mixture": n_mixture, "loss_mixture": n_loss, "confident_joint": n_estimate},
+        "flagged": flagged,
+    }
+    return moved, summary

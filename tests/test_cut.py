@@ -1,0 +1,155 @@
+"""The scan's cut: the arbitrated count against hand cases, moving the cut by rank, and the
+``--cut`` option end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from noisyclean.cli import app
+from noisyclean.confident_joint import estimate_wrong_labels
+from noisyclean.cut import arbitrated_count, arbitrated_cut, effective_cut, move_cut
+from noisyclean.mixture import fit_mixture, normalise_losses
+from noisyclean.scoring import score_samples
+from noisyclean.signals import Signals, label_loss, noise_score
+
+runner = CliRunner()
+TINY = ["--epochs", "3", "--width", "8", "--batch-size", "16", "--quiet"]
+
+
+def test_arbitrated_count_takes_the_count_nearer_the_estimate() -> None:
+    # 20% symmetric noise on 10,000 images, as measured: 3,347 / 2,388 / estimate 2,737
+    assert arbitrated_count(3347, 2388, 2737) == 2388
+    # CIFAR-10N worst: 4,364 / 2,721 / 4,345
+    assert arbitrated_count(4364, 2721, 4345) == 4364
+    # a tie keeps the mixture's own count
+    assert arbitrated_count(120, 80, 100) == 120
+    assert arbitrated_count(50, 50, 7) == 50
+
+
+def test_move_cut_by_hand() -> None:
+    """Seven samples, three below 0.5. Two flagged: ranks 0 and 1 take the values of ranks
+    0 and 1 (r * 3 // 2), ranks 2..6 those of 3 + (r - 2) * 4 // 5 = 3, 3, 4, 5, 6.
+    Five flagged: ranks 0..4 take 0, 0, 1, 1, 2 (r * 3 // 5), ranks 5, 6 take 3, 5."""
+    values = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.9])
+    shuffle = np.array([4, 0, 6, 2, 5, 1, 3])
+    clean, score = values[shuffle], 1 - values[shuffle]
+    two = move_cut(clean, score, 2)
+    np.testing.assert_allclose(two[np.argsort(shuffle)], [0.1, 0.2, 0.6, 0.6, 0.7, 0.8, 0.9])
+    five = move_cut(clean, score, 5)
+    np.testing.assert_allclose(five[np.argsort(shuffle)], [0.1, 0.1, 0.2, 0.2, 0.3, 0.6, 0.8])
+    assert (two < 0.5).sum() == 2 and (five < 0.5).sum() == 5
+    np.testing.assert_array_equal(move_cut(clean, score, 3), clean)  # already there
+    assert (move_cut(clean, score, 0) < 0.5).sum() == 0
+    assert (move_cut(clean, score, 7) < 0.5).sum() == 7
+
+
+def test_move_cut_breaks_ties_by_the_score() -> None:
+    """Four samples tied at clean probability 0 (one below 0.5 would be a tie): with two
+    to flag, the two with the higher score are flagged."""
+    clean = np.array([0.0, 0.0, 0.0, 0.0, 0.9, 1.0])
+    score = np.array([0.5, 0.9, 0.7, 0.6, 0.2, 0.1])
+    moved = move_cut(clean, score, 2)
+    assert set(np.flatnonzero(moved < 0.5)) == {1, 2}
+
+
+def test_move_cut_leaves_an_all_or_nothing_cut_alone() -> None:
+    clean, score = np.array([0.9, 0.8, 0.7]), np.array([0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(move_cut(clean, score, 2), clean)
+    with pytest.raises(ValueError, match="n_flagged"):
+        move_cut(clean, score, 4)
+    with pytest.raises(ValueError, match="shape"):
+        move_cut(clean, score[:2], 1)
+
+
+def _noisy_predictions(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """600 samples of 4 classes, 20% of labels replaced by another class, predictions right
+    about the true class with Dirichlet spread."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, 4, 600)
+    labels = true.copy()
+    wrong = rng.random(600) < 0.2
+    labels[wrong] = (true[wrong] + rng.integers(1, 4, wrong.sum())) % 4
+    probs = rng.dirichlet(np.ones(4), 600) * 0.5
+    probs[np.arange(600), true] += 0.5
+    return probs, labels
+
+
+def test_arbitrated_cut_counts_and_flags() -> None:
+    """The summary's three counts are the two mixtures' and the confident joint's, the
+    count flagged is the arbitrated one, and the flagged samples are the highest scores."""
+    probs, labels = _noisy_predictions()
+    score = noise_score(probs, labels)
+    clean = fit_mixture(score, "gmm", 0).clean_prob
+    moved, summary = arbitrated_cut(clean, score, probs, labels)
+    counts = summary["counts"]
+    assert counts["mixture"] == int((clean < 0.5).sum())
+    loss = normalise_losses(label_loss(probs, labels))
+    assert counts["loss_mixture"] == int((fit_mixture(loss, "gmm", 0).clean_prob < 0.5).sum())
+    names = [str(k) for k in range(4)]
+    assert counts["confident_joint"] == estimate_wrong_labels(probs, labels, names)["count"]
+    n = arbitrated_count(counts["mixture"], counts["loss_mixture"], counts["confident_joint"])
+    assert summary["flagged"] == n == int((moved < 0.5).sum())
+    order = np.lexsort((-score, clean))
+    assert set(np.flatnonzero(moved < 0.5)) == set(order[:n])
+
+
+def test_score_samples_cut_option() -> None:
+    probs, labels = _noisy_predictions(1)
+    signals = [Signals(label_loss(probs, labels), probs)]
+    paths = [f"{i}.png" for i in range(len(labels))]
+    score = noise_score(probs, labels)
+    names = ["a", "b", "c", "d"]
+    plain = score_samples(paths, labels, names, [score], signals, cut="mixture")
+    assert plain.cut == {"rule": "mixture", "flagged": int(plain.table["is_noisy"].sum())}
+    arbitrated = score_samples(paths, labels, names, [score], signals, cut="arbitrated")
+    assert arbitrated.cut["rule"] == "arbitrated"
+    assert int(arbitrated.table["is_noisy"].sum()) == arbitrated.cut["flagged"]
+    with pytest.raises(ValueError, match="unknown cut"):
+        score_samples(paths, labels, names, [score], signals, cut="median")
+
+
+def test_effective_cut_is_arbitrated_for_loss_plus_margin_only() -> None:
+    assert effective_cut("arbitrated", "loss+margin") == "arbitrated"
+    assert effective_cut("arbitrated", "loss") == "mixture"
+    assert effective_cut("mixture", "loss+margin") == "mixture"
+
+
+def test_scan_cut_option_end_to_end(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Same seed, same training: ``--cut mixture`` flags where clean_prob < 0.5, the
+    default flags the arbitrated count, the top of the same ranking, and both record how."""
+    root, _ = digits_folder
+    runs = {}
+    loud = [a for a in TINY if a != "--quiet"]
+    for name, extra in (("default", []), ("mixture", ["--cut", "mixture"])):
+        out = tmp_path / name
+        result = runner.invoke(app, ["scan", str(root), "--out", str(out), *loud, *extra])
+        assert result.exit_code == 0, result.output
+        assert ("cut (arbitrated)" in result.output) == (name == "default")
+        runs[name] = (pd.read_csv(out / "scores.csv").set_index("path"),
+                      json.loads((out / "summary.json").read_text()))
+    mixture_table, mixture_summary = runs["mixture"]
+    table, summary = runs["default"]
+    assert mixture_summary["cut"]["rule"] == "mixture"
+    assert mixture_table["is_noisy"].equals(mixture_table["clean_prob"] < 0.5)
+    assert summary["cut"]["rule"] == "arbitrated"
+    assert summary["settings"]["cut"] == "arbitrated"
+    counts = summary["cut"]["counts"]
+    assert counts["mixture"] == int(mixture_table["is_noisy"].sum())
+    n = arbitrated_count(counts["mixture"], counts["loss_mixture"], counts["confident_joint"])
+    assert int(table["is_noisy"].sum()) == n == summary["cut"]["flagged"]
+    table = table.loc[mixture_table.index]
+    np.testing.assert_allclose(table["loss"], mixture_table["loss"])  # same training
+    ranked = mixture_table.sort_values(["clean_prob", "fit_loss"], ascending=[True, False])
+    assert set(table.index[table["is_noisy"]]) == set(ranked.index[:n])
+
+    bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"), *TINY,
+                              "--cut", "median"])
+    assert bad.exit_code != 0 and "--cut must be one of" in bad.output
