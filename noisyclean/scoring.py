@@ -77,11 +77,12 @@ def score_samples(
     clean_prob = np.mean([fit.clean_prob for fit in fits], axis=0)
     per_sample_loss = np.mean([s.per_sample_loss for s in signals], axis=0)
     probs = np.mean([s.probs for s in signals], axis=0)
+    fit_loss = np.mean(fit_inputs, axis=0)
     if cut not in CUTS:
         raise ValueError(f"unknown cut {cut!r}; valid cuts are {list(CUTS)}")
     if cut == "arbitrated":
         clean_prob, cut_summary = arbitrated_cut(
-            clean_prob, np.mean(fit_inputs, axis=0), probs, labels, mixture, threshold, seed
+            clean_prob, fit_loss, probs, labels, mixture, threshold, seed
         )
     else:
         cut_summary = {"rule": "mixture", "flagged": int((clean_prob < threshold).sum())}
@@ -94,7 +95,7 @@ def score_samples(
         probs,
         threshold,
         relabel_threshold,
-        fit_loss=np.mean(fit_inputs, axis=0),
+        fit_loss=fit_loss,
     )
     return Scores(table, fits, probs, cut_summary)
 
