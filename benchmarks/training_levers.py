@@ -24,8 +24,10 @@ AUROC, and the network's accuracy on the true labels of its training images. Var
   weight;
 - ``ce@forward=E`` / ``ce@forwardfull=E``: from epoch E (0-based, so 8 of 15 trains the
   last 7 epochs this way), forward loss correction with the transition matrix the
-  confident joint gives for the network's predictions at that point: its systematic flips
-  (``structured_part``, as ``scan --correction forward``) or all of it;
+  confident joint gives for the network's softmax on its training batches of epoch E - 1
+  (as ``scan --correction forward`` since 2026-11-30; the figures in RESULTS.md before that
+  date used a flip-averaged scoring pass at that point): its systematic flips
+  (``structured_part``, as the scan) or all of it;
 - ``NAME@prune=E`` (or ``E+E2+...``): at the start of epoch E, score every image with the
   network so far the scan's way and train the remaining epochs only on the images it does
   not flag (each epoch still takes as many steps as before, cycling through the kept
@@ -108,28 +110,31 @@ class LeverWarmup(Warmup):
         if objective == "elr":
             self.targets = torch.zeros(len(self.data), num_classes,
                                        device=self.data.labels.device)
+        if forward is not None:  # the estimate reads the epoch before's training softmax
+            self.record_predictions(forward[0] - 1, num_classes)
 
     def steps_per_epoch(self, epoch: int) -> int:
         """As many steps as an epoch over every image, pruned or not."""
         return (self.size // self.batch_size) * self.n_learners
 
     def start_epoch(self, epoch: int) -> None:
-        """At the forward-correction epoch, estimate the transition matrix as the scan does
-        (its systematic flips, or all of it for ``forwardfull``); at a pruning epoch, keep
+        """At the forward-correction epoch, estimate the transition matrix as the scan does,
+        from the training softmax of the epoch before (its systematic flips, or all of it
+        for ``forwardfull``); at a pruning epoch, keep
         only the images the scan's scoring does not flag."""
         forward = self.forward is not None and epoch == self.forward[0]
         if self.model is None or not (forward or epoch in self.prune_epochs):
             return
-        # one scoring pass serves both when they fall on the same epoch
-        probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
         labels = self.data.labels.cpu().numpy()
-        if forward:
-            transition = transition_matrix(probs, labels)
+        if forward:  # as the scan does: the previous epoch's training softmax
+            recorded, seen = self.recorded_predictions(0)
+            transition = transition_matrix(recorded[seen], labels[seen])
             if not self.forward[1]:
                 transition = structured_part(transition)
-            self.flip_classes = self.correct_with(0, transition)  # as the scan does
+            self.flip_classes = self.correct_with(0, transition)
         if epoch not in self.prune_epochs:
             return
+        probs = compute_signals(self.model, self.data, self.precision, tta=True).probs
         score = noise_score(probs, labels, "loss+margin")
         flagged = scan_flags(score, 0)
         self.pruned.append(int(flagged.sum()))

@@ -142,8 +142,9 @@ def warm_up(
     adds the final epoch's scores from its own scoring pass. With ``indices``, train on
     those samples only (a fold of ``--folds``).
 
-    With ``config.correction == "forward"``, each network's flip-averaged predictions at
-    :func:`correction_start` give a transition matrix (the
+    With ``config.correction == "forward"``, each network's softmax on its own training
+    batches during the epoch before :func:`correction_start` (recorded as it trains, so the
+    estimate costs no scoring pass) gives a transition matrix (the
     :func:`~noisyclean.confident_joint.structured_part` of the
     :func:`~noisyclean.confident_joint.transition_matrix` of the samples it trains on:
     its systematic flips), and its remaining epochs minimise the forward-corrected
@@ -178,25 +179,28 @@ def warm_up(
     trained_on = np.arange(len(labels)) if indices is None else indices.cpu().numpy()
     estimated: list[np.ndarray] = []
 
+    if start is not None:
+        # the estimate reads the softmax of the training passes of the epoch before the
+        # correction starts: no scoring pass of its own
+        method.record_predictions(start - 1, num_classes)
+
     def end_of_epoch(epoch: int, stats: dict[str, float]) -> None:
-        record = epochs - config.loss_history <= epoch < epochs - 1
-        correct = start is not None and epoch == start - 1
-        if not (record or correct):
-            return
-        for k, (learner, history) in enumerate(zip(learners, histories, strict=True)):
-            probs = compute_signals(learner.model, data, precision, tta=config.tta).probs
-            if record:
+        if epochs - config.loss_history <= epoch < epochs - 1:
+            for learner, history in zip(learners, histories, strict=True):
+                probs = compute_signals(learner.model, data, precision, tta=config.tta).probs
                 history.add(noise_score(probs, labels, config.signal))
-            if correct:
-                transition = structured_part(
-                    transition_matrix(probs[trained_on], labels[trained_on]))
-                estimated.append(transition)
-                method.correct_with(k, transition)
-        if correct:
-            flips = sum(flipped_classes(t) for t in estimated)
-            progress.log(f"forward correction from epoch {start + 1}: "
-                         + (f"{flips} class(es) with systematic flips" if flips
-                            else "no systematic flips found, cross-entropy goes on"))
+        if start is None or epoch != start - 1:
+            return
+        for k in range(len(learners)):
+            probs, seen = method.recorded_predictions(k)
+            rows = trained_on[seen[trained_on]]
+            transition = structured_part(transition_matrix(probs[rows], labels[rows]))
+            estimated.append(transition)
+            method.correct_with(k, transition)
+        flips = sum(flipped_classes(t) for t in estimated)
+        progress.log(f"forward correction from epoch {start + 1}: "
+                     + (f"{flips} class(es) with systematic flips" if flips
+                        else "no systematic flips found, cross-entropy goes on"))
 
     log = run_epochs(
         learners, method, range(epochs), precision, progress, end_of_epoch, "warm-up"

@@ -14,11 +14,14 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
+import noisyclean.scan as scan_module
 from noisyclean.cli import app
 from noisyclean.confident_joint import structured_part, transition_matrix
 from noisyclean.data.batches import DeviceImages
 from noisyclean.models import build_model
+from noisyclean.progress import Progress
 from noisyclean.scan import correction_start
+from noisyclean.train.loop import Precision, make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup, forward_corrected_cross_entropy
 
 runner = CliRunner()
@@ -144,6 +147,59 @@ def test_warmup_applies_each_networks_transition() -> None:
     expected = forward_corrected_cross_entropy(logits, y, transition)
     assert second[0].item() == pytest.approx(expected.item(), rel=1e-5)
     assert second[1]["loss"] == pytest.approx(expected.item() * 8, rel=1e-5)
+
+
+def test_warmup_records_the_training_softmax_of_one_epoch() -> None:
+    """With the learning rate at 0 the weights stay put, so what the warm-up records for
+    the recording epoch is the train-mode softmax of each sample's (unaugmented) batch;
+    the other epochs record nothing, and the dropped partial batch is not marked seen."""
+    images = np.random.default_rng(1).integers(0, 255, size=(21, 8, 8, 3), dtype=np.uint8)
+    data = DeviceImages(images, np.arange(21) % 3, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model("small-cnn", 3, width=4)
+    method = Warmup(data, n_learners=1, batch_size=4, augment=False, seed=3)
+    method.record_predictions(1, num_classes=3)
+    learner = make_learner(model, 0.0, 0.0, 0.0, total_steps=15)
+    run_epochs([learner], method, range(3), Precision(torch.device("cpu")),
+               Progress(quiet=True))
+    probs, seen = method.recorded_predictions(0)
+    assert seen.sum() == 20 and probs.shape == (21, 3)  # 5 full batches of 4
+    assert np.all(probs[~seen] == 0)
+    # replay epoch 1's batches: same generator state after epoch 0's shuffle
+    replay = Warmup(data, n_learners=1, batch_size=4, augment=False, seed=3)
+    list(replay.batches(0))
+    model.train()
+    with torch.no_grad():
+        for _, batch in replay.batches(1):
+            expected = model(data.batch(batch)).softmax(1).numpy()
+            np.testing.assert_allclose(probs[batch.numpy()], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="record_predictions"):
+        Warmup(data).recorded_predictions(0)
+
+
+def test_the_correction_estimate_needs_no_scoring_pass(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transition matrix comes from the softmax the warm-up recorded while training,
+    so the scan evaluates every sample once per network: the final scoring pass."""
+    root, _ = digits_folder
+    calls: list[int] = []
+    real = scan_module.compute_signals
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scan_module, "compute_signals", counted)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["scan", str(root), "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["correction"]["from_epoch"] == 3
+    assert len(calls) == 1
+    result = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "two"),
+                                 "--networks", "2", *TINY])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 3
 
 
 def test_correction_starts_after_half_the_epochs() -> None:

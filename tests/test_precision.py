@@ -78,7 +78,8 @@ def test_scan_records_its_precision_and_repeats_itself_in_bf16(
     digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     """``--amp`` on the CPU: bfloat16 autocast with channels-last batches, recorded in
-    summary.json, and the same seed gives the same table; ``--no-amp``: float32."""
+    summary.json, and the same seed gives the same table; ``--no-amp``: float32, still
+    channels-last (the CPU default in either precision) unless ``--no-channels-last``."""
     root, _ = digits_folder
     fast = ["--epochs", "3", "--width", "8", "--quiet", "--seed", "1"]
     for name in ("a", "b"):
@@ -93,13 +94,19 @@ def test_scan_records_its_precision_and_repeats_itself_in_bf16(
                                  *fast])
     assert result.exit_code == 0, result.output
     device = json.loads((tmp_path / "c" / "summary.json").read_text())["device"]
+    assert device["precision"] == "torch.float32" and device["channels_last"] is True
+    result = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "d"), "--no-amp",
+                                 "--no-channels-last", *fast])
+    assert result.exit_code == 0, result.output
+    device = json.loads((tmp_path / "d" / "summary.json").read_text())["device"]
     assert device["precision"] == "torch.float32" and device["channels_last"] is False
 
 
 def test_this_machines_default_matches_its_cpu_flags(
     digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
-    """With no ``--amp``, the CPU scan uses bfloat16 exactly when the CPU has it natively."""
+    """With no ``--amp``, the CPU scan uses bfloat16 exactly when the CPU has it natively,
+    and channels-last batches either way."""
     root, _ = digits_folder
     result = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "o"), "--device",
                                  "cpu", "--epochs", "1", "--width", "8", "--quiet"])
@@ -107,4 +114,4 @@ def test_this_machines_default_matches_its_cpu_flags(
     device = json.loads((tmp_path / "o" / "summary.json").read_text())["device"]
     native = device_module.cpu_has_native_bf16()
     assert device["precision"] == ("torch.bfloat16" if native else "torch.float32")
-    assert device["channels_last"] is native
+    assert device["channels_last"] is True

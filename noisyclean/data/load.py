@@ -102,7 +102,7 @@ def load_dataset(
         use_cache: read and write the decode cache.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         amp: mixed precision (None: bf16 on CUDA, and on a CPU with native bf16).
-        channels_last: channels-last batches (None: on CUDA, and on the CPU with bf16).
+        channels_last: channels-last batches (None: on CUDA and on the CPU).
         progress: progress display.
         normalisation: per-channel ``(mean, std)`` to normalise with (a training set's,
             for validation images); None: ImageNet's with ``weights``, else the images' own.
@@ -155,12 +155,10 @@ def load_dataset(
             "need at least two classes to find wrong labels"
         )
     precision = Precision.choose(torch_device, amp)
-    # Channels-last convolutions are faster on CUDA, and with bfloat16 on the CPU.
+    # Channels-last convolutions are faster on CUDA and on the CPU, in bfloat16 and in
+    # float32 (an AMD EPYC in float32: a small-cnn epoch 5% faster, scoring passes 1.6x).
     use_channels_last = (
-        torch_device.type == "cuda"
-        or (torch_device.type == "cpu" and precision.dtype == torch.bfloat16)
-        if channels_last is None
-        else channels_last
+        torch_device.type in ("cuda", "cpu") if channels_last is None else channels_last
     )
     data = DeviceImages(
         decoded.images,

@@ -81,6 +81,29 @@ class Warmup:
         self.generator = torch.Generator().manual_seed(seed)
         #: Per network, the transition matrix of forward correction (None: plain CE).
         self.transitions: list[torch.Tensor | None] = [None] * n_learners
+        #: The epoch whose training-time softmax :meth:`loss` records (None: none).
+        self.record_epoch: int | None = None
+        self._recorded: list[torch.Tensor] = []
+        self._seen: list[torch.Tensor] = []
+
+    def record_predictions(self, epoch: int, num_classes: int) -> None:
+        """Record every network's softmax on its training batches during ``epoch`` (the
+        augmented images, in training mode, as each step sees them before its update), so
+        that an estimate made after that epoch needs no scoring pass of its own."""
+        self.record_epoch = epoch
+        shape, device = (len(self.data), num_classes), self.data.labels.device
+        self._recorded = [torch.zeros(shape, device=device) for _ in range(self.n_learners)]
+        self._seen = [torch.zeros(len(self.data), dtype=torch.bool, device=device)
+                      for _ in range(self.n_learners)]
+
+    def recorded_predictions(self, learner_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Network ``learner_index``'s softmax recorded during :attr:`record_epoch`:
+        ``(n, C)`` probabilities (zeros where not seen) and the ``(n,)`` mask of the samples
+        it trained on in that epoch (the last partial batch is dropped, so a few are not)."""
+        if not self._recorded:
+            raise ValueError("no predictions recorded: call record_predictions first")
+        return (self._recorded[learner_index].cpu().numpy(),
+                self._seen[learner_index].cpu().numpy())
 
     def correct_with(self, learner_index: int, transition: np.ndarray) -> int:
         """From now on, train network ``learner_index`` with forward correction by
@@ -139,4 +162,8 @@ class Warmup:
         n = len(batch)
         with torch.no_grad():
             acc = (logits.argmax(1) == y).sum().item()
+            if epoch == self.record_epoch:
+                rows = batch.to(self.data.labels.device)
+                self._recorded[learner_index][rows] = logits.float().softmax(1)
+                self._seen[learner_index][rows] = True
         return loss, {"loss": ce.item() * n, "acc": acc, "count": n}
