@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +18,11 @@ if TYPE_CHECKING:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of noisyclean, Python and the libraries that shape its results."""
+    """Versions of noisyclean, Python and the libraries that shape its results.
+
+    torchvision's comes from its package metadata: importing it only to read its version
+    would cost a scan one to three seconds whenever its backbone is not a torchvision one.
+    """
     import PIL
     import sklearn
 
@@ -31,10 +36,8 @@ def library_versions() -> dict[str, str]:
         "pillow": PIL.__version__,
     }
     try:
-        import torchvision
-
-        versions["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - torchvision is a dependency
+        versions["torchvision"] = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:  # pragma: no cover - torchvision is a dependency
         pass
     return versions
 

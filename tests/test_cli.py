@@ -25,6 +25,31 @@ def _scan(*args: str) -> object:
     return runner.invoke(app, ["scan", *map(str, args)])
 
 
+def test_a_small_cnn_scan_does_not_import_torchvision(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Importing torchvision costs seconds; a scan whose backbone is not a torchvision model
+    (the default small-cnn) must not pay it, yet still records torchvision's version."""
+    root, _ = digits_folder
+    out = tmp_path / "out"
+    code = (
+        "import sys\n"
+        "from noisyclean.cli import app\n"
+        f"try:\n    app([\"scan\", {str(root)!r}, \"--out\", {str(out)!r}, "
+        "\"--epochs\", \"1\", \"--width\", \"8\", \"--quiet\"])\n"
+        "except SystemExit as done:\n    assert done.code == 0, done.code\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "False"
+    versions = json.loads((out / "summary.json").read_text())["versions"]
+    from importlib.metadata import version
+
+    assert versions["torchvision"] == version("torchvision")
+
+
 def test_scan_writes_every_output_with_every_column(
     digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
