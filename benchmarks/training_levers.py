@@ -120,8 +120,8 @@ class LeverWarmup(Warmup):
     def start_epoch(self, epoch: int) -> None:
         """At the forward-correction epoch, estimate the transition matrix as the scan does,
         from the training softmax of the epoch before (its systematic flips, or all of it
-        for ``forwardfull``); at a pruning epoch, keep
-        only the images the scan's scoring does not flag."""
+        for ``forwardfull``); at a pruning epoch, keep only the images the scan's scoring
+        does not flag."""
         forward = self.forward is not None and epoch == self.forward[0]
         if self.model is None or not (forward or epoch in self.prune_epochs):
             return
