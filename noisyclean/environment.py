@@ -21,7 +21,7 @@ def library_versions() -> dict[str, str]:
     """Versions of noisyclean, Python and the libraries that shape its results.
 
     torchvision's comes from its package metadata: importing it only to read its version
-    would cost a scan one to three seconds whenever its backbone is not a torchvision one.
+    would cost a scan seconds whenever its backbone is not a torchvision one.
     """
     import PIL
     import sklearn
