@@ -176,7 +176,6 @@ def warm_up(
     histories = [LossHistory(config.loss_history) for _ in learners]
 
     labels = data.labels.cpu().numpy()
-    trained_on = np.arange(len(labels)) if indices is None else indices.cpu().numpy()
     estimated: list[np.ndarray] = []
 
     if start is not None:
@@ -192,9 +191,9 @@ def warm_up(
         if start is None or epoch != start - 1:
             return
         for k in range(len(learners)):
+            # seen: the samples it trained on that epoch (only those of ``indices``)
             probs, seen = method.recorded_predictions(k)
-            rows = trained_on[seen[trained_on]]
-            transition = structured_part(transition_matrix(probs[rows], labels[rows]))
+            transition = structured_part(transition_matrix(probs[seen], labels[seen]))
             estimated.append(transition)
             method.correct_with(k, transition)
         flips = sum(flipped_classes(t) for t in estimated)

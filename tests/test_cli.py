@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
@@ -45,8 +46,6 @@ def test_a_small_cnn_scan_does_not_import_torchvision(
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "False"
     versions = json.loads((out / "summary.json").read_text())["versions"]
-    from importlib.metadata import version
-
     assert versions["torchvision"] == version("torchvision")
 
 
