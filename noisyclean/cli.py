@@ -177,6 +177,15 @@ def scan(
                      "below --threshold); mixture: where the mixture's clean_prob is below "
                      "--threshold."),
     ] = "arbitrated",
+    flip_ranking: Annotated[
+        bool,
+        typer.Option(help="Where the confident joint finds systematic flips (a class given "
+                     "one other label for at least 20% of its images), rank by the score "
+                     "plus the probability that each label came from such a flip (Bayes' "
+                     "rule with the noise transition matrix); the number flagged stays the "
+                     "cut's. Without such flips the ranking is unchanged. Not used with "
+                     "--signal aum."),
+    ] = True,
     relabel_threshold: RelabelThresholdOption = 0.7,
     tta: Annotated[
         bool, typer.Option(help="Flip test-time augmentation for the predictions.")
@@ -239,6 +248,7 @@ def scan(
         mixture=mixture,
         threshold=threshold,
         cut=cut,
+        flip_ranking=flip_ranking,
         relabel_threshold=relabel_threshold,
         tta=tta,
         folds=folds,
@@ -275,6 +285,13 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
         n = cut["counts"]
         table.add_row("cut (arbitrated)", f"loss+margin mixture {n['mixture']}, loss mixture "
                       f"{n['loss_mixture']}: flagged the one nearer the estimate")
+    flips = cut.get("flip_ranking") or {}
+    if flips.get("used"):
+        shown = ", ".join(f"{f['true']} -> {f['given']} {f['share']:.0%}"
+                          for f in flips["flips"][:4])
+        more = len(flips["flips"]) - 4
+        table.add_row("ranked by flip posterior",
+                      shown + (f" and {more} more" if more > 0 else ""))
     wrong = summary.get("estimated_wrong_labels")
     if wrong is not None:
         table.add_row("estimated wrong labels", f"~{wrong['count']} ({wrong['rate']:.1%})")

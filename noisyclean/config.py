@@ -83,6 +83,7 @@ class ScanConfig(DataSettings):
     mixture: str = "gmm"
     threshold: float = 0.5
     cut: str = "arbitrated"
+    flip_ranking: bool = True
     relabel_threshold: float = 0.7
     tta: bool = True
     folds: int = 1

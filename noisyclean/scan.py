@@ -277,6 +277,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
             relabel_threshold=config.relabel_threshold,
             seed=config.seed,
             cut=effective_cut(config.cut, config.signal),
+            flips=config.flip_ranking,
         )
         table, fits, probs = scores.table, scores.fits, scores.probs
         timings["mixture"] = time.perf_counter() - t0

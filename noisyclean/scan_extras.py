@@ -84,7 +84,7 @@ def extra_scores(dataset: Dataset, config: ScanConfig, progress: Progress) -> Ex
         [noise_score(s.probs, labels, config.signal) for s in signals], signals,
         mixture=config.mixture, threshold=config.threshold,
         relabel_threshold=config.relabel_threshold, seed=config.seed,
-        cut=effective_cut(config.cut, config.signal),
+        cut=effective_cut(config.cut, config.signal), flips=config.flip_ranking,
     )
     summary = {"folds": {"k": config.folds,
                          "sizes": np.bincount(assignment, minlength=config.folds).tolist()}}

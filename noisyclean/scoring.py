@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .cut import CUTS, arbitrated_cut
+from .flips import flip_ranking
 from .mixture import MixtureFit, fit_mixture
 from .outputs.table import build_table, label_matrix, noise_rates
 from .signals import Signals
@@ -50,6 +51,7 @@ def score_samples(
     relabel_threshold: float = 0.7,
     seed: int = 0,
     cut: str = "mixture",
+    flips: bool = False,
 ) -> Scores:
     """Fit the mixtures and build the per-sample table.
 
@@ -68,6 +70,9 @@ def score_samples(
             ``"arbitrated"`` (:func:`~noisyclean.cut.arbitrated_cut`: the count of the
             mixture on these scores or of one on the loss alone, whichever the confident
             joint's estimate is closer to).
+        flips: where the confident joint finds systematic flips, re-rank the samples by
+            the score plus the flip posterior (:func:`~noisyclean.flips.flip_ranking`),
+            keeping the cut's count; recorded as ``cut["flip_ranking"]``.
 
     Returns:
         :class:`Scores`; the table has a ``fit_loss`` column with the networks' mean
@@ -86,6 +91,10 @@ def score_samples(
         )
     else:
         cut_summary = {"rule": "mixture", "flagged": int((clean_prob < threshold).sum())}
+    if flips:
+        clean_prob, cut_summary["flip_ranking"] = flip_ranking(
+            clean_prob, fit_loss, probs, labels, classes
+        )
     table = build_table(
         paths,
         labels,
