@@ -42,6 +42,22 @@ def write_digits_folder(
     return truth
 
 
+def symmetric_noise_predictions(
+    seed: int = 0, n: int = 600, rate: float = 0.2, num_classes: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` samples of ``num_classes`` classes, about ``rate`` of the labels replaced by
+    another class, and predictions that put 0.5 on the true class plus a Dirichlet(1)
+    spread of the other 0.5. Returns ``(probs, labels)``."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, num_classes, n)
+    labels = true.copy()
+    wrong = rng.random(n) < rate
+    labels[wrong] = (true[wrong] + rng.integers(1, num_classes, wrong.sum())) % num_classes
+    probs = rng.dirichlet(np.ones(num_classes), n) * 0.5
+    probs[np.arange(n), true] += 0.5
+    return probs, labels
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (relative path -> digest)."""
     return {

@@ -18,6 +18,8 @@ from noisyclean.mixture import fit_mixture, normalise_losses
 from noisyclean.scoring import score_samples
 from noisyclean.signals import Signals, label_loss, noise_score
 
+from .conftest import symmetric_noise_predictions
+
 runner = CliRunner()
 TINY = ["--epochs", "3", "--width", "8", "--batch-size", "16", "--quiet"]
 
@@ -67,23 +69,10 @@ def test_move_cut_leaves_an_all_or_nothing_cut_alone() -> None:
         move_cut(clean, score[:2], 1)
 
 
-def _noisy_predictions(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """600 samples of 4 classes, 20% of labels replaced by another class, predictions right
-    about the true class with Dirichlet spread."""
-    rng = np.random.default_rng(seed)
-    true = rng.integers(0, 4, 600)
-    labels = true.copy()
-    wrong = rng.random(600) < 0.2
-    labels[wrong] = (true[wrong] + rng.integers(1, 4, wrong.sum())) % 4
-    probs = rng.dirichlet(np.ones(4), 600) * 0.5
-    probs[np.arange(600), true] += 0.5
-    return probs, labels
-
-
 def test_arbitrated_cut_counts_and_flags() -> None:
     """The summary's three counts are the two mixtures' and the confident joint's, the
     count flagged is the arbitrated one, and the flagged samples are the highest scores."""
-    probs, labels = _noisy_predictions()
+    probs, labels = symmetric_noise_predictions()
     score = noise_score(probs, labels)
     clean = fit_mixture(score, "gmm", 0).clean_prob
     moved, summary = arbitrated_cut(clean, score, probs, labels)
@@ -100,7 +89,7 @@ def test_arbitrated_cut_counts_and_flags() -> None:
 
 
 def test_score_samples_cut_option() -> None:
-    probs, labels = _noisy_predictions(1)
+    probs, labels = symmetric_noise_predictions(1)
     signals = [Signals(label_loss(probs, labels), probs)]
     paths = [f"{i}.png" for i in range(len(labels))]
     score = noise_score(probs, labels)

@@ -28,6 +28,8 @@ from noisyclean.mixture import fit_mixture, normalise_losses
 from noisyclean.scoring import score_samples
 from noisyclean.signals import Signals, class_thresholds, label_loss, noise_score
 
+from .conftest import symmetric_noise_predictions
+
 runner = CliRunner()
 
 
@@ -137,13 +139,7 @@ def test_flip_ranking_on_a_class_flip_ranks_better_and_keeps_the_count() -> None
 
 
 def test_flip_ranking_changes_nothing_without_a_systematic_flip() -> None:
-    rng = np.random.default_rng(3)
-    true = rng.integers(0, 4, 2000)
-    labels = true.copy()
-    wrong = rng.random(2000) < 0.3
-    labels[wrong] = (true[wrong] + rng.integers(1, 4, wrong.sum())) % 4
-    probs = rng.dirichlet(np.ones(4), 2000) * 0.5
-    probs[np.arange(2000), true] += 0.5
+    probs, labels = symmetric_noise_predictions(seed=3, n=2000, rate=0.3)
     score = noise_score(probs, labels)
     clean = fit_mixture(score, "gmm", 0).clean_prob
     ranked, summary = flip_ranking(clean, score, probs, labels, list("abcd"))
