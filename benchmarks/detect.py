@@ -17,7 +17,9 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
   defaults and ``--mixture gmm``, ``--mixture bmm``, ``--networks 2``; each decodes the
   images itself (a fresh decode cache). On request (``--methods``) also the scan signals
   ``scan-loss-gmm``, ``scan-loss-bmm`` (``--signal loss``), ``scan-aum`` (``--signal aum``)
-  and ``scan-folds`` (``--folds 5``).
+  and ``scan-folds`` (``--folds 5``). The other methods train ``--epochs`` (default: the
+  scan's budget, ``auto_epochs``) at full resolution; the scan spends the same budget its
+  own way: 6 epochs at half resolution, then 13 at full, for 15 (``progressive_schedule``).
 * ``cleanlab``: K-fold (K=5) cross-validation of the same backbone, epochs and augmentation,
   out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``
   (default ``prune_by_noise_rate``) and ``cleanlab.rank.get_label_quality_scores``.
@@ -185,6 +187,19 @@ def true_labels(folder: Path, paths: list[str], classes: list[str]) -> np.ndarra
     """Class index of every image's true label, in ``paths`` order."""
     truth = read_truth(folder)
     return np.array([classes.index(truth[p]) for p in paths])
+
+
+def scan_epoch_args(name: str, budget: int, model: str | None) -> list[str]:
+    """The scan's options for a budget of ``budget`` full-resolution epochs (``--epochs``,
+    which every other method trains at full resolution): the scan's own split of it into
+    full- and half-resolution epochs (``progressive_schedule``) where its default resizes
+    progressively (small-cnn, not ``--signal aum``), else the budget itself."""
+    from noisyclean.scan import progressive_schedule
+
+    if name == "scan-aum" or model not in (None, "small-cnn"):
+        return ["--epochs", str(budget)]
+    epochs, low = progressive_schedule(budget)
+    return ["--epochs", str(epochs), "--low-res-epochs", str(low)]
 
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -358,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="a folder made by make_noisy.py")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs for every method (default: the scan's automatic choice)")
+                        help="the training budget of every method, in full-resolution epochs "
+                             "(default: the scan's, auto_epochs; the scan spends it as "
+                             "progressive_schedule splits it)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scan-args", default="", help="extra options for every scan")
@@ -418,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                    "--quiet", "--seed", str(args.seed), *SCAN_ARGS[name], *model_args,
                    *shlex.split(args.scan_args)]
             if args.epochs:
-                cmd += ["--epochs", str(args.epochs)]
+                cmd += scan_epoch_args(name, args.epochs, args.model)
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
                    "--worker", name, "--worker-out", str(work / f"{name}.npz"),

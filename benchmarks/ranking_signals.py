@@ -3,7 +3,8 @@ image's nearest neighbours in the network's feature space, and the network's pre
 during training averaged over epochs.
 
 For each folder, one network is trained exactly as the scan trains it (the default
-backbone, one-cycle SGD, the automatic epochs, ``--seed``), while a forward hook keeps
+backbone, one-cycle SGD, the automatic epochs, ``--seed``; as it did before progressive
+resizing: every epoch at full resolution), while a forward hook keeps
 every image's softmax from the training steps (augmented, train mode), once per epoch.
 After training come the scan's flip-averaged probabilities ``p`` and the flip-averaged
 features before the classifier. Every row is then scored the scan's way (the normalised

@@ -13,7 +13,8 @@ highest F1 of any top-n cut of the ranking: what the ranking allows, whatever th
 AUROC, and the network's accuracy on the true labels of its training images. Variants:
 
 - ``ce``: cross-entropy, the scan's warm-up without its forward correction (the scan's
-  default before forward correction; ``ce@forward=8`` is the default scan at 15 epochs);
+  default before forward correction; ``ce@forward=8`` is the default scan at 15 epochs
+  before progressive resizing, which these variants do not use);
 - ``gce``: generalized cross-entropy, q = 0.7 (Zhang & Sabuncu 2018);
 - ``penalty``: cross-entropy plus DivideMix's confidence penalty (``scan --penalty``);
 - ``mixup``: mixup with ``Beta(1, 1)`` (Zhang et al. 2018);

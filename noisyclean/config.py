@@ -58,7 +58,9 @@ class ScanConfig(DataSettings):
     one CLI option of the same name.
 
     ``None`` means "choose automatically" for ``image_size``, ``model``, ``epochs``,
-    ``amp`` and ``channels_last`` (see :func:`resolve_auto` in ``scan.py``).
+    ``low_res_epochs``, ``amp`` and ``channels_last``: resolved when the data is loaded
+    (:func:`~noisyclean.data.load.load_configured`; the epochs by
+    :func:`~noisyclean.scan.resolve_schedule`).
     """
 
     out: Path = Path("noisyclean-out")
@@ -69,6 +71,7 @@ class ScanConfig(DataSettings):
     width: int = 24
     networks: int = 1
     epochs: int | None = None
+    low_res_epochs: int | None = None
     batch_size: int = 128
     lr: float = 0.05
     momentum: float = 0.9

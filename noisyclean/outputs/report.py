@@ -433,8 +433,9 @@ def render_report(
     settings = outputs.summary.get("settings") if isinstance(
         outputs.summary.get("settings"), dict) else {}
     about = ", ".join(
-        f"{key} {settings[key]}" for key in ("model", "networks", "epochs", "mixture",
-                                              "threshold") if key in settings
+        f"{key} {settings[key]}"
+        for key in ("model", "networks", "epochs", "low_res_epochs", "mixture", "threshold")
+        if key in settings
     )
     version = outputs.summary.get("noisyclean_version", "")
     return (

@@ -1,6 +1,7 @@
 """Warm-up: cross-entropy on the given labels, optionally with DivideMix's confidence
-penalty (the negative entropy of the prediction) against asymmetric noise, and optionally
-with forward loss correction by an estimated noise transition matrix."""
+penalty (the negative entropy of the prediction) against asymmetric noise, optionally
+with forward loss correction by an estimated noise transition matrix, and optionally with
+progressive resizing (the first epochs on images at half resolution)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ class Warmup:
         penalty: add the confidence penalty.
         augment: random crop and flip on the device.
         indices: train on these sample indices only (default: all).
+        low_res_epochs: the first this many epochs train on the (augmented) images
+            average-pooled to half their side, a quarter of the pixels (progressive
+            resizing); the later epochs at full resolution.
     """
 
     def __init__(
@@ -71,8 +75,10 @@ class Warmup:
         penalty: bool = False,
         augment: bool = True,
         indices: torch.Tensor | None = None,
+        low_res_epochs: int = 0,
     ) -> None:
         self.data = data
+        self.low_res_epochs = low_res_epochs
         self.n_learners = n_learners
         self.indices = torch.arange(len(data)) if indices is None else indices.cpu()
         self.batch_size = min(batch_size, len(self.indices))
@@ -149,9 +155,12 @@ class Warmup:
         self, learner_index: int, model: nn.Module, batch: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy (forward-corrected once the network has a transition matrix; plus
-        the confidence penalty) on one batch."""
+        the confidence penalty) on one batch, at half resolution in the first
+        ``low_res_epochs`` epochs."""
         x = self.data.batch(batch, augment=self.augment, generator=self.generator)
         y = self.data.labels[batch.to(self.data.labels.device)]
+        if epoch < self.low_res_epochs:
+            x = F.avg_pool2d(x, 2)
         logits = model(x)
         transition = self.transitions[learner_index]
         if transition is None:

@@ -1,0 +1,153 @@
+"""Progressive resizing in the scan's warm-up: the schedule's arithmetic, the half-resolution
+batches, the forward correction's start after them, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from noisyclean.cli import app
+from noisyclean.config import ScanConfig
+from noisyclean.data.batches import DeviceImages
+from noisyclean.errors import NoisyCleanError
+from noisyclean.scan import (
+    LOW_RES_COST,
+    auto_epochs,
+    correction_start,
+    low_res_epochs_for,
+    progressive_schedule,
+    resolve_schedule,
+)
+from noisyclean.train.methods.warmup import Warmup
+
+from .conftest import write_digits_folder
+
+runner = CliRunner()
+
+
+def test_progressive_schedule_spends_the_same_budget() -> None:
+    """15 full-resolution epochs -> 13 at full and 6 at half resolution (6 / 3 = 2 epochs'
+    time); 25 -> 22 and 10; each split costs the budget to within half an epoch."""
+    assert progressive_schedule(15) == (13, 6)
+    assert progressive_schedule(25) == (22, 10)
+    assert progressive_schedule(1) == (1, 0)
+    for budget in range(1, 40):
+        epochs, low = progressive_schedule(budget)
+        assert low == low_res_epochs_for(epochs)
+        assert abs(epochs + low * LOW_RES_COST - budget) <= 0.5 + LOW_RES_COST
+
+
+def _config(**kwargs) -> ScanConfig:
+    return ScanConfig(data=Path("unused"), **kwargs)
+
+
+def test_resolve_schedule_defaults_and_explicit_values() -> None:
+    n = 10_000
+    assert auto_epochs(n) == 15
+    # the small CNN at 32 px and more: the budget split
+    assert resolve_schedule(_config(), n, 32, "small-cnn") == (13, 6)
+    assert resolve_schedule(_config(), n, 64, "small-cnn") == (13, 6)
+    # smaller images, other backbones, AUM: the whole budget at full resolution
+    assert resolve_schedule(_config(), n, 16, "small-cnn") == (15, 0)
+    assert resolve_schedule(_config(), n, 224, "resnet18") == (15, 0)
+    assert resolve_schedule(_config(signal="aum"), n, 32, "small-cnn") == (15, 0)
+    # explicit epochs keep their count; the low-resolution epochs follow them (45%)
+    assert resolve_schedule(_config(epochs=10), n, 32, "small-cnn") == (10, low_res_epochs_for(10))
+    assert resolve_schedule(_config(epochs=10), n, 16, "small-cnn") == (10, 0)
+    # --low-res-epochs 0: the budget at full resolution, exactly the scan without it
+    assert resolve_schedule(_config(low_res_epochs=0), n, 32, "small-cnn") == (15, 0)
+    # explicit low-resolution epochs, on any backbone, before the full-resolution ones
+    assert resolve_schedule(_config(low_res_epochs=3), n, 224, "resnet18") == (15, 3)
+    assert resolve_schedule(_config(epochs=4, low_res_epochs=2), n, 16, "small-cnn") == (4, 2)
+    with pytest.raises(NoisyCleanError, match="--low-res-epochs is not supported with"):
+        resolve_schedule(_config(signal="aum", low_res_epochs=2), n, 32, "small-cnn")
+    with pytest.raises(NoisyCleanError, match="needs images of at least 16 px"):
+        resolve_schedule(_config(low_res_epochs=2), n, 8, "small-cnn")
+
+
+def test_correction_starts_after_a_full_resolution_epoch() -> None:
+    """6 + 13 epochs: from epoch 10 (0-based), as for 19 epochs without resizing; with
+    most epochs at low resolution, only after the first full-resolution one; None when no
+    epoch is left after it."""
+    assert correction_start(19, 6) == correction_start(19) == 10
+    assert correction_start(8, 6) == 7
+    assert correction_start(3, 2) is None
+    assert correction_start(15, 0) == 8
+
+
+class _ShapeRecorder(nn.Module):
+    """A linear classifier on the mean colour that records the side of every batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.sides: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sides.append(x.shape[-1])
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_warmup_trains_the_first_epochs_on_half_resolution_batches() -> None:
+    """The first ``low_res_epochs`` epochs see the augmented batches average-pooled to half
+    the side, the values being the means of 2x2 blocks; the later ones the full images."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    data = DeviceImages(images, np.arange(16) % 2, torch.device("cpu"))
+    method = Warmup(data, batch_size=8, seed=0, augment=False, low_res_epochs=2)
+    model = _ShapeRecorder()
+    for epoch in range(4):
+        for k, batch in method.batches(epoch):
+            method.loss(k, model, batch, epoch)
+    assert model.sides == [16] * 4 + [32] * 4
+
+    seen: list[torch.Tensor] = []
+    model.forward = lambda x: (seen.append(x), model.fc(x.mean(dim=(2, 3))))[1]
+    batch = torch.arange(8)
+    method.loss(0, model, batch, 0)
+    full = data.batch(batch, augment=False)
+    torch.testing.assert_close(seen[0], full.reshape(8, 3, 16, 2, 16, 2).mean(dim=(3, 5)))
+
+
+def test_scan_cli_with_low_res_epochs(tmp_path: Path) -> None:
+    """A 32 px digits folder: with explicit --epochs 2 the scan adds one half-resolution
+    epoch (45% of 2, rounded), reports it in summary.json, the log and the table, starts
+    the forward correction after it, and flags the same kind of labels; --low-res-epochs 0
+    trains two epochs at full resolution."""
+    root = tmp_path / "digits32"
+    write_digits_folder(root, size=32)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["scan", str(root), "--out", str(out), "--epochs", "2",
+                                 "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["image_size"] == 32
+    assert summary["settings"]["epochs"] == 2 and summary["settings"]["low_res_epochs"] == 1
+    assert summary["training"]["low_res_epochs"] == 1
+    assert len(summary["training"]["epochs"]) == 3
+    assert summary["correction"]["from_epoch"] == 3  # 1-based: after the full-res epoch 2
+    shown = " ".join(result.output.split())  # rich wraps long lines
+    assert "1 epochs at 16 px, then 2 epochs at 32 px on cpu" in shown  # the log line
+    assert "1 epochs at 16 px, then 2 at 32 px" in shown  # the summary's warm-up row
+
+    plain = tmp_path / "plain"
+    result = runner.invoke(app, ["scan", str(root), "--out", str(plain), "--epochs", "2",
+                                 "--low-res-epochs", "0", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((plain / "summary.json").read_text())
+    assert summary["training"]["low_res_epochs"] == 0
+    assert len(summary["training"]["epochs"]) == 2
+    assert "2 epochs at 32 px" in " ".join(result.output.split())
+
+    bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
+                              "--low-res-epochs", "-1"])
+    assert bad.exit_code == 2 and "--low-res-epochs must be 0 or more" in bad.output
+    bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
+                              "--signal", "aum", "--low-res-epochs", "2"])
+    assert bad.exit_code == 2 and "not supported with --signal aum" in bad.output
