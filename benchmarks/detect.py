@@ -189,17 +189,27 @@ def true_labels(folder: Path, paths: list[str], classes: list[str]) -> np.ndarra
     return np.array([classes.index(truth[p]) for p in paths])
 
 
-def scan_epoch_args(name: str, budget: int, model: str | None) -> list[str]:
+def scan_epoch_args(
+    name: str, budget: int, model: str | None, images: Path
+) -> list[str]:
     """The scan's options for a budget of ``budget`` full-resolution epochs (``--epochs``,
-    which every other method trains at full resolution): the scan's own split of it into
-    full- and half-resolution epochs (``progressive_schedule``) where its default resizes
-    progressively (small-cnn, not ``--signal aum``), else the budget itself."""
-    from noisyclean.scan import progressive_schedule
+    which every other method trains at full resolution): the split the scan itself makes
+    of that budget (``resolve_schedule``) for the folder's image size and backbone, into
+    full- and half-resolution epochs where its default resizes progressively (small-cnn
+    at 32 px and more, not ``--signal aum``), else the budget itself."""
+    from noisyclean.config import ScanConfig
+    from noisyclean.data.decode import probe_image_size
+    from noisyclean.data.discover import discover
+    from noisyclean.data.load import auto_image_size, auto_model
+    from noisyclean.scan import resolve_schedule
 
-    if name == "scan-aum" or model not in (None, "small-cnn"):
-        return ["--epochs", str(budget)]
-    epochs, low = progressive_schedule(budget)
-    return ["--epochs", str(epochs), "--low-res-epochs", str(low)]
+    samples = discover(images)
+    size = auto_image_size(probe_image_size(samples.root, samples.paths), model)
+    config = ScanConfig(data=images, signal="aum" if name == "scan-aum" else ScanConfig.signal)
+    epochs, low = resolve_schedule(
+        config, len(samples.paths), size, model or auto_model(size), budget=budget
+    )
+    return ["--epochs", str(epochs)] + (["--low-res-epochs", str(low)] if low else [])
 
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -435,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                    "--quiet", "--seed", str(args.seed), *SCAN_ARGS[name], *model_args,
                    *shlex.split(args.scan_args)]
             if args.epochs:
-                cmd += scan_epoch_args(name, args.epochs, args.model)
+                cmd += scan_epoch_args(name, args.epochs, args.model, images)
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
                    "--worker", name, "--worker-out", str(work / f"{name}.npz"),

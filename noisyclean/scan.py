@@ -122,13 +122,15 @@ def progressive_schedule(budget: int) -> tuple[int, int]:
     return epochs, low_res_epochs_for(epochs)
 
 
-def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model: str
-                     ) -> tuple[int, int]:
+def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model: str,
+                     budget: int | None = None) -> tuple[int, int]:
     """The warm-up's ``(epochs, low_res_epochs)``. Explicit values are kept. The automatic
     low-resolution epochs apply to the small CNN at 32 px and more, trained by the scan
     itself (not ``--signal aum``): there the automatic epochs are
-    :func:`progressive_schedule` of :func:`auto_epochs`, and explicit ``--epochs`` get
+    :func:`progressive_schedule` of the budget, and explicit ``--epochs`` get
     :func:`low_res_epochs_for` them. Elsewhere they are 0 and the epochs the budget.
+    ``budget``: full-resolution epochs to spend when ``config.epochs`` is not set (default
+    :func:`auto_epochs`; ``benchmarks/detect.py --epochs`` gives every method one).
 
     Raises:
         NoisyCleanError: explicit low-resolution epochs with ``--signal aum`` or with
@@ -146,7 +148,7 @@ def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model:
                    and image_size >= LOW_RES_MIN_SIZE)
     if config.epochs:
         return config.epochs, (low_res_epochs_for(config.epochs) if progressive else low or 0)
-    budget = auto_epochs(n_samples)
+    budget = budget or auto_epochs(n_samples)
     if progressive:
         return progressive_schedule(budget)
     return budget, low or 0

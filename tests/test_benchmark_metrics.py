@@ -94,3 +94,34 @@ def test_pruning_trains_the_rest_of_the_run_on_the_unflagged_images_only() -> No
     # as many steps as before, every one drawn from the even images, each seen twice
     assert method.steps_per_epoch(1) == 5 and len(after) == 40
     assert sorted(after.tolist()) == sorted(list(range(0, 40, 2)) * 2)
+
+
+def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> None:
+    """``detect.py --epochs N``: the scan gets the split it would make itself of a budget of
+    N full-resolution epochs (half-resolution epochs first for the small CNN at 32 px,
+    not for 8-px digits, which it enlarges to 16 px, nor with AUM or another backbone)."""
+    from PIL import Image
+
+    from noisyclean.scan import progressive_schedule
+
+    from .conftest import write_digits_folder
+
+    detect = _detect()
+    digits = tmp_path / "digits"
+    write_digits_folder(digits, size=8, per_class=5, flip=0)
+    assert detect.scan_epoch_args("scan-gmm", 15, None, digits) == ["--epochs", "15"]
+
+    cifar_like = tmp_path / "cifar-like"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (cifar_like / c).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(cifar_like / c / f"{i}.png")
+    epochs, low = progressive_schedule(15)
+    assert low > 0
+    assert detect.scan_epoch_args("scan-gmm", 15, None, cifar_like) == [
+        "--epochs", str(epochs), "--low-res-epochs", str(low)]
+    assert detect.scan_epoch_args("scan-aum", 15, None, cifar_like) == ["--epochs", "15"]
+    assert detect.scan_epoch_args("scan-gmm", 15, "preact-resnet18", cifar_like) == [
+        "--epochs", "15"]

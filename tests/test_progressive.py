@@ -65,6 +65,11 @@ def test_resolve_schedule_defaults_and_explicit_values() -> None:
     # explicit low-resolution epochs, on any backbone, before the full-resolution ones
     assert resolve_schedule(_config(low_res_epochs=3), n, 224, "resnet18") == (15, 3)
     assert resolve_schedule(_config(epochs=4, low_res_epochs=2), n, 16, "small-cnn") == (4, 2)
+    # another budget than auto_epochs (benchmarks/detect.py --epochs): split the same way
+    assert resolve_schedule(_config(), n, 32, "small-cnn", budget=25) == progressive_schedule(25)
+    assert resolve_schedule(_config(), n, 16, "small-cnn", budget=25) == (25, 0)
+    assert resolve_schedule(_config(epochs=10), n, 32, "small-cnn", budget=25) == (
+        10, low_res_epochs_for(10))
     with pytest.raises(NoisyCleanError, match="--low-res-epochs is not supported with"):
         resolve_schedule(_config(signal="aum", low_res_epochs=2), n, 32, "small-cnn")
     with pytest.raises(NoisyCleanError, match="needs images of at least 16 px"):

@@ -24,6 +24,12 @@ from .discover import Samples, discover
 MIN_IMAGES = 10
 
 
+def auto_model(image_size: int) -> str:
+    """The backbone picked when none is named: ``small-cnn`` for images up to 64 px, else
+    ``resnet18``."""
+    return "small-cnn" if image_size <= 64 else "resnet18"
+
+
 def auto_image_size(probed: int | None, model: str | None) -> int:
     """Default ``--image-size``: the median shorter side rounded up to a multiple of 8,
     at least 16, at most 64 for the small models and 224 for torchvision models."""
@@ -124,7 +130,7 @@ def load_dataset(
 
     t0 = time.perf_counter()
     size = image_size or auto_image_size(probe_image_size(samples.root, samples.paths), model)
-    model_name = model or ("small-cnn" if size <= 64 else "resnet18")
+    model_name = model or auto_model(size)
     cache = (cache_dir or default_cache_dir()) if use_cache else None
     task = progress.task("decode", total=len(samples))
     decoded = decode_images(
