@@ -19,7 +19,8 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
   ``scan-loss-gmm``, ``scan-loss-bmm`` (``--signal loss``), ``scan-aum`` (``--signal aum``)
   and ``scan-folds`` (``--folds 5``). The other methods train ``--epochs`` (default: the
   scan's budget, ``auto_epochs``) at full resolution; the scan spends the same budget its
-  own way: 6 epochs at half resolution, then 13 at full, for 15 (``progressive_schedule``).
+  own way (``resolve_schedule``): for the small CNN at 32 px, 6 epochs at half resolution,
+  then 13 at full, for 15.
 * ``cleanlab``: K-fold (K=5) cross-validation of the same backbone, epochs and augmentation,
   out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``
   (default ``prune_by_noise_rate``) and ``cleanlab.rank.get_label_quality_scores``.
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -189,6 +191,19 @@ def true_labels(folder: Path, paths: list[str], classes: list[str]) -> np.ndarra
     return np.array([classes.index(truth[p]) for p in paths])
 
 
+@functools.cache
+def _count_and_size(images: Path, model: str | None) -> tuple[int, int]:
+    """The folder's image count and the side the scan would train at (read once per folder,
+    not once per scan method)."""
+    from noisyclean.data.decode import probe_image_size
+    from noisyclean.data.discover import discover
+    from noisyclean.data.load import auto_image_size
+
+    samples = discover(images)
+    return len(samples.paths), auto_image_size(probe_image_size(samples.root, samples.paths),
+                                               model)
+
+
 def scan_epoch_args(
     name: str, budget: int, model: str | None, images: Path
 ) -> list[str]:
@@ -198,17 +213,12 @@ def scan_epoch_args(
     full- and half-resolution epochs where its default resizes progressively (small-cnn
     at 32 px and more, not ``--signal aum``), else the budget itself."""
     from noisyclean.config import ScanConfig
-    from noisyclean.data.decode import probe_image_size
-    from noisyclean.data.discover import discover
-    from noisyclean.data.load import auto_image_size, auto_model
+    from noisyclean.data.load import auto_model
     from noisyclean.scan import resolve_schedule
 
-    samples = discover(images)
-    size = auto_image_size(probe_image_size(samples.root, samples.paths), model)
+    n, size = _count_and_size(images, model)
     config = ScanConfig(data=images, signal="aum" if name == "scan-aum" else ScanConfig.signal)
-    epochs, low = resolve_schedule(
-        config, len(samples.paths), size, model or auto_model(size), budget=budget
-    )
+    epochs, low = resolve_schedule(config, n, size, model or auto_model(size), budget=budget)
     return ["--epochs", str(epochs)] + (["--low-res-epochs", str(low)] if low else [])
 
 
@@ -385,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None,
                         help="the training budget of every method, in full-resolution epochs "
                              "(default: the scan's, auto_epochs; the scan spends it as "
-                             "progressive_schedule splits it)")
+                             "its resolve_schedule splits it)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scan-args", default="", help="extra options for every scan")
