@@ -20,7 +20,8 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
   and ``scan-folds`` (``--folds 5``). The other methods train ``--epochs`` (default: the
   scan's budget, ``auto_epochs``) at full resolution; the scan spends the same budget its
   own way (``resolve_schedule``): for the small CNN at 32 px, 6 epochs at half resolution,
-  then 13 at full, for 15.
+  then 13 at full, for 15. ``--scan-args`` adds options to every scan; its ``--model``,
+  ``--image-size``, ``--signal`` and ``--low-res-epochs`` count in that split.
 * ``cleanlab``: K-fold (K=5) cross-validation of the same backbone, epochs and augmentation,
   out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``
   (default ``prune_by_noise_rate``) and ``cleanlab.rank.get_label_quality_scores``.
@@ -192,34 +193,50 @@ def true_labels(folder: Path, paths: list[str], classes: list[str]) -> np.ndarra
 
 
 @functools.cache
-def _count_and_size(images: Path, model: str | None) -> tuple[int, int]:
-    """The folder's image count and the side the scan would train at (read once per folder,
+def _count_and_probed_size(images: Path) -> tuple[int, int | None]:
+    """The folder's image count and the side its images probe at (read once per folder,
     not once per scan method)."""
     from noisyclean.data.decode import probe_image_size
     from noisyclean.data.discover import discover
-    from noisyclean.data.load import auto_image_size
 
     samples = discover(images)
-    return len(samples.paths), auto_image_size(probe_image_size(samples.root, samples.paths),
-                                               model)
+    return len(samples.paths), probe_image_size(samples.root, samples.paths)
 
 
-def scan_epoch_args(
-    name: str, budget: int, model: str | None, images: Path
-) -> list[str]:
+def _option(options: list[str], flag: str) -> str | None:
+    """The value a scan's option list gives ``flag`` (``--flag v`` or ``--flag=v``; the
+    last one wins, as on the scan's command line), or None."""
+    value = None
+    for i, item in enumerate(options):
+        if item == flag and i + 1 < len(options):
+            value = options[i + 1]
+        elif item.startswith(flag + "="):
+            value = item.split("=", 1)[1]
+    return value
+
+
+def scan_epoch_args(options: list[str], budget: int, images: Path) -> list[str]:
     """The scan's options for a budget of ``budget`` full-resolution epochs (``--epochs``,
     which every other method trains at full resolution): the split the scan itself makes
-    of that budget (``resolve_schedule``) for the folder's image size and backbone, into
-    full- and half-resolution epochs where its default resizes progressively (small-cnn
-    at 32 px and more, not ``--signal aum``), else the budget itself."""
+    of that budget (``resolve_schedule``) into full- and half-resolution epochs where its
+    default resizes progressively (small-cnn at 32 px and more, not ``--signal aum``),
+    else the budget itself. ``options`` are the scan's other options (its method's,
+    ``--model``, ``--scan-args``): their ``--model``, ``--image-size``, ``--signal`` and
+    ``--low-res-epochs`` count, as they would in the scan."""
     from noisyclean.config import ScanConfig
-    from noisyclean.data.load import auto_model
+    from noisyclean.data.load import auto_image_size, auto_model
     from noisyclean.scan import resolve_schedule
 
-    n, size = _count_and_size(images, model)
-    config = ScanConfig(data=images, signal="aum" if name == "scan-aum" else ScanConfig.signal)
-    epochs, low = resolve_schedule(config, n, size, model or auto_model(size), budget=budget)
-    return ["--epochs", str(epochs)] + (["--low-res-epochs", str(low)] if low else [])
+    n, probed = _count_and_probed_size(images)
+    model = _option(options, "--model")
+    size_option = _option(options, "--image-size")
+    size = int(size_option) if size_option else auto_image_size(probed, model)
+    low = _option(options, "--low-res-epochs")
+    config = ScanConfig(data=images, signal=_option(options, "--signal") or ScanConfig.signal,
+                        low_res_epochs=None if low is None else int(low))
+    epochs, low_res = resolve_schedule(config, n, size, model or auto_model(size),
+                                       budget=budget)
+    return ["--epochs", str(epochs)] + (["--low-res-epochs", str(low_res)] if low_res else [])
 
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -451,11 +468,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in methods:
         env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
         if name in SCAN_ARGS:
+            options = [*SCAN_ARGS[name], *model_args, *shlex.split(args.scan_args)]
             cmd = [str(noisyclean_cli), "scan", str(images), "--out", str(work / name),
-                   "--quiet", "--seed", str(args.seed), *SCAN_ARGS[name], *model_args,
-                   *shlex.split(args.scan_args)]
+                   "--quiet", "--seed", str(args.seed), *options]
             if args.epochs:
-                cmd += scan_epoch_args(name, args.epochs, args.model, images)
+                cmd += scan_epoch_args(options, args.epochs, images)
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
                    "--worker", name, "--worker-out", str(work / f"{name}.npz"),

@@ -99,7 +99,9 @@ def test_pruning_trains_the_rest_of_the_run_on_the_unflagged_images_only() -> No
 def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> None:
     """``detect.py --epochs N``: the scan gets the split it would make itself of a budget of
     N full-resolution epochs (half-resolution epochs first for the small CNN at 32 px,
-    not for 8-px digits, which it enlarges to 16 px, nor with AUM or another backbone)."""
+    not for 8-px digits, which it enlarges to 16 px, nor with AUM or another backbone), with
+    the image size, backbone, signal and half-resolution epochs that the scan's own options
+    (its method's, ``--model``, ``--scan-args``) give it."""
     from PIL import Image
 
     from noisyclean.scan import progressive_schedule
@@ -109,7 +111,8 @@ def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> No
     detect = _detect()
     digits = tmp_path / "digits"
     write_digits_folder(digits, size=8, per_class=5, flip=0)
-    assert detect.scan_epoch_args("scan-gmm", 15, None, digits) == ["--epochs", "15"]
+    gmm = detect.SCAN_ARGS["scan-gmm"]
+    assert detect.scan_epoch_args(gmm, 15, digits) == ["--epochs", "15"]
 
     cifar_like = tmp_path / "cifar-like"
     rng = np.random.default_rng(0)
@@ -120,8 +123,21 @@ def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> No
             Image.fromarray(pixels).save(cifar_like / c / f"{i}.png")
     epochs, low = progressive_schedule(15)
     assert low > 0
-    assert detect.scan_epoch_args("scan-gmm", 15, None, cifar_like) == [
+    assert detect.scan_epoch_args(gmm, 15, cifar_like) == [
         "--epochs", str(epochs), "--low-res-epochs", str(low)]
-    assert detect.scan_epoch_args("scan-aum", 15, None, cifar_like) == ["--epochs", "15"]
-    assert detect.scan_epoch_args("scan-gmm", 15, "preact-resnet18", cifar_like) == [
+    assert detect.scan_epoch_args(detect.SCAN_ARGS["scan-aum"], 15, cifar_like) == [
         "--epochs", "15"]
+    assert detect.scan_epoch_args([*gmm, "--model", "preact-resnet18"], 15, cifar_like) == [
+        "--epochs", "15"]
+    # --scan-args: the options the scan will see decide, the last one winning
+    assert detect.scan_epoch_args([*gmm, "--signal", "aum"], 15, cifar_like) == [
+        "--epochs", "15"]
+    assert detect.scan_epoch_args([*gmm, "--image-size=16"], 15, cifar_like) == [
+        "--epochs", "15"]
+    assert detect.scan_epoch_args([*gmm, "--image-size", "16", "--image-size", "32"], 15,
+                                  cifar_like) == ["--epochs", str(epochs),
+                                                  "--low-res-epochs", str(low)]
+    assert detect.scan_epoch_args([*gmm, "--low-res-epochs", "0"], 15, cifar_like) == [
+        "--epochs", "15"]
+    assert detect.scan_epoch_args([*gmm, "--low-res-epochs", "3"], 15, cifar_like) == [
+        "--epochs", "15", "--low-res-epochs", "3"]
