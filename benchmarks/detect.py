@@ -203,39 +203,29 @@ def _count_and_probed_size(images: Path) -> tuple[int, int | None]:
     return len(samples.paths), probe_image_size(samples.root, samples.paths)
 
 
-def _option(options: list[str], flag: str) -> str | None:
-    """The value a scan's option list gives ``flag`` (``--flag v`` or ``--flag=v``; the
-    last one wins, as on the scan's command line), or None."""
-    value = None
-    for i, item in enumerate(options):
-        if item == flag and i + 1 < len(options):
-            value = options[i + 1]
-        elif item.startswith(flag + "="):
-            value = item.split("=", 1)[1]
-    return value
-
-
 def scan_epoch_args(options: list[str], budget: int, images: Path) -> list[str]:
     """The scan's options for a budget of ``budget`` full-resolution epochs (``--epochs``,
     which every other method trains at full resolution): the split the scan itself makes
     of that budget (``resolve_schedule``) into full- and half-resolution epochs where its
     default resizes progressively (small-cnn at 32 px and more, not ``--signal aum``),
     else the budget itself. ``options`` are the scan's other options (its method's,
-    ``--model``, ``--scan-args``): their ``--model``, ``--image-size``, ``--signal`` and
-    ``--low-res-epochs`` count, as they would in the scan."""
+    ``--model``, ``--scan-args``), read by the scan command's own parser: their
+    ``--model``, ``--image-size``, ``--signal`` and ``--low-res-epochs`` count, as they
+    would in the scan."""
+    import typer.main
+
+    from noisyclean.cli import app
     from noisyclean.config import ScanConfig
-    from noisyclean.data.load import auto_image_size, auto_model
+    from noisyclean.data.load import choose_size_and_model
     from noisyclean.scan import resolve_schedule
 
+    scan_command = typer.main.get_command(app).commands["scan"]
+    params = scan_command.make_context("scan", [str(images), *options]).params
     n, probed = _count_and_probed_size(images)
-    model = _option(options, "--model")
-    size_option = _option(options, "--image-size")
-    size = int(size_option) if size_option else auto_image_size(probed, model)
-    low = _option(options, "--low-res-epochs")
-    config = ScanConfig(data=images, signal=_option(options, "--signal") or ScanConfig.signal,
-                        low_res_epochs=None if low is None else int(low))
-    epochs, low_res = resolve_schedule(config, n, size, model or auto_model(size),
-                                       budget=budget)
+    size, model = choose_size_and_model(params["image_size"], params["model"], lambda: probed)
+    config = ScanConfig(data=images, signal=params["signal"],
+                        low_res_epochs=params["low_res_epochs"])
+    epochs, low_res = resolve_schedule(config, n, size, model, budget=budget)
     return ["--epochs", str(epochs)] + (["--low-res-epochs", str(low_res)] if low_res else [])
 
 

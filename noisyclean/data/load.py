@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,16 @@ def auto_image_size(probed: int | None, model: str | None) -> int:
     cap = 64 if model in (None, *SMALL_MODELS) else 224
     side = probed or 32
     return int(min(cap, max(16, -(-side // 8) * 8)))
+
+
+def choose_size_and_model(
+    image_size: int | None, model: str | None, probe: Callable[[], int | None]
+) -> tuple[int, str]:
+    """The image side and backbone a scan trains at: the ones given, else
+    :func:`auto_image_size` of the images' probed side (``probe`` is called only then) and
+    :func:`auto_model` of that side."""
+    size = image_size or auto_image_size(probe(), model)
+    return size, model or auto_model(size)
 
 
 @dataclass
@@ -129,8 +140,9 @@ def load_dataset(
     timings["discover"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    size = image_size or auto_image_size(probe_image_size(samples.root, samples.paths), model)
-    model_name = model or auto_model(size)
+    size, model_name = choose_size_and_model(
+        image_size, model, lambda: probe_image_size(samples.root, samples.paths)
+    )
     cache = (cache_dir or default_cache_dir()) if use_cache else None
     task = progress.task("decode", total=len(samples))
     decoded = decode_images(
