@@ -94,7 +94,15 @@ def _class_list(classes: str | None) -> list[str] | None:
     return [c.strip() for c in classes.split(",") if c.strip()] if classes else None
 
 
-@app.command()
+#: ``scan``'s help: one string, so that ``noisyclean --help`` lists it on one line (a
+#: docstring's line break would split it there).
+_SCAN_HELP = (
+    "Warm up a network on the images, fit a two-component mixture to the per-sample losses, "
+    "and write each image's clean probability and suggested label."
+)
+
+
+@app.command(help=_SCAN_HELP)
 def scan(
     data: DataArgument,
     labels: LabelsOption = None,
@@ -229,8 +237,7 @@ def scan(
         bool, typer.Option("--report", help="Also write OUT/report.html (see `report`).")
     ] = False,
 ) -> None:
-    """Warm up a network on the images, fit a two-component mixture to the per-sample
-    losses, and write each image's clean probability and suggested label."""
+    """Run a scan from the command line (its help text is :data:`_SCAN_HELP`)."""
     from .progress import Progress
     from .scan import scan as run_scan
 

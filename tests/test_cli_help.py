@@ -45,3 +45,16 @@ def test_help_before_the_fix_would_fail() -> None:
 
     result = runner.invoke(demo, ["--help"], env={"COLUMNS": "1000"})
     assert "[default, on when asked]" not in _flat(result.output)
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND.commands))
+def test_command_summary_is_one_line_in_the_listing(name: str) -> None:
+    """``noisyclean --help`` lists each command's summary on one line of a wide terminal
+    (a docstring's line break used to split scan's summary mid-sentence there)."""
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "1000"})
+    assert result.exit_code == 0, result.output
+    rows = [" ".join(re.sub(r"[│╭╮╰╯─]", " ", line).split()) for line in
+            result.output.splitlines()]
+    row = next(r for r in rows if r.split(" ", 1)[0] == name)
+    summary = COMMAND.commands[name].get_short_help_str(limit=10_000)
+    assert row == f"{name} {' '.join(summary.split())}"
