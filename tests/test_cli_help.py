@@ -53,8 +53,7 @@ def test_command_summary_is_one_line_in_the_listing(name: str) -> None:
     (a docstring's line break used to split scan's summary mid-sentence there)."""
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "1000"})
     assert result.exit_code == 0, result.output
-    rows = [" ".join(re.sub(r"[│╭╮╰╯─]", " ", line).split()) for line in
-            result.output.splitlines()]
+    rows = [_flat(line) for line in result.output.splitlines()]
     row = next(r for r in rows if r.split(" ", 1)[0] == name)
     summary = COMMAND.commands[name].get_short_help_str(limit=10_000)
     assert row == f"{name} {' '.join(summary.split())}"
