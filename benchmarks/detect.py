@@ -23,11 +23,12 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
   then 13 at full, for 15. ``--scan-args`` adds options to every scan; its ``--model``,
   ``--image-size``, ``--signal`` and ``--low-res-epochs`` count in that split.
 * ``cleanlab``: K-fold (K=5) cross-validation of the same backbone, epochs and augmentation,
+  trained as the scan trains at full resolution (its optimiser, schedule and batch size),
   out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``
   (default ``prune_by_noise_rate``) and ``cleanlab.rank.get_label_quality_scores``.
 * ``plain``: the one-run DivideMix recipe with the same backbone, epochs and augmentation:
   trained as DivideMix warms up (SGD, constant learning rate 0.02, momentum 0.9, weight
-  decay 5e-4), the last epoch's per-sample losses, min-max normalised, a
+  decay 5e-4, batches of 128), the last epoch's per-sample losses, min-max normalised, a
   GaussianMixture(2, max_iter=10, tol=1e-2, reg_covar=5e-4), flagged where the low-mean
   component's posterior is below 0.5; no other tricks. Its losses also give the ``oracle``
   row: flag the top-n losses, n = the true number of wrong labels.
@@ -82,6 +83,10 @@ SCAN_ARGS = {
 # --------------------------------------------------------------------------- workers
 
 
+#: The plain recipe's batch: DivideMix's warm-up loader takes twice its batch size of 64.
+DIVIDEMIX_WARMUP_BATCH = 128
+
+
 def _train_network(
     data, classes, indices, epochs: int, seed: int, dividemix_sgd: bool = False,
     method=None, width: int | None = None,
@@ -101,8 +106,11 @@ def _train_network(
     from noisyclean.train.methods.warmup import Warmup
 
     cfg = ScanConfig()
+    # DivideMix warms up on batches of twice its batch size of 64; the scan's own training
+    # uses the scan's default batch
+    batch = DIVIDEMIX_WARMUP_BATCH if dividemix_sgd else cfg.batch_size
     method = method or Warmup(
-        data.data, 1, cfg.batch_size, seed, penalty=False, augment=True,
+        data.data, 1, batch, seed, penalty=False, augment=True,
         indices=None if indices is None else torch.as_tensor(indices),
     )
     _set_seed(seed)

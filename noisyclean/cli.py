@@ -148,7 +148,8 @@ def scan(
                      "none \\[default: 45% of --epochs (6 before 13) for small-cnn at 32 px "
                      "and more, else 0]."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
+    batch_size: Annotated[int, typer.Option(
+        help="Training batch size (twice this in the half-resolution epochs).")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (SGD, one-cycle).")] = 0.05,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 5e-4,
     penalty: Annotated[

@@ -72,7 +72,7 @@ class ScanConfig(DataSettings):
     networks: int = 1
     epochs: int | None = None
     low_res_epochs: int | None = None
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4

@@ -230,7 +230,7 @@ def warm_up(
         indices=indices,
         low_res_epochs=low,
     )
-    steps = method.steps_per_epoch(0) // config.networks * epochs
+    steps = method.total_steps(epochs)
     learners = []
     for k in range(config.networks):
         _set_seed(config.seed + 1000 * k)

@@ -16,6 +16,7 @@ from noisyclean.cli import app
 from noisyclean.config import ScanConfig
 from noisyclean.data.batches import DeviceImages
 from noisyclean.errors import NoisyCleanError
+from noisyclean.progress import Progress
 from noisyclean.scan import (
     LOW_RES_COST,
     auto_epochs,
@@ -24,6 +25,7 @@ from noisyclean.scan import (
     progressive_schedule,
     resolve_schedule,
 )
+from noisyclean.train.loop import Precision, make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup
 
 from .conftest import write_digits_folder
@@ -110,7 +112,8 @@ def test_warmup_trains_the_first_epochs_on_half_resolution_batches() -> None:
     for epoch in range(4):
         for k, batch in method.batches(epoch):
             method.loss(k, model, batch, epoch)
-    assert model.sides == [16] * 4 + [32] * 4
+    # one batch of 16 per half-resolution epoch (twice the batch), two of 8 per full one
+    assert model.sides == [16] * 2 + [32] * 4
 
     seen: list[torch.Tensor] = []
     model.forward = lambda x: (seen.append(x), model.fc(x.mean(dim=(2, 3))))[1]
@@ -118,6 +121,32 @@ def test_warmup_trains_the_first_epochs_on_half_resolution_batches() -> None:
     method.loss(0, model, batch, 0)
     full = data.batch(batch, augment=False)
     torch.testing.assert_close(seen[0], full.reshape(8, 3, 16, 2, 16, 2).mean(dim=(3, 5)))
+
+
+def test_half_resolution_epochs_take_twice_the_batch_and_the_schedule_spans_them() -> None:
+    """Half-resolution epochs step on batches of twice ``batch_size`` (at most all the
+    samples), full ones on ``batch_size``; ``total_steps`` counts both, so a one-cycle
+    schedule over it ends at 0 on the warm-up's last step, as ``warm_up`` sets it."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8)
+    data = DeviceImages(images, np.arange(100) % 3, torch.device("cpu"))
+    method = Warmup(data, batch_size=16, seed=0, low_res_epochs=2)
+    assert [method.batch_size_at(e) for e in range(4)] == [32, 32, 16, 16]
+    assert [method.steps_per_epoch(e) for e in range(4)] == [3, 3, 6, 6]
+    assert [[len(b) for _, b in method.batches(e)] for e in (0, 3)] == [[32] * 3, [16] * 6]
+    assert method.total_steps(4) == 18
+    two = Warmup(data, n_learners=2, batch_size=16, low_res_epochs=1)
+    assert two.steps_per_epoch(0) == 6 and two.total_steps(3) == 3 + 6 + 6
+    assert Warmup(data, batch_size=64, low_res_epochs=1).batch_size_at(0) == 100
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(3 * 16, 3))
+    learner = make_learner(model, 0.1, 0.9, 0.0, method.total_steps(4))
+    lrs: list[float] = []
+    run_epochs([learner], method, range(4), Precision.choose(torch.device("cpu"), False),
+               Progress(quiet=True), lambda epoch, stats: lrs.append(learner.set_lr()))
+    assert learner.step == 18
+    assert lrs[-1] == 0.0 and lrs[-2] > 0.0  # the schedule ends exactly with the warm-up
 
 
 def test_scan_cli_with_low_res_epochs(tmp_path: Path) -> None:

@@ -56,7 +56,10 @@ class Warmup:
     Args:
         data: the decoded images and given labels.
         n_learners: number of networks trained side by side.
-        batch_size: samples per step.
+        batch_size: samples per step; twice as many in the half-resolution epochs (a
+            quarter of the pixels each, so that their steps are not dominated by per-step
+            overhead: on 2 CPU cores, 16 px epochs took 35% longer in batches of 64 than
+            of 128).
         seed: seeds the shuffles and the augmentation.
         penalty: add the confidence penalty.
         augment: random crop and flip on the device.
@@ -136,9 +139,20 @@ class Warmup:
         self.generator.set_state(state["generator"])
         self.penalty = bool(state["penalty"])
 
+    def batch_size_at(self, epoch: int) -> int:
+        """Samples per step in ``epoch``: ``batch_size``, doubled at half resolution (never
+        more than the samples trained on)."""
+        if epoch < self.low_res_epochs:
+            return min(2 * self.batch_size, len(self.indices))
+        return self.batch_size
+
     def steps_per_epoch(self, epoch: int) -> int:
         """Full batches per network, times the number of networks."""
-        return (len(self.indices) // self.batch_size) * self.n_learners
+        return (len(self.indices) // self.batch_size_at(epoch)) * self.n_learners
+
+    def total_steps(self, epochs: int) -> int:
+        """Steps per network over epochs ``0 .. epochs - 1`` (what a schedule spans)."""
+        return sum(self.steps_per_epoch(e) for e in range(epochs)) // self.n_learners
 
     def batches(self, epoch: int) -> Iterator[tuple[int, torch.Tensor]]:
         """Interleave the networks' batches of sample indices (last partial batch dropped)."""
@@ -146,10 +160,11 @@ class Warmup:
             self.indices[torch.randperm(len(self.indices), generator=self.generator)]
             for _ in range(self.n_learners)
         ]
-        per_learner = len(self.indices) // self.batch_size
+        size = self.batch_size_at(epoch)
+        per_learner = len(self.indices) // size
         for step in range(per_learner):
             for k, order in enumerate(orders):
-                yield k, order[step * self.batch_size : (step + 1) * self.batch_size]
+                yield k, order[step * size : (step + 1) * size]
 
     def loss(
         self, learner_index: int, model: nn.Module, batch: torch.Tensor, epoch: int
