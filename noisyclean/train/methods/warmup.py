@@ -58,8 +58,8 @@ class Warmup:
         n_learners: number of networks trained side by side.
         batch_size: samples per step; twice as many in the half-resolution epochs (a
             quarter of the pixels each, so that their steps are not dominated by per-step
-            overhead: on 2 CPU cores, 16 px epochs took 35% longer in batches of 64 than
-            of 128).
+            overhead: on 2 CPU cores, 16 px epochs took 12-35% longer in batches of 64
+            than of 128).
         seed: seeds the shuffles and the augmentation.
         penalty: add the confidence penalty.
         augment: random crop and flip on the device.
