@@ -106,8 +106,6 @@ def _train_network(
     from noisyclean.train.methods.warmup import Warmup
 
     cfg = ScanConfig()
-    # DivideMix warms up on batches of twice its batch size of 64; the scan's own training
-    # uses the scan's default batch
     batch = DIVIDEMIX_WARMUP_BATCH if dividemix_sgd else cfg.batch_size
     method = method or Warmup(
         data.data, 1, batch, seed, penalty=False, augment=True,

@@ -47,7 +47,7 @@ def record_predictions(folder: Path, epochs: int | None, seed: int) -> dict[str,
     _set_seed(seed)
     model = build_model(data.model, len(data.classes), None, cfg.width).to(data.device)
     learner = make_learner(
-        model, cfg.lr, cfg.momentum, cfg.weight_decay, method.steps_per_epoch(0) * epochs
+        model, cfg.lr, cfg.momentum, cfg.weight_decay, method.total_steps(epochs)
     )
     plain, mirrored = [], []
 

@@ -311,7 +311,7 @@ def aum_scores(
         data, assigned, batch_size=config.batch_size, seed=config.seed,
         penalty=config.penalty, augment=config.augment, record_from=1 if epochs > 1 else 0,
     )
-    steps = method.steps_per_epoch(0) // len(assigned) * epochs
+    steps = method.total_steps(epochs)
     learners = []
     for k in range(len(assigned)):
         _set_seed(config.seed + 1000 * k)
