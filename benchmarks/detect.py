@@ -117,7 +117,7 @@ def _train_network(
         learner = make_learner(model, 0.02, 0.9, 5e-4, 0, schedule="step", nesterov=False)
     else:
         learner = make_learner(
-            model, cfg.lr, cfg.momentum, cfg.weight_decay, method.steps_per_epoch(0) * epochs
+            model, cfg.lr, cfg.momentum, cfg.weight_decay, method.total_steps(epochs)
         )
     run_epochs([learner], method, range(epochs), data.precision, Progress(quiet=True))
     return learner.model
