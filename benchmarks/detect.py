@@ -289,7 +289,8 @@ def metrics(
 
 def scan_arrays(out: Path) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
     """Per-sample arrays from a scan's output folder, rows in the table's ranking."""
-    table = pd.read_csv(out / "scores.csv", keep_default_na=False)
+    text = {c: str for c in ("path", "label", "predicted", "suggested_label")}
+    table = pd.read_csv(out / "scores.csv", dtype=text, keep_default_na=False)
     classes = json.loads((out / "summary.json").read_text())["classes"]
     index = {c: i for i, c in enumerate(classes)}
     arrays = {

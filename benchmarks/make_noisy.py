@@ -22,7 +22,8 @@ Noise kinds:
   real annotator errors; ``--rate`` is ignored.
 
 The training images are the first ``--n`` of the CIFAR-10 training set in its original
-order (Fashion-MNIST: of its training set); CIFAR-10N covers the first 30,000 here.
+order (Fashion-MNIST and MNIST: of their training sets); CIFAR-10N covers the first 30,000
+here.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ FASHION_CLASSES = [
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
     "ankle-boot",
 ]
+MNIST_CLASSES = [str(k) for k in range(10)]
+FILES = {"cifar10": "cifar10.npz", "fashion-mnist": "fashion_mnist.npz", "mnist": "mnist.npz"}
 # DivideMix's asymmetric noise for CIFAR-10: truck->automobile, bird->airplane,
 # deer->horse, cat<->dog
 CIFAR10_ASYM = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
@@ -57,14 +60,14 @@ HUMAN_KEYS = {
 
 def load_arrays(dataset: str, data_dir: Path) -> tuple[np.ndarray, ...]:
     """Return ``x_train, y_train, x_test, y_test, classes`` of a dataset in ``data_dir``."""
-    name = {"cifar10": "cifar10.npz", "fashion-mnist": "fashion_mnist.npz"}[dataset]
-    path = data_dir / name
+    path = data_dir / FILES[dataset]
     if not path.is_file():
         sys.exit(f"error: {path} not found (the benchmark data lives in ../shared/data)")
     with np.load(path) as arrays:
         x_train, y_train = arrays["x_train"], arrays["y_train"].astype(np.int64)
         x_test, y_test = arrays["x_test"], arrays["y_test"].astype(np.int64)
-    classes = CIFAR10_CLASSES if dataset == "cifar10" else FASHION_CLASSES
+    classes = {"cifar10": CIFAR10_CLASSES, "fashion-mnist": FASHION_CLASSES,
+               "mnist": MNIST_CLASSES}[dataset]
     return x_train, y_train, x_test, y_test, classes
 
 
@@ -109,7 +112,7 @@ def write_folder(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=["cifar10", "fashion-mnist"], default="cifar10")
+    parser.add_argument("--dataset", choices=sorted(FILES), default="cifar10")
     parser.add_argument("--n", type=int, default=5000, help="training images (first n)")
     parser.add_argument("--noise", choices=["sym", "asym", "human", "none"], default="sym")
     parser.add_argument("--rate", type=float, default=0.2)

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from noisyclean.confident_joint import estimate_wrong_labels
 
@@ -64,6 +65,23 @@ def test_make_noisy_writes_an_image_folder_with_its_truth(tmp_path, args, expect
             worse = human["worse_label"][:200]
         assert wrong.sum() == int((worse != true_index).sum())
     assert len(list((out / "test").rglob("*.png"))) == 20
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(),
+                    reason="needs ../shared/data/mnist.npz (benchmark data)")
+def test_make_noisy_writes_mnist_with_digit_class_names(tmp_path):
+    out, info = _make(tmp_path, "--dataset", "mnist", "--n", "100", "--noise", "sym",
+                      "--rate", "0.2", "--seed", "3")
+    truth = pd.read_csv(out / "truth.csv", dtype=str)
+    with np.load(SHARED_DATA / "mnist.npz") as data:
+        true_index, first = data["y_train"][:100], data["x_train"][0]
+    assert list(truth["label"]) == [str(k) for k in true_index]
+    given = truth["path"].str.split("/").str[0]
+    assert set(given) <= {str(k) for k in range(10)}
+    assert info["dataset"] == "mnist"
+    assert info["wrong"] == int((given != truth["label"]).sum()) == 20
+    with Image.open(out / "images" / truth["path"][0]) as image:
+        np.testing.assert_array_equal(np.asarray(image), first)
 
 
 def test_detect_runs_every_method_and_appends_a_table(tmp_path):

@@ -141,3 +141,23 @@ def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> No
         "--epochs", "15"]
     assert detect.scan_epoch_args([*gmm, "--low-res-epochs", "3"], 15, cifar_like) == [
         "--epochs", "15", "--low-res-epochs", "3"]
+
+
+def test_scan_arrays_keeps_numeric_class_names_as_text(tmp_path) -> None:
+    """Class folders named 0..9 (MNIST, the digits example) must map to their indices, not
+    be read as integers that match no class name."""
+    import json
+
+    detect = _detect()
+    (tmp_path / "summary.json").write_text(json.dumps({"classes": ["0", "1", "10"]}))
+    (tmp_path / "scores.csv").write_text(
+        "path,label,is_noisy,predicted,suggested_label\n"
+        "10/a.png,10,True,1,1\n"
+        "0/b.png,0,False,0,0\n"
+    )
+    paths, classes, arrays = detect.scan_arrays(tmp_path)
+    assert paths == ["10/a.png", "0/b.png"] and classes == ["0", "1", "10"]
+    np.testing.assert_array_equal(arrays["labels"], [2, 0])
+    np.testing.assert_array_equal(arrays["predicted"], [1, 0])
+    np.testing.assert_array_equal(arrays["fixed"], [1, 0])
+    np.testing.assert_array_equal(arrays["flag"], [True, False])
