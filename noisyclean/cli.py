@@ -192,9 +192,10 @@ def scan(
         str,
         typer.Option(help="How many to flag. arbitrated: with --signal loss+margin, of the "
                      "mixture's count and that of a mixture on the loss alone, the one "
-                     "closer to the confident joint's estimate of wrong labels (the "
-                     "clean_prob values are re-assigned by rank so that that many fall "
-                     "below --threshold); mixture: where the mixture's clean_prob is below "
+                     "closer to the confident joint's estimate of wrong labels, or halfway "
+                     "from it to the estimate when both counts are above it (the clean_prob "
+                     "values are re-assigned by rank so that that many fall below "
+                     "--threshold); mixture: where the mixture's clean_prob is below "
                      "--threshold."),
     ] = "arbitrated",
     flip_ranking: Annotated[
@@ -303,8 +304,12 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
     cut = summary.get("cut") or {}
     if cut.get("rule") == "arbitrated":
         n = cut["counts"]
+        how = {"mixture": "the first, nearer the estimate",
+               "loss_mixture": "the second, nearer the estimate",
+               "midpoint": "halfway from the nearer one to the estimate, both being above it"}
+        chosen = how.get(cut.get("chosen", ""), "the one nearer the estimate")
         table.add_row("cut (arbitrated)", f"loss+margin mixture {n['mixture']}, loss mixture "
-                      f"{n['loss_mixture']}: flagged the one nearer the estimate")
+                      f"{n['loss_mixture']}: flagged {chosen}")
     flips = cut.get("flip_ranking") or {}
     if flips.get("used"):
         shown = ", ".join(f"{f['true']} -> {f['given']} {f['share']:.0%}"

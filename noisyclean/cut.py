@@ -5,10 +5,14 @@ noise rates (20% symmetric noise: about 1.7 flags per wrong label), while a mixt
 the loss alone counts better there and far too few on human label noise. The
 ``arbitrated`` cut keeps the ``loss+margin`` ranking and takes, of the two mixtures'
 counts, the one closer to a third, independent estimate: the calibrated confident joint's
-count of wrong labels (:func:`~noisyclean.confident_joint.estimate_wrong_labels`). The
-clean probabilities are then re-assigned by rank (:func:`move_cut`) so that exactly that
-many fall below the threshold. Measured in ``benchmarks/RESULTS.md`` ("Where to cut: two
-mixtures' counts and the confident joint").
+count of wrong labels (:func:`~noisyclean.confident_joint.estimate_wrong_labels`). When
+both mixtures flag more than that estimate, both are taken to over-flag (their known
+failure at low noise rates) and the cut goes halfway between the nearer count and the
+estimate, which itself under-counts where the network fits well. The clean
+probabilities are then re-assigned by rank (:func:`move_cut`) so that exactly that many
+fall below the threshold. Measured in ``benchmarks/RESULTS.md`` ("Where to cut: two
+mixtures' counts and the confident joint", and "The cut when both mixtures flag more than
+the estimate").
 """
 
 from __future__ import annotations
@@ -32,16 +36,41 @@ def effective_cut(cut: str, signal: str) -> str:
     return cut if signal == "loss+margin" else "mixture"
 
 
+def arbitrated_choice(n_mixture: int, n_loss: int, n_estimate: int) -> tuple[str, int]:
+    """How many samples the arbitrated cut flags, and by which rule.
+
+    Of the two mixtures' counts, the one nearer the confident joint's estimate is taken
+    (``"mixture"``: the ``loss+margin`` mixture's, also on a tie; ``"loss_mixture"``).
+    When both counts are above the estimate, both mixtures are taken to over-flag and the
+    estimate to under-count, and the cut goes halfway between the nearer count and the
+    estimate (``"midpoint"``, rounded down).
+
+    Args:
+        n_mixture: samples the mixture on the scan's score flags.
+        n_loss: samples a mixture of the same kind on the loss alone flags.
+        n_estimate: the calibrated confident joint's count of wrong labels.
+
+    Returns:
+        ``(rule, count)``.
+    """
+    if abs(n_mixture - n_estimate) <= abs(n_loss - n_estimate):
+        nearer, n_nearer = "mixture", n_mixture
+    else:
+        nearer, n_nearer = "loss_mixture", n_loss
+    if n_estimate < min(n_mixture, n_loss):
+        return "midpoint", (n_nearer + n_estimate) // 2
+    return nearer, n_nearer
+
+
 def arbitrated_count(n_mixture: int, n_loss: int, n_estimate: int) -> int:
-    """Of the two mixtures' counts, the one closer to the confident joint's estimate
-    (the ``loss+margin`` mixture's on a tie).
+    """The count the arbitrated cut flags (:func:`arbitrated_choice`).
 
     Args:
         n_mixture: samples the mixture on the scan's score flags.
         n_loss: samples a mixture of the same kind on the loss alone flags.
         n_estimate: the calibrated confident joint's count of wrong labels.
     """
-    return n_mixture if abs(n_mixture - n_estimate) <= abs(n_loss - n_estimate) else n_loss
+    return arbitrated_choice(n_mixture, n_loss, n_estimate)[1]
 
 
 def move_cut(
@@ -117,21 +146,18 @@ def arbitrated_cut(
         seed: mixture random state.
 
     Returns:
-        The clean probabilities (moved by :func:`move_cut` when the loss mixture's count
-        was chosen) and ``summary.json["cut"]``: the rule, the three counts and the count
-        flagged.
+        The clean probabilities (moved by :func:`move_cut` when a count other than the
+        first mixture's was chosen) and ``summary.json["cut"]``: the rule, the three
+        counts, which rule of :func:`arbitrated_choice` chose and the count flagged.
     """
     n_mixture = int((np.asarray(clean_prob) < threshold).sum())
     loss = normalise_losses(label_loss(probs, labels))
     n_loss = int((fit_mixture(loss, mixture, random_state=seed).clean_prob < threshold).sum())
     classes = [str(k) for k in range(np.asarray(probs).shape[1])]
     n_estimate = int(estimate_wrong_labels(probs, labels, classes)["count"])
-    n_flagged = arbitrated_count(n_mixture, n_loss, n_estimate)
+    counts = {"mixture": n_mixture, "loss_mixture": n_loss, "confident_joint": n_estimate}
+    chosen, n_flagged = arbitrated_choice(n_mixture, n_loss, n_estimate)
     moved = move_cut(clean_prob, score, n_flagged, threshold)
     flagged = int((moved < threshold).sum())
-    summary = {
-        "rule": "arbitrated",
-        "counts": {"mixture": n_mixture, "loss_mixture": n_loss, "confident_joint": n_estimate},
-        "flagged": flagged,
-    }
+    summary = {"rule": "arbitrated", "counts": counts, "chosen": chosen, "flagged": flagged}
     return moved, summary

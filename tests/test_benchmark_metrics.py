@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from noisyclean.data.batches import DeviceImages
+from noisyclean.outputs.evaluation import evaluate_scan
 
-from .conftest import ROOT
+from .conftest import ROOT, write_digits_folder
 
 
 def _detect():
@@ -161,3 +166,38 @@ def test_scan_arrays_keeps_numeric_class_names_as_text(tmp_path) -> None:
     np.testing.assert_array_equal(arrays["predicted"], [1, 0])
     np.testing.assert_array_equal(arrays["fixed"], [1, 0])
     np.testing.assert_array_equal(arrays["flag"], [True, False])
+
+
+def test_cut_rules_scores_each_count_as_the_scans_first_rows(tmp_path) -> None:
+    """benchmarks/cut_rules.py runs a real scan, and scores every count rule as the first
+    n rows of its scores.csv: the arbitrated row is the scan's own flags (the F1
+    ``noisyclean evaluate`` gives), and the others are recomputed here by hand."""
+    folder = tmp_path / "noisy"
+    truth = write_digits_folder(folder / "images", flip=12)
+    pd.DataFrame({"path": list(truth), "label": list(truth.values())}).to_csv(
+        folder / "truth.csv", index=False)
+    script = str(ROOT / "benchmarks" / "cut_rules.py")
+    refused = subprocess.run([sys.executable, script, str(folder)],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "pass --scan" in refused.stderr
+    results, rows_json = tmp_path / "RESULTS.md", tmp_path / "rows.json"
+    results.write_text("# results\n")
+    done = subprocess.run(
+        [sys.executable, script, str(folder), "--scan", "--scan-args",
+         "--epochs 3 --width 8 --batch-size 16", "--results", str(results),
+         "--json", str(rows_json)],
+        capture_output=True, text=True, timeout=600, check=True)
+    assert "note:" not in done.stderr
+    (row,) = json.loads(rows_json.read_text())
+    assert row["wrong"] == 12
+    scores = pd.read_csv(folder / "scan" / "scores.csv", dtype={"label": str})
+    assert row["n"]["arbitrated"] == row["scan_flagged"] == int(scores["is_noisy"].sum())
+    metrics, _ = evaluate_scan(folder / "scan", folder / "truth.csv", tmp_path / "ev.json")
+    assert row["f1"]["arbitrated"] == pytest.approx(metrics["f1"])
+    wrong = (scores["label"] != scores["path"].map(truth)).to_numpy()
+    for rule, n in row["n"].items():
+        hits = int(wrong[:n].sum())
+        assert row["f1"][rule] == pytest.approx(2 * hits / (n + 12)), rule
+    text = results.read_text()
+    assert text.startswith("# results\n") and "cut_rules.py" in text
+    assert f"| noisy | 12 | {row['f1']['mixture']:.3f} ({row['n']['mixture']}) |" in text

@@ -3,17 +3,26 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
+from rich.table import Table
 from typer.testing import CliRunner
 
-from noisyclean.cli import app
+from noisyclean.cli import _add_flag_rows, app
 from noisyclean.confident_joint import estimate_wrong_labels
-from noisyclean.cut import arbitrated_count, arbitrated_cut, effective_cut, move_cut
+from noisyclean.cut import (
+    arbitrated_choice,
+    arbitrated_count,
+    arbitrated_cut,
+    effective_cut,
+    move_cut,
+)
 from noisyclean.mixture import fit_mixture, normalise_losses
 from noisyclean.scoring import score_samples
 from noisyclean.signals import Signals, label_loss, noise_score
@@ -26,12 +35,25 @@ TINY = ["--epochs", "3", "--width", "8", "--batch-size", "16", "--quiet"]
 
 def test_arbitrated_count_takes_the_count_nearer_the_estimate() -> None:
     # 20% symmetric noise on 10,000 images, as measured: 3,347 / 2,388 / estimate 2,737
-    assert arbitrated_count(3347, 2388, 2737) == 2388
+    assert arbitrated_choice(3347, 2388, 2737) == ("loss_mixture", 2388)
     # CIFAR-10N worst: 4,364 / 2,721 / 4,345
-    assert arbitrated_count(4364, 2721, 4345) == 4364
+    assert arbitrated_choice(4364, 2721, 4345) == ("mixture", 4364)
+    # 50% symmetric noise: the estimate above both counts, the nearer one is taken
+    assert arbitrated_count(5782, 5099, 6176) == 5782
     # a tie keeps the mixture's own count
-    assert arbitrated_count(120, 80, 100) == 120
-    assert arbitrated_count(50, 50, 7) == 50
+    assert arbitrated_choice(120, 80, 100) == ("mixture", 120)
+
+
+def test_arbitrated_count_goes_halfway_when_both_counts_are_above_the_estimate() -> None:
+    # Fashion-MNIST, 20% symmetric noise on 10,000 images, as measured: 2,907 / 2,800 /
+    # estimate 2,271 (2,000 wrong): halfway from 2,800 to 2,271
+    assert arbitrated_choice(2907, 2800, 2271) == ("midpoint", 2535)
+    # the digits example: 392 / 388 / 303 (359 wrong)
+    assert arbitrated_choice(392, 388, 303) == ("midpoint", 345)
+    # the nearer count is the mixture's: halfway from 50 to 8, rounded down
+    assert arbitrated_choice(50, 60, 8) == ("midpoint", 29)
+    # equal to the lower count is not below it
+    assert arbitrated_choice(50, 49, 49) == ("loss_mixture", 49)
 
 
 def test_move_cut_by_hand() -> None:
@@ -69,10 +91,13 @@ def test_move_cut_leaves_an_all_or_nothing_cut_alone() -> None:
         move_cut(clean, score[:2], 1)
 
 
-def test_arbitrated_cut_counts_and_flags() -> None:
+@pytest.mark.parametrize(("seed", "chosen"), [(0, "mixture"), (1, "midpoint")])
+def test_arbitrated_cut_counts_and_flags(seed: int, chosen: str) -> None:
     """The summary's three counts are the two mixtures' and the confident joint's, the
-    count flagged is the arbitrated one, and the flagged samples are the highest scores."""
-    probs, labels = symmetric_noise_predictions()
+    count flagged is the arbitrated one, and the flagged samples are the highest scores.
+    Seed 0 flags the mixture's count; seed 1 (mixtures 111 and 111, estimate 108) goes
+    halfway, 109."""
+    probs, labels = symmetric_noise_predictions(seed)
     score = noise_score(probs, labels)
     clean = fit_mixture(score, "gmm", 0).clean_prob
     moved, summary = arbitrated_cut(clean, score, probs, labels)
@@ -84,6 +109,10 @@ def test_arbitrated_cut_counts_and_flags() -> None:
     assert counts["confident_joint"] == estimate_wrong_labels(probs, labels, names)["count"]
     n = arbitrated_count(counts["mixture"], counts["loss_mixture"], counts["confident_joint"])
     assert summary["flagged"] == n == int((moved < 0.5).sum())
+    assert summary["chosen"] == chosen
+    assert (chosen, n) == arbitrated_choice(
+        counts["mixture"], counts["loss_mixture"], counts["confident_joint"]
+    )
     order = np.lexsort((-score, clean))
     assert set(np.flatnonzero(moved < 0.5)) == set(order[:n])
 
@@ -132,8 +161,11 @@ def test_scan_cut_option_end_to_end(
     assert summary["settings"]["cut"] == "arbitrated"
     counts = summary["cut"]["counts"]
     assert counts["mixture"] == int(mixture_table["is_noisy"].sum())
-    n = arbitrated_count(counts["mixture"], counts["loss_mixture"], counts["confident_joint"])
+    chosen, n = arbitrated_choice(
+        counts["mixture"], counts["loss_mixture"], counts["confident_joint"]
+    )
     assert int(table["is_noisy"].sum()) == n == summary["cut"]["flagged"]
+    assert summary["cut"]["chosen"] == chosen
     table = table.loc[mixture_table.index]
     np.testing.assert_allclose(table["loss"], mixture_table["loss"])  # same training
     ranked = mixture_table.sort_values(["clean_prob", "fit_loss"], ascending=[True, False])
@@ -142,3 +174,29 @@ def test_scan_cut_option_end_to_end(
     bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"), *TINY,
                               "--cut", "median"])
     assert bad.exit_code != 0 and "--cut must be one of" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("chosen", "words"),
+    [("mixture", "flagged the first, nearer the estimate"),
+     ("loss_mixture", "flagged the second, nearer the estimate"),
+     ("midpoint", "flagged halfway from the nearer one to the estimate"),
+     (None, "flagged the one nearer the estimate")],  # a summary from before "chosen"
+)
+def test_scan_summary_table_says_which_count_the_cut_took(
+    chosen: str | None, words: str
+) -> None:
+    cut = {"rule": "arbitrated", "flagged": 345,
+           "counts": {"mixture": 392, "loss_mixture": 388, "confident_joint": 303}}
+    if chosen is not None:
+        cut["chosen"] = chosen
+    summary = {"counts": {"noisy": 345, "relabel": 300, "review": 45},
+               "estimated_noise_rate": {"overall": 0.19}, "cut": cut,
+               "estimated_wrong_labels": {"count": 303, "rate": 0.169}}
+    table = Table()
+    _add_flag_rows(table, summary)
+    console = Console(width=400, record=True, file=io.StringIO())
+    console.print(table)
+    text = console.export_text()
+    assert "loss+margin mixture 392, loss mixture 388: " + words in text
+    assert "~303 (16.9%)" in text

@@ -1,0 +1,157 @@
+"""Where the arbitrated cut lands: the F1 of every count rule on the same scans.
+
+    python benchmarks/cut_rules.py /tmp/nb/fm-sym20-10k /tmp/nb/sym10-5k ... \
+        [--scan] [--jobs 2] [--scan-args "--mixture bmm"] [--results benchmarks/RESULTS.md] \
+        [--json rows.json]
+
+Each FOLDER is one written by ``make_noisy.py`` (``FOLDER/images``, ``FOLDER/truth.csv``)
+with a scan's output in ``FOLDER/scan``. With ``--scan`` the missing scans are run first
+(``noisyclean scan FOLDER/images --out FOLDER/scan --quiet`` plus ``--scan-args``, one
+torch thread each, ``--jobs`` at a time).
+
+The count rules differ only in how many of the scan's most suspicious rows they flag, so
+each is scored as the first n rows of the same ``scores.csv`` (its order is the scan's
+ranking), with n from ``summary.json["cut"]["counts"]``:
+
+* ``mixture``: the mixture on the scan's score (the old default cut);
+* ``loss mixture``: a mixture of the same kind on the loss alone;
+* ``estimate``: the calibrated confident joint's count of wrong labels;
+* ``nearer``: of the two mixtures' counts, the one nearer the estimate (the arbitrated
+  cut before the midpoint rule);
+* ``arbitrated``: :func:`noisyclean.cut.arbitrated_choice`, the cut a scan now makes
+  (``nearer``, or halfway from it to the estimate when both counts are above it).
+
+The table is printed and, with ``--results``, appended to that file with the date,
+machine and versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from noisyclean import __version__
+from noisyclean.cut import arbitrated_choice
+from noisyclean.evaluate import read_truth
+from noisyclean.outputs.evaluation import normalise_truth, top_rows_metrics
+from noisyclean.outputs.load import load_outputs
+
+RULES = ("mixture", "loss mixture", "estimate", "nearer", "arbitrated")
+
+
+def run_scan(folder: Path, scan_args: list[str]) -> float:
+    """Run ``noisyclean scan`` on ``folder/images`` into ``folder/scan`` with one torch
+    thread; return the wall time in seconds. The log goes to ``folder/scan.log``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "noisyclean", "scan", str(folder / "images"),
+           "--out", str(folder / "scan"), "--quiet", "--workers", "1", *scan_args]
+    t0 = time.perf_counter()
+    with open(folder / "scan.log", "w") as log:
+        done = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        sys.exit(f"error: the scan of {folder} failed (exit {done.returncode}); "
+                 f"see {folder / 'scan.log'}")
+    return time.perf_counter() - t0
+
+
+def rule_counts(counts: dict[str, int]) -> dict[str, int]:
+    """Samples each rule flags, from ``summary.json["cut"]["counts"]``."""
+    n_mix, n_loss, n_est = counts["mixture"], counts["loss_mixture"], counts["confident_joint"]
+    nearer = n_mix if abs(n_mix - n_est) <= abs(n_loss - n_est) else n_loss
+    return {
+        "mixture": n_mix,
+        "loss mixture": n_loss,
+        "estimate": n_est,
+        "nearer": nearer,
+        "arbitrated": arbitrated_choice(n_mix, n_loss, n_est)[1],
+    }
+
+
+def score_folder(folder: Path) -> dict:
+    """F1 (and n) of every rule on the scan in ``folder/scan``, plus the number of wrong
+    labels, the rule the arbitrated cut chose and whether the scan flagged that count."""
+    outputs = load_outputs(folder / "scan")
+    truth = normalise_truth(read_truth(folder / "truth.csv"), folder / "truth.csv")
+    cut = outputs.summary.get("cut") or {}
+    if cut.get("rule") != "arbitrated":
+        sys.exit(f"error: {folder / 'scan'} was not made with the arbitrated cut")
+    counts = rule_counts(cut["counts"])
+    merged = outputs.table.merge(truth.rename(columns={"label": "true"}), on="path")
+    n_wrong = int((merged["label"] != merged["true"]).sum())
+    f1 = {rule: top_rows_metrics(outputs.table, truth, n)["top_estimated"]["f1"]
+          for rule, n in counts.items()}
+    chosen = arbitrated_choice(*(cut["counts"][k] for k in
+                                 ("mixture", "loss_mixture", "confident_joint")))[0]
+    return {"folder": folder.name, "wrong": n_wrong, "n": counts, "f1": f1,
+            "chosen": chosen, "scan_flagged": int(outputs.table["is_noisy"].sum()),
+            "scan_chosen": cut.get("chosen")}
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table: F1 (n) per rule, the change from ``nearer`` to ``arbitrated``."""
+    lines = ["| folder | wrong | " + " | ".join(RULES) + " | chosen | change |",
+             "|---|---|" + "---|" * len(RULES) + "---|---|"]
+    for row in rows:
+        cells = [f"{row['f1'][r]:.3f} ({row['n'][r]})" for r in RULES]
+        change = row["f1"]["arbitrated"] - row["f1"]["nearer"]
+        lines.append(f"| {row['folder']} | {row['wrong']} | " + " | ".join(cells)
+                     + f" | {row['chosen']} | {change:+.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Parse arguments, run the missing scans on request, print (and append) the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--scan", action="store_true", help="run the missing scans first")
+    parser.add_argument("--jobs", type=int, default=1, help="scans run at once")
+    parser.add_argument("--scan-args", default="", help="extra options for every scan")
+    parser.add_argument("--results", type=Path, help="append the table to this file")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    for folder in args.folders:
+        if not (folder / "truth.csv").is_file():
+            sys.exit(f"error: {folder / 'truth.csv'} not found (write it with make_noisy.py)")
+    missing = [f for f in args.folders if not (f / "scan" / "summary.json").is_file()]
+    if missing and not args.scan:
+        sys.exit(f"error: no scan in {missing[0] / 'scan'}; pass --scan to run it")
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        for folder, wall in zip(missing, pool.map(
+                lambda f: run_scan(f, shlex.split(args.scan_args)), missing), strict=True):
+            print(f"scanned {folder} in {wall:.0f} s", flush=True)
+    rows = [score_folder(folder) for folder in args.folders]
+    for row in rows:
+        if row["scan_flagged"] != row["n"]["arbitrated"] or row["scan_chosen"] not in (
+                None, row["chosen"]):
+            print(f"note: the scan in {row['folder']} flagged {row['scan_flagged']} "
+                  f"({row['scan_chosen']}), not the arbitrated {row['n']['arbitrated']} "
+                  f"({row['chosen']}): a scan made by another version?", file=sys.stderr)
+    text = table(rows)
+    print(text)
+    if args.results:
+        gains = [r["f1"]["arbitrated"] - r["f1"]["nearer"] for r in rows]
+        cpu = platform.processor() or platform.machine()
+        head = (f"\n`benchmarks/cut_rules.py` on {dt.date.today()}, {cpu}, {os.cpu_count()} cores; "
+                f"noisyclean {__version__}, torch {torch.__version__}. "
+                f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`. "
+                f"Cells: F1 of the scan's first n rows (n). Change: arbitrated minus nearer; "
+                f"{sum(g > 0 for g in gains)} up, {sum(g < 0 for g in gains)} down.\n\n")
+        with open(args.results, "a") as f:
+            f.write(head + text + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
