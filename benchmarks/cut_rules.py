@@ -42,8 +42,8 @@ from pathlib import Path
 import torch
 
 from noisyclean import __version__
-from noisyclean.cut import arbitrated_choice
-from noisyclean.evaluate import read_truth
+from noisyclean.cut import arbitrated_choice, nearer_choice
+from noisyclean.evaluate import detection_metrics, read_truth
 from noisyclean.outputs.evaluation import normalise_truth, top_rows_metrics
 from noisyclean.outputs.load import load_outputs
 
@@ -65,17 +65,18 @@ def run_scan(folder: Path, scan_args: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def rule_counts(counts: dict[str, int]) -> dict[str, int]:
-    """Samples each rule flags, from ``summary.json["cut"]["counts"]``."""
+def rule_counts(counts: dict[str, int]) -> tuple[dict[str, int], str]:
+    """Samples each rule flags, from ``summary.json["cut"]["counts"]``, and the rule
+    :func:`~noisyclean.cut.arbitrated_choice` chose."""
     n_mix, n_loss, n_est = counts["mixture"], counts["loss_mixture"], counts["confident_joint"]
-    nearer = n_mix if abs(n_mix - n_est) <= abs(n_loss - n_est) else n_loss
+    chosen, n_arbitrated = arbitrated_choice(n_mix, n_loss, n_est)
     return {
         "mixture": n_mix,
         "loss mixture": n_loss,
         "estimate": n_est,
-        "nearer": nearer,
-        "arbitrated": arbitrated_choice(n_mix, n_loss, n_est)[1],
-    }
+        "nearer": nearer_choice(n_mix, n_loss, n_est)[1],
+        "arbitrated": n_arbitrated,
+    }, chosen
 
 
 def score_folder(folder: Path) -> dict:
@@ -86,13 +87,10 @@ def score_folder(folder: Path) -> dict:
     cut = outputs.summary.get("cut") or {}
     if cut.get("rule") != "arbitrated":
         sys.exit(f"error: {folder / 'scan'} was not made with the arbitrated cut")
-    counts = rule_counts(cut["counts"])
-    merged = outputs.table.merge(truth.rename(columns={"label": "true"}), on="path")
-    n_wrong = int((merged["label"] != merged["true"]).sum())
+    counts, chosen = rule_counts(cut["counts"])
+    n_wrong = detection_metrics(outputs.table, truth)["n_wrong"]
     f1 = {rule: top_rows_metrics(outputs.table, truth, n)["top_estimated"]["f1"]
           for rule, n in counts.items()}
-    chosen = arbitrated_choice(*(cut["counts"][k] for k in
-                                 ("mixture", "loss_mixture", "confident_joint")))[0]
     return {"folder": folder.name, "wrong": n_wrong, "n": counts, "f1": f1,
             "chosen": chosen, "scan_flagged": int(outputs.table["is_noisy"].sum()),
             "scan_chosen": cut.get("chosen")}

@@ -36,11 +36,25 @@ def effective_cut(cut: str, signal: str) -> str:
     return cut if signal == "loss+margin" else "mixture"
 
 
+def nearer_choice(n_mixture: int, n_loss: int, n_estimate: int) -> tuple[str, int]:
+    """Of the two mixtures' counts, the one nearer the confident joint's estimate:
+    ``("mixture", n_mixture)`` (also on a tie) or ``("loss_mixture", n_loss)``.
+
+    Args:
+        n_mixture: samples the mixture on the scan's score flags.
+        n_loss: samples a mixture of the same kind on the loss alone flags.
+        n_estimate: the calibrated confident joint's count of wrong labels.
+    """
+    if abs(n_mixture - n_estimate) <= abs(n_loss - n_estimate):
+        return "mixture", n_mixture
+    return "loss_mixture", n_loss
+
+
 def arbitrated_choice(n_mixture: int, n_loss: int, n_estimate: int) -> tuple[str, int]:
     """How many samples the arbitrated cut flags, and by which rule.
 
     Of the two mixtures' counts, the one nearer the confident joint's estimate is taken
-    (``"mixture"``: the ``loss+margin`` mixture's, also on a tie; ``"loss_mixture"``).
+    (:func:`nearer_choice`).
     When both counts are above the estimate, both mixtures are taken to over-flag and the
     estimate to under-count, and the cut goes halfway between the nearer count and the
     estimate (``"midpoint"``, rounded down).
@@ -53,10 +67,7 @@ def arbitrated_choice(n_mixture: int, n_loss: int, n_estimate: int) -> tuple[str
     Returns:
         ``(rule, count)``.
     """
-    if abs(n_mixture - n_estimate) <= abs(n_loss - n_estimate):
-        nearer, n_nearer = "mixture", n_mixture
-    else:
-        nearer, n_nearer = "loss_mixture", n_loss
+    nearer, n_nearer = nearer_choice(n_mixture, n_loss, n_estimate)
     if n_estimate < min(n_mixture, n_loss):
         return "midpoint", (n_nearer + n_estimate) // 2
     return nearer, n_nearer

@@ -22,6 +22,7 @@ from noisyclean.cut import (
     arbitrated_cut,
     effective_cut,
     move_cut,
+    nearer_choice,
 )
 from noisyclean.mixture import fit_mixture, normalise_losses
 from noisyclean.scoring import score_samples
@@ -50,8 +51,12 @@ def test_arbitrated_count_goes_halfway_when_both_counts_are_above_the_estimate()
     assert arbitrated_choice(2857, 2740, 2316) == ("midpoint", 2528)
     # the digits example: 392 / 388 / 303 (359 wrong)
     assert arbitrated_choice(392, 388, 303) == ("midpoint", 345)
+    assert nearer_choice(2857, 2740, 2316) == ("loss_mixture", 2740)
     # the nearer count is the mixture's: halfway from 50 to 8, rounded down
+    assert nearer_choice(50, 60, 8) == ("mixture", 50)
     assert arbitrated_choice(50, 60, 8) == ("midpoint", 29)
+    # a tie goes to the mixture, also below the estimate
+    assert nearer_choice(50, 50, 7) == ("mixture", 50)
     # equal to the lower count is not below it
     assert arbitrated_choice(50, 49, 49) == ("loss_mixture", 49)
 
