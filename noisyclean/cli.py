@@ -169,6 +169,16 @@ def scan(
                      "look-alike classes); none: plain cross-entropy throughout. Not used "
                      "with --signal aum."),
     ] = "forward",
+    late_loss: Annotated[
+        str,
+        typer.Option(help="The loss of the warm-up's second half (from the epoch where the "
+                     "correction starts): ce, the cross-entropy; gce, the generalized "
+                     "cross-entropy (q 0.7) of the (corrected) softmax, which pulls less on "
+                     "labels the network finds unlikely; auto: gce when the network's own "
+                     "estimate of wrong labels at that point (confident joint on its "
+                     "training softmax, which runs high) is 50% or more, else ce. Not used "
+                     "with --signal aum."),
+    ] = "ce",
     signal: Annotated[
         str,
         typer.Option(help="What the mixture is fit on: loss+margin (the normalised loss plus "
@@ -264,6 +274,7 @@ def scan(
         penalty=penalty,
         augment=augment,
         correction=correction,
+        late_loss=late_loss,
         signal=signal,
         loss_history=loss_history,
         mixture=mixture,

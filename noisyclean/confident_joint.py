@@ -74,6 +74,19 @@ def calibrated_joint(counts: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return joint / total if total > 0 else joint
 
 
+def noise_rate(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The estimated share of wrong labels: the off-diagonal mass of the calibrated
+    confident joint (the ``rate`` of :func:`estimate_wrong_labels`).
+
+    Args:
+        probs: ``(n, C)`` predicted probabilities.
+        labels: ``(n,)`` given labels.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    joint = calibrated_joint(confident_joint(probs, labels), labels)
+    return float(joint.sum() - np.trace(joint))
+
+
 def estimate_wrong_labels(
     probs: np.ndarray, labels: np.ndarray, classes: list[str]
 ) -> dict[str, Any]:

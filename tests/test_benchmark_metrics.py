@@ -201,3 +201,44 @@ def test_cut_rules_scores_each_count_as_the_scans_first_rows(tmp_path) -> None:
     text = results.read_text()
     assert text.startswith("# results\n") and "cut_rules.py" in text
     assert f"| noisy | 12 | {row['f1']['mixture']:.3f} ({row['n']['mixture']}) |" in text
+
+
+def test_paired_scans_runs_both_variants_and_scores_each(tmp_path) -> None:
+    """benchmarks/paired_scans.py runs two real scans per seed (here the late loss on and
+    off), reuses them on a second call, and reports each run's F1 as
+    ``noisyclean evaluate`` computes it, with B minus A per pair."""
+    folder = tmp_path / "noisy"
+    truth = write_digits_folder(folder / "images", flip=12)
+    pd.DataFrame({"path": list(truth), "label": list(truth.values())}).to_csv(
+        folder / "truth.csv", index=False)
+    script = str(ROOT / "benchmarks" / "paired_scans.py")
+    tiny = "--epochs 3 --width 8 --batch-size 16 --no-amp"
+    results, rows_json = tmp_path / "RESULTS.md", tmp_path / "rows.json"
+    results.write_text("# results\n")
+    args = [sys.executable, script, str(folder), "--seeds", "0,1",
+            "--a", f"{tiny} --late-loss gce", "--b", f"{tiny} --late-loss ce",
+            "--name-a", "gce", "--name-b", "ce", "--json", str(rows_json)]
+    subprocess.run([*args, "--results", str(results)], capture_output=True, text=True,
+                   timeout=600, check=True)
+    rows = json.loads(rows_json.read_text())
+    assert [(r["folder"], r["seed"]) for r in rows] == [("noisy", 0), ("noisy", 1)]
+    for row in rows:
+        for key, name in (("a", "gce"), ("b", "ce")):
+            out = folder / "paired" / f"{name}-s{row['seed']}"
+            summary = json.loads((out / "summary.json").read_text())
+            assert summary["settings"]["late_loss"] == name
+            assert summary["settings"]["seed"] == row["seed"]
+            metrics, _ = evaluate_scan(out, folder / "truth.csv", tmp_path / "ev.json")
+            assert row[key]["f1"] == pytest.approx(metrics["f1"])
+            assert row[key]["flags"] == metrics["n_flagged"]
+            assert row[key]["warmup_s"] == summary["timings_s"]["warmup"]
+    text = results.read_text()
+    assert text.startswith("# results\n") and "paired_scans.py" in text
+    change = rows[0]["b"]["f1"] - rows[0]["a"]["f1"]
+    assert f"| noisy | 0 | {rows[0]['a']['f1']:.4f} / " in text and f"| {change:+.4f} |" in text
+    # a second call reuses the four scans
+    stamps = sorted(p.stat().st_mtime_ns for p in (folder / "paired").glob("*/summary.json"))
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
+    assert "noisy seed 1: F1" in again.stdout
+    assert sorted(p.stat().st_mtime_ns for p in (folder / "paired").glob("*/summary.json")) \
+        == stamps

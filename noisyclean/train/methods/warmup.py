@@ -1,7 +1,8 @@
 """Warm-up: cross-entropy on the given labels, optionally with DivideMix's confidence
 penalty (the negative entropy of the prediction) against asymmetric noise, optionally
-with forward loss correction by an estimated noise transition matrix, and optionally with
-progressive resizing (the first epochs on images at half resolution)."""
+with forward loss correction by an estimated noise transition matrix, optionally with the
+generalized cross-entropy in place of the cross-entropy from a chosen epoch on, and
+optionally with progressive resizing (the first epochs on images at half resolution)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,35 @@ def forward_corrected_cross_entropy(
         return F.nll_loss(noisy.clamp_min(1e-7).log(), targets)
 
 
+def forward_corrected_gce(
+    logits: torch.Tensor, targets: torch.Tensor, q: float,
+    transition: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The generalized cross-entropy (Zhang & Sabuncu 2018) of the forward-corrected
+    probability: the mean of ``(1 - (p @ T)[y]^q) / q``, with ``p`` the softmax of
+    ``logits`` and ``T[j, i] = P(given i | true j)`` (no ``T``: of ``p_y`` itself, plain
+    GCE). Its gradient is the corrected cross-entropy's times ``(p @ T)[y]^q``, so samples
+    whose given label the network finds unlikely (wrong labels, mostly) pull less.
+
+    Args:
+        logits: ``(B, C)``.
+        targets: ``(B,)`` given labels.
+        q: the exponent, in ``(0, 1]``.
+        transition: ``(C, C)`` row-stochastic matrix, or None.
+
+    Returns:
+        The scalar loss, in float32 even inside an autocast region.
+    """
+    if not 0.0 < q <= 1.0:
+        raise ValueError("q must be in (0, 1]")
+    with torch.autocast(logits.device.type, enabled=False):
+        p = logits.float().softmax(dim=1)
+        if transition is not None:
+            p = p @ transition.to(logits.device, torch.float32)
+        given = p.gather(1, targets[:, None]).squeeze(1).clamp_min(1e-7)
+        return ((1 - given**q) / q).mean()
+
+
 class Warmup:
     """Cross-entropy training of one or more networks on all samples.
 
@@ -92,6 +122,9 @@ class Warmup:
         self.transitions: list[torch.Tensor | None] = [None] * n_learners
         #: The epoch whose training-time softmax :meth:`loss` records (None: none).
         self.record_epoch: int | None = None
+        #: per network, the GCE exponent it trains with from :meth:`gce_with` on (None:
+        #: cross-entropy)
+        self.gce_q: list[float | None] = [None] * n_learners
         self._recorded: list[torch.Tensor] = []
         self._seen: list[torch.Tensor] = []
 
@@ -129,6 +162,14 @@ class Warmup:
                 transition, dtype=torch.float32, device=self.data.labels.device
             )
         return flips
+
+    def gce_with(self, learner_index: int, q: float) -> None:
+        """From now on, train network ``learner_index`` on the generalized cross-entropy
+        with exponent ``q`` (:func:`forward_corrected_gce`, of the corrected softmax once
+        :meth:`correct_with` gave it a transition matrix) instead of the cross-entropy."""
+        if not 0.0 < q <= 1.0:
+            raise ValueError("q must be in (0, 1]")
+        self.gce_q[learner_index] = q
 
     def state_dict(self) -> dict[str, torch.Tensor | bool]:
         """The generator's state and the penalty flag (for checkpoints)."""
@@ -169,9 +210,10 @@ class Warmup:
     def loss(
         self, learner_index: int, model: nn.Module, batch: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Cross-entropy (forward-corrected once the network has a transition matrix; plus
-        the confidence penalty) on one batch, at half resolution in the first
-        ``low_res_epochs`` epochs."""
+        """Cross-entropy (forward-corrected once the network has a transition matrix; the
+        generalized cross-entropy once :meth:`gce_with` switched it; plus the confidence
+        penalty) on one batch, at half resolution in the first ``low_res_epochs`` epochs.
+        The logged ``loss`` is the (corrected) cross-entropy either way."""
         x = self.data.batch(batch, augment=self.augment, generator=self.generator)
         y = self.data.labels[batch.to(self.data.labels.device)]
         if epoch < self.low_res_epochs:
@@ -182,7 +224,9 @@ class Warmup:
             ce = F.cross_entropy(logits.float(), y)
         else:
             ce = forward_corrected_cross_entropy(logits, y, transition)
-        loss = ce + negative_entropy(logits) if self.penalty else ce
+        q = self.gce_q[learner_index]
+        objective = ce if q is None else forward_corrected_gce(logits, y, q, transition)
+        loss = objective + negative_entropy(logits) if self.penalty else objective
         n = len(batch)
         with torch.no_grad():
             acc = (logits.argmax(1) == y).sum().item()
