@@ -50,18 +50,22 @@ from noisyclean.outputs.load import load_outputs
 RULES = ("mixture", "loss mixture", "estimate", "nearer", "arbitrated")
 
 
-def run_scan(folder: Path, scan_args: list[str]) -> float:
-    """Run ``noisyclean scan`` on ``folder/images`` into ``folder/scan`` with one torch
-    thread; return the wall time in seconds. The log goes to ``folder/scan.log``."""
+def run_scan(folder: Path, scan_args: list[str], out: Path | None = None) -> float:
+    """Run ``noisyclean scan`` on ``folder/images`` into ``out`` (default
+    ``folder/scan``) with one torch thread; return the wall time in seconds. The log goes
+    to ``out`` plus ``.log`` (``folder/scan.log``); a failed scan exits with a message."""
+    out = folder / "scan" if out is None else out
+    log_path = out.with_name(out.name + ".log")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "noisyclean", "scan", str(folder / "images"),
-           "--out", str(folder / "scan"), "--quiet", "--workers", "1", *scan_args]
+           "--out", str(out), "--quiet", "--workers", "1", *scan_args]
+    out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(folder / "scan.log", "w") as log:
+    with open(log_path, "w") as log:
         done = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         sys.exit(f"error: the scan of {folder} failed (exit {done.returncode}); "
-                 f"see {folder / 'scan.log'}")
+                 f"see {log_path}")
     return time.perf_counter() - t0
 
 

@@ -7,11 +7,11 @@
 Each FOLDER is one written by ``make_noisy.py`` (``FOLDER/images``, ``FOLDER/truth.csv``).
 For every folder and seed, variant A (``noisyclean scan FOLDER/images --seed S --quiet``
 plus ``--a``) and variant B (the same plus ``--b``) run at the same time, one torch thread
-each, into ``FOLDER/paired/NAME-sS``; outputs already there are reused. Running the two
-at once pairs them against the machine's drift in speed (both see the same load), and one
-thread each keeps the arithmetic of every pair the same (a scan's flags can move with the
-thread count). An option string without a space that starts with ``-`` needs the ``=``
-form: ``--b=--no-tta``.
+each (``cut_rules.run_scan``), into ``FOLDER/paired/NAME-sS``; outputs already there are
+reused. Running the two at once pairs them against the machine's drift in speed (both see
+the same load), and one thread each keeps the arithmetic of every pair the same (a scan's
+flags can move with the thread count). An option string without a space that starts
+with ``-`` needs the ``=`` form: ``--b=--no-tta``.
 
 For each run: flags, F1 of the flags, the best F1 of its ranking over every cut
 (``detect.best_cut_f1``), AUROC of the ranking, and the warm-up's seconds
@@ -24,27 +24,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shlex
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from cut_rules import run_scan
 from detect import machine, metrics, read_truth, scan_arrays, versions
-
-
-def run_scan(folder: Path, out: Path, seed: int, options: list[str]) -> None:
-    """Run one scan with one torch thread into ``out`` (log: ``out`` + ``.log``); exit
-    with a message if it fails."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "noisyclean", "scan", str(folder / "images"), "--out",
-           str(out), "--quiet", "--seed", str(seed), *options]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{out}.log", "w") as log:
-        done = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        sys.exit(f"error: the scan into {out} failed (exit {done.returncode}); see {out}.log")
 
 
 def score_run(folder: Path, out: Path) -> dict:
@@ -105,8 +91,8 @@ def main() -> None:
                 outs = {k: folder / "paired" / f"{name}-s{seed}"
                         for k, (name, _) in variants.items()}
                 todo = [k for k, out in outs.items() if not (out / "summary.json").is_file()]
-                jobs = [pool.submit(run_scan, folder, outs[k], seed, variants[k][1])
-                        for k in todo]
+                jobs = [pool.submit(run_scan, folder, ["--seed", str(seed), *variants[k][1]],
+                                    outs[k]) for k in todo]
                 for job in jobs:
                     job.result()
                 rows.append({"folder": folder.name, "seed": seed,

@@ -258,9 +258,9 @@ def warm_up(
     """
     low = int(config.low_res_epochs or 0)
     epochs = low + int(config.epochs or auto_epochs(len(data)))
-    late = correction_start(epochs, low)  # the second half: correction and late loss
     correct = config.correction == "forward"
-    start = late if correct or config.late_loss != "ce" else None
+    # the second half, where the correction and the late loss start
+    start = correction_start(epochs, low) if correct or config.late_loss != "ce" else None
     method = Warmup(
         data,
         n_learners=config.networks,
@@ -326,12 +326,9 @@ def warm_up(
     log = run_epochs(
         learners, method, range(epochs), precision, progress, end_of_epoch, "warm-up"
     )
-    return WarmupResult(
-        learners, histories, log,
-        estimated if start is not None and correct else None,
-        late_losses if start is not None and late_losses else None,
-        rates if start is not None and rates else None,
-    )
+    # each list is filled at the start of the second half, when there is one
+    return WarmupResult(learners, histories, log, estimated or None, late_losses or None,
+                        rates or None)
 
 
 def scan(config: ScanConfig, progress: Progress | None = None, write: bool = True) -> ScanResult:
@@ -431,22 +428,23 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         **run_environment(dataset),
         "timings_s": timings,
     }
+    # the second half of the warm-up, where the correction and the late loss start
+    start = correction_start(low_res + epochs, low_res)
+    from_epoch = None if start is None else start + 1
     if config.correction == "forward":
-        start = correction_start(low_res + epochs, low_res)
         kept = None if extra is not None else trained.transitions  # --folds: one per fold
         summary["correction"] = {
             "kind": "forward",
-            "from_epoch": None if start is None else start + 1,
+            "from_epoch": from_epoch,
             # per network: T[true][given], and how many classes had systematic flips
             "transition": None if kept is None else [np.round(t, 4).tolist() for t in kept],
             "classes_with_flips": None if kept is None else [flipped_classes(t) for t in kept],
         }
     if config.late_loss != "ce":
-        start = correction_start(low_res + epochs, low_res)
         kept = None if extra is not None else trained  # --folds: one per fold
         summary["late_loss"] = {
             "setting": config.late_loss,
-            "from_epoch": None if start is None else start + 1,
+            "from_epoch": from_epoch,
             "gce_q": LATE_GCE_Q,
             "min_rate": LATE_GCE_MIN_RATE if config.late_loss == "auto" else None,
             # per network: the loss it took and the estimated noise rate that chose it
