@@ -188,6 +188,14 @@ def scan(
                      "threshold samples given a fake extra class (Pleiss et al. 2020; trains "
                      "two networks, one per set of threshold samples; no mixture)."),
     ] = "loss+margin",
+    fusion: Annotated[
+        str,
+        typer.Option(help="How --signal loss+margin adds its two parts: minmax, each part "
+                     "min-max normalised (its most extreme values set how much it weighs); "
+                     "rank, each part's rank scaled to [0, 1] (each counts by its ordering "
+                     "alone; ranked CIFAR-10N's human noise better, symmetric noise no "
+                     "better)."),
+    ] = "minmax",
     loss_history: Annotated[
         int,
         typer.Option(help="Average the normalised scores of this many last epochs."),
@@ -276,6 +284,7 @@ def scan(
         correction=correction,
         late_loss=late_loss,
         signal=signal,
+        fusion=fusion,
         loss_history=loss_history,
         mixture=mixture,
         threshold=threshold,
@@ -675,6 +684,14 @@ def train(
         typer.Option(help="What the final table's mixture is fit on, as for scan: "
                      "loss+margin, loss or margin (co-divide always uses the loss)."),
     ] = "loss+margin",
+    fusion: Annotated[
+        str,
+        typer.Option(help="How --signal loss+margin adds its two parts: minmax, each part "
+                     "min-max normalised (its most extreme values set how much it weighs); "
+                     "rank, each part's rank scaled to [0, 1] (each counts by its ordering "
+                     "alone; ranked CIFAR-10N's human noise better, symmetric noise no "
+                     "better). As for scan."),
+    ] = "minmax",
     forget_rate: Annotated[
         float | None,
         typer.Option(help="coteaching: fraction tau of each batch dropped once the schedule "
@@ -795,6 +812,7 @@ def train(
         mixup_alpha=mixup_alpha,
         smoothing=smoothing,
         signal=signal,
+        fusion=fusion,
         threshold=threshold,
         relabel_threshold=relabel_threshold,
         tta=tta,

@@ -99,6 +99,7 @@ class ScanConfig(DataSettings):
 
     # signals and mixture
     signal: str = "loss+margin"
+    fusion: str = "minmax"
     loss_history: int = 1
     mixture: str = "gmm"
     threshold: float = 0.5
@@ -203,6 +204,7 @@ class TrainConfig(DataSettings):
 
     # the final table (as scan)
     signal: str = "loss+margin"
+    fusion: str = "minmax"
     threshold: float = 0.5
     relabel_threshold: float = 0.7
     tta: bool = True

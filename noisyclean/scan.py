@@ -44,7 +44,7 @@ from .outputs.write import prepare_out_dir, write_csv, write_json
 from .progress import Progress
 from .scan_extras import PROBS_NAME, extra_scores, uses_extra_scores, write_pred_probs
 from .scoring import score_samples, table_summary
-from .signals import SCAN_SIGNALS, LossHistory, Signals, compute_signals, noise_score
+from .signals import FUSIONS, SCAN_SIGNALS, LossHistory, Signals, compute_signals, noise_score
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup
 
@@ -74,6 +74,7 @@ def validate(config: ScanConfig) -> None:
         (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
         (config.cut in CUTS, f"--cut must be one of {', '.join(CUTS)}"),
         (config.signal in SCAN_SIGNALS, f"--signal must be one of {', '.join(SCAN_SIGNALS)}"),
+        (config.fusion in FUSIONS, f"--fusion must be one of {', '.join(FUSIONS)}"),
         (config.networks in (1, 2), "--networks must be 1 or 2"),
         (config.epochs is None or config.epochs >= 1, "--epochs must be at least 1"),
         (config.low_res_epochs is None or config.low_res_epochs >= 0,
@@ -298,7 +299,7 @@ def warm_up(
         if epochs - config.loss_history <= epoch < epochs - 1:
             for learner, history in zip(learners, histories, strict=True):
                 probs = compute_signals(learner.model, data, precision, tta=config.tta).probs
-                history.add(noise_score(probs, labels, config.signal))
+                history.add(noise_score(probs, labels, config.signal, config.fusion))
         if start is None or epoch != start - 1:
             return
         for k in range(len(learners)):
@@ -388,7 +389,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         task = progress.task("score", total=len(learners))
         for learner, history in zip(learners, histories, strict=True):
             signals.append(compute_signals(learner.model, data, precision, tta=config.tta))
-            history.add(noise_score(signals[-1].probs, labels, config.signal))
+            history.add(noise_score(signals[-1].probs, labels, config.signal, config.fusion))
             progress.advance(task)
         timings["score"] = time.perf_counter() - t0
 

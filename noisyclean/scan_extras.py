@@ -81,7 +81,7 @@ def extra_scores(dataset: Dataset, config: ScanConfig, progress: Progress) -> Ex
     )
     scores = score_samples(
         dataset.paths, labels, classes,
-        [noise_score(s.probs, labels, config.signal) for s in signals], signals,
+        [noise_score(s.probs, labels, config.signal, config.fusion) for s in signals], signals,
         mixture=config.mixture, threshold=config.threshold,
         relabel_threshold=config.relabel_threshold, seed=config.seed,
         cut=effective_cut(config.cut, config.signal), flips=config.flip_ranking,

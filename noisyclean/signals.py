@@ -85,6 +85,8 @@ SIGNALS = ("loss+margin", "loss", "margin")
 #: ``scan --signal`` values: the scores above, and the Area Under the Margin (``aum``,
 #: measured while training; see :mod:`noisyclean.aum`).
 SCAN_SIGNALS = (*SIGNALS, "aum")
+#: ``--fusion`` values: how ``loss+margin`` adds its two parts (:func:`noise_score`).
+FUSIONS = ("minmax", "rank")
 
 
 def class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -140,7 +142,56 @@ def label_loss(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(given, 1e-12, 1.0))
 
 
-def noise_score(probs: np.ndarray, labels: np.ndarray, signal: str = "loss+margin") -> np.ndarray:
+def rank_scale(values: np.ndarray) -> np.ndarray:
+    """Each value's rank (1 for the smallest to ``n``; tied values share the mean of their
+    ranks), min-max normalised to ``[0, 1]``: without ties, ``(rank - 1) / (n - 1)``.
+
+    Args:
+        values: ``(n,)`` finite values.
+
+    Returns:
+        ``(n,)`` float64 in ``[0, 1]``: 0 for the smallest, 1 for the largest; all zeros for
+        fewer than two values or a constant input.
+
+    Raises:
+        ValueError: if any value is NaN or infinite.
+    """
+    from scipy.stats import rankdata
+
+    x = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("values contain NaN or infinite values")
+    if x.size < 2 or x.min() == x.max():
+        return np.zeros_like(x)
+    ranks = rankdata(x)  # 1..n, ties averaged
+    return (ranks - ranks.min()) / (ranks.max() - ranks.min())
+
+
+def fuse_parts(parts: list[np.ndarray], fusion: str = "minmax") -> np.ndarray:
+    """Add per-sample scores into one score in ``[0, 1]``.
+
+    Args:
+        parts: ``(n,)`` scores, higher = more likely mislabelled.
+        fusion: ``"minmax"`` adds each part min-max normalised, so how far a part's most
+            extreme values lie from the rest sets how much it weighs; ``"rank"`` adds each
+            part's :func:`rank_scale`, so a part counts by how it orders the samples alone. A
+            single part is min-max normalised either way.
+
+    Returns:
+        ``(n,)`` the sum, min-max normalised.
+
+    Raises:
+        ValueError: for an unknown ``fusion``.
+    """
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; valid fusions are {list(FUSIONS)}")
+    scale = rank_scale if fusion == "rank" and len(parts) > 1 else normalise_losses
+    return normalise_losses(np.sum([scale(part) for part in parts], axis=0))
+
+
+def noise_score(
+    probs: np.ndarray, labels: np.ndarray, signal: str = "loss+margin", fusion: str = "minmax"
+) -> np.ndarray:
     """The per-sample score a two-component mixture is fit on, in ``[0, 1]``.
 
     Args:
@@ -148,22 +199,24 @@ def noise_score(probs: np.ndarray, labels: np.ndarray, signal: str = "loss+margi
         labels: ``(n,)`` given labels.
         signal: ``"loss"`` (DivideMix's: the min-max normalised cross-entropy),
             ``"margin"`` (the normalised :func:`calibrated_margin`) or ``"loss+margin"``
-            (their sum, renormalised).
+            (the two parts added, then min-max normalised).
+        fusion: how ``loss+margin`` adds its two parts (:func:`fuse_parts`): ``"minmax"``
+            or ``"rank"``.
 
     Returns:
         ``(n,)`` scores in ``[0, 1]``, higher = more likely mislabelled.
 
     Raises:
-        ValueError: for an unknown ``signal``.
+        ValueError: for an unknown ``signal`` or ``fusion``.
     """
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}; valid signals are {list(SIGNALS)}")
     parts = []
     if "loss" in signal:
-        parts.append(normalise_losses(label_loss(probs, labels)))
+        parts.append(label_loss(probs, labels))
     if "margin" in signal:
-        parts.append(normalise_losses(calibrated_margin(probs, labels)))
-    return normalise_losses(np.sum(parts, axis=0))
+        parts.append(calibrated_margin(probs, labels))
+    return fuse_parts(parts, fusion)
 
 
 class LossHistory:

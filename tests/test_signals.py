@@ -16,8 +16,10 @@ from noisyclean.signals import (
     class_thresholds,
     compute_signals,
     eval_batch_size,
+    fuse_parts,
     label_loss,
     noise_score,
+    rank_scale,
 )
 from noisyclean.train.loop import Precision
 
@@ -127,6 +129,52 @@ def test_noise_scores_are_normalised_and_combine_both_signals() -> None:
     assert noise_score(PROBS, LABELS, "margin") == pytest.approx(normalise_losses(margin))
     both = normalise_losses(normalise_losses(loss) + normalise_losses(margin))
     assert noise_score(PROBS, LABELS) == pytest.approx(both)
-    assert noise_score(PROBS, LABELS).min() == 0.0 and noise_score(PROBS, LABELS).max() == 1.0
+    assert noise_score(PROBS, LABELS, fusion="minmax") == pytest.approx(both)
+    for fusion in ("rank", "minmax"):
+        score = noise_score(PROBS, LABELS, fusion=fusion)
+        assert score.min() == 0.0 and score.max() == 1.0
+        # a single part is min-max normalised whatever the fusion
+        assert noise_score(PROBS, LABELS, "loss", fusion) == pytest.approx(normalise_losses(loss))
     with pytest.raises(ValueError, match="unknown signal"):
         noise_score(PROBS, LABELS, "aum")
+    with pytest.raises(ValueError, match="unknown fusion 'sum'"):
+        noise_score(PROBS, LABELS, fusion="sum")
+
+
+def test_rank_scale_by_hand() -> None:
+    # ranks 2, 4, 1, 3 -> (r - 1) / 3
+    assert rank_scale(np.array([0.5, 9.0, -1.0, 2.0])) == pytest.approx([1 / 3, 1, 0, 2 / 3])
+    # ties share their mean rank: 1.5, 1.5, 3, 4 -> (r - 1.5) / 2.5
+    assert rank_scale(np.array([1.0, 1.0, 2.0, 7.0])) == pytest.approx([0, 0, 0.6, 1])
+    assert rank_scale(np.array([3.0, 3.0])) == pytest.approx([0, 0])
+    assert rank_scale(np.array([3.0])) == pytest.approx([0])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        rank_scale(np.array([1.0, np.nan]))
+
+
+def test_rank_fusion_by_hand() -> None:
+    """The rank fusion adds each part's rank. Losses -log(0.8, 0.4, 0.6, 0.2, 0.8):
+    ranks 1.5, 4, 3, 5, 1.5 (a tie) -> [0, 5/7, 3/7, 1, 0]; margins (hand case above)
+    -1.083, 0.583, -1.125, 0.25, -0.75: ranks 2, 5, 1, 4, 3 -> [1/4, 1, 0, 3/4, 1/2].
+    Sums 1/4, 12/7, 3/7, 7/4, 1/2, min-max normalised."""
+    expected = [0, 41 / 42, 5 / 42, 1, 1 / 6]
+    assert noise_score(PROBS, LABELS, "loss+margin", "rank") == pytest.approx(expected)
+
+
+def test_rank_fusion_ignores_how_extreme_a_part_is() -> None:
+    """Under min-max fusion, one sample whose loss lies far above the rest squeezes every
+    other sample's loss part towards 0, so the other part alone orders them; under rank
+    fusion nothing changes while the order does not."""
+    loss = np.array([3.0, 2.0, 0.5, 0.2, 0.1])
+    margin = np.array([0.9, -0.5, 0.4, 0.1, -0.2])
+    far = loss.copy()
+    far[0] = 50.0
+    assert fuse_parts([loss, margin], "rank") == pytest.approx(fuse_parts([far, margin], "rank"))
+    # minmax, samples 1 and 3: margin parts (m + 0.5) / 1.4 = 0 and 0.43; loss parts
+    # (x - 0.1) / 2.9 = 0.66 and 0.03, then (x - 0.1) / 49.9 = 0.04 and 0.002
+    near_mm, far_mm = fuse_parts([loss, margin], "minmax"), fuse_parts([far, margin], "minmax")
+    assert near_mm[1] > near_mm[3]
+    assert far_mm[1] < far_mm[3]  # with the loss squeezed, the margin decides
+    assert fuse_parts([loss], "rank") == pytest.approx(normalise_losses(loss))
+    with pytest.raises(ValueError, match="unknown fusion"):
+        fuse_parts([loss, margin], "mean")

@@ -39,7 +39,7 @@ from ..outputs.write import atomic_write_bytes, prepare_out_dir, write_csv, writ
 from ..progress import Progress
 from ..scan import _set_seed
 from ..scoring import score_samples, table_summary
-from ..signals import SIGNALS, compute_signals, noise_score
+from ..signals import FUSIONS, SIGNALS, compute_signals, noise_score
 from .checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -90,6 +90,7 @@ def validate(config: TrainConfig) -> None:
         (config.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
         (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
         (config.signal in SIGNALS, f"--signal must be one of {', '.join(SIGNALS)}"),
+        (config.fusion in FUSIONS, f"--fusion must be one of {', '.join(FUSIONS)}"),
         (config.epochs >= 1, "--epochs must be at least 1"),
         (config.warmup_epochs >= (1 if dividemix else 0),
          "--warmup-epochs must be at least 1 for dividemix"),
@@ -447,7 +448,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         paths,
         labels,
         classes,
-        [noise_score(s.probs, labels, config.signal) for s in signals],
+        [noise_score(s.probs, labels, config.signal, config.fusion) for s in signals],
         signals,
         mixture=config.mixture,
         threshold=config.threshold,
