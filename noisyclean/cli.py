@@ -67,6 +67,13 @@ RelabelThresholdOption = Annotated[
                  "probability; otherwise mark it for review."),
 ]
 SeedOption = Annotated[int, typer.Option(help="Random seed (same seed, same scores on CPU).")]
+FusionOption = Annotated[
+    str,
+    typer.Option(help="How --signal loss+margin adds its two parts: minmax, each part min-max "
+                 "normalised (its most extreme values set how much it weighs); rank, each "
+                 "part's rank scaled to [0, 1] (each counts by its ordering alone; ranked "
+                 "CIFAR-10N's human noise better, symmetric noise no better)."),
+]
 DeviceOption = Annotated[
     str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
 ]
@@ -188,14 +195,7 @@ def scan(
                      "threshold samples given a fake extra class (Pleiss et al. 2020; trains "
                      "two networks, one per set of threshold samples; no mixture)."),
     ] = "loss+margin",
-    fusion: Annotated[
-        str,
-        typer.Option(help="How --signal loss+margin adds its two parts: minmax, each part "
-                     "min-max normalised (its most extreme values set how much it weighs); "
-                     "rank, each part's rank scaled to [0, 1] (each counts by its ordering "
-                     "alone; ranked CIFAR-10N's human noise better, symmetric noise no "
-                     "better)."),
-    ] = "minmax",
+    fusion: FusionOption = "minmax",
     loss_history: Annotated[
         int,
         typer.Option(help="Average the normalised scores of this many last epochs."),
@@ -684,14 +684,7 @@ def train(
         typer.Option(help="What the final table's mixture is fit on, as for scan: "
                      "loss+margin, loss or margin (co-divide always uses the loss)."),
     ] = "loss+margin",
-    fusion: Annotated[
-        str,
-        typer.Option(help="How --signal loss+margin adds its two parts: minmax, each part "
-                     "min-max normalised (its most extreme values set how much it weighs); "
-                     "rank, each part's rank scaled to [0, 1] (each counts by its ordering "
-                     "alone; ranked CIFAR-10N's human noise better, symmetric noise no "
-                     "better). As for scan."),
-    ] = "minmax",
+    fusion: FusionOption = "minmax",
     forget_rate: Annotated[
         float | None,
         typer.Option(help="coteaching: fraction tau of each batch dropped once the schedule "
