@@ -159,12 +159,9 @@ def rank_scale(values: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
     x = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
+    if not np.all(np.isfinite(x)):  # rankdata would rank an infinity as a number
         raise ValueError("values contain NaN or infinite values")
-    if x.size < 2 or x.min() == x.max():
-        return np.zeros_like(x)
-    ranks = rankdata(x)  # 1..n, ties averaged
-    return (ranks - ranks.min()) / (ranks.max() - ranks.min())
+    return normalise_losses(rankdata(x))  # ranks 1..n, ties averaged
 
 
 def fuse_parts(parts: list[np.ndarray], fusion: str = "minmax") -> np.ndarray:
