@@ -71,8 +71,9 @@ FusionOption = Annotated[
     str,
     typer.Option(help="How --signal loss+margin adds its two parts: minmax, each part min-max "
                  "normalised (its most extreme values set how much it weighs); rank, each "
-                 "part's rank scaled to [0, 1] (each counts by its ordering alone; ranked "
-                 "CIFAR-10N's human noise better, symmetric noise no better)."),
+                 "part's rank scaled to [0, 1] (each counts by its ordering alone); hybrid, "
+                 "the mixture and the cut on minmax, then the flagged samples chosen in the "
+                 "order of rank (the count stays minmax's)."),
 ]
 DeviceOption = Annotated[
     str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
@@ -195,7 +196,7 @@ def scan(
                      "threshold samples given a fake extra class (Pleiss et al. 2020; trains "
                      "two networks, one per set of threshold samples; no mixture)."),
     ] = "loss+margin",
-    fusion: FusionOption = "minmax",
+    fusion: FusionOption = "hybrid",
     loss_history: Annotated[
         int,
         typer.Option(help="Average the normalised scores of this many last epochs."),
@@ -684,7 +685,7 @@ def train(
         typer.Option(help="What the final table's mixture is fit on, as for scan: "
                      "loss+margin, loss or margin (co-divide always uses the loss)."),
     ] = "loss+margin",
-    fusion: FusionOption = "minmax",
+    fusion: FusionOption = "hybrid",
     forget_rate: Annotated[
         float | None,
         typer.Option(help="coteaching: fraction tau of each batch dropped once the schedule "

@@ -99,7 +99,7 @@ class ScanConfig(DataSettings):
 
     # signals and mixture
     signal: str = "loss+margin"
-    fusion: str = "minmax"
+    fusion: str = "hybrid"
     loss_history: int = 1
     mixture: str = "gmm"
     threshold: float = 0.5
@@ -204,7 +204,7 @@ class TrainConfig(DataSettings):
 
     # the final table (as scan)
     signal: str = "loss+margin"
-    fusion: str = "minmax"
+    fusion: str = "hybrid"
     threshold: float = 0.5
     relabel_threshold: float = 0.7
     tta: bool = True

@@ -44,7 +44,7 @@ from .outputs.write import prepare_out_dir, write_csv, write_json
 from .progress import Progress
 from .scan_extras import PROBS_NAME, extra_scores, uses_extra_scores, write_pred_probs
 from .scoring import score_samples, table_summary
-from .signals import FUSIONS, SCAN_SIGNALS, LossHistory, Signals, compute_signals, noise_score
+from .signals import FUSIONS, SCAN_SIGNALS, ScoreHistory, Signals, compute_signals
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup
 
@@ -201,7 +201,7 @@ class WarmupResult:
     """
 
     learners: list[Learner]
-    histories: list[LossHistory]
+    histories: list[ScoreHistory]
     log: list[dict[str, float]]
     transitions: list[np.ndarray] | None = None
     late_losses: list[str] | None = None
@@ -283,7 +283,7 @@ def warm_up(
         learners.append(
             make_learner(model, config.lr, config.momentum, config.weight_decay, steps)
         )
-    histories = [LossHistory(config.loss_history) for _ in learners]
+    histories = [ScoreHistory(config.loss_history) for _ in learners]
 
     labels = data.labels.cpu().numpy()
     estimated: list[np.ndarray] = []
@@ -299,7 +299,7 @@ def warm_up(
         if epochs - config.loss_history <= epoch < epochs - 1:
             for learner, history in zip(learners, histories, strict=True):
                 probs = compute_signals(learner.model, data, precision, tta=config.tta).probs
-                history.add(noise_score(probs, labels, config.signal, config.fusion))
+                history.add(probs, labels, config.signal, config.fusion)
         if start is None or epoch != start - 1:
             return
         for k in range(len(learners)):
@@ -389,7 +389,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         task = progress.task("score", total=len(learners))
         for learner, history in zip(learners, histories, strict=True):
             signals.append(compute_signals(learner.model, data, precision, tta=config.tta))
-            history.add(noise_score(signals[-1].probs, labels, config.signal, config.fusion))
+            history.add(signals[-1].probs, labels, config.signal, config.fusion)
             progress.advance(task)
         timings["score"] = time.perf_counter() - t0
 
@@ -398,7 +398,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
             paths,
             labels,
             samples.classes,
-            [history.mean() for history in histories],
+            [history.fit.mean() for history in histories],
             signals,
             mixture=config.mixture,
             threshold=config.threshold,
@@ -406,6 +406,8 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
             seed=config.seed,
             cut=effective_cut(config.cut, config.signal),
             flips=config.flip_ranking,
+            order_inputs=[history.order.mean() for history in histories]
+            if histories[0].order.records else None,
         )
         table, fits, probs = scores.table, scores.fits, scores.probs
         timings["mixture"] = time.perf_counter() - t0

@@ -22,7 +22,7 @@ from .outputs.table import build_table
 from .outputs.write import atomic_write_bytes
 from .progress import Progress
 from .scoring import score_samples
-from .signals import noise_score
+from .signals import network_scores
 
 PROBS_NAME = "pred_probs.npy"
 
@@ -79,12 +79,13 @@ def extra_scores(dataset: Dataset, config: ScanConfig, progress: Progress) -> Ex
     signals, log, assignment = cross_validated_signals(
         data, len(classes), config, dataset.precision, progress
     )
+    fit_inputs, order_inputs = network_scores(signals, labels, config.signal, config.fusion)
     scores = score_samples(
-        dataset.paths, labels, classes,
-        [noise_score(s.probs, labels, config.signal, config.fusion) for s in signals], signals,
+        dataset.paths, labels, classes, fit_inputs, signals,
         mixture=config.mixture, threshold=config.threshold,
         relabel_threshold=config.relabel_threshold, seed=config.seed,
         cut=effective_cut(config.cut, config.signal), flips=config.flip_ranking,
+        order_inputs=order_inputs,
     )
     summary = {"folds": {"k": config.folds,
                          "sizes": np.bincount(assignment, minlength=config.folds).tolist()}}

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .cut import CUTS, arbitrated_cut
-from .flips import flip_ranking
+from .flips import flip_ranking, rerank
 from .mixture import MixtureFit, fit_mixture
 from .outputs.table import build_table, label_matrix, noise_rates
 from .signals import Signals
@@ -52,6 +52,7 @@ def score_samples(
     seed: int = 0,
     cut: str = "mixture",
     flips: bool = False,
+    order_inputs: list[np.ndarray] | None = None,
 ) -> Scores:
     """Fit the mixtures and build the per-sample table.
 
@@ -73,6 +74,12 @@ def score_samples(
         flips: where the confident joint finds systematic flips, re-rank the samples by
             the score plus the flip posterior (:func:`~noisyclean.flips.flip_ranking`),
             keeping the cut's count; recorded as ``cut["flip_ranking"]``.
+        order_inputs: per network, ``(n,)`` scores to order the samples by, where that is
+            not ``fit_inputs`` (:func:`~noisyclean.signals.order_score`): after the cut,
+            the clean probabilities are given, sorted, to the samples in the order of the
+            networks' mean (:func:`~noisyclean.flips.rerank`), so the count flagged stays
+            the cut's; the flip ranking then adds its posterior to this score. Recorded as
+            ``cut["order"]``: ``"order_score"``, or ``"fit_score"`` without it.
 
     Returns:
         :class:`Scores`; the table has a ``fit_loss`` column with the networks' mean
@@ -91,9 +98,15 @@ def score_samples(
         )
     else:
         cut_summary = {"rule": "mixture", "flagged": int((clean_prob < threshold).sum())}
+    order = fit_loss
+    cut_summary["order"] = "fit_score"
+    if order_inputs is not None:
+        order = np.mean(order_inputs, axis=0)
+        clean_prob = rerank(clean_prob, order)
+        cut_summary["order"] = "order_score"
     if flips:
         clean_prob, cut_summary["flip_ranking"] = flip_ranking(
-            clean_prob, fit_loss, probs, labels, classes
+            clean_prob, order, probs, labels, classes
         )
     table = build_table(
         paths,

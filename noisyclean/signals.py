@@ -85,8 +85,13 @@ SIGNALS = ("loss+margin", "loss", "margin")
 #: ``scan --signal`` values: the scores above, and the Area Under the Margin (``aum``,
 #: measured while training; see :mod:`noisyclean.aum`).
 SCAN_SIGNALS = (*SIGNALS, "aum")
-#: ``--fusion`` values: how ``loss+margin`` adds its two parts (:func:`noise_score`).
-FUSIONS = ("minmax", "rank")
+#: ``--fusion`` values: how ``loss+margin`` adds its two parts. ``minmax`` and ``rank`` are
+#: one score each (:func:`fuse_parts`), which the mixture is fit on and the samples are
+#: ordered by; ``hybrid`` fits the mixture (and so sets the count flagged) on ``minmax`` and
+#: orders the samples by ``rank`` (:func:`noise_score`, :func:`order_score`).
+FUSIONS = ("hybrid", "minmax", "rank")
+#: The fusions that make one score (:func:`fuse_parts`).
+SCORE_FUSIONS = ("minmax", "rank")
 
 
 def class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -180,14 +185,31 @@ def fuse_parts(parts: list[np.ndarray], fusion: str = "minmax") -> np.ndarray:
     Raises:
         ValueError: for an unknown ``fusion``.
     """
-    if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; valid fusions are {list(FUSIONS)}")
+    if fusion not in SCORE_FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; valid fusions are {list(SCORE_FUSIONS)}")
     scale = rank_scale if fusion == "rank" and len(parts) > 1 else normalise_losses
     return normalise_losses(np.sum([scale(part) for part in parts], axis=0))
 
 
+def _score_parts(probs: np.ndarray, labels: np.ndarray, signal: str) -> list[np.ndarray]:
+    """The parts of ``signal``: the loss, the calibrated margin, or both."""
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown signal {signal!r}; valid signals are {list(SIGNALS)}")
+    parts = []
+    if "loss" in signal:
+        parts.append(label_loss(probs, labels))
+    if "margin" in signal:
+        parts.append(calibrated_margin(probs, labels))
+    return parts
+
+
+def _check_fusion(fusion: str) -> None:
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; valid fusions are {list(FUSIONS)}")
+
+
 def noise_score(
-    probs: np.ndarray, labels: np.ndarray, signal: str = "loss+margin", fusion: str = "minmax"
+    probs: np.ndarray, labels: np.ndarray, signal: str = "loss+margin", fusion: str = "hybrid"
 ) -> np.ndarray:
     """The per-sample score a two-component mixture is fit on, in ``[0, 1]``.
 
@@ -198,7 +220,8 @@ def noise_score(
             ``"margin"`` (the normalised :func:`calibrated_margin`) or ``"loss+margin"``
             (the two parts added, then min-max normalised).
         fusion: how ``loss+margin`` adds its two parts (:func:`fuse_parts`): ``"minmax"``
-            or ``"rank"``.
+            or ``"rank"``; ``"hybrid"`` fits the mixture on ``"minmax"`` (and orders by
+            :func:`order_score`).
 
     Returns:
         ``(n,)`` scores in ``[0, 1]``, higher = more likely mislabelled.
@@ -206,14 +229,40 @@ def noise_score(
     Raises:
         ValueError: for an unknown ``signal`` or ``fusion``.
     """
-    if signal not in SIGNALS:
-        raise ValueError(f"unknown signal {signal!r}; valid signals are {list(SIGNALS)}")
-    parts = []
-    if "loss" in signal:
-        parts.append(label_loss(probs, labels))
-    if "margin" in signal:
-        parts.append(calibrated_margin(probs, labels))
-    return fuse_parts(parts, fusion)
+    _check_fusion(fusion)
+    parts = _score_parts(probs, labels, signal)
+    return fuse_parts(parts, "minmax" if fusion == "hybrid" else fusion)
+
+
+def order_score(
+    probs: np.ndarray, labels: np.ndarray, signal: str = "loss+margin", fusion: str = "hybrid"
+) -> np.ndarray | None:
+    """The score the samples are ordered by, where it is not the one the mixture is fit on
+    (:func:`noise_score`): the rank fusion of ``loss+margin`` under ``fusion="hybrid"``.
+
+    The mixture on :func:`noise_score` then says how many samples are flagged, and this
+    score which ones (:func:`~noisyclean.scoring.score_samples`).
+
+    Args:
+        probs: ``(n, C)`` predicted probabilities.
+        labels: ``(n,)`` given labels.
+        signal: as :func:`noise_score`.
+        fusion: as :func:`noise_score`.
+
+    Returns:
+        ``(n,)`` scores in ``[0, 1]`` (higher = more likely mislabelled), or ``None`` when
+        the samples are ordered by :func:`noise_score` itself: for ``"minmax"``, ``"rank"``
+        and single-part signals (one part orders the samples the same way under any
+        fusion).
+
+    Raises:
+        ValueError: for an unknown ``signal`` or ``fusion``.
+    """
+    _check_fusion(fusion)
+    parts = _score_parts(probs, labels, signal)
+    if fusion != "hybrid" or len(parts) < 2:
+        return None
+    return fuse_parts(parts, "rank")
 
 
 class LossHistory:
@@ -233,3 +282,32 @@ class LossHistory:
         if not self.records:
             raise ValueError("no losses recorded")
         return normalise_losses(np.mean(self.records, axis=0))
+
+
+class ScoreHistory:
+    """Per network, the scores of its last ``size`` scoring passes: the one its mixture is
+    fit on (:func:`noise_score`) in ``fit``, and, where the fusion orders by another
+    (:func:`order_score`), that one in ``order`` (empty otherwise)."""
+
+    def __init__(self, size: int) -> None:
+        self.fit = LossHistory(size)
+        self.order = LossHistory(size)
+
+    def add(self, probs: np.ndarray, labels: np.ndarray, signal: str, fusion: str) -> None:
+        """Score one pass's predicted probabilities and record both scores."""
+        self.fit.add(noise_score(probs, labels, signal, fusion))
+        order = order_score(probs, labels, signal, fusion)
+        if order is not None:
+            self.order.add(order)
+
+
+def network_scores(
+    signals: list[Signals], labels: np.ndarray, signal: str, fusion: str
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Per network, the score its mixture is fit on and the one the samples are ordered by
+    (``None`` where that is the same score): ``score_samples``' ``fit_inputs`` and
+    ``order_inputs``, from one scoring pass each."""
+    fit = [noise_score(s.probs, labels, signal, fusion) for s in signals]
+    order = [order_score(s.probs, labels, signal, fusion) for s in signals]
+    kept = [o for o in order if o is not None]
+    return fit, kept if len(kept) == len(order) else None

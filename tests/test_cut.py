@@ -129,7 +129,8 @@ def test_score_samples_cut_option() -> None:
     score = noise_score(probs, labels)
     names = ["a", "b", "c", "d"]
     plain = score_samples(paths, labels, names, [score], signals, cut="mixture")
-    assert plain.cut == {"rule": "mixture", "flagged": int(plain.table["is_noisy"].sum())}
+    assert plain.cut == {"rule": "mixture", "flagged": int(plain.table["is_noisy"].sum()),
+                         "order": "fit_score"}
     arbitrated = score_samples(paths, labels, names, [score], signals, cut="arbitrated")
     assert arbitrated.cut["rule"] == "arbitrated"
     assert int(arbitrated.table["is_noisy"].sum()) == arbitrated.cut["flagged"]

@@ -12,13 +12,17 @@ from noisyclean.data.batches import DeviceImages
 from noisyclean.mixture import normalise_losses
 from noisyclean.signals import (
     LossHistory,
+    ScoreHistory,
+    Signals,
     calibrated_margin,
     class_thresholds,
     compute_signals,
     eval_batch_size,
     fuse_parts,
     label_loss,
+    network_scores,
     noise_score,
+    order_score,
     rank_scale,
 )
 from noisyclean.train.loop import Precision
@@ -130,7 +134,9 @@ def test_noise_scores_are_normalised_and_combine_both_signals() -> None:
     both = normalise_losses(normalise_losses(loss) + normalise_losses(margin))
     assert noise_score(PROBS, LABELS) == pytest.approx(both)
     assert noise_score(PROBS, LABELS, fusion="minmax") == pytest.approx(both)
-    for fusion in ("rank", "minmax"):
+    # hybrid (the default) fits the mixture on the min-max sum
+    assert noise_score(PROBS, LABELS, fusion="hybrid") == pytest.approx(both)
+    for fusion in ("rank", "minmax", "hybrid"):
         score = noise_score(PROBS, LABELS, fusion=fusion)
         assert score.min() == 0.0 and score.max() == 1.0
         # a single part is min-max normalised whatever the fusion
@@ -178,3 +184,45 @@ def test_rank_fusion_ignores_how_extreme_a_part_is() -> None:
     assert fuse_parts([loss], "rank") == pytest.approx(normalise_losses(loss))
     with pytest.raises(ValueError, match="unknown fusion"):
         fuse_parts([loss, margin], "mean")
+
+
+def test_order_score_is_the_rank_fusion_for_hybrid_only() -> None:
+    """hybrid orders by the rank fusion (the hand case above: [0, 41/42, 5/42, 1, 1/6]);
+    minmax and rank order by their own score, and one part orders the same under any
+    fusion, so there is no separate order score for them."""
+    assert order_score(PROBS, LABELS) == pytest.approx([0, 41 / 42, 5 / 42, 1, 1 / 6])
+    assert order_score(PROBS, LABELS, "loss+margin", "hybrid") == pytest.approx(
+        noise_score(PROBS, LABELS, "loss+margin", "rank"))
+    for signal, fusion in (("loss+margin", "minmax"), ("loss+margin", "rank"),
+                           ("loss", "hybrid"), ("margin", "hybrid")):
+        assert order_score(PROBS, LABELS, signal, fusion) is None
+    with pytest.raises(ValueError, match="unknown fusion 'sum'"):
+        order_score(PROBS, LABELS, fusion="sum")
+    with pytest.raises(ValueError, match="unknown signal"):
+        order_score(PROBS, LABELS, "aum")
+
+
+def test_score_history_records_the_fit_and_the_order_scores() -> None:
+    hybrid, minmax = ScoreHistory(2), ScoreHistory(2)
+    shifted = np.roll(PROBS, 1, axis=1)
+    for probs in (PROBS, shifted, PROBS):
+        hybrid.add(probs, LABELS, "loss+margin", "hybrid")
+        minmax.add(probs, LABELS, "loss+margin", "minmax")
+    both = [noise_score(p, LABELS, fusion="minmax") for p in (shifted, PROBS)]
+    ranks = [noise_score(p, LABELS, fusion="rank") for p in (shifted, PROBS)]
+    assert hybrid.fit.mean() == pytest.approx(normalise_losses(np.mean(both, axis=0)))
+    assert hybrid.order.mean() == pytest.approx(normalise_losses(np.mean(ranks, axis=0)))
+    assert minmax.fit.mean() == pytest.approx(hybrid.fit.mean())
+    assert minmax.order.records == []
+
+
+def test_network_scores_pairs_each_network_with_its_order_score() -> None:
+    signals = [Signals(label_loss(p, LABELS), p) for p in (PROBS, np.roll(PROBS, 1, axis=1))]
+    fit, order = network_scores(signals, LABELS, "loss+margin", "hybrid")
+    assert order is not None and len(fit) == len(order) == 2
+    for s, f, o in zip(signals, fit, order, strict=True):
+        assert f == pytest.approx(noise_score(s.probs, LABELS, fusion="minmax"))
+        assert o == pytest.approx(noise_score(s.probs, LABELS, fusion="rank"))
+    fit, order = network_scores(signals, LABELS, "loss+margin", "rank")
+    assert order is None
+    assert fit[0] == pytest.approx(noise_score(PROBS, LABELS, fusion="rank"))

@@ -39,7 +39,7 @@ from ..outputs.write import atomic_write_bytes, prepare_out_dir, write_csv, writ
 from ..progress import Progress
 from ..scan import _set_seed
 from ..scoring import score_samples, table_summary
-from ..signals import FUSIONS, SIGNALS, compute_signals, noise_score
+from ..signals import FUSIONS, SIGNALS, compute_signals, network_scores
 from .checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -444,16 +444,18 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     if not all(np.all(np.isfinite(s.per_sample_loss)) for s in signals):
         raise NoisyCleanError("training diverged (the final losses are not finite); try a "
                               "lower --lr")
+    fit_inputs, order_inputs = network_scores(signals, labels, config.signal, config.fusion)
     scores = score_samples(
         paths,
         labels,
         classes,
-        [noise_score(s.probs, labels, config.signal, config.fusion) for s in signals],
+        fit_inputs,
         signals,
         mixture=config.mixture,
         threshold=config.threshold,
         relabel_threshold=config.relabel_threshold,
         seed=config.seed,
+        order_inputs=order_inputs,
     )
     table, fits = scores.table, scores.fits
     relabeled = relabeled_table(table)
