@@ -331,6 +331,9 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
         chosen = how.get(cut.get("chosen", ""), "the one nearer the estimate")
         table.add_row("cut (arbitrated)", f"loss+margin mixture {n['mixture']}, loss mixture "
                       f"{n['loss_mixture']}: flagged {chosen}")
+    if cut.get("order") == "order_score":
+        table.add_row("flags taken by", "the rank fusion of loss and margin (--fusion hybrid), "
+                      "at the cut's count")
     flips = cut.get("flip_ranking") or {}
     if flips.get("used"):
         shown = ", ".join(f"{f['true']} -> {f['given']} {f['share']:.0%}"

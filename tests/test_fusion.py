@@ -22,7 +22,7 @@ from .conftest import symmetric_noise_predictions
 from .test_flips import _class_flip
 
 runner = CliRunner()
-TINY = ["--epochs", "3", "--width", "8", "--batch-size", "16", "--quiet", "--save-probs"]
+TINY = ["--epochs", "3", "--width", "8", "--batch-size", "16", "--save-probs"]
 NAMES = list("abcd")
 
 
@@ -82,9 +82,13 @@ def test_flip_ranking_adds_its_posterior_to_the_order_score() -> None:
 
 
 def _run(root: Path, out: Path, *options: str) -> tuple[dict, pd.DataFrame, np.ndarray]:
-    result = runner.invoke(app, ["scan", str(root), "--out", str(out), *TINY, *options])
+    result = runner.invoke(app, ["scan", str(root), "--out", str(out), *TINY, *options],
+                           env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
+    # the printed summary says when the flags follow the rank fusion
+    said = "flags taken by" in result.output
+    assert said == (summary["cut"]["order"] == "order_score"), result.output
     table = pd.read_csv(out / "scores.csv", dtype={"label": str}, keep_default_na=False)
     return summary, table, np.load(out / "pred_probs.npy")
 
