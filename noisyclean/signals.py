@@ -230,8 +230,7 @@ def noise_score(
         ValueError: for an unknown ``signal`` or ``fusion``.
     """
     _check_fusion(fusion)
-    parts = _score_parts(probs, labels, signal)
-    return fuse_parts(parts, "minmax" if fusion == "hybrid" else fusion)
+    return _fit_score(_score_parts(probs, labels, signal), fusion)
 
 
 def order_score(
@@ -259,7 +258,30 @@ def order_score(
         ValueError: for an unknown ``signal`` or ``fusion``.
     """
     _check_fusion(fusion)
+    return _order_score(_score_parts(probs, labels, signal), fusion)
+
+
+def fit_and_order_scores(
+    probs: np.ndarray, labels: np.ndarray, signal: str = "loss+margin", fusion: str = "hybrid"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`noise_score` and :func:`order_score` of one pass, computing the loss and
+    the calibrated margin once for both.
+
+    Raises:
+        ValueError: for an unknown ``signal`` or ``fusion``.
+    """
+    _check_fusion(fusion)
     parts = _score_parts(probs, labels, signal)
+    return _fit_score(parts, fusion), _order_score(parts, fusion)
+
+
+def _fit_score(parts: list[np.ndarray], fusion: str) -> np.ndarray:
+    """The score the mixture is fit on: ``hybrid`` fits on ``minmax``."""
+    return fuse_parts(parts, "minmax" if fusion == "hybrid" else fusion)
+
+
+def _order_score(parts: list[np.ndarray], fusion: str) -> np.ndarray | None:
+    """The rank fusion under ``hybrid`` with two parts; ``None`` otherwise."""
     if fusion != "hybrid" or len(parts) < 2:
         return None
     return fuse_parts(parts, "rank")
@@ -295,8 +317,8 @@ class ScoreHistory:
 
     def add(self, probs: np.ndarray, labels: np.ndarray, signal: str, fusion: str) -> None:
         """Score one pass's predicted probabilities and record both scores."""
-        self.fit.add(noise_score(probs, labels, signal, fusion))
-        order = order_score(probs, labels, signal, fusion)
+        fit, order = fit_and_order_scores(probs, labels, signal, fusion)
+        self.fit.add(fit)
         if order is not None:
             self.order.add(order)
 
@@ -307,7 +329,7 @@ def network_scores(
     """Per network, the score its mixture is fit on and the one the samples are ordered by
     (``None`` where that is the same score): ``score_samples``' ``fit_inputs`` and
     ``order_inputs``, from one scoring pass each."""
-    fit = [noise_score(s.probs, labels, signal, fusion) for s in signals]
-    order = [order_score(s.probs, labels, signal, fusion) for s in signals]
-    kept = [o for o in order if o is not None]
-    return fit, kept if len(kept) == len(order) else None
+    pairs = [fit_and_order_scores(s.probs, labels, signal, fusion) for s in signals]
+    fit = [f for f, _ in pairs]
+    order = [o for _, o in pairs if o is not None]
+    return fit, order if len(order) == len(pairs) else None

@@ -18,6 +18,7 @@ from noisyclean.signals import (
     class_thresholds,
     compute_signals,
     eval_batch_size,
+    fit_and_order_scores,
     fuse_parts,
     label_loss,
     network_scores,
@@ -196,8 +197,17 @@ def test_order_score_is_the_rank_fusion_for_hybrid_only() -> None:
     for signal, fusion in (("loss+margin", "minmax"), ("loss+margin", "rank"),
                            ("loss", "hybrid"), ("margin", "hybrid")):
         assert order_score(PROBS, LABELS, signal, fusion) is None
+    # the pair, with the parts computed once, is the two scores
+    for fusion in ("hybrid", "minmax", "rank"):
+        fit, order = fit_and_order_scores(PROBS, LABELS, "loss+margin", fusion)
+        assert np.array_equal(fit, noise_score(PROBS, LABELS, "loss+margin", fusion))
+        expected = order_score(PROBS, LABELS, "loss+margin", fusion)
+        assert (order is None) == (expected is None)
+        assert order is None or np.array_equal(order, expected)
     with pytest.raises(ValueError, match="unknown fusion 'sum'"):
         order_score(PROBS, LABELS, fusion="sum")
+    with pytest.raises(ValueError, match="unknown fusion 'sum'"):
+        fit_and_order_scores(PROBS, LABELS, fusion="sum")
     with pytest.raises(ValueError, match="unknown signal"):
         order_score(PROBS, LABELS, "aum")
 
