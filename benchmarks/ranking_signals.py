@@ -9,7 +9,10 @@ every image's softmax from the training steps (augmented, train mode), once per 
 After training come the scan's flip-averaged probabilities ``p`` and the flip-averaged
 features before the classifier. Every row is then scored the scan's way (the normalised
 loss plus the class-calibrated margin of some probabilities, a two-component GMM, flagged
-below a clean probability of 0.5):
+below a clean probability of 0.5; this is the min-max score, ``scan --fusion minmax``.
+The scan's default since 2026-12-04, ``hybrid``, flags as many images but takes them from
+the top of the rank score, so ``default`` here is the scan's ranking as it was when these
+rows were measured, and it still reproduces the tables recorded in RESULTS.md):
 
 - ``default``: ``p`` itself (the scan's figures);
 - ``kNN k=K, blend A``: ``(1 - A) p + A q``, where ``q`` is the share of each label among

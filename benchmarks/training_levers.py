@@ -8,9 +8,12 @@ Training levers (first form). For each folder made by ``make_noisy.py`` and each
 train the scan's default network (its backbone, optimiser, one-cycle schedule, automatic
 epochs and seed) with the warm-up objective named, score its flip-averaged predictions
 the scan's way (the loss plus the class-calibrated margin, GMM, flagged below a clean
-probability of 0.5), and report against the truth: F1 of the flags, best-cut F1 (the
-highest F1 of any top-n cut of the ranking: what the ranking allows, whatever the cut),
-AUROC, and the network's accuracy on the true labels of its training images. Variants:
+probability of 0.5: the min-max score, ``scan --fusion minmax``, the scan's default when
+these variants were measured; the default since 2026-12-04, ``hybrid``, flags as many
+images from the top of the rank score instead), and report against the truth: F1 of the
+flags, best-cut F1 (the highest F1 of any top-n cut of the ranking: what the ranking
+allows, whatever the cut), AUROC, and the network's accuracy on the true labels of its
+training images. Variants:
 
 - ``ce``: cross-entropy, the scan's warm-up without its forward correction (the scan's
   default before forward correction; ``ce@forward=8`` is the default scan at 15 epochs
