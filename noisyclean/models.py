@@ -36,9 +36,23 @@ def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
     ]
 
 
+class PooledNorm(nn.BatchNorm1d):
+    """Batch norm of pooled ``(B, C)`` features. A training batch of one sample, which
+    plain batch norm cannot normalise by its own statistics, uses the running ones."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
+                self.eps,
+            )
+        return super().forward(x)
+
+
 class SmallCNN(nn.Module):
     """A small fast CNN: a stem and three conv blocks (widths w, 2w, 4w), each halving the
-    resolution, then global max pooling and a linear classifier."""
+    resolution, then global max pooling, a batch norm of the pooled features (so that the
+    classifier sees standardised features at any image size) and a linear classifier."""
 
     def __init__(self, num_classes: int, width: int = 32) -> None:
         super().__init__()
@@ -54,6 +68,11 @@ class SmallCNN(nn.Module):
             nn.MaxPool2d(2),
             nn.AdaptiveMaxPool2d(1),
             nn.Flatten(),
+            # The maximum over a larger map is larger: without this, the classifier's input
+            # jumps when the image side doubles (progressive resizing's switch to full
+            # resolution) and training can diverge, as it did on images with large flat
+            # areas (upscaled digits: loss 1.1 -> 10.7 at the switch).
+            PooledNorm(4 * w),
         )
         self.classifier = nn.Linear(4 * w, num_classes)
 

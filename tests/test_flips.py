@@ -26,7 +26,7 @@ from noisyclean.flips import (
 )
 from noisyclean.mixture import fit_mixture, normalise_losses
 from noisyclean.scoring import score_samples
-from noisyclean.signals import Signals, class_thresholds, label_loss, noise_score
+from noisyclean.signals import Signals, class_thresholds, label_loss, noise_score, order_score
 
 from .conftest import symmetric_noise_predictions
 
@@ -209,7 +209,11 @@ def test_scan_flip_ranking_end_to_end(tmp_path: Path) -> None:
     labels = table["label_index"].to_numpy()
     transition = structured_part(transition_matrix(probs, labels), FLIP_RANK_MIN)
     posterior = flip_posterior(calibrated_probs(probs, labels), labels, transition)
-    combined = normalise_losses(table["fit_loss"].to_numpy() + posterior)
+    # the score the flags are taken from: the rank fusion under the default --fusion hybrid
+    assert summary["cut"]["order"] == "order_score"
+    order = order_score(probs, labels)
+    assert order is not None
+    combined = normalise_losses(order + posterior)
     flagged = table["is_noisy"].to_numpy()
     assert combined[flagged].min() >= combined[~flagged].max() - 1e-6
     # the flipped 7s: at least as many found as without the flip ranking

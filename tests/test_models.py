@@ -79,3 +79,23 @@ def test_bad_model_and_weights_are_clear_errors(tmp_path: Path) -> None:
     torch.save({"x": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(NoisyCleanError, match="does not match the model"):
         build_model("small-cnn", 3, weights=str(tmp_path / "other.pt"))
+
+
+def test_small_cnn_head_input_is_standardised_at_any_image_size() -> None:
+    # The global maximum over a 16x16 map is larger than over a 4x4 one; the batch norm of
+    # the pooled features keeps the classifier's input at mean 0, variance 1 either way.
+    torch.manual_seed(0)
+    model = SmallCNN(10, width=8).train()
+    for side in (32, 128):
+        pooled = model.features(torch.rand(64, 3, side, side))
+        assert pooled.mean(0).abs().max() < 1e-4
+        assert torch.allclose(pooled.var(0, unbiased=False), torch.ones(8 * 4), atol=1e-2)
+
+
+def test_small_cnn_trains_on_a_batch_of_one() -> None:
+    # A batch norm cannot normalise one sample by its own statistics; the pooled-feature
+    # norm then uses its running statistics instead of failing.
+    model = SmallCNN(3, width=8).train()
+    out = model(torch.rand(1, 3, 16, 16))
+    out.sum().backward()
+    assert out.shape == (1, 3)

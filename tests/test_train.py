@@ -288,3 +288,18 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(
         w_a = torch.load(whole / f"net{k + 1}.pt", weights_only=True)
         w_b = torch.load(killed / f"net{k + 1}.pt", weights_only=True)
         assert all(torch.equal(w_a[name], w_b[name]) for name in w_a)
+
+
+def test_a_checkpoint_of_another_network_is_one_clear_error() -> None:
+    from noisyclean.errors import NoisyCleanError
+    from noisyclean.train.checkpoint import restore_learners
+    from noisyclean.train.loop import make_learner
+
+    learner = make_learner(build_model("small-cnn", 3, None, 8), 0.01, 0.9, 5e-4, 10)
+    # as saved by a small-cnn without the pooled-feature norm (noisyclean before 2026-12-04)
+    weights = {k: v for k, v in learner.model.state_dict().items()
+               if not k.startswith("features.20.")}
+    payload = {"models": [weights], "optimizers": [learner.optimizer.state_dict()],
+               "steps": [4]}
+    with pytest.raises(NoisyCleanError, match="do not match the one this run builds"):
+        restore_learners([learner], payload)

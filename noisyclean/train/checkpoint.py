@@ -125,6 +125,14 @@ def restore_learners(learners: list[Learner], payload: dict[str, Any]) -> None:
     for learner, weights, optimizer, step in zip(
         learners, payload["models"], payload["optimizers"], payload["steps"], strict=True
     ):
-        learner.model.load_state_dict(weights)
+        try:
+            learner.model.load_state_dict(weights)
+        except RuntimeError as error:  # another network, or one of an older noisyclean
+            first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+            raise NoisyCleanError(
+                f"the checkpoint's networks do not match the one this run builds ({first}); "
+                f"it was saved with other --model/--width settings or by an older noisyclean "
+                f"whose small-cnn had no PooledNorm: start a new run"
+            ) from None
         learner.optimizer.load_state_dict(optimizer)
         learner.step = int(step)
