@@ -156,6 +156,11 @@ def structured_part(transition: np.ndarray, min_flip: float = MIN_FLIP) -> np.nd
     ``min_flip`` (smaller values are within the estimate's noise on classes of a few hundred
     images) and dropped elsewhere; the rest of the row goes on the diagonal. Symmetric noise
     maps to the identity; a row with a strong flip keeps that flip, less the background.
+    A row whose diagonal would end below one of its flips (most of a class labelled as
+    another) keeps none: the confident joint counts a class by the network's own
+    prediction, so such a row says more about a network that has not learned the class
+    than about the labels, and forward correction cannot tell the class from the one it
+    is flipped to.
 
     Args:
         transition: ``(C, C)`` row-stochastic matrix.
@@ -171,6 +176,8 @@ def structured_part(transition: np.ndarray, min_flip: float = MIN_FLIP) -> np.nd
     excess = rows - np.median(rows, axis=1, keepdims=True)
     flips = np.zeros_like(transition)
     flips[off] = np.where(excess >= min_flip, excess, 0.0).ravel()
+    dominated = 1.0 - flips.sum(axis=1) < flips.max(axis=1)
+    flips[dominated] = 0.0
     return flips + np.diag(1.0 - flips.sum(axis=1))
 
 

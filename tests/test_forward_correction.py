@@ -97,6 +97,21 @@ def test_structured_part_keeps_only_strong_systematic_flips() -> None:
     np.testing.assert_allclose(loose[1], [0.07, 0.93, 0, 0])
 
 
+def test_structured_part_drops_a_row_whose_flip_outweighs_its_diagonal() -> None:
+    """Row 0: off-diagonal (0.65, 0.05, 0.05), median 0.05, so a flip of 0.6 that would
+    leave 0.4 on the diagonal: most of class 0 "labelled as" class 1, which forward
+    correction cannot tell from class 1 itself, so the row becomes the identity. Row 1:
+    (0.45, 0.05, 0.05): a flip of 0.4 leaves 0.6 on the diagonal and stays. Row 2: two
+    flips of 0.35 (the median of (0.35, 0.35, 0.05) is 0.35, so no excess): the identity,
+    as before the guard. Row 3: (0.05, 0.05, 0.5), a flip of 0.45 that leaves 0.55 on the
+    diagonal, stays."""
+    transition = np.array([[0.25, 0.65, 0.05, 0.05], [0.45, 0.45, 0.05, 0.05],
+                           [0.35, 0.35, 0.25, 0.05], [0.05, 0.05, 0.5, 0.4]])
+    np.testing.assert_allclose(structured_part(transition),
+                               [[1, 0, 0, 0], [0.4, 0.6, 0, 0], [0, 0, 1, 0],
+                                [0, 0, 0.45, 0.55]])
+
+
 def test_correction_fits_the_true_class_under_class_dependent_flips() -> None:
     """Two Gaussian blobs, 40% of class 0 labelled 1. Plain cross-entropy fits
     P(given label | x), about 0.6 for class 0 on class 0's blob; the forward-corrected
