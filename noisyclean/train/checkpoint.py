@@ -128,7 +128,8 @@ def restore_learners(learners: list[Learner], payload: dict[str, Any]) -> None:
         try:
             learner.model.load_state_dict(weights)
         except RuntimeError as error:  # another network, or one of an older noisyclean
-            first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+            lines = str(error).splitlines() or [""]
+            first = lines[1].strip() if len(lines) > 1 else lines[0]
             raise NoisyCleanError(
                 f"the checkpoint's networks do not match the one this run builds ({first}); "
                 f"it was saved with other --model/--width settings or by an older noisyclean "
