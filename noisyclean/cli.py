@@ -139,7 +139,8 @@ def scan(
     networks: Annotated[
         int,
         typer.Option(help="1, or 2 to train two networks and divide each by the other's "
-                     "losses (co-divide); the table averages both."),
+                     "losses (co-divide); the table averages both. Two small-cnn networks "
+                     "train as one grouped network (same networks, one pass per step)."),
     ] = 1,
     epochs: Annotated[
         int | None,

@@ -38,7 +38,7 @@ from .data.batches import DeviceImages
 from .data.load import load_configured
 from .environment import run_environment
 from .errors import NoisyCleanError
-from .models import build_model
+from .models import GroupedSmallCNN, build_model
 from .outputs.table import relabeled_table
 from .outputs.write import prepare_out_dir, write_csv, write_json
 from .progress import Progress
@@ -189,7 +189,8 @@ class WarmupResult:
     """What :func:`warm_up` trained.
 
     Attributes:
-        learners: the networks.
+        learners: one per network (trained grouped: copies of the networks, with the
+            grouped network's optimiser).
         histories: per network, its recorded noise scores.
         log: the per-epoch log.
         transitions: per network, the transition matrix estimated for forward correction
@@ -226,6 +227,13 @@ def late_loss_for(setting: str, rate: float) -> str:
     return setting
 
 
+def trains_grouped(config: ScanConfig) -> bool:
+    """Whether the warm-up trains its networks as one
+    :class:`~noisyclean.models.GroupedSmallCNN`: two or more small CNNs (the same
+    networks, batches and arithmetic as separate ones, in one pass per step)."""
+    return config.networks > 1 and (config.model or "small-cnn") == "small-cnn"
+
+
 def warm_up(
     data: DeviceImages,
     num_classes: int,
@@ -240,7 +248,11 @@ def warm_up(
     adds the final epoch's scores from its own scoring pass. With ``indices``, train on
     those samples only (a fold of ``--folds``). With ``config.low_res_epochs``, that many
     epochs at half resolution come first (progressive resizing), then ``config.epochs``
-    at full resolution, one one-cycle schedule over all of them.
+    at full resolution, one one-cycle schedule over all of them. Two or more small CNNs
+    train as one :class:`~noisyclean.models.GroupedSmallCNN` (:func:`trains_grouped`):
+    the same networks, initialisations and batches, one pass per step; the result's
+    learners hold copies of them (scored one by one: on 2 CPU cores one grouped evaluation
+    pass took longer than two separate ones, 10.9 s against 10.0 s at width 24).
 
     With ``config.correction == "forward"``, each network's softmax on its own training
     batches during the epoch before :func:`correction_start` (recorded as it trains, so the
@@ -262,6 +274,7 @@ def warm_up(
     correct = config.correction == "forward"
     # the second half, where the correction and the late loss start
     start = correction_start(epochs, low) if correct or config.late_loss != "ce" else None
+    grouped = trains_grouped(config)
     method = Warmup(
         data,
         n_learners=config.networks,
@@ -271,19 +284,28 @@ def warm_up(
         augment=config.augment,
         indices=indices,
         low_res_epochs=low,
+        grouped=grouped,
     )
     steps = method.total_steps(epochs)
-    learners = []
+    models: list[torch.nn.Module] = []
     for k in range(config.networks):
         _set_seed(config.seed + 1000 * k)
         model = build_model(config.model or "small-cnn", num_classes, config.weights, config.width)
-        model = model.to(data.device)
-        if data.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        learners.append(
-            make_learner(model, config.lr, config.momentum, config.weight_decay, steps)
-        )
-    histories = [ScoreHistory(config.loss_history) for _ in learners]
+        models.append(model.to(data.device))
+    if grouped:  # the same networks, initialised as above, in one grouped network
+        models = [GroupedSmallCNN.from_networks(models)]
+    if data.channels_last:
+        models = [model.to(memory_format=torch.channels_last) for model in models]
+    learners = [make_learner(model, config.lr, config.momentum, config.weight_decay, steps)
+                for model in models]
+
+    def networks() -> list[Learner]:
+        """One learner per network (grouped: copies of the groups, sharing the optimiser)."""
+        if not grouped:
+            return learners
+        return [replace(learners[0], model=net) for net in learners[0].model.networks()]
+
+    histories = [ScoreHistory(config.loss_history) for _ in range(config.networks)]
 
     labels = data.labels.cpu().numpy()
     estimated: list[np.ndarray] = []
@@ -297,12 +319,12 @@ def warm_up(
 
     def end_of_epoch(epoch: int, stats: dict[str, float]) -> None:
         if epochs - config.loss_history <= epoch < epochs - 1:
-            for learner, history in zip(learners, histories, strict=True):
+            for learner, history in zip(networks(), histories, strict=True):
                 probs = compute_signals(learner.model, data, precision, tta=config.tta).probs
                 history.add(probs, labels, config.signal, config.fusion)
         if start is None or epoch != start - 1:
             return
-        for k in range(len(learners)):
+        for k in range(config.networks):
             # seen: the samples it trained on that epoch (only those of ``indices``)
             probs, seen = method.recorded_predictions(k)
             if correct:
@@ -328,7 +350,7 @@ def warm_up(
         learners, method, range(epochs), precision, progress, end_of_epoch, "warm-up"
     )
     # each list is filled at the start of the second half, when there is one
-    return WarmupResult(learners, histories, log, estimated or None, late_losses or None,
+    return WarmupResult(networks(), histories, log, estimated or None, late_losses or None,
                         rates or None)
 
 
@@ -381,13 +403,13 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         timings["warmup"] = time.perf_counter() - t0
     else:
         trained = warm_up(data, len(samples.classes), config, precision, progress)
-        learners, histories, log = trained.learners, trained.histories, trained.log
+        histories, log = trained.histories, trained.log
         timings["warmup"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         signals: list[Signals] = []
-        task = progress.task("score", total=len(learners))
-        for learner, history in zip(learners, histories, strict=True):
+        task = progress.task("score", total=len(trained.learners))
+        for learner, history in zip(trained.learners, histories, strict=True):
             signals.append(compute_signals(learner.model, data, precision, tta=config.tta))
             history.add(signals[-1].probs, labels, config.signal, config.fusion)
             progress.advance(task)

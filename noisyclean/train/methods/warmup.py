@@ -15,6 +15,7 @@ from torch import nn
 
 from ...confident_joint import flipped_classes
 from ...data.batches import DeviceImages
+from ...models import GroupedSmallCNN
 
 
 def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -97,6 +98,12 @@ class Warmup:
         low_res_epochs: the first this many epochs train on the (augmented) images
             average-pooled to half their side, a quarter of the pixels (progressive
             resizing); the later epochs at full resolution.
+        grouped: the networks are the groups of one
+            :class:`~noisyclean.models.GroupedSmallCNN`, trained by one learner: each step
+            takes every network's batch (drawn and augmented as for separate networks, in
+            the same order) and trains them all in one pass (:meth:`loss` with
+            ``learner_index`` 0). The networks' own state (transition matrix, late loss,
+            recorded softmax) is still per network.
     """
 
     def __init__(
@@ -109,8 +116,10 @@ class Warmup:
         augment: bool = True,
         indices: torch.Tensor | None = None,
         low_res_epochs: int = 0,
+        grouped: bool = False,
     ) -> None:
         self.data = data
+        self.grouped = grouped
         self.low_res_epochs = low_res_epochs
         self.n_learners = n_learners
         self.indices = torch.arange(len(data)) if indices is None else indices.cpu()
@@ -188,15 +197,19 @@ class Warmup:
         return self.batch_size
 
     def steps_per_epoch(self, epoch: int) -> int:
-        """Full batches per network, times the number of networks."""
-        return (len(self.indices) // self.batch_size_at(epoch)) * self.n_learners
+        """Full batches per network, times the number of networks (not when grouped: one
+        step trains them all)."""
+        per_network = len(self.indices) // self.batch_size_at(epoch)
+        return per_network if self.grouped else per_network * self.n_learners
 
     def total_steps(self, epochs: int) -> int:
         """Steps per network over epochs ``0 .. epochs - 1`` (what a schedule spans)."""
-        return sum(self.steps_per_epoch(e) for e in range(epochs)) // self.n_learners
+        steps = sum(self.steps_per_epoch(e) for e in range(epochs))
+        return steps if self.grouped else steps // self.n_learners
 
     def batches(self, epoch: int) -> Iterator[tuple[int, torch.Tensor]]:
-        """Interleave the networks' batches of sample indices (last partial batch dropped)."""
+        """Interleave the networks' batches of sample indices (last partial batch dropped);
+        grouped, each step's batches of every network together, ``(networks, B)``."""
         orders = [
             self.indices[torch.randperm(len(self.indices), generator=self.generator)]
             for _ in range(self.n_learners)
@@ -204,8 +217,16 @@ class Warmup:
         size = self.batch_size_at(epoch)
         per_learner = len(self.indices) // size
         for step in range(per_learner):
-            for k, order in enumerate(orders):
-                yield k, order[step * size : (step + 1) * size]
+            cut = [order[step * size : (step + 1) * size] for order in orders]
+            if self.grouped:
+                yield 0, torch.stack(cut)
+            else:
+                yield from enumerate(cut)
+
+    def _images(self, batch: torch.Tensor, epoch: int) -> torch.Tensor:
+        """One network's augmented batch, at half resolution in the first epochs."""
+        x = self.data.batch(batch, augment=self.augment, generator=self.generator)
+        return F.avg_pool2d(x, 2) if epoch < self.low_res_epochs else x
 
     def loss(
         self, learner_index: int, model: nn.Module, batch: torch.Tensor, epoch: int
@@ -213,18 +234,33 @@ class Warmup:
         """Cross-entropy (forward-corrected once the network has a transition matrix; the
         generalized cross-entropy once :meth:`gce_with` switched it; plus the confidence
         penalty) on one batch, at half resolution in the first ``low_res_epochs`` epochs.
-        The logged ``loss`` is the (corrected) cross-entropy either way."""
-        x = self.data.batch(batch, augment=self.augment, generator=self.generator)
+        The logged ``loss`` is the (corrected) cross-entropy either way. Grouped, the sum
+        of every network's on its own batch (``batch`` is ``(networks, B)``), logged as the
+        networks' mean."""
+        if not self.grouped:
+            logits = model(self._images(batch, epoch))
+            return self._network_loss(learner_index, logits, batch, epoch)
+        logits = model(GroupedSmallCNN.stack([self._images(b, epoch) for b in batch]))
+        total, stats = None, {"loss": 0.0, "acc": 0, "count": 0}
+        for k, rows in enumerate(batch):
+            loss, part = self._network_loss(k, logits[:, k], rows, epoch)
+            total = loss if total is None else total + loss
+            for key in stats:
+                stats[key] += part[key]
+        assert total is not None
+        return total, stats
+
+    def _network_loss(
+        self, k: int, logits: torch.Tensor, batch: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Network ``k``'s objective on its batch's ``logits`` (see :meth:`loss`)."""
         y = self.data.labels[batch.to(self.data.labels.device)]
-        if epoch < self.low_res_epochs:
-            x = F.avg_pool2d(x, 2)
-        logits = model(x)
-        transition = self.transitions[learner_index]
+        transition = self.transitions[k]
         if transition is None:
             ce = F.cross_entropy(logits.float(), y)
         else:
             ce = forward_corrected_cross_entropy(logits, y, transition)
-        q = self.gce_q[learner_index]
+        q = self.gce_q[k]
         objective = ce if q is None else forward_corrected_gce(logits, y, q, transition)
         loss = objective + negative_entropy(logits) if self.penalty else objective
         n = len(batch)
@@ -232,6 +268,6 @@ class Warmup:
             acc = (logits.argmax(1) == y).sum().item()
             if epoch == self.record_epoch:
                 rows = batch.to(self.data.labels.device)
-                self._recorded[learner_index][rows] = logits.float().softmax(1)
-                self._seen[learner_index][rows] = True
+                self._recorded[k][rows] = logits.float().softmax(1)
+                self._seen[k][rows] = True
         return loss, {"loss": ce.item() * n, "acc": acc, "count": n}
