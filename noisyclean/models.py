@@ -123,11 +123,10 @@ class GroupedSmallCNN(nn.Module):
         own = list(self.features) + [self.classifier]
         other = list(net.features) + [net.classifier]
         pairs = []
-        for a, b in zip(own, other, strict=True):
-            for name, tensor in [*a.named_parameters(recurse=False),
-                                 *a.named_buffers(recurse=False)]:
-                if name not in a._non_persistent_buffers_set:  # not the block mask
-                    pairs.append((tensor, getattr(b, name)))
+        for a, b in zip(own, other, strict=True):  # state dicts leave out the block mask
+            theirs = b.state_dict(keep_vars=True)
+            pairs += [(tensor, theirs[name])
+                      for name, tensor in a.state_dict(keep_vars=True).items()]
         return pairs
 
     @classmethod

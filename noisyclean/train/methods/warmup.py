@@ -196,16 +196,18 @@ class Warmup:
             return min(2 * self.batch_size, len(self.indices))
         return self.batch_size
 
+    def _batches_per_network(self, epoch: int) -> int:
+        return len(self.indices) // self.batch_size_at(epoch)
+
     def steps_per_epoch(self, epoch: int) -> int:
         """Full batches per network, times the number of networks (not when grouped: one
         step trains them all)."""
-        per_network = len(self.indices) // self.batch_size_at(epoch)
+        per_network = self._batches_per_network(epoch)
         return per_network if self.grouped else per_network * self.n_learners
 
     def total_steps(self, epochs: int) -> int:
         """Steps per network over epochs ``0 .. epochs - 1`` (what a schedule spans)."""
-        steps = sum(self.steps_per_epoch(e) for e in range(epochs))
-        return steps if self.grouped else steps // self.n_learners
+        return sum(self._batches_per_network(e) for e in range(epochs))
 
     def batches(self, epoch: int) -> Iterator[tuple[int, torch.Tensor]]:
         """Interleave the networks' batches of sample indices (last partial batch dropped);
@@ -215,8 +217,7 @@ class Warmup:
             for _ in range(self.n_learners)
         ]
         size = self.batch_size_at(epoch)
-        per_learner = len(self.indices) // size
-        for step in range(per_learner):
+        for step in range(self._batches_per_network(epoch)):
             cut = [order[step * size : (step + 1) * size] for order in orders]
             if self.grouped:
                 yield 0, torch.stack(cut)
@@ -241,14 +242,10 @@ class Warmup:
             logits = model(self._images(batch, epoch))
             return self._network_loss(learner_index, logits, batch, epoch)
         logits = model(GroupedSmallCNN.stack([self._images(b, epoch) for b in batch]))
-        total, stats = None, {"loss": 0.0, "acc": 0, "count": 0}
-        for k, rows in enumerate(batch):
-            loss, part = self._network_loss(k, logits[:, k], rows, epoch)
-            total = loss if total is None else total + loss
-            for key in stats:
-                stats[key] += part[key]
-        assert total is not None
-        return total, stats
+        parts = [self._network_loss(k, logits[:, k], rows, epoch)
+                 for k, rows in enumerate(batch)]
+        stats = {key: sum(part[key] for _, part in parts) for key in ("loss", "acc", "count")}
+        return torch.stack([loss for loss, _ in parts]).sum(), stats
 
     def _network_loss(
         self, k: int, logits: torch.Tensor, batch: torch.Tensor, epoch: int
