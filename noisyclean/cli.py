@@ -175,8 +175,11 @@ def scan(
                      "flips from the network's predictions (confident joint) and train the "
                      "rest with forward loss correction, so the scores compare each label "
                      "with an estimate of the true class (finds more flips between "
-                     "look-alike classes); none: plain cross-entropy throughout. Not used "
-                     "with --signal aum."),
+                     "look-alike classes); forward+background: the flips plus half of the "
+                     "estimate's spread-out noise, so the network also learns fewer labels "
+                     "that are wrong at random (better on symmetric noise, level on human "
+                     "labels); none: plain cross-entropy throughout. Not used with --signal "
+                     "aum."),
     ] = "forward",
     late_loss: Annotated[
         str,

@@ -15,7 +15,8 @@ planning review (how far down ``scores.csv`` to go), not a per-sample decision.
 
 The same joint, normalised per true class, is a noise transition matrix
 (:func:`transition_matrix`); its systematic flips (:func:`structured_part`) are what the
-scan's forward loss correction trains with (``scan --correction forward``).
+scan's forward loss correction trains with (``scan --correction forward``), with part of
+its spread-out noise (:func:`with_background`) under ``--correction forward+background``.
 """
 
 from __future__ import annotations
@@ -179,6 +180,57 @@ def structured_part(transition: np.ndarray, min_flip: float = MIN_FLIP) -> np.nd
     dominated = 1.0 - flips.sum(axis=1) < flips.max(axis=1)
     flips[dominated] = 0.0
     return flips + np.diag(1.0 - flips.sum(axis=1))
+
+
+#: The share of each row's spread-out part (its median off-diagonal entry) that
+#: :func:`with_background` puts back under the systematic flips. The whole median
+#: over-corrected (the confident joint mid-run counts hard clean images as noise too): on
+#: CIFAR-10N worst it lowered the AUROC of the scan's ranking by 0.013-0.020, where half of
+#: it raised it by 0.001-0.005 (``benchmarks/RESULTS.md``, "Forward correction with a
+#: background").
+BACKGROUND_SHARE = 0.5
+
+
+def with_background(
+    structured: np.ndarray, transition: np.ndarray, share: float = BACKGROUND_SHARE
+) -> np.ndarray:
+    """The systematic flips plus part of the spread-out noise: each row of ``structured``
+    (:func:`structured_part` of ``transition``) gets ``share`` times the median
+    off-diagonal entry of the same row of ``transition`` on every other class, taken from
+    its diagonal. :func:`structured_part` drops that spread-out part because the confident
+    joint overstates it; but labels wrong in every direction (annotators' errors, symmetric
+    noise) are real, and a network corrected only for the flips learns them. Trained with
+    this matrix, the network can explain a share of any label as noise, so it is pulled less
+    towards the wrong ones. Symmetric noise maps to a uniform background.
+
+    Each row's background is capped so that its diagonal stays at least as large as every
+    other entry (forward correction cannot tell a class from one it is mostly flipped to).
+
+    Args:
+        structured: ``(C, C)`` the systematic flips (row-stochastic).
+        transition: ``(C, C)`` the estimated matrix they were taken from.
+        share: the share of each row's median off-diagonal entry added, in ``[0, 1]``.
+
+    Returns:
+        ``(C, C)`` row-stochastic matrix.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError("share must be in [0, 1]")
+    structured = np.asarray(structured, dtype=np.float64)
+    transition = np.asarray(transition, dtype=np.float64)
+    num_classes = structured.shape[0]
+    if num_classes < 2:
+        return structured.copy()
+    off = ~np.eye(num_classes, dtype=bool)
+    median = np.median(transition[off].reshape(num_classes, num_classes - 1), axis=1)
+    diagonal = np.diag(structured)
+    largest = structured[off].reshape(num_classes, num_classes - 1).max(axis=1)
+    # after adding b everywhere off the diagonal: diagonal - (C-1) b >= largest + b
+    room = np.maximum(diagonal - largest, 0.0) / num_classes
+    background = np.minimum(share * median, room)
+    out = structured + background[:, None] * off
+    out[np.diag_indices(num_classes)] = diagonal - (num_classes - 1) * background
+    return out
 
 
 def flipped_classes(transition: np.ndarray) -> int:

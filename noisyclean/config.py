@@ -48,8 +48,10 @@ class DataSettings:
         return out
 
 
-#: ``scan --correction`` values: forward loss correction in the warm-up's last epochs, or none.
-CORRECTIONS: tuple[str, ...] = ("forward", "none")
+#: ``scan --correction`` values: forward loss correction in the warm-up's last epochs by the
+#: estimated systematic flips (``forward``), by those flips plus part of the spread-out
+#: noise (``forward+background``), or none.
+CORRECTIONS: tuple[str, ...] = ("forward", "forward+background", "none")
 
 #: ``scan --late-loss`` values: the loss of the warm-up's second half. ``auto``: the
 #: generalized cross-entropy when the network's own estimate of the noise rate is high

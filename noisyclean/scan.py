@@ -19,11 +19,13 @@ import torch
 from . import __version__
 from .aum import AUM_RUNS
 from .confident_joint import (
+    BACKGROUND_SHARE,
     estimate_wrong_labels,
     flipped_classes,
     noise_rate,
     structured_part,
     transition_matrix,
+    with_background,
 )
 from .config import (
     CORRECTIONS,
@@ -193,9 +195,11 @@ class WarmupResult:
             grouped network's optimiser).
         histories: per network, its recorded noise scores.
         log: the per-epoch log.
-        transitions: per network, the transition matrix estimated for forward correction
-            (``--correction forward``; the identity means no systematic flip was found and
-            the network went on with plain cross-entropy), or None.
+        transitions: per network, the transition matrix its forward correction trained
+            with (``--correction forward`` or ``forward+background``; the identity means it
+            went on with plain cross-entropy), or None.
+        flip_counts: per network, how many classes that matrix's systematic flips
+            (:func:`~noisyclean.confident_joint.structured_part`) flip, or None.
         late_losses: per network, the loss of its second half (``"gce"`` or ``"ce"``), or
             None when the warm-up had no second half to switch.
         late_rates: per network, the noise rate that chose it (:func:`late_loss_for`).
@@ -205,6 +209,7 @@ class WarmupResult:
     histories: list[ScoreHistory]
     log: list[dict[str, float]]
     transitions: list[np.ndarray] | None = None
+    flip_counts: list[int] | None = None
     late_losses: list[str] | None = None
     late_rates: list[float] | None = None
 
@@ -261,7 +266,10 @@ def warm_up(
     :func:`~noisyclean.confident_joint.transition_matrix` of the samples it trains on:
     its systematic flips), and its remaining epochs minimise the forward-corrected
     cross-entropy, so that its softmax, which the scan then scores, estimates the true label
-    where labels were flipped systematically rather than following the given one.
+    where labels were flipped systematically rather than following the given one. With
+    ``"forward+background"`` the matrix also gets half of each row's spread-out part
+    (:func:`~noisyclean.confident_joint.with_background`), so the network is pulled less
+    towards labels wrong at random too.
 
     From the same epoch, ``config.late_loss`` chooses each network's loss
     (:func:`late_loss_for`): the generalized cross-entropy (of the corrected softmax, when
@@ -271,7 +279,7 @@ def warm_up(
     """
     low = int(config.low_res_epochs or 0)
     epochs = low + int(config.epochs or auto_epochs(len(data)))
-    correct = config.correction == "forward"
+    correct = config.correction != "none"
     # the second half, where the correction and the late loss start
     start = correction_start(epochs, low) if correct or config.late_loss != "ce" else None
     grouped = trains_grouped(config)
@@ -309,6 +317,7 @@ def warm_up(
 
     labels = data.labels.cpu().numpy()
     estimated: list[np.ndarray] = []
+    flip_counts: list[int] = []
     rates: list[float] = []
     late_losses: list[str] = []
 
@@ -328,8 +337,12 @@ def warm_up(
             # seen: the samples it trained on that epoch (only those of ``indices``)
             probs, seen = method.recorded_predictions(k)
             if correct:
-                transition = structured_part(transition_matrix(probs[seen], labels[seen]))
+                full = transition_matrix(probs[seen], labels[seen])
+                flips = structured_part(full)
+                transition = (with_background(flips, full)
+                              if config.correction == "forward+background" else flips)
                 estimated.append(transition)
+                flip_counts.append(flipped_classes(flips))
                 method.correct_with(k, transition)
             if config.late_loss != "ce":
                 rates.append(noise_rate(probs[seen], labels[seen]))
@@ -337,10 +350,14 @@ def warm_up(
                 if late_losses[-1] == "gce":
                     method.gce_with(k, LATE_GCE_Q)
         if correct:
-            flips = sum(flipped_classes(t) for t in estimated)
+            flipped = sum(flip_counts)
+            identity = all(flipped_classes(t) == 0 for t in estimated)
             progress.log(f"forward correction from epoch {start + 1}: "
-                         + (f"{flips} class(es) with systematic flips" if flips
-                            else "no systematic flips found, cross-entropy goes on"))
+                         + (f"{flipped} class(es) with systematic flips" if flipped
+                            else "no systematic flips found")
+                         + (", cross-entropy goes on" if identity
+                            else ", plus a background" if config.correction != "forward"
+                            else ""))
         if late_losses:
             progress.log(f"loss from epoch {start + 1}: " + ", ".join(
                 f"{loss} (estimated noise {rate:.2f})"
@@ -350,8 +367,8 @@ def warm_up(
         learners, method, range(epochs), precision, progress, end_of_epoch, "warm-up"
     )
     # each list is filled at the start of the second half, when there is one
-    return WarmupResult(networks(), histories, log, estimated or None, late_losses or None,
-                        rates or None)
+    return WarmupResult(networks(), histories, log, estimated or None, flip_counts or None,
+                        late_losses or None, rates or None)
 
 
 def scan(config: ScanConfig, progress: Progress | None = None, write: bool = True) -> ScanResult:
@@ -456,14 +473,18 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     # the second half of the warm-up, where the correction and the late loss start
     start = correction_start(low_res + epochs, low_res)
     from_epoch = None if start is None else start + 1
-    if config.correction == "forward":
-        kept = None if extra is not None else trained.transitions  # --folds: one per fold
+    if config.correction != "none":
+        # --folds: one per fold, not kept; None too when the warm-up had no second half
+        kept = None if extra is not None or trained.transitions is None else trained
         summary["correction"] = {
-            "kind": "forward",
+            "kind": config.correction,
             "from_epoch": from_epoch,
-            # per network: T[true][given], and how many classes had systematic flips
-            "transition": None if kept is None else [np.round(t, 4).tolist() for t in kept],
-            "classes_with_flips": None if kept is None else [flipped_classes(t) for t in kept],
+            "background_share": 0.0 if config.correction == "forward" else BACKGROUND_SHARE,
+            # per network: T[true][given] it trained with, and how many classes its
+            # systematic flips flip
+            "transition": None if kept is None
+            else [np.round(t, 4).tolist() for t in kept.transitions],
+            "classes_with_flips": None if kept is None else kept.flip_counts,
         }
     if config.late_loss != "ce":
         kept = None if extra is not None else trained  # --folds: one per fold

@@ -16,7 +16,12 @@ from typer.testing import CliRunner
 
 import noisyclean.scan as scan_module
 from noisyclean.cli import app
-from noisyclean.confident_joint import structured_part, transition_matrix
+from noisyclean.confident_joint import (
+    BACKGROUND_SHARE,
+    structured_part,
+    transition_matrix,
+    with_background,
+)
 from noisyclean.data.batches import DeviceImages
 from noisyclean.models import build_model
 from noisyclean.progress import Progress
@@ -110,6 +115,49 @@ def test_structured_part_drops_a_row_whose_flip_outweighs_its_diagonal() -> None
     np.testing.assert_allclose(structured_part(transition),
                                [[1, 0, 0, 0], [0.4, 0.6, 0, 0], [0, 0, 1, 0],
                                 [0, 0, 0.45, 0.55]])
+
+
+def test_with_background_adds_half_of_each_rows_median_by_hand() -> None:
+    """The matrix of the structured-part test above. Row 0: median off-diagonal 0.05, so
+    0.025 on each other class, from the flips-only row (0.8, 0.2, 0, 0). Row 1: median
+    0.05 on the identity row. Row 2 (even background 0.1): 0.05 each. Row 3 (0.3, 0.3,
+    0.02): median 0.3, so 0.15 each and 0.55 left on the diagonal."""
+    transition = np.array([[0.65, 0.25, 0.05, 0.05], [0.12, 0.78, 0.05, 0.05],
+                           [0.1, 0.1, 0.7, 0.1], [0.3, 0.3, 0.02, 0.38]])
+    assert BACKGROUND_SHARE == 0.5
+    out = with_background(structured_part(transition), transition)
+    np.testing.assert_allclose(out, [[0.725, 0.225, 0.025, 0.025],
+                                     [0.025, 0.925, 0.025, 0.025],
+                                     [0.05, 0.05, 0.85, 0.05],
+                                     [0.15, 0.15, 0.15, 0.55]])
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    # share 0 is the flips alone
+    np.testing.assert_allclose(with_background(structured_part(transition), transition, 0.0),
+                               structured_part(transition))
+    with pytest.raises(ValueError, match="share"):
+        with_background(structured_part(transition), transition, 1.5)
+
+
+def test_with_background_maps_symmetric_noise_to_half_its_rate() -> None:
+    """40% symmetric noise over four classes: no systematic flip, and half of the even
+    0.4 / 3 background: 20% symmetric noise."""
+    transition = np.full((4, 4), 0.4 / 3) + np.eye(4) * (0.6 - 0.4 / 3)
+    out = with_background(structured_part(transition), transition)
+    np.testing.assert_allclose(out, np.full((4, 4), 0.2 / 3) + np.eye(4) * (0.8 - 0.2 / 3))
+
+
+def test_with_background_keeps_the_diagonal_at_least_every_other_entry() -> None:
+    """Row (0.25, 0.45, 0.15, 0.15): median 0.15, a systematic flip of 0.3 to class 1 and
+    0.7 on the diagonal. The whole median (share 1) would leave 0.7 - 3 * 0.15 = 0.25 on the
+    diagonal, below the flip's 0.3 + 0.15; the background is capped at (0.7 - 0.3) / 4 =
+    0.1, where the diagonal and the flip meet at 0.4."""
+    transition = np.array([[0.25, 0.45, 0.15, 0.15], [0, 1, 0, 0], [0, 0, 1, 0],
+                           [0, 0, 0, 1]], dtype=float)
+    flips = structured_part(transition)
+    np.testing.assert_allclose(flips[0], [0.7, 0.3, 0, 0])
+    np.testing.assert_allclose(with_background(flips, transition, 1.0)[0], [0.4, 0.4, 0.1, 0.1])
+    np.testing.assert_allclose(with_background(flips, transition)[0],
+                               [0.475, 0.375, 0.075, 0.075])
 
 
 def test_correction_fits_the_true_class_under_class_dependent_flips() -> None:
@@ -246,9 +294,24 @@ def test_scan_corrects_the_flips_it_estimates_and_records_them(
     assert summary["settings"]["correction"] == "forward"
     correction = summary["correction"]
     assert correction["kind"] == "forward" and correction["from_epoch"] == 3
+    assert correction["background_share"] == 0.0
     # one matrix per network: the structured part, here (0, 0.4) less its median 0.2
     np.testing.assert_allclose(correction["transition"], [structured_part(flip)])
     np.testing.assert_allclose(correction["transition"][0][2], [0.0, 0.2, 0.8])
+    assert correction["classes_with_flips"] == [1]
+
+    background = tmp_path / "background"
+    result = runner.invoke(app, ["scan", str(root), "--out", str(background), "--correction",
+                                 "forward+background", *args])
+    assert result.exit_code == 0, result.output
+    correction = json.loads((background / "summary.json").read_text())["correction"]
+    assert correction["kind"] == "forward+background"
+    assert correction["background_share"] == 0.5
+    # plus half the median (0.1) on each other class; rows 0 and 1 have no background
+    np.testing.assert_allclose(correction["transition"],
+                               [with_background(structured_part(flip), flip)])
+    np.testing.assert_allclose(correction["transition"][0], [[1, 0, 0], [0, 1, 0],
+                                                             [0.1, 0.3, 0.6]])
     assert correction["classes_with_flips"] == [1]
 
     result = runner.invoke(app, ["scan", str(root), "--out", str(plain), "--correction",
@@ -256,7 +319,7 @@ def test_scan_corrects_the_flips_it_estimates_and_records_them(
     assert result.exit_code == 0, result.output
     summary = json.loads((plain / "summary.json").read_text())
     assert summary["settings"]["correction"] == "none" and "correction" not in summary
-    assert len(seen) == 1  # no estimate without the correction
+    assert len(seen) == 2  # one estimate per corrected scan, none without the correction
     # the first two epochs are the same training; the corrected ones differ
     losses = [[row["loss"] for row in json.loads((folder / "summary.json").read_text())
                ["training"]["epochs"]] for folder in (out, plain)]
@@ -265,16 +328,19 @@ def test_scan_corrects_the_flips_it_estimates_and_records_them(
 
     bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
                               "--correction", "backward", *args])
-    assert bad.exit_code == 2 and "--correction must be one of forward, none" in bad.output
+    assert bad.exit_code == 2
+    assert "--correction must be one of forward, forward+background, none" in bad.output
 
 
 def test_without_systematic_flips_the_scan_is_plain_cross_entropy(
     digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     """Six labels flipped at random among 120: no flip reaches 0.1, the estimated matrix
-    is the identity, and the scan's table is byte for byte that of --correction none."""
+    is the identity, and the scan's table is byte for byte that of --correction none. With
+    ``forward+background`` the network trains with a background alone: each row the same
+    value on every other class."""
     root, _ = digits_folder
-    out, plain = tmp_path / "out", tmp_path / "plain"
+    out, background, plain = tmp_path / "out", tmp_path / "background", tmp_path / "plain"
     # float32 pins the premise: how many flips the 3-epoch network's estimate keeps depends
     # on the arithmetic (with bfloat16 on a CPU that has it, this tiny set shows two).
     exact = [*TINY, "--no-amp"]
@@ -285,3 +351,14 @@ def test_without_systematic_flips_the_scan_is_plain_cross_entropy(
     assert correction["classes_with_flips"] == [0]
     np.testing.assert_array_equal(correction["transition"][0], np.eye(3))
     assert (out / "scores.csv").read_bytes() == (plain / "scores.csv").read_bytes()
+
+    assert runner.invoke(app, ["scan", str(root), "--out", str(background), "--correction",
+                               "forward+background", *exact]).exit_code == 0
+    correction = json.loads((background / "summary.json").read_text())["correction"]
+    assert correction["classes_with_flips"] == [0]
+    matrix = np.array(correction["transition"][0])
+    off = matrix[~np.eye(3, dtype=bool)].reshape(3, 2)
+    np.testing.assert_allclose(off[:, 0], off[:, 1], atol=1e-4)  # rounded to 4 places
+    assert (off > 0).any() and (np.diag(matrix) > 0.5).all()
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-3)
+    assert (background / "scores.csv").read_bytes() != (plain / "scores.csv").read_bytes()

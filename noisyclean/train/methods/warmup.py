@@ -158,11 +158,11 @@ class Warmup:
 
     def correct_with(self, learner_index: int, transition: np.ndarray) -> int:
         """From now on, train network ``learner_index`` with forward correction by
-        ``transition`` (``T[true][given]``) if it has any systematic flip; the identity
-        leaves it on plain cross-entropy.
+        ``transition`` (``T[true][given]``) unless it is the identity, which leaves it on
+        plain cross-entropy.
 
         Returns:
-            The number of classes with flips
+            The number of rows off the identity
             (:func:`~noisyclean.confident_joint.flipped_classes`).
         """
         flips = flipped_classes(transition)
