@@ -150,6 +150,12 @@ def transition_matrix(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 MIN_FLIP = 0.1
 
 
+def _off_diagonal(matrix: np.ndarray) -> np.ndarray:
+    """Each row of a square ``(C, C)`` matrix without its diagonal entry: ``(C, C - 1)``."""
+    num_classes = matrix.shape[0]
+    return matrix[~np.eye(num_classes, dtype=bool)].reshape(num_classes, num_classes - 1)
+
+
 def structured_part(transition: np.ndarray, min_flip: float = MIN_FLIP) -> np.ndarray:
     """Keep only the systematic flips of a transition matrix. From each row's off-diagonal
     entries their median is subtracted (the spread-out part, which the confident joint also
@@ -173,7 +179,7 @@ def structured_part(transition: np.ndarray, min_flip: float = MIN_FLIP) -> np.nd
     transition = np.asarray(transition, dtype=np.float64)
     num_classes = transition.shape[0]
     off = ~np.eye(num_classes, dtype=bool)
-    rows = transition[off].reshape(num_classes, num_classes - 1)
+    rows = _off_diagonal(transition)
     excess = rows - np.median(rows, axis=1, keepdims=True)
     flips = np.zeros_like(transition)
     flips[off] = np.where(excess >= min_flip, excess, 0.0).ravel()
@@ -222,9 +228,9 @@ def with_background(
     if num_classes < 2:
         return structured.copy()
     off = ~np.eye(num_classes, dtype=bool)
-    median = np.median(transition[off].reshape(num_classes, num_classes - 1), axis=1)
+    median = np.median(_off_diagonal(transition), axis=1)
     diagonal = np.diag(structured)
-    largest = structured[off].reshape(num_classes, num_classes - 1).max(axis=1)
+    largest = _off_diagonal(structured).max(axis=1)
     # after adding b everywhere off the diagonal: diagonal - (C-1) b >= largest + b
     room = np.maximum(diagonal - largest, 0.0) / num_classes
     background = np.minimum(share * median, room)

@@ -280,6 +280,7 @@ def warm_up(
     low = int(config.low_res_epochs or 0)
     epochs = low + int(config.epochs or auto_epochs(len(data)))
     correct = config.correction != "none"
+    background = config.correction == "forward+background"
     # the second half, where the correction and the late loss start
     start = correction_start(epochs, low) if correct or config.late_loss != "ce" else None
     grouped = trains_grouped(config)
@@ -339,8 +340,7 @@ def warm_up(
             if correct:
                 full = transition_matrix(probs[seen], labels[seen])
                 flips = structured_part(full)
-                transition = (with_background(flips, full)
-                              if config.correction == "forward+background" else flips)
+                transition = with_background(flips, full) if background else flips
                 estimated.append(transition)
                 flip_counts.append(flipped_classes(flips))
                 method.correct_with(k, transition)
@@ -356,8 +356,7 @@ def warm_up(
                          + (f"{flipped} class(es) with systematic flips" if flipped
                             else "no systematic flips found")
                          + (", cross-entropy goes on" if identity
-                            else ", plus a background" if config.correction != "forward"
-                            else ""))
+                            else ", plus a background" if background else ""))
         if late_losses:
             progress.log(f"loss from epoch {start + 1}: " + ", ".join(
                 f"{loss} (estimated noise {rate:.2f})"
@@ -479,7 +478,8 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         summary["correction"] = {
             "kind": config.correction,
             "from_epoch": from_epoch,
-            "background_share": 0.0 if config.correction == "forward" else BACKGROUND_SHARE,
+            "background_share": BACKGROUND_SHARE if config.correction == "forward+background"
+            else 0.0,
             # per network: T[true][given] it trained with, and how many classes its
             # systematic flips flip
             "transition": None if kept is None
