@@ -21,7 +21,8 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
   scan's budget, ``auto_epochs``) at full resolution; the scan spends the same budget its
   own way (``resolve_schedule``): for the small CNN at 32 px, 6 epochs at half resolution,
   then 13 at full, for 15. ``--scan-args`` adds options to every scan; its ``--model``,
-  ``--image-size``, ``--signal`` and ``--low-res-epochs`` count in that split.
+  ``--image-size``, ``--signal``, ``--low-res-epochs`` and ``--mid-res-epochs`` count in
+  that split.
 * ``cleanlab``: K-fold (K=5) cross-validation of the same backbone, epochs and augmentation,
   trained as the scan trains at full resolution (its optimiser, schedule and batch size),
   out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``
@@ -212,12 +213,12 @@ def _count_and_probed_size(images: Path) -> tuple[int, int | None]:
 def scan_epoch_args(options: list[str], budget: int, images: Path) -> list[str]:
     """The scan's options for a budget of ``budget`` full-resolution epochs (``--epochs``,
     which every other method trains at full resolution): the split the scan itself makes
-    of that budget (``resolve_schedule``) into full- and half-resolution epochs where its
-    default resizes progressively (small-cnn at 32 px and more, not ``--signal aum``),
-    else the budget itself. ``options`` are the scan's other options (its method's,
-    ``--model``, ``--scan-args``), read by the scan command's own parser: their
-    ``--model``, ``--image-size``, ``--signal`` and ``--low-res-epochs`` count, as they
-    would in the scan."""
+    of that budget (``resolve_schedule``) into full-, half- and three-quarter-resolution
+    epochs where its default resizes progressively (small-cnn at 32 px and more, not
+    ``--signal aum``), else the budget itself. ``options`` are the scan's other options
+    (its method's, ``--model``, ``--scan-args``), read by the scan command's own parser:
+    their ``--model``, ``--image-size``, ``--signal``, ``--low-res-epochs`` and
+    ``--mid-res-epochs`` count, as they would in the scan."""
     import typer.main
 
     from noisyclean.cli import app
@@ -230,9 +231,12 @@ def scan_epoch_args(options: list[str], budget: int, images: Path) -> list[str]:
     n, probed = _count_and_probed_size(images)
     size, model = choose_size_and_model(params["image_size"], params["model"], lambda: probed)
     config = ScanConfig(data=images, signal=params["signal"],
-                        low_res_epochs=params["low_res_epochs"])
-    epochs, low_res = resolve_schedule(config, n, size, model, budget=budget)
-    return ["--epochs", str(epochs)] + (["--low-res-epochs", str(low_res)] if low_res else [])
+                        low_res_epochs=params["low_res_epochs"],
+                        mid_res_epochs=params["mid_res_epochs"])
+    schedule = resolve_schedule(config, n, size, model, budget=budget)
+    resized = [("--low-res-epochs", schedule.low_res), ("--mid-res-epochs", schedule.mid_res)]
+    return ["--epochs", str(schedule.epochs)] + [
+        part for option, count in resized if count for part in (option, str(count))]
 
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:

@@ -76,8 +76,8 @@ class ScanConfig(DataSettings):
     one CLI option of the same name.
 
     ``None`` means "choose automatically" for ``image_size``, ``model``, ``epochs``,
-    ``low_res_epochs``, ``amp`` and ``channels_last``: resolved when the data is loaded
-    (:func:`~noisyclean.data.load.load_configured`; the epochs by
+    ``low_res_epochs``, ``mid_res_epochs``, ``amp`` and ``channels_last``: resolved when
+    the data is loaded (:func:`~noisyclean.data.load.load_configured`; the epochs by
     :func:`~noisyclean.scan.resolve_schedule`).
     """
 
@@ -90,6 +90,7 @@ class ScanConfig(DataSettings):
     networks: int = 1
     epochs: int | None = None
     low_res_epochs: int | None = None
+    mid_res_epochs: int | None = None
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9

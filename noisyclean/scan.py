@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ from .scan_extras import PROBS_NAME, extra_scores, uses_extra_scores, write_pred
 from .scoring import score_samples, table_summary
 from .signals import FUSIONS, SCAN_SIGNALS, ScoreHistory, Signals, compute_signals
 from .train.loop import Learner, Precision, make_learner, run_epochs
-from .train.methods.warmup import Warmup
+from .train.methods.warmup import Warmup, mid_res_side
 
 
 @dataclass
@@ -81,6 +81,8 @@ def validate(config: ScanConfig) -> None:
         (config.epochs is None or config.epochs >= 1, "--epochs must be at least 1"),
         (config.low_res_epochs is None or config.low_res_epochs >= 0,
          "--low-res-epochs must be 0 or more"),
+        (config.mid_res_epochs is None or config.mid_res_epochs >= 0,
+         "--mid-res-epochs must be 0 or more"),
         (config.batch_size >= 2, "--batch-size must be at least 2"),
         (config.lr > 0, "--lr must be positive"),
         (config.loss_history >= 1, "--loss-history must be at least 1"),
@@ -115,10 +117,33 @@ def auto_epochs(n_samples: int) -> int:
 #: Progressive resizing: half-resolution epochs per full-resolution epoch of the warm-up.
 LOW_RES_SHARE = 0.45
 #: What a half-resolution epoch costs, in full-resolution epochs (small-cnn, 10,000 images
-#: at 32 px, 2 AMD EPYC cores, float32: 3.5-4.5 s against 11-14 s; counted high).
+#: at 32 px, 2 AMD EPYC cores, float32: 2.8-3.1 s against 9.8-10.3 s; counted high).
 LOW_RES_COST = 1 / 3
-#: The smallest image side the automatic schedule halves (16 px after pooling).
+#: Three-quarter-resolution epochs (24 px for 32 px images) per full-resolution epoch in
+#: the automatic schedule: none. ``6 + 5 + 10`` (with ``LOW_RES_SHARE = 0.6`` and 0.5 here)
+#: gained on CIFAR-10N worst but failed the rule written for making it the default
+#: (``benchmarks/RESULTS.md``, "Three-quarter-resolution epochs"), so they are opt-in
+#: (``--mid-res-epochs``).
+MID_RES_SHARE = 0.0
+#: What a three-quarter-resolution epoch costs, in full-resolution epochs (same machine:
+#: 5.9-6.1 s against 9.8-10.3 s).
+MID_RES_COST = 0.6
+#: The smallest image side the automatic schedule shrinks (16 px after pooling).
 LOW_RES_MIN_SIZE = 32
+
+
+class Schedule(NamedTuple):
+    """The warm-up's epochs by resolution: ``low_res`` at half the side first, then
+    ``mid_res`` at three quarters of it, then ``epochs`` at full resolution."""
+
+    epochs: int
+    low_res: int = 0
+    mid_res: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every epoch of the warm-up."""
+        return self.epochs + self.low_res + self.mid_res
 
 
 def low_res_epochs_for(epochs: int) -> int:
@@ -127,44 +152,75 @@ def low_res_epochs_for(epochs: int) -> int:
     return int(round(LOW_RES_SHARE * epochs))
 
 
-def progressive_schedule(budget: int) -> tuple[int, int]:
-    """Split a budget of ``budget`` full-resolution epochs into ``(epochs,
-    low_res_epochs)``: full-resolution epochs and the half-resolution epochs before them,
-    costing about the same time (15 -> 13 and 6: 19 epochs in the time of 15)."""
-    epochs = max(1, int(round(budget / (1 + LOW_RES_SHARE * LOW_RES_COST))))
-    return epochs, low_res_epochs_for(epochs)
+def mid_res_epochs_for(epochs: int) -> int:
+    """Default ``--mid-res-epochs`` for ``epochs`` full-resolution epochs:
+    :data:`MID_RES_SHARE` of them, rounded (none)."""
+    return int(round(MID_RES_SHARE * epochs))
+
+
+def progressive_schedule(budget: int) -> Schedule:
+    """Split a budget of ``budget`` full-resolution epochs into full-resolution epochs and
+    the resized epochs before them, costing about the same time (15 -> 6 at half
+    resolution, then 13 at full: 19 epochs in the time of 15)."""
+    cost = 1 + LOW_RES_SHARE * LOW_RES_COST + MID_RES_SHARE * MID_RES_COST
+    epochs = max(1, int(round(budget / cost)))
+    return Schedule(epochs, low_res_epochs_for(epochs), mid_res_epochs_for(epochs))
 
 
 def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model: str,
-                     budget: int | None = None) -> tuple[int, int]:
-    """The warm-up's ``(epochs, low_res_epochs)``. Explicit values are kept. The automatic
-    low-resolution epochs apply to the small CNN at 32 px and more, trained by the scan
-    itself (not ``--signal aum``): there the automatic epochs are
-    :func:`progressive_schedule` of the budget, and explicit ``--epochs`` get
-    :func:`low_res_epochs_for` them. Elsewhere they are 0 and the epochs the budget.
-    ``budget``: full-resolution epochs to spend when ``config.epochs`` is not set (default
-    :func:`auto_epochs`; ``benchmarks/detect.py --epochs`` gives every method one).
+                     budget: int | None = None) -> Schedule:
+    """The warm-up's :class:`Schedule`. Progressive resizing is automatic for the small CNN
+    at 32 px and more, trained by the scan itself (not ``--signal aum``): there the
+    automatic epochs are :func:`progressive_schedule` of the budget (unless
+    ``--low-res-epochs`` is given: then the whole budget at full resolution), and explicit
+    ``--epochs`` get :func:`low_res_epochs_for` them. Explicit ``--low-res-epochs`` and
+    ``--mid-res-epochs`` replace the automatic ones (``--mid-res-epochs`` adds its epochs
+    to the others: ``--epochs 10 --low-res-epochs 6 --mid-res-epochs 5`` is the schedule
+    measured against the default's 6 + 13). Elsewhere the epochs are the budget, and the
+    resized epochs the ones given (0 if not). ``budget``: full-resolution epochs to spend
+    when ``config.epochs`` is not set (default :func:`auto_epochs`;
+    ``benchmarks/detect.py --epochs`` gives every method one).
 
     Raises:
-        NoisyCleanError: explicit low-resolution epochs with ``--signal aum`` or with
-            images under 16 px.
+        NoisyCleanError: explicit resized epochs with ``--signal aum`` or with images under
+            16 px.
     """
-    low = config.low_res_epochs
-    if low:
+    low, mid = config.low_res_epochs, config.mid_res_epochs
+    for value, option in ((low, "--low-res-epochs"), (mid, "--mid-res-epochs")):
+        if not value:
+            continue
         if config.signal == "aum":
-            raise NoisyCleanError("--low-res-epochs is not supported with --signal aum "
+            raise NoisyCleanError(f"{option} is not supported with --signal aum "
                                   "(it trains its own networks at full resolution)")
         if image_size < LOW_RES_MIN_SIZE // 2:
-            raise NoisyCleanError(f"--low-res-epochs needs images of at least "
+            raise NoisyCleanError(f"{option} needs images of at least "
                                   f"{LOW_RES_MIN_SIZE // 2} px (they are {image_size} px)")
-    progressive = (low is None and config.signal != "aum" and model == "small-cnn"
+    progressive = (config.signal != "aum" and model == "small-cnn"
                    and image_size >= LOW_RES_MIN_SIZE)
-    if config.epochs:
-        return config.epochs, (low_res_epochs_for(config.epochs) if progressive else low or 0)
     budget = budget or auto_epochs(n_samples)
-    if progressive:
-        return progressive_schedule(budget)
-    return budget, low or 0
+    if config.epochs:
+        auto = Schedule(config.epochs, low_res_epochs_for(config.epochs),
+                        mid_res_epochs_for(config.epochs))
+    elif progressive and low is None:
+        auto = progressive_schedule(budget)
+    else:
+        auto = Schedule(budget)
+    if not progressive:
+        auto = Schedule(auto.epochs)
+    return Schedule(auto.epochs, auto.low_res if low is None else low,
+                    auto.mid_res if mid is None else mid)
+
+
+def schedule_text(schedule: Schedule, size: int) -> str:
+    """``6 epochs at 16 px, 5 at 24 px, then 10 at 32 px`` (progressive resizing) or
+    ``15 epochs`` (the scan's log line and summary table)."""
+    resized: list[str] = []
+    for n, side in ((schedule.low_res, size // 2), (schedule.mid_res, mid_res_side(size))):
+        if n:
+            resized.append(f"{n} {'' if resized else 'epochs '}at {side} px")
+    if not resized:
+        return f"{schedule.epochs} epochs"
+    return ", ".join(resized) + f", then {schedule.epochs} at {size} px"
 
 
 def _set_seed(seed: int) -> None:
@@ -174,12 +230,13 @@ def _set_seed(seed: int) -> None:
 
 def correction_start(epochs: int, low_res_epochs: int = 0) -> int | None:
     """The epoch (0-based) from which ``--correction forward`` trains with the transition
-    matrix: after half the epochs (8 of 15, 10 of 6 + 13), rounded up, and after at least
-    one full-resolution epoch (whose predictions estimate the matrix); None for fewer than
-    2 epochs or no room left. ``epochs`` counts every epoch, ``low_res_epochs`` of them
-    first. Half the epochs was measured on CIFAR-10 noise against 11 of 15: about as good
-    on class flips and human labels, less over-flagging on Fashion-MNIST with 20% symmetric
-    noise (``benchmarks/RESULTS.md``)."""
+    matrix: after half the epochs (8 of 15, 10 of 6 + 13, 11 of 6 + 5 + 10), rounded up,
+    and after at least one epoch above half resolution (whose predictions estimate the
+    matrix; with three-quarter-resolution epochs it may be one of them); None for fewer
+    than 2 epochs or no room left. ``epochs`` counts every epoch, ``low_res_epochs`` of
+    them first (at half resolution). Half the epochs was measured on CIFAR-10 noise against
+    11 of 15: about as good on class flips and human labels, less over-flagging on
+    Fashion-MNIST with 20% symmetric noise (``benchmarks/RESULTS.md``)."""
     if epochs < 2:
         return None
     start = max(min((epochs + 1) // 2, epochs - 1), low_res_epochs + 1)
@@ -252,8 +309,9 @@ def warm_up(
     end of each of the last ``config.loss_history`` epochs but the final one; the caller
     adds the final epoch's scores from its own scoring pass. With ``indices``, train on
     those samples only (a fold of ``--folds``). With ``config.low_res_epochs``, that many
-    epochs at half resolution come first (progressive resizing), then ``config.epochs``
-    at full resolution, one one-cycle schedule over all of them. Two or more small CNNs
+    epochs at half resolution come first (progressive resizing), then
+    ``config.mid_res_epochs`` at three quarters of it, then ``config.epochs`` at full
+    resolution, one one-cycle schedule over all of them. Two or more small CNNs
     train as one :class:`~noisyclean.models.GroupedSmallCNN` (:func:`trains_grouped`):
     the same networks, initialisations and batches, one pass per step; the result's
     learners hold copies of them (scored one by one: on 2 CPU cores one grouped evaluation
@@ -277,8 +335,8 @@ def warm_up(
     recorded softmax estimates at least :data:`~noisyclean.config.LATE_GCE_MIN_RATE` wrong
     labels; the cross-entropy otherwise.
     """
-    low = int(config.low_res_epochs or 0)
-    epochs = low + int(config.epochs or auto_epochs(len(data)))
+    low, mid = int(config.low_res_epochs or 0), int(config.mid_res_epochs or 0)
+    epochs = low + mid + int(config.epochs or auto_epochs(len(data)))
     correct = config.correction != "none"
     background = config.correction == "forward+background"
     # the second half, where the correction and the late loss start
@@ -293,6 +351,7 @@ def warm_up(
         augment=config.augment,
         indices=indices,
         low_res_epochs=low,
+        mid_res_epochs=mid,
         grouped=grouped,
     )
     steps = method.total_steps(epochs)
@@ -395,9 +454,9 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
     size, model_name, device = dataset.image_size, dataset.model, dataset.device
     precision, skipped = dataset.precision, dataset.skipped
-    epochs, low_res = resolve_schedule(config, len(paths), size, model_name)
-    config = replace(config, image_size=size, model=model_name, epochs=epochs,
-                     low_res_epochs=low_res)
+    schedule = resolve_schedule(config, len(paths), size, model_name)
+    config = replace(config, image_size=size, model=model_name, epochs=schedule.epochs,
+                     low_res_epochs=schedule.low_res, mid_res_epochs=schedule.mid_res)
     if config.signal == "aum":  # AUM trains its own networks, on cross-entropy
         config = replace(config, correction="none", late_loss="ce")
     if config.signal == "aum" and config.networks != AUM_RUNS:
@@ -406,8 +465,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     progress.log(
         f"{len(paths)} images, {len(samples.classes)} classes, {size}x{size} px, "
         f"{model_name} x{config.networks}, "
-        + (f"{low_res} epochs at {size // 2} px, then " if low_res else "")
-        + f"{epochs} epochs{f' at {size} px' if low_res else ''} on {device}"
+        + f"{schedule_text(schedule, size)} on {device}"
         + (f" ({precision.dtype})" if precision.dtype else "")
     )
 
@@ -462,7 +520,8 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         "training": {
             "final_train_loss": log[-1].get("loss"),
             "final_train_acc": log[-1].get("acc"),
-            "low_res_epochs": low_res,
+            "low_res_epochs": schedule.low_res,
+            "mid_res_epochs": schedule.mid_res,
             "epochs": log,
         },
         "settings": config.to_json(),
@@ -470,7 +529,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         "timings_s": timings,
     }
     # the second half of the warm-up, where the correction and the late loss start
-    start = correction_start(low_res + epochs, low_res)
+    start = correction_start(schedule.total, schedule.low_res)
     from_epoch = None if start is None else start + 1
     if config.correction != "none":
         # --folds: one per fold, not kept; None too when the warm-up had no second half

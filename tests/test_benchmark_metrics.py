@@ -105,8 +105,8 @@ def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> No
     """``detect.py --epochs N``: the scan gets the split it would make itself of a budget of
     N full-resolution epochs (half-resolution epochs first for the small CNN at 32 px,
     not for 8-px digits, which it enlarges to 16 px, nor with AUM or another backbone), with
-    the image size, backbone, signal and half-resolution epochs that the scan's own options
-    (its method's, ``--model``, ``--scan-args``) give it."""
+    the image size, backbone, signal and half- and three-quarter-resolution epochs that the
+    scan's own options (its method's, ``--model``, ``--scan-args``) give it."""
     from PIL import Image
 
     from noisyclean.scan import progressive_schedule
@@ -126,10 +126,10 @@ def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> No
         for i in range(6):
             pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(cifar_like / c / f"{i}.png")
-    epochs, low = progressive_schedule(15)
-    assert low > 0
-    assert detect.scan_epoch_args(gmm, 15, cifar_like) == [
-        "--epochs", str(epochs), "--low-res-epochs", str(low)]
+    epochs, low, mid = progressive_schedule(15)
+    assert low > 0 and mid == 0
+    split = ["--epochs", str(epochs), "--low-res-epochs", str(low)]
+    assert detect.scan_epoch_args(gmm, 15, cifar_like) == split
     assert detect.scan_epoch_args(detect.SCAN_ARGS["scan-aum"], 15, cifar_like) == [
         "--epochs", "15"]
     assert detect.scan_epoch_args([*gmm, "--model", "preact-resnet18"], 15, cifar_like) == [
@@ -140,12 +140,15 @@ def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> No
     assert detect.scan_epoch_args([*gmm, "--image-size=16"], 15, cifar_like) == [
         "--epochs", "15"]
     assert detect.scan_epoch_args([*gmm, "--image-size", "16", "--image-size", "32"], 15,
-                                  cifar_like) == ["--epochs", str(epochs),
-                                                  "--low-res-epochs", str(low)]
+                                  cifar_like) == split
     assert detect.scan_epoch_args([*gmm, "--low-res-epochs", "0"], 15, cifar_like) == [
         "--epochs", "15"]
     assert detect.scan_epoch_args([*gmm, "--low-res-epochs", "3"], 15, cifar_like) == [
         "--epochs", "15", "--low-res-epochs", "3"]
+    assert detect.scan_epoch_args([*gmm, "--mid-res-epochs", "2"], 15, cifar_like) == [
+        *split, "--mid-res-epochs", "2"]
+    assert detect.scan_epoch_args([*gmm, "--mid-res-epochs", "2"], 15, digits) == [
+        "--epochs", "15", "--mid-res-epochs", "2"]
 
 
 def test_scan_arrays_keeps_numeric_class_names_as_text(tmp_path) -> None:

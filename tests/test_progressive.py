@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+from noisyclean import scan as scan_module
 from noisyclean.cli import app
 from noisyclean.config import ScanConfig
 from noisyclean.data.batches import DeviceImages
@@ -19,14 +20,18 @@ from noisyclean.errors import NoisyCleanError
 from noisyclean.progress import Progress
 from noisyclean.scan import (
     LOW_RES_COST,
+    MID_RES_COST,
+    Schedule,
     auto_epochs,
     correction_start,
     low_res_epochs_for,
+    mid_res_epochs_for,
     progressive_schedule,
     resolve_schedule,
+    schedule_text,
 )
 from noisyclean.train.loop import Precision, make_learner, run_epochs
-from noisyclean.train.methods.warmup import Warmup
+from noisyclean.train.methods.warmup import Warmup, mid_res_side
 
 from .conftest import write_digits_folder
 
@@ -35,14 +40,38 @@ runner = CliRunner()
 
 def test_progressive_schedule_spends_the_same_budget() -> None:
     """15 full-resolution epochs -> 13 at full and 6 at half resolution (6 / 3 = 2 epochs'
-    time); 25 -> 22 and 10; each split costs the budget to within half an epoch."""
-    assert progressive_schedule(15) == (13, 6)
-    assert progressive_schedule(25) == (22, 10)
-    assert progressive_schedule(1) == (1, 0)
+    time); 25 -> 22 and 10; each split costs the budget to within the rounding of its
+    counts. No three-quarter-resolution epochs by default."""
+    assert progressive_schedule(15) == Schedule(13, 6, 0)
+    assert progressive_schedule(15).total == 19
+    assert progressive_schedule(25) == (22, 10, 0)
+    assert progressive_schedule(1) == (1, 0, 0)
+    _assert_split_costs_the_budget()
+
+
+def _assert_split_costs_the_budget() -> None:
+    cost = (1 + scan_module.LOW_RES_SHARE * LOW_RES_COST
+            + scan_module.MID_RES_SHARE * MID_RES_COST)
     for budget in range(1, 40):
-        epochs, low = progressive_schedule(budget)
-        assert low == low_res_epochs_for(epochs)
-        assert abs(epochs + low * LOW_RES_COST - budget) <= 0.5 + LOW_RES_COST
+        epochs, low, mid = progressive_schedule(budget)
+        assert (low, mid) == (low_res_epochs_for(epochs), mid_res_epochs_for(epochs))
+        spent = epochs + low * LOW_RES_COST + mid * MID_RES_COST
+        assert abs(spent - budget) <= 0.5 * (cost + LOW_RES_COST + MID_RES_COST)
+
+
+def test_progressive_schedule_with_three_quarter_resolution_shares(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the shares measured in ``benchmarks/RESULTS.md`` (60% at half resolution, 50%
+    at three quarters), 15 -> 6 at 16 px, 5 at 24 px and 10 at 32 px: 6 / 3 + 5 x 0.6 = 5
+    epochs' time, exactly the budget; explicit --epochs 10 gets the same."""
+    monkeypatch.setattr(scan_module, "LOW_RES_SHARE", 0.6)
+    monkeypatch.setattr(scan_module, "MID_RES_SHARE", 0.5)
+    assert progressive_schedule(15) == (10, 6, 5)
+    assert 10 + 6 * LOW_RES_COST + 5 * MID_RES_COST == pytest.approx(15)
+    assert progressive_schedule(25) == (17, 10, 8)
+    assert resolve_schedule(_config(), 10_000, 32, "small-cnn") == (10, 6, 5)
+    assert resolve_schedule(_config(epochs=10), 10_000, 32, "small-cnn") == (10, 6, 5)
+    _assert_split_costs_the_budget()
 
 
 def _config(**kwargs) -> ScanConfig:
@@ -53,36 +82,61 @@ def test_resolve_schedule_defaults_and_explicit_values() -> None:
     n = 10_000
     assert auto_epochs(n) == 15
     # the small CNN at 32 px and more: the budget split
-    assert resolve_schedule(_config(), n, 32, "small-cnn") == (13, 6)
-    assert resolve_schedule(_config(), n, 64, "small-cnn") == (13, 6)
+    assert resolve_schedule(_config(), n, 32, "small-cnn") == (13, 6, 0)
+    assert resolve_schedule(_config(), n, 64, "small-cnn") == (13, 6, 0)
     # smaller images, other backbones, AUM: the whole budget at full resolution
-    assert resolve_schedule(_config(), n, 16, "small-cnn") == (15, 0)
-    assert resolve_schedule(_config(), n, 224, "resnet18") == (15, 0)
-    assert resolve_schedule(_config(signal="aum"), n, 32, "small-cnn") == (15, 0)
+    assert resolve_schedule(_config(), n, 16, "small-cnn") == (15, 0, 0)
+    assert resolve_schedule(_config(), n, 224, "resnet18") == (15, 0, 0)
+    assert resolve_schedule(_config(signal="aum"), n, 32, "small-cnn") == (15, 0, 0)
     # explicit epochs keep their count; the low-resolution epochs follow them (45%)
-    assert resolve_schedule(_config(epochs=10), n, 32, "small-cnn") == (10, low_res_epochs_for(10))
-    assert resolve_schedule(_config(epochs=10), n, 16, "small-cnn") == (10, 0)
+    assert resolve_schedule(_config(epochs=10), n, 32, "small-cnn") == (
+        10, low_res_epochs_for(10), 0)
+    assert resolve_schedule(_config(epochs=10), n, 16, "small-cnn") == (10, 0, 0)
     # --low-res-epochs 0: the budget at full resolution, exactly the scan without it
-    assert resolve_schedule(_config(low_res_epochs=0), n, 32, "small-cnn") == (15, 0)
+    assert resolve_schedule(_config(low_res_epochs=0), n, 32, "small-cnn") == (15, 0, 0)
     # explicit low-resolution epochs, on any backbone, before the full-resolution ones
-    assert resolve_schedule(_config(low_res_epochs=3), n, 224, "resnet18") == (15, 3)
-    assert resolve_schedule(_config(epochs=4, low_res_epochs=2), n, 16, "small-cnn") == (4, 2)
+    assert resolve_schedule(_config(low_res_epochs=3), n, 224, "resnet18") == (15, 3, 0)
+    assert resolve_schedule(_config(epochs=4, low_res_epochs=2), n, 16, "small-cnn") == (
+        4, 2, 0)
+    # three-quarter-resolution epochs: added to the rest, on any backbone
+    assert resolve_schedule(_config(mid_res_epochs=5), n, 32, "small-cnn") == (13, 6, 5)
+    assert resolve_schedule(_config(mid_res_epochs=3), n, 224, "resnet18") == (15, 0, 3)
+    assert resolve_schedule(_config(mid_res_epochs=0), n, 32, "small-cnn") == (13, 6, 0)
+    assert resolve_schedule(_config(epochs=10, low_res_epochs=6, mid_res_epochs=5), n, 32,
+                            "small-cnn") == (10, 6, 5)  # measured against the default
+    assert resolve_schedule(_config(epochs=4, low_res_epochs=2, mid_res_epochs=1), n, 16,
+                            "small-cnn") == (4, 2, 1)
     # another budget than auto_epochs (benchmarks/detect.py --epochs): split the same way
     assert resolve_schedule(_config(), n, 32, "small-cnn", budget=25) == progressive_schedule(25)
-    assert resolve_schedule(_config(), n, 16, "small-cnn", budget=25) == (25, 0)
+    assert resolve_schedule(_config(), n, 16, "small-cnn", budget=25) == (25, 0, 0)
     assert resolve_schedule(_config(epochs=10), n, 32, "small-cnn", budget=25) == (
-        10, low_res_epochs_for(10))
-    with pytest.raises(NoisyCleanError, match="--low-res-epochs is not supported with"):
-        resolve_schedule(_config(signal="aum", low_res_epochs=2), n, 32, "small-cnn")
-    with pytest.raises(NoisyCleanError, match="needs images of at least 16 px"):
-        resolve_schedule(_config(low_res_epochs=2), n, 8, "small-cnn")
+        10, low_res_epochs_for(10), 0)
+    for option in ("low_res_epochs", "mid_res_epochs"):
+        flag = "--" + option.replace("_", "-")
+        with pytest.raises(NoisyCleanError, match=f"{flag} is not supported with"):
+            resolve_schedule(_config(signal="aum", **{option: 2}), n, 32, "small-cnn")
+        with pytest.raises(NoisyCleanError, match=f"{flag} needs images of at least 16 px"):
+            resolve_schedule(_config(**{option: 2}), n, 8, "small-cnn")
+
+
+def test_schedule_text() -> None:
+    """The log line's and the summary table's wording of a schedule."""
+    assert (schedule_text(Schedule(10, 6, 5), 32)
+            == "6 epochs at 16 px, 5 at 24 px, then 10 at 32 px")
+    assert schedule_text(Schedule(13, 6), 32) == "6 epochs at 16 px, then 13 at 32 px"
+    assert schedule_text(Schedule(4, 0, 2), 64) == "2 epochs at 48 px, then 4 at 64 px"
+    assert schedule_text(Schedule(15), 32) == "15 epochs"
+    assert [mid_res_side(side) for side in (32, 64, 16, 30)] == [24, 48, 12, 22]
 
 
 def test_correction_starts_after_a_full_resolution_epoch() -> None:
     """6 + 13 epochs: from epoch 10 (0-based), as for 19 epochs without resizing; with
-    most epochs at low resolution, only after the first full-resolution one; None when no
+    most epochs at half resolution, only after the first epoch above it; None when no
     epoch is left after it."""
     assert correction_start(19, 6) == correction_start(19) == 10
+    # 6 + 5 + 10 (the default): the first full-resolution epoch, estimated from the last
+    # three-quarter-resolution one
+    assert correction_start(21, 6) == 11
     assert correction_start(8, 6) == 7
     assert correction_start(3, 2) is None
     assert correction_start(15, 0) == 8
@@ -123,6 +177,40 @@ def test_warmup_trains_the_first_epochs_on_half_resolution_batches() -> None:
     torch.testing.assert_close(seen[0], full.reshape(8, 3, 16, 2, 16, 2).mean(dim=(3, 5)))
 
 
+def test_warmup_trains_the_middle_epochs_on_three_quarter_resolution_batches() -> None:
+    """After the half-resolution epochs, ``mid_res_epochs`` epochs see the augmented batches
+    resized to 24 px (in batches of ``batch_size``), what PIL's bilinear resize of the
+    images gives; then the full images."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    data = DeviceImages(images, np.arange(16) % 2, torch.device("cpu"))
+    method = Warmup(data, batch_size=8, seed=0, augment=False, low_res_epochs=1,
+                    mid_res_epochs=2)
+    assert [method.batch_size_at(e) for e in range(4)] == [16, 8, 8, 8]
+    model = _ShapeRecorder()
+    for epoch in range(4):
+        for k, batch in method.batches(epoch):
+            method.loss(k, model, batch, epoch)
+    assert model.sides == [16] + [24] * 4 + [32] * 2
+
+    seen: list[torch.Tensor] = []
+    model.forward = lambda x: (seen.append(x), model.fc(x.mean(dim=(2, 3))))[1]
+    batch = torch.arange(8)
+    method.loss(0, model, batch, 1)
+    assert seen[0].shape == (8, 3, 24, 24)
+    mean = torch.tensor(data.mean).view(3, 1, 1)
+    std = torch.tensor(data.std).view(3, 1, 1)
+    for i in range(8):
+        resized = np.stack([
+            np.asarray(Image.fromarray(images[i, :, :, c].astype(np.float32), mode="F")
+                       .resize((24, 24), Image.BILINEAR))
+            for c in range(3)])
+        expected = (torch.from_numpy(resized) / 255.0 - mean) / std
+        torch.testing.assert_close(seen[0][i], expected, atol=1e-4, rtol=1e-4)
+
+
 def test_half_resolution_epochs_take_twice_the_batch_and_the_schedule_spans_them() -> None:
     """Half-resolution epochs step on batches of twice ``batch_size`` (at most all the
     samples), full ones on ``batch_size``; ``total_steps`` counts both, so a one-cycle
@@ -149,39 +237,53 @@ def test_half_resolution_epochs_take_twice_the_batch_and_the_schedule_spans_them
     assert lrs[-1] == 0.0 and lrs[-2] > 0.0  # the schedule ends exactly with the warm-up
 
 
+def _scan_epochs(root: Path, out: Path, *options: str) -> tuple[dict, str]:
+    """Scan ``root`` with --epochs 2 and ``options``: its summary.json and its output on one
+    line (rich wraps long lines)."""
+    result = runner.invoke(app, ["scan", str(root), "--out", str(out), "--epochs", "2",
+                                 "--workers", "1", *options])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "summary.json").read_text()), " ".join(result.output.split())
+
+
 def test_scan_cli_with_low_res_epochs(tmp_path: Path) -> None:
     """A 32 px digits folder: with explicit --epochs 2 the scan adds one half-resolution
     epoch (45% of 2, rounded), reports it in summary.json, the log and the table, starts
-    the forward correction after it, and flags the same kind of labels; --low-res-epochs 0
-    trains two epochs at full resolution."""
+    the forward correction after it, and flags the same kind of labels; --mid-res-epochs 1
+    adds one epoch at 24 px between them; --low-res-epochs 0 trains two epochs at full
+    resolution."""
     root = tmp_path / "digits32"
     write_digits_folder(root, size=32)
-    out = tmp_path / "out"
-    result = runner.invoke(app, ["scan", str(root), "--out", str(out), "--epochs", "2",
-                                 "--workers", "1"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary, shown = _scan_epochs(root, tmp_path / "out")
     assert summary["image_size"] == 32
-    assert summary["settings"]["epochs"] == 2 and summary["settings"]["low_res_epochs"] == 1
+    settings = summary["settings"]
+    assert (settings["epochs"], settings["low_res_epochs"], settings["mid_res_epochs"]) == (
+        2, 1, 0)
     assert summary["training"]["low_res_epochs"] == 1
+    assert summary["training"]["mid_res_epochs"] == 0
     assert len(summary["training"]["epochs"]) == 3
     assert summary["correction"]["from_epoch"] == 3  # 1-based: after the full-res epoch 2
-    shown = " ".join(result.output.split())  # rich wraps long lines
-    assert "1 epochs at 16 px, then 2 epochs at 32 px on cpu" in shown  # the log line
-    assert "1 epochs at 16 px, then 2 at 32 px" in shown  # the summary's warm-up row
+    # the log line, then the summary's warm-up row
+    assert shown.count("1 epochs at 16 px, then 2 at 32 px") == 2, shown
 
-    plain = tmp_path / "plain"
-    result = runner.invoke(app, ["scan", str(root), "--out", str(plain), "--epochs", "2",
-                                 "--low-res-epochs", "0", "--workers", "1"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads((plain / "summary.json").read_text())
+    summary, shown = _scan_epochs(root, tmp_path / "mid", "--mid-res-epochs", "1")
+    assert (summary["training"]["low_res_epochs"], summary["training"]["mid_res_epochs"]) == (
+        1, 1)
+    assert len(summary["training"]["epochs"]) == 4
+    assert summary["correction"]["from_epoch"] == 3  # after the 24 px epoch 2
+    assert shown.count("1 epochs at 16 px, 1 at 24 px, then 2 at 32 px") == 2, shown
+
+    summary, shown = _scan_epochs(root, tmp_path / "plain", "--low-res-epochs", "0")
     assert summary["training"]["low_res_epochs"] == 0
     assert len(summary["training"]["epochs"]) == 2
-    assert "2 epochs at 32 px" in " ".join(result.output.split())
+    assert "2 epochs at 32 px" in shown
 
     bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
                               "--low-res-epochs", "-1"])
     assert bad.exit_code == 2 and "--low-res-epochs must be 0 or more" in bad.output
+    bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
+                              "--mid-res-epochs", "-1"])
+    assert bad.exit_code == 2 and "--mid-res-epochs must be 0 or more" in bad.output
     bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
                               "--signal", "aum", "--low-res-epochs", "2"])
     assert bad.exit_code == 2 and "not supported with --signal aum" in bad.output

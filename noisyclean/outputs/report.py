@@ -434,7 +434,8 @@ def render_report(
         outputs.summary.get("settings"), dict) else {}
     about = ", ".join(
         f"{key} {settings[key]}"
-        for key in ("model", "networks", "epochs", "low_res_epochs", "mixture", "threshold")
+        for key in ("model", "networks", "epochs", "low_res_epochs", "mid_res_epochs", "mixture",
+                    "threshold")
         if key in settings
     )
     version = outputs.summary.get("noisyclean_version", "")

@@ -17,6 +17,14 @@ from ...confident_joint import flipped_classes
 from ...data.batches import DeviceImages
 from ...models import GroupedSmallCNN
 
+#: Progressive resizing's middle stage: the side of its images, as a share of the full side.
+MID_RES_SCALE = 0.75
+
+
+def mid_res_side(side: int) -> int:
+    """The image side of a three-quarter-resolution epoch (24 for 32)."""
+    return max(1, int(round(side * MID_RES_SCALE)))
+
 
 def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of sum_c p_c log p_c (the confidence penalty of DivideMix).
@@ -98,6 +106,9 @@ class Warmup:
         low_res_epochs: the first this many epochs train on the (augmented) images
             average-pooled to half their side, a quarter of the pixels (progressive
             resizing); the later epochs at full resolution.
+        mid_res_epochs: the next this many epochs train on the (augmented) images
+            resized to three quarters of their side (bilinear, antialiased; 24 px for
+            32 px), in batches of ``batch_size``.
         grouped: the networks are the groups of one
             :class:`~noisyclean.models.GroupedSmallCNN`, trained by one learner: each step
             takes every network's batch (drawn and augmented as for separate networks, in
@@ -116,11 +127,13 @@ class Warmup:
         augment: bool = True,
         indices: torch.Tensor | None = None,
         low_res_epochs: int = 0,
+        mid_res_epochs: int = 0,
         grouped: bool = False,
     ) -> None:
         self.data = data
         self.grouped = grouped
         self.low_res_epochs = low_res_epochs
+        self.mid_res_epochs = mid_res_epochs
         self.n_learners = n_learners
         self.indices = torch.arange(len(data)) if indices is None else indices.cpu()
         self.batch_size = min(batch_size, len(self.indices))
@@ -225,16 +238,24 @@ class Warmup:
                 yield from enumerate(cut)
 
     def _images(self, batch: torch.Tensor, epoch: int) -> torch.Tensor:
-        """One network's augmented batch, at half resolution in the first epochs."""
+        """One network's augmented batch, at half resolution in the first epochs and at
+        three quarters in the next ones."""
         x = self.data.batch(batch, augment=self.augment, generator=self.generator)
-        return F.avg_pool2d(x, 2) if epoch < self.low_res_epochs else x
+        if epoch < self.low_res_epochs:
+            return F.avg_pool2d(x, 2)
+        if epoch < self.low_res_epochs + self.mid_res_epochs:
+            side = (mid_res_side(x.shape[-2]), mid_res_side(x.shape[-1]))
+            return F.interpolate(x, size=side, mode="bilinear", antialias=True,
+                                 align_corners=False)
+        return x
 
     def loss(
         self, learner_index: int, model: nn.Module, batch: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy (forward-corrected once the network has a transition matrix; the
         generalized cross-entropy once :meth:`gce_with` switched it; plus the confidence
-        penalty) on one batch, at half resolution in the first ``low_res_epochs`` epochs.
+        penalty) on one batch, at half resolution in the first ``low_res_epochs`` epochs
+        and at three quarters in the next ``mid_res_epochs``.
         The logged ``loss`` is the (corrected) cross-entropy either way. Grouped, the sum
         of every network's on its own batch (``batch`` is ``(networks, B)``), logged as the
         networks' mean."""
