@@ -20,9 +20,9 @@ Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4`
   and ``scan-folds`` (``--folds 5``). The other methods train ``--epochs`` (default: the
   scan's budget, ``auto_epochs``) at full resolution; the scan spends the same budget its
   own way (``resolve_schedule``): for the small CNN at 32 px, 6 epochs at half resolution,
-  then 13 at full, for 15. ``--scan-args`` adds options to every scan; its ``--model``,
-  ``--image-size``, ``--signal``, ``--low-res-epochs`` and ``--mid-res-epochs`` count in
-  that split.
+  5 at three quarters, then 10 at full, for 15. ``--scan-args`` adds options to every
+  scan; its ``--model``, ``--image-size``, ``--signal``, ``--low-res-epochs`` and
+  ``--mid-res-epochs`` count in that split.
 * ``cleanlab``: K-fold (K=5) cross-validation of the same backbone, epochs and augmentation,
   trained as the scan trains at full resolution (its optimiser, schedule and batch size),
   out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``

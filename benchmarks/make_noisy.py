@@ -1,12 +1,13 @@
 """Write a real image folder with known label noise from ../shared/data.
 
     python benchmarks/make_noisy.py --dataset cifar10 --n 5000 --noise sym --rate 0.5 \
-        --out /tmp/cifar-sym50 [--test-n 10000] [--seed 0]
+        --out /tmp/cifar-sym50 [--test-n 10000] [--seed 0] [--start 0]
 
 writes ``OUT/images/<given class>/<index>.png`` (ImageFolder layout, the noisy labels),
 ``OUT/truth.csv`` (``path,label``: the true class of every image, paths relative to
 ``OUT/images``), ``OUT/noise.json`` (what was done, the real noise rate) and, with
-``--test-n``, clean test images in ``OUT/test/<class>/``.
+``--test-n``, clean test images in ``OUT/test/<class>/``. The images are training images
+``--start`` to ``--start + --n - 1``, named by their index in the training set.
 
 Noise kinds:
 
@@ -113,7 +114,10 @@ def write_folder(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=sorted(FILES), default="cifar10")
-    parser.add_argument("--n", type=int, default=5000, help="training images (first n)")
+    parser.add_argument("--n", type=int, default=5000,
+                        help="training images (n of them, from --start)")
+    parser.add_argument("--start", type=int, default=0,
+                        help="index of the first training image (default 0)")
     parser.add_argument("--noise", choices=["sym", "asym", "human", "none"], default="sym")
     parser.add_argument("--rate", type=float, default=0.2)
     parser.add_argument("--human", choices=sorted(HUMAN_KEYS), default="worst")
@@ -129,10 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     x_train, y_train, x_test, y_test, classes = load_arrays(args.dataset, args.data_dir)
     if not 1 <= args.n <= len(x_train):
         sys.exit(f"error: --n must be between 1 and {len(x_train)}")
+    if not 0 <= args.start <= len(x_train) - args.n:
+        sys.exit(f"error: --start must be between 0 and {len(x_train) - args.n} for --n {args.n}")
     if not 0.0 <= args.rate <= 1.0:
         sys.exit("error: --rate must be between 0 and 1")
     rng = np.random.default_rng(args.seed)
-    x, truth = x_train[: args.n], y_train[: args.n]
+    chosen = slice(args.start, args.start + args.n)
+    x, truth = x_train[chosen], y_train[chosen]
     if args.noise == "sym":
         given = symmetric_noise(truth, args.rate, len(classes), rng, args.sym_convention)
     elif args.noise == "asym":
@@ -143,14 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.dataset != "cifar10":
             sys.exit("error: --noise human (CIFAR-10N) is defined for cifar10 only")
         with np.load(args.data_dir / "cifar10n_labels.npz") as human:
-            clean = human["clean_label"][: args.n]
-            given = human[HUMAN_KEYS[args.human]][: args.n].astype(np.int64)
+            clean = human["clean_label"][chosen]
+            given = human[HUMAN_KEYS[args.human]][chosen].astype(np.int64)
         if not np.array_equal(clean, truth):
             sys.exit("error: CIFAR-10N clean labels do not match cifar10.npz")
     else:
         given = truth.copy()
 
-    names = [f"{i:05d}" for i in range(args.n)]
+    names = [f"{i:05d}" for i in range(args.start, args.start + args.n)]
     paths = write_folder(args.out / "images", x, given, classes, names)
     truth_rows = ["path,label"] + [
         f"{p},{classes[t]}" for p, t in zip(paths, truth, strict=True)
@@ -163,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "dataset": args.dataset,
         "n": args.n,
+        "start": args.start,
         "noise": args.noise,
         "rate": args.rate if args.noise in ("sym", "asym") else None,
         "human": args.human if args.noise == "human" else None,

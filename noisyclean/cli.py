@@ -146,25 +146,26 @@ def scan(
         int | None,
         typer.Option(help="Warm-up epochs at full resolution \\[default: a budget of about "
                      "45,000 samples seen, 15..25 epochs; where progressive resizing is on by "
-                     "default (small-cnn, 32 px and more), 13 for a budget of 15, the other "
-                     "2 epochs' time going to 6 at half resolution]."),
+                     "default (small-cnn, 32 px and more), 10 for a budget of 15, the other "
+                     "5 epochs' time going to 6 at half and 5 at three-quarter "
+                     "resolution]."),
     ] = None,
     low_res_epochs: Annotated[
         int | None,
         typer.Option(help="Progressive resizing: this many warm-up epochs at half "
                      "resolution first; each costs about a third of a full-resolution one, "
-                     "and the network fits its images better in the same time. 0: none "
-                     "\\[default: 45% of --epochs (6 before 13) for small-cnn at 32 px and "
-                     "more, else 0]."),
+                     "and the network fits its images better in the same time. 0: no "
+                     "resizing. Given alone, the three-quarter-resolution epochs are 0 "
+                     "unless --mid-res-epochs says otherwise \\[default: 60% of --epochs "
+                     "(6 before 10) for small-cnn at 32 px and more, else 0]."),
     ] = None,
     mid_res_epochs: Annotated[
         int | None,
         typer.Option(help="Progressive resizing: this many warm-up epochs at three quarters "
                      "of the resolution (24 px for 32), after the half-resolution ones and "
                      "before the full-resolution ones; each costs about 0.6 of a "
-                     "full-resolution one. --epochs 10 --low-res-epochs 6 --mid-res-epochs "
-                     "5 takes about the default's time, and ranked better on heavy human "
-                     "label noise (benchmarks/RESULTS.md) \\[default: 0]."),
+                     "full-resolution one \\[default: half of --epochs (5 before 10) where "
+                     "the half-resolution epochs are automatic, else 0]."),
     ] = None,
     batch_size: Annotated[int, typer.Option(
         help="Training batch size (twice this in the half-resolution epochs).")] = 64,

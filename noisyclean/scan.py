@@ -114,17 +114,17 @@ def auto_epochs(n_samples: int) -> int:
     return int(min(25, max(15, round(45_000 / max(n_samples, 1)))))
 
 
-#: Progressive resizing: half-resolution epochs per full-resolution epoch of the warm-up.
-LOW_RES_SHARE = 0.45
+#: Progressive resizing: half-resolution epochs per full-resolution epoch of the warm-up
+#: (6 before 10 at the default budget).
+LOW_RES_SHARE = 0.6
 #: What a half-resolution epoch costs, in full-resolution epochs (small-cnn, 10,000 images
 #: at 32 px, 2 AMD EPYC cores, float32: 2.8-3.1 s against 9.8-10.3 s; counted high).
 LOW_RES_COST = 1 / 3
-#: Three-quarter-resolution epochs (24 px for 32 px images) per full-resolution epoch in
-#: the automatic schedule: none. ``6 + 5 + 10`` (with ``LOW_RES_SHARE = 0.6`` and 0.5 here)
-#: gained on CIFAR-10N worst but failed the rule written for making it the default
-#: (``benchmarks/RESULTS.md``, "Three-quarter-resolution epochs"), so they are opt-in
-#: (``--mid-res-epochs``).
-MID_RES_SHARE = 0.0
+#: Three-quarter-resolution epochs (24 px for 32 px images) per full-resolution epoch, in
+#: the automatic schedule: 6 + 5 + 10 at the default budget, which replaced 6 + 13 after
+#: a rule written beforehand held on five fresh folders (``benchmarks/RESULTS.md``,
+#: "Three-quarter-resolution epochs").
+MID_RES_SHARE = 0.5
 #: What a three-quarter-resolution epoch costs, in full-resolution epochs (same machine:
 #: 5.9-6.1 s against 9.8-10.3 s).
 MID_RES_COST = 0.6
@@ -147,21 +147,21 @@ class Schedule(NamedTuple):
 
 
 def low_res_epochs_for(epochs: int) -> int:
-    """Default ``--low-res-epochs`` for ``epochs`` full-resolution epochs: 45% of them,
-    rounded (6 before 13)."""
+    """Default ``--low-res-epochs`` for ``epochs`` full-resolution epochs:
+    :data:`LOW_RES_SHARE` of them, rounded (6 before 10)."""
     return int(round(LOW_RES_SHARE * epochs))
 
 
 def mid_res_epochs_for(epochs: int) -> int:
     """Default ``--mid-res-epochs`` for ``epochs`` full-resolution epochs:
-    :data:`MID_RES_SHARE` of them, rounded (none)."""
+    :data:`MID_RES_SHARE` of them, rounded (5 before 10)."""
     return int(round(MID_RES_SHARE * epochs))
 
 
 def progressive_schedule(budget: int) -> Schedule:
     """Split a budget of ``budget`` full-resolution epochs into full-resolution epochs and
     the resized epochs before them, costing about the same time (15 -> 6 at half
-    resolution, then 13 at full: 19 epochs in the time of 15)."""
+    resolution, 5 at three quarters, then 10 at full: 21 epochs in the time of 15)."""
     cost = 1 + LOW_RES_SHARE * LOW_RES_COST + MID_RES_SHARE * MID_RES_COST
     epochs = max(1, int(round(budget / cost)))
     return Schedule(epochs, low_res_epochs_for(epochs), mid_res_epochs_for(epochs))
@@ -173,13 +173,13 @@ def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model:
     at 32 px and more, trained by the scan itself (not ``--signal aum``): there the
     automatic epochs are :func:`progressive_schedule` of the budget (unless
     ``--low-res-epochs`` is given: then the whole budget at full resolution), and explicit
-    ``--epochs`` get :func:`low_res_epochs_for` them. Explicit ``--low-res-epochs`` and
-    ``--mid-res-epochs`` replace the automatic ones (``--mid-res-epochs`` adds its epochs
-    to the others: ``--epochs 10 --low-res-epochs 6 --mid-res-epochs 5`` is the schedule
-    measured against the default's 6 + 13). Elsewhere the epochs are the budget, and the
-    resized epochs the ones given (0 if not). ``budget``: full-resolution epochs to spend
-    when ``config.epochs`` is not set (default :func:`auto_epochs`;
-    ``benchmarks/detect.py --epochs`` gives every method one).
+    ``--epochs`` get :func:`low_res_epochs_for` and :func:`mid_res_epochs_for` them.
+    Explicit ``--low-res-epochs`` and ``--mid-res-epochs`` replace the automatic ones
+    (``--low-res-epochs`` alone means no three-quarter-resolution epochs; the default
+    budget of 15 gives ``--epochs 10 --low-res-epochs 6 --mid-res-epochs 5``). Elsewhere
+    the epochs are the budget, and the resized epochs the ones given (0 if not).
+    ``budget``: full-resolution epochs to spend when ``config.epochs`` is not set (default
+    :func:`auto_epochs`; ``benchmarks/detect.py --epochs`` gives every method one).
 
     Raises:
         NoisyCleanError: explicit resized epochs with ``--signal aum`` or with images under
@@ -195,6 +195,8 @@ def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model:
         if image_size < LOW_RES_MIN_SIZE // 2:
             raise NoisyCleanError(f"{option} needs images of at least "
                                   f"{LOW_RES_MIN_SIZE // 2} px (they are {image_size} px)")
+    if low is not None and mid is None:
+        mid = 0
     progressive = (config.signal != "aum" and model == "small-cnn"
                    and image_size >= LOW_RES_MIN_SIZE)
     budget = budget or auto_epochs(n_samples)

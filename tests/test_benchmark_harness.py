@@ -67,6 +67,32 @@ def test_make_noisy_writes_an_image_folder_with_its_truth(tmp_path, args, expect
     assert len(list((out / "test").rglob("*.png"))) == 20
 
 
+def test_make_noisy_start_takes_a_later_subset_named_by_its_index(tmp_path):
+    """``--start 100 --n 50``: training images 100..149, with their own human labels."""
+    out, info = _make(tmp_path, "--n", "50", "--start", "100", "--noise", "human",
+                      "--human", "worst")
+    truth = pd.read_csv(out / "truth.csv", dtype=str)
+    names = sorted(p.split("/")[1] for p in truth["path"])
+    assert names == [f"{i:05d}.png" for i in range(100, 150)]
+    with np.load(SHARED_DATA / "cifar10.npz") as data:
+        true_index, first = data["y_train"][100:150], data["x_train"][100]
+        last = len(data["y_train"]) - 50
+    with np.load(SHARED_DATA / "cifar10n_labels.npz") as human:
+        worse = human["worse_label"][100:150]
+    given = truth["path"].str.split("/").str[0]
+    assert info["start"] == 100
+    assert info["wrong"] == int((given != truth["label"]).sum()) == int(
+        (worse != true_index).sum())
+    path = next(p for p in truth["path"] if p.endswith("/00100.png"))
+    with Image.open(out / "images" / path) as image:
+        np.testing.assert_array_equal(np.asarray(image), first)
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "make_noisy.py"), "--out",
+         str(tmp_path / "bad"), "--n", "50", "--start", str(last + 1)],
+        capture_output=True, text=True)
+    assert bad.returncode != 0 and f"--start must be between 0 and {last}" in bad.stderr
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(),
                     reason="needs ../shared/data/mnist.npz (benchmark data)")
 def test_make_noisy_writes_mnist_with_digit_class_names(tmp_path):

@@ -103,7 +103,7 @@ def test_pruning_trains_the_rest_of_the_run_on_the_unflagged_images_only() -> No
 
 def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> None:
     """``detect.py --epochs N``: the scan gets the split it would make itself of a budget of
-    N full-resolution epochs (half-resolution epochs first for the small CNN at 32 px,
+    N full-resolution epochs (resized epochs first for the small CNN at 32 px,
     not for 8-px digits, which it enlarges to 16 px, nor with AUM or another backbone), with
     the image size, backbone, signal and half- and three-quarter-resolution epochs that the
     scan's own options (its method's, ``--model``, ``--scan-args``) give it."""
@@ -127,8 +127,9 @@ def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> No
             pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(cifar_like / c / f"{i}.png")
     epochs, low, mid = progressive_schedule(15)
-    assert low > 0 and mid == 0
-    split = ["--epochs", str(epochs), "--low-res-epochs", str(low)]
+    assert low > 0 and mid > 0
+    low_split = ["--epochs", str(epochs), "--low-res-epochs", str(low)]
+    split = [*low_split, "--mid-res-epochs", str(mid)]
     assert detect.scan_epoch_args(gmm, 15, cifar_like) == split
     assert detect.scan_epoch_args(detect.SCAN_ARGS["scan-aum"], 15, cifar_like) == [
         "--epochs", "15"]
@@ -146,7 +147,9 @@ def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> No
     assert detect.scan_epoch_args([*gmm, "--low-res-epochs", "3"], 15, cifar_like) == [
         "--epochs", "15", "--low-res-epochs", "3"]
     assert detect.scan_epoch_args([*gmm, "--mid-res-epochs", "2"], 15, cifar_like) == [
-        *split, "--mid-res-epochs", "2"]
+        *low_split, "--mid-res-epochs", "2"]
+    assert detect.scan_epoch_args([*gmm, "--low-res-epochs", "0", "--mid-res-epochs", "3"], 15,
+                                  cifar_like) == ["--epochs", "15", "--mid-res-epochs", "3"]
     assert detect.scan_epoch_args([*gmm, "--mid-res-epochs", "2"], 15, digits) == [
         "--epochs", "15", "--mid-res-epochs", "2"]
 

@@ -39,13 +39,14 @@ runner = CliRunner()
 
 
 def test_progressive_schedule_spends_the_same_budget() -> None:
-    """15 full-resolution epochs -> 13 at full and 6 at half resolution (6 / 3 = 2 epochs'
-    time); 25 -> 22 and 10; each split costs the budget to within the rounding of its
-    counts. No three-quarter-resolution epochs by default."""
-    assert progressive_schedule(15) == Schedule(13, 6, 0)
-    assert progressive_schedule(15).total == 19
-    assert progressive_schedule(25) == (22, 10, 0)
-    assert progressive_schedule(1) == (1, 0, 0)
+    """15 full-resolution epochs -> 6 at 16 px, 5 at 24 px and 10 at 32 px: 6 / 3 + 5 x 0.6
+    = 5 epochs' time, exactly the budget; 25 -> 10, 8 and 17; each split costs the budget
+    to within the rounding of its counts."""
+    assert progressive_schedule(15) == Schedule(10, 6, 5)
+    assert 10 + 6 * LOW_RES_COST + 5 * MID_RES_COST == pytest.approx(15)
+    assert progressive_schedule(15).total == 21
+    assert progressive_schedule(25) == (17, 10, 8)
+    assert progressive_schedule(1) == (1, 1, 0)
     _assert_split_costs_the_budget()
 
 
@@ -59,18 +60,15 @@ def _assert_split_costs_the_budget() -> None:
         assert abs(spent - budget) <= 0.5 * (cost + LOW_RES_COST + MID_RES_COST)
 
 
-def test_progressive_schedule_with_three_quarter_resolution_shares(
+def test_progressive_schedule_without_three_quarter_resolution_epochs(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the shares measured in ``benchmarks/RESULTS.md`` (60% at half resolution, 50%
-    at three quarters), 15 -> 6 at 16 px, 5 at 24 px and 10 at 32 px: 6 / 3 + 5 x 0.6 = 5
-    epochs' time, exactly the budget; explicit --epochs 10 gets the same."""
-    monkeypatch.setattr(scan_module, "LOW_RES_SHARE", 0.6)
-    monkeypatch.setattr(scan_module, "MID_RES_SHARE", 0.5)
-    assert progressive_schedule(15) == (10, 6, 5)
-    assert 10 + 6 * LOW_RES_COST + 5 * MID_RES_COST == pytest.approx(15)
-    assert progressive_schedule(25) == (17, 10, 8)
-    assert resolve_schedule(_config(), 10_000, 32, "small-cnn") == (10, 6, 5)
-    assert resolve_schedule(_config(epochs=10), 10_000, 32, "small-cnn") == (10, 6, 5)
+    """The schedule before 2026-12-05 (45% at half resolution, none at three quarters):
+    15 -> 6 at 16 px, then 13 at 32 px (6 / 3 = 2 epochs' time); 25 -> 10 and 22."""
+    monkeypatch.setattr(scan_module, "LOW_RES_SHARE", 0.45)
+    monkeypatch.setattr(scan_module, "MID_RES_SHARE", 0.0)
+    assert progressive_schedule(15) == (13, 6, 0)
+    assert progressive_schedule(25) == (22, 10, 0)
+    assert resolve_schedule(_config(), 10_000, 32, "small-cnn") == (13, 6, 0)
     _assert_split_costs_the_budget()
 
 
@@ -82,35 +80,40 @@ def test_resolve_schedule_defaults_and_explicit_values() -> None:
     n = 10_000
     assert auto_epochs(n) == 15
     # the small CNN at 32 px and more: the budget split
-    assert resolve_schedule(_config(), n, 32, "small-cnn") == (13, 6, 0)
-    assert resolve_schedule(_config(), n, 64, "small-cnn") == (13, 6, 0)
+    assert resolve_schedule(_config(), n, 32, "small-cnn") == (10, 6, 5)
+    assert resolve_schedule(_config(), n, 64, "small-cnn") == (10, 6, 5)
     # smaller images, other backbones, AUM: the whole budget at full resolution
     assert resolve_schedule(_config(), n, 16, "small-cnn") == (15, 0, 0)
     assert resolve_schedule(_config(), n, 224, "resnet18") == (15, 0, 0)
     assert resolve_schedule(_config(signal="aum"), n, 32, "small-cnn") == (15, 0, 0)
-    # explicit epochs keep their count; the low-resolution epochs follow them (45%)
-    assert resolve_schedule(_config(epochs=10), n, 32, "small-cnn") == (
-        10, low_res_epochs_for(10), 0)
+    # explicit epochs keep their count; the resized epochs follow them (60% and 50%)
+    assert resolve_schedule(_config(epochs=10), n, 32, "small-cnn") == (10, 6, 5)
+    assert resolve_schedule(_config(epochs=20), n, 32, "small-cnn") == (20, 12, 10)
     assert resolve_schedule(_config(epochs=10), n, 16, "small-cnn") == (10, 0, 0)
     # --low-res-epochs 0: the budget at full resolution, exactly the scan without it
     assert resolve_schedule(_config(low_res_epochs=0), n, 32, "small-cnn") == (15, 0, 0)
+    # explicit low-resolution epochs alone: none at three quarters, with or without --epochs
+    assert resolve_schedule(_config(low_res_epochs=3), n, 32, "small-cnn") == (15, 3, 0)
+    assert resolve_schedule(_config(epochs=13, low_res_epochs=6), n, 32, "small-cnn") == (
+        13, 6, 0)  # the default before 2026-12-05
     # explicit low-resolution epochs, on any backbone, before the full-resolution ones
     assert resolve_schedule(_config(low_res_epochs=3), n, 224, "resnet18") == (15, 3, 0)
     assert resolve_schedule(_config(epochs=4, low_res_epochs=2), n, 16, "small-cnn") == (
         4, 2, 0)
-    # three-quarter-resolution epochs: added to the rest, on any backbone
-    assert resolve_schedule(_config(mid_res_epochs=5), n, 32, "small-cnn") == (13, 6, 5)
+    # explicit three-quarter-resolution epochs replace the automatic ones, on any backbone
+    assert resolve_schedule(_config(mid_res_epochs=2), n, 32, "small-cnn") == (10, 6, 2)
     assert resolve_schedule(_config(mid_res_epochs=3), n, 224, "resnet18") == (15, 0, 3)
-    assert resolve_schedule(_config(mid_res_epochs=0), n, 32, "small-cnn") == (13, 6, 0)
+    assert resolve_schedule(_config(mid_res_epochs=0), n, 32, "small-cnn") == (10, 6, 0)
+    assert resolve_schedule(_config(low_res_epochs=0, mid_res_epochs=3), n, 32,
+                            "small-cnn") == (15, 0, 3)
     assert resolve_schedule(_config(epochs=10, low_res_epochs=6, mid_res_epochs=5), n, 32,
-                            "small-cnn") == (10, 6, 5)  # measured against the default
+                            "small-cnn") == (10, 6, 5)
     assert resolve_schedule(_config(epochs=4, low_res_epochs=2, mid_res_epochs=1), n, 16,
                             "small-cnn") == (4, 2, 1)
     # another budget than auto_epochs (benchmarks/detect.py --epochs): split the same way
     assert resolve_schedule(_config(), n, 32, "small-cnn", budget=25) == progressive_schedule(25)
     assert resolve_schedule(_config(), n, 16, "small-cnn", budget=25) == (25, 0, 0)
-    assert resolve_schedule(_config(epochs=10), n, 32, "small-cnn", budget=25) == (
-        10, low_res_epochs_for(10), 0)
+    assert resolve_schedule(_config(epochs=10), n, 32, "small-cnn", budget=25) == (10, 6, 5)
     for option in ("low_res_epochs", "mid_res_epochs"):
         flag = "--" + option.replace("_", "-")
         with pytest.raises(NoisyCleanError, match=f"{flag} is not supported with"):
@@ -130,7 +133,8 @@ def test_schedule_text() -> None:
 
 
 def test_correction_starts_after_a_full_resolution_epoch() -> None:
-    """6 + 13 epochs: from epoch 10 (0-based), as for 19 epochs without resizing; with
+    """6 + 13 epochs (the default before 2026-12-05): from epoch 10 (0-based), as for 19
+    epochs without resizing; with
     most epochs at half resolution, only after the first epoch above it; None when no
     epoch is left after it."""
     assert correction_start(19, 6) == correction_start(19) == 10
@@ -248,30 +252,30 @@ def _scan_epochs(root: Path, out: Path, *options: str) -> tuple[dict, str]:
 
 def test_scan_cli_with_low_res_epochs(tmp_path: Path) -> None:
     """A 32 px digits folder: with explicit --epochs 2 the scan adds one half-resolution
-    epoch (45% of 2, rounded), reports it in summary.json, the log and the table, starts
-    the forward correction after it, and flags the same kind of labels; --mid-res-epochs 1
-    adds one epoch at 24 px between them; --low-res-epochs 0 trains two epochs at full
-    resolution."""
+    epoch (60% of 2, rounded) and one at 24 px (50% of 2), reports them in summary.json,
+    the log and the table, starts the forward correction after them, and flags the same
+    kind of labels; --low-res-epochs 1 alone leaves out the 24 px epoch; --low-res-epochs 0
+    trains two epochs at full resolution."""
     root = tmp_path / "digits32"
     write_digits_folder(root, size=32)
     summary, shown = _scan_epochs(root, tmp_path / "out")
     assert summary["image_size"] == 32
     settings = summary["settings"]
     assert (settings["epochs"], settings["low_res_epochs"], settings["mid_res_epochs"]) == (
-        2, 1, 0)
-    assert summary["training"]["low_res_epochs"] == 1
-    assert summary["training"]["mid_res_epochs"] == 0
-    assert len(summary["training"]["epochs"]) == 3
-    assert summary["correction"]["from_epoch"] == 3  # 1-based: after the full-res epoch 2
-    # the log line, then the summary's warm-up row
-    assert shown.count("1 epochs at 16 px, then 2 at 32 px") == 2, shown
-
-    summary, shown = _scan_epochs(root, tmp_path / "mid", "--mid-res-epochs", "1")
+        2, 1, 1)
     assert (summary["training"]["low_res_epochs"], summary["training"]["mid_res_epochs"]) == (
         1, 1)
     assert len(summary["training"]["epochs"]) == 4
-    assert summary["correction"]["from_epoch"] == 3  # after the 24 px epoch 2
+    assert summary["correction"]["from_epoch"] == 3  # 1-based: after the 24 px epoch 2
+    # the log line, then the summary's warm-up row
     assert shown.count("1 epochs at 16 px, 1 at 24 px, then 2 at 32 px") == 2, shown
+
+    summary, shown = _scan_epochs(root, tmp_path / "low", "--low-res-epochs", "1")
+    assert (summary["training"]["low_res_epochs"], summary["training"]["mid_res_epochs"]) == (
+        1, 0)
+    assert len(summary["training"]["epochs"]) == 3
+    assert summary["correction"]["from_epoch"] == 3  # after the full-resolution epoch 2
+    assert shown.count("1 epochs at 16 px, then 2 at 32 px") == 2, shown
 
     summary, shown = _scan_epochs(root, tmp_path / "plain", "--low-res-epochs", "0")
     assert summary["training"]["low_res_epochs"] == 0
