@@ -5,10 +5,11 @@ in one run on the same images.
     python benchmarks/detect.py /tmp/cifar-sym50 [--epochs N] [--methods ...] \
         [--results benchmarks/RESULTS.md] [--title "CIFAR-10 sym 50%"] [--model NAME]
 
-The GPU size (``--full``): all 50,000 CIFAR-10 training images and PreAct ResNet-18 for
-every method::
+The GPU size (``--full``): every CIFAR-10 training image of the data file (50,000 in
+CIFAR-10; 30,000 in ``../shared/data``'s ``cifar10.npz``) and PreAct ResNet-18 for every
+method::
 
-    python benchmarks/make_noisy.py --n 50000 --noise sym --rate 0.5 --out /data/full-sym50
+    python benchmarks/make_noisy.py --n all --noise sym --rate 0.5 --out /data/full-sym50
     python benchmarks/detect.py /data/full-sym50 --full --results benchmarks/RESULTS.md
 
 Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4``):
@@ -420,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None,
                         help="backbone of every method (default: the scan's automatic choice)")
     parser.add_argument("--full", action="store_true",
-                        help="the GPU size: a 50,000-image folder (make_noisy.py --n 50000) "
-                             "and --model preact-resnet18 for every method")
+                        help="the GPU size: a folder of every CIFAR-10 training image "
+                             "(make_noisy.py --n all) and --model preact-resnet18 for every "
+                             "method")
     parser.add_argument("--results", type=Path, default=None,
                         help="append the markdown table to this file")
     parser.add_argument("--title", default=None)
@@ -457,9 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             raise SystemExit("cleanlab is not installed: pip install -e \".[bench]\"") from None
     if args.full:
-        if int(noise["n"]) != 50000:
-            raise SystemExit(f"--full wants all 50,000 CIFAR-10 training images; {args.folder} "
-                             f"has {noise['n']} (make it with make_noisy.py --n 50000)")
+        every = int(noise.get("train_size", 50000))
+        if noise.get("dataset", "cifar10") != "cifar10" or int(noise["n"]) != every:
+            raise SystemExit(f"--full wants every CIFAR-10 training image of the data file "
+                             f"({every}); {args.folder} has {noise['n']} (make it with "
+                             "make_noisy.py --n all)")
         args.model = args.model or "preact-resnet18"
     model_args = ["--model", args.model] if args.model else []
     work = args.work or Path(tempfile.mkdtemp(prefix="noisyclean-detect-"))

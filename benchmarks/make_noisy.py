@@ -22,9 +22,10 @@ Noise kinds:
 * ``human``: CIFAR-10N's human labels (``--human aggre|random1|random2|random3|worst``),
   real annotator errors; ``--rate`` is ignored.
 
-The training images are the first ``--n`` of the CIFAR-10 training set in its original
-order (Fashion-MNIST and MNIST: of their training sets); CIFAR-10N covers the first 30,000
-here.
+The training images are ``--n`` of the CIFAR-10 training set in its original order, from
+``--start`` (Fashion-MNIST and MNIST: of their training sets); ``--n all`` takes every one.
+``../shared/data``'s ``cifar10.npz`` holds the first 30,000 of CIFAR-10's 50,000 (its
+README says why); ``noise.json``'s ``train_size`` records how many the data file held.
 """
 
 from __future__ import annotations
@@ -111,11 +112,16 @@ def write_folder(
     return paths
 
 
+def _count(text: str) -> int:
+    """``--n``: a number of images, or ``all`` (0 here, every training image)."""
+    return 0 if text == "all" else int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=sorted(FILES), default="cifar10")
-    parser.add_argument("--n", type=int, default=5000,
-                        help="training images (n of them, from --start)")
+    parser.add_argument("--n", type=_count, default=5000,
+                        help="training images (n of them, from --start), or 'all' of them")
     parser.add_argument("--start", type=int, default=0,
                         help="index of the first training image (default 0)")
     parser.add_argument("--noise", choices=["sym", "asym", "human", "none"], default="sym")
@@ -131,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         sys.exit(f"error: {args.out} exists and is not empty")
     x_train, y_train, x_test, y_test, classes = load_arrays(args.dataset, args.data_dir)
+    if args.n == 0:
+        args.n = len(x_train) - args.start
     if not 1 <= args.n <= len(x_train):
         sys.exit(f"error: --n must be between 1 and {len(x_train)}")
     if not 0 <= args.start <= len(x_train) - args.n:
@@ -171,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": args.dataset,
         "n": args.n,
         "start": args.start,
+        "train_size": len(x_train),
         "noise": args.noise,
         "rate": args.rate if args.noise in ("sym", "asym") else None,
         "human": args.human if args.noise == "human" else None,

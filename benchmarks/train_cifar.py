@@ -6,7 +6,8 @@ baseline ``--method standard`` at the same epoch budget, on a noisy CIFAR-10 fol
         --warmup-epochs 10 --test-n 10000 --work /tmp/train-sym50 [--model small-cnn] \
         [--width 32] [--methods dividemix,standard] [--extra "--device cuda"]
 
-The GPU size of issue 4 (all 50,000 CIFAR-10 images, 50% symmetric, PreAct ResNet-18)::
+The GPU size of issue 4 (every CIFAR-10 training image of the data file: 50,000 in CIFAR-10,
+30,000 in ``../shared/data``; 50% symmetric, PreAct ResNet-18)::
 
     python benchmarks/train_cifar.py --full --noise sym --rate 0.5 --epochs 300 \
         --extra "--lr-drop-epoch 150" --work /data/train-full-sym50
@@ -134,16 +135,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", type=Path, required=True, help="working folder")
     parser.add_argument("--force", action="store_true", help="rerun finished runs")
     parser.add_argument("--full", action="store_true",
-                        help="the GPU size: all 50,000 training images (--n 50000) and "
-                             "--model preact-resnet18 (DivideMix's network)")
+                        help="the GPU size: every training image of the data file (--n "
+                             "all) and --model preact-resnet18 (DivideMix's network)")
 
 
 def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse, then apply ``--full`` (all 50,000 images, PreAct ResNet-18 unless a
+    """Parse, then apply ``--full`` (every training image, PreAct ResNet-18 unless a
     ``--model`` is given)."""
     args = parser.parse_args(argv)
     if args.full:
-        args.n = 50000
+        args.n = "all"
         args.model = args.model or "preact-resnet18"
     return args
 

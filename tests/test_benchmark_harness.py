@@ -93,6 +93,26 @@ def test_make_noisy_start_takes_a_later_subset_named_by_its_index(tmp_path):
     assert bad.returncode != 0 and f"--start must be between 0 and {last}" in bad.stderr
 
 
+def test_make_noisy_n_all_takes_every_training_image(tmp_path):
+    """``--n all`` (what ``--full`` asks for): every training image of the data file, here a
+    small CIFAR-10-shaped file made by the test; noise.json records how many it held."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(data_dir / "cifar10.npz",
+             x_train=rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8),
+             y_train=np.arange(30) % 10,
+             x_test=rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8),
+             y_test=np.arange(5))
+    out, info = _make(tmp_path, "--n", "all", "--noise", "sym", "--rate", "0.2",
+                      "--data-dir", str(data_dir))
+    assert (info["n"], info["train_size"], info["wrong"]) == (30, 30, 6)
+    assert len(list((out / "images").rglob("*.png"))) == 30
+    _, later = _make(tmp_path / "later", "--n", "all", "--start", "10", "--noise", "none",
+                     "--data-dir", str(data_dir))
+    assert (later["n"], later["start"], later["train_size"]) == (20, 10, 30)
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(),
                     reason="needs ../shared/data/mnist.npz (benchmark data)")
 def test_make_noisy_writes_mnist_with_digit_class_names(tmp_path):
@@ -128,13 +148,14 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
         assert summary["settings"]["model"] == "small-cnn"
     for name in ("cleanlab", "plain", "plain-onecycle"):
         assert str(np.load(work / f"{name}.npz")["model"]) == "small-cnn"
-    # --full refuses a folder that is not all 50,000 CIFAR-10 images, before any training
+    # --full refuses a folder that is not every CIFAR-10 training image, before any training
     full = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "detect.py"), str(folder), "--full",
          "--work", str(tmp_path / "full")],
         capture_output=True, text=True, timeout=120,
     )
-    assert full.returncode != 0 and "--n 50000" in full.stderr
+    assert full.returncode != 0 and "--n all" in full.stderr
+    assert f"({len(np.load(SHARED_DATA / 'cifar10.npz')['y_train'])})" in full.stderr
     assert not (tmp_path / "full").exists()
     report = json.loads(rows_json.read_text())
     methods = [row["method"] for row in report["rows"]]
