@@ -112,9 +112,9 @@ def write_folder(
     return paths
 
 
-def _count(text: str) -> int:
-    """``--n``: a number of images, or ``all`` (0 here, every training image)."""
-    return 0 if text == "all" else int(text)
+def _count(text: str) -> int | None:
+    """``--n``: a number of images, or ``all`` (None here: every training image)."""
+    return None if text == "all" else int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         sys.exit(f"error: {args.out} exists and is not empty")
     x_train, y_train, x_test, y_test, classes = load_arrays(args.dataset, args.data_dir)
-    if args.n == 0:
+    if args.n is None:
         args.n = len(x_train) - args.start
     if not 1 <= args.n <= len(x_train):
         sys.exit(f"error: --n must be between 1 and {len(x_train)}")

@@ -111,6 +111,11 @@ def test_make_noisy_n_all_takes_every_training_image(tmp_path):
     _, later = _make(tmp_path / "later", "--n", "all", "--start", "10", "--noise", "none",
                      "--data-dir", str(data_dir))
     assert (later["n"], later["start"], later["train_size"]) == (20, 10, 30)
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "make_noisy.py"), "--out",
+         str(tmp_path / "bad"), "--n", "0", "--data-dir", str(data_dir)],
+        capture_output=True, text=True)
+    assert bad.returncode != 0 and "--n must be between 1 and 30" in bad.stderr
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(),
