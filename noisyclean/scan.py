@@ -195,20 +195,15 @@ def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model:
         if image_size < LOW_RES_MIN_SIZE // 2:
             raise NoisyCleanError(f"{option} needs images of at least "
                                   f"{LOW_RES_MIN_SIZE // 2} px (they are {image_size} px)")
-    if low is not None and mid is None:
-        mid = 0
-    progressive = (config.signal != "aum" and model == "small-cnn"
-                   and image_size >= LOW_RES_MIN_SIZE)
     budget = budget or auto_epochs(n_samples)
-    if config.epochs:
-        auto = Schedule(config.epochs, low_res_epochs_for(config.epochs),
-                        mid_res_epochs_for(config.epochs))
-    elif progressive and low is None:
-        auto = progressive_schedule(budget)
+    # the automatic split: only where nothing sets the half-resolution epochs
+    if (low is None and config.signal != "aum" and model == "small-cnn"
+            and image_size >= LOW_RES_MIN_SIZE):
+        epochs = config.epochs
+        auto = (Schedule(epochs, low_res_epochs_for(epochs), mid_res_epochs_for(epochs))
+                if epochs else progressive_schedule(budget))
     else:
-        auto = Schedule(budget)
-    if not progressive:
-        auto = Schedule(auto.epochs)
+        auto = Schedule(config.epochs or budget)
     return Schedule(auto.epochs, auto.low_res if low is None else low,
                     auto.mid_res if mid is None else mid)
 
