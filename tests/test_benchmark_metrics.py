@@ -248,3 +248,14 @@ def test_paired_scans_runs_both_variants_and_scores_each(tmp_path) -> None:
     assert "noisy seed 1: F1" in again.stdout
     assert sorted(p.stat().st_mtime_ns for p in (folder / "paired").glob("*/summary.json")) \
         == stamps
+
+
+def test_warm_file_cache_reads_every_file_under_the_folder(tmp_path) -> None:
+    detect = _detect()
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "dog" / "deep").mkdir(parents=True)
+    (tmp_path / "cat" / "0.png").write_bytes(b"x" * 10)
+    (tmp_path / "dog" / "1.png").write_bytes(b"y" * 7)
+    (tmp_path / "dog" / "deep" / "2.png").write_bytes(b"z" * 3)
+    assert detect.warm_file_cache(tmp_path) == 20
+    assert detect.warm_file_cache(tmp_path / "cat") == 10
