@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"error: {args.out} exists and is not empty")
     x_train, y_train, x_test, y_test, classes = load_arrays(args.dataset, args.data_dir)
     if args.n is None:
+        if not 0 <= args.start < len(x_train):
+            sys.exit(f"error: --start must be between 0 and {len(x_train) - 1} for --n all")
         args.n = len(x_train) - args.start
     if not 1 <= args.n <= len(x_train):
         sys.exit(f"error: --n must be between 1 and {len(x_train)}")

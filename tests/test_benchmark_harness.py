@@ -116,6 +116,12 @@ def test_make_noisy_n_all_takes_every_training_image(tmp_path):
          str(tmp_path / "bad"), "--n", "0", "--data-dir", str(data_dir)],
         capture_output=True, text=True)
     assert bad.returncode != 0 and "--n must be between 1 and 30" in bad.stderr
+    past_end = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "make_noisy.py"), "--out",
+         str(tmp_path / "past-end"), "--n", "all", "--start", "30", "--data-dir", str(data_dir)],
+        capture_output=True, text=True)
+    assert past_end.returncode != 0
+    assert "--start must be between 0 and 29 for --n all" in past_end.stderr
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(),
