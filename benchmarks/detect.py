@@ -3,7 +3,8 @@ made by ``make_noisy.py``, next to cleanlab and the plain one-run DivideMix reci
 in one run on the same images.
 
     python benchmarks/detect.py /tmp/cifar-sym50 [--epochs N] [--methods ...] \
-        [--results benchmarks/RESULTS.md] [--title "CIFAR-10 sym 50%"] [--model NAME]
+        [--results benchmarks/RESULTS.md] [--title "CIFAR-10 sym 50%"] [--model NAME] \
+        [--amp | --no-amp]
 
 The GPU size (``--full``): every CIFAR-10 training image of the data file (50,000 in
 CIFAR-10; 30,000 in ``../shared/data``'s ``cifar10.npz``) and PreAct ResNet-18 for every
@@ -11,6 +12,12 @@ method::
 
     python benchmarks/make_noisy.py --n all --noise sym --rate 0.5 --out /data/full-sym50
     python benchmarks/detect.py /data/full-sym50 --full --results benchmarks/RESULTS.md
+
+Every method trains in the device's default precision (bfloat16 autocast on CUDA and on a
+CPU with native bfloat16, float32 elsewhere); ``--amp`` or ``--no-amp`` sets it for all of
+them, as the scan's option of that name does (``--no-amp``: float32 on a CPU with native
+bfloat16, the precision a CPU without it trains in; figures still differ from such a CPU's
+by the rounding of its kernels).
 
 Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4``; the
 folder's files are read once, untimed, before the first, so that every method starts with
@@ -129,16 +136,17 @@ def _train_network(
 
 def worker(
     name: str, images: Path, out: Path, epochs: int | None, seed: int, folds: int,
-    model: str | None = None,
+    model: str | None = None, amp: bool | None = None,
 ) -> None:
     """Run the ``cleanlab`` or ``plain`` method and save per-sample arrays to ``out``
-    (``model``: the backbone, None for the scan's automatic choice)."""
+    (``model``: the backbone, None for the scan's automatic choice; ``amp``: the scan's
+    ``--amp``, None for the device's default precision)."""
     from noisyclean.data.load import load_dataset
     from noisyclean.mixture import normalise_losses
     from noisyclean.scan import auto_epochs
     from noisyclean.signals import compute_signals
 
-    data = load_dataset(images, model=model, use_cache=False)
+    data = load_dataset(images, model=model, use_cache=False, amp=amp)
     n = len(data.paths)
     epochs = epochs or auto_epochs(n)
     labels = data.labels
@@ -183,6 +191,7 @@ def worker(
         fixed=np.where(flag, predicted, labels),
         epochs=epochs,
         model=data.model,
+        precision=precision_name(data.precision.dtype),
         **extra,
     )
 
@@ -323,8 +332,15 @@ def scan_arrays(out: Path) -> tuple[list[str], list[str], dict[str, np.ndarray]]
     return table["path"].tolist(), classes, arrays
 
 
-def machine() -> str:
-    """One line describing this machine."""
+def precision_name(dtype) -> str:
+    """``float32`` for full precision (``dtype`` None), else ``bfloat16 autocast`` and the
+    like."""
+    return "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+
+
+def machine(amp: bool | None = None) -> str:
+    """One line describing this machine and the CPU precision every method trains in
+    (``amp``: ``--amp``/``--no-amp``, None for the CPU's default)."""
     import torch
 
     from noisyclean.device import cpu_name
@@ -332,11 +348,9 @@ def machine() -> str:
 
     cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    # Every method here trains with the device's default precision (load_dataset's).
-    dtype = Precision.choose(torch.device("cpu"), None).dtype
-    cpu_precision = "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+    dtype = Precision.choose(torch.device("cpu"), amp).dtype
     return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, "
-            f"CPU training in {cpu_precision}")
+            f"CPU training in {precision_name(dtype)}")
 
 
 def versions() -> str:
@@ -432,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scan-args", default="", help="extra options for every scan")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="the precision of every method, as the scan's --amp: bfloat16 "
+                             "autocast (--amp) or float32 (--no-amp), e.g. float32 on a "
+                             "CPU with native bfloat16 (default: the device's own)")
     parser.add_argument("--model", default=None,
                         help="backbone of every method (default: the scan's automatic choice)")
     parser.add_argument("--full", action="store_true",
@@ -453,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     images = args.folder / "images"
     if args.worker:
         worker(args.worker, images, args.worker_out, args.epochs, args.seed, args.folds,
-               args.model)
+               args.model, args.amp)
         return 0
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -479,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"({every}); {args.folder} has {noise['n']} (make it with "
                              "make_noisy.py --n all)")
         args.model = args.model or "preact-resnet18"
-    model_args = ["--model", args.model] if args.model else []
+    method_args = ["--model", args.model] if args.model else []
+    if args.amp is not None:
+        method_args.append("--amp" if args.amp else "--no-amp")
     work = args.work or Path(tempfile.mkdtemp(prefix="noisyclean-detect-"))
     work.mkdir(parents=True, exist_ok=True)
     noisyclean_cli = Path(sys.executable).with_name("noisyclean")
@@ -488,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in methods:
         env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
         if name in SCAN_ARGS:
-            options = [*SCAN_ARGS[name], *model_args, *shlex.split(args.scan_args)]
+            options = [*SCAN_ARGS[name], *method_args, *shlex.split(args.scan_args)]
             cmd = [str(noisyclean_cli), "scan", str(images), "--out", str(work / name),
                    "--quiet", "--seed", str(args.seed), *options]
             if args.epochs:
@@ -496,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
                    "--worker", name, "--worker-out", str(work / f"{name}.npz"),
-                   "--seed", str(args.seed), "--folds", str(args.folds), *model_args]
+                   "--seed", str(args.seed), "--folds", str(args.folds), *method_args]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
         seconds, peak = run_timed(cmd, env)
@@ -513,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = {
         "date": dt.date.today().isoformat(),
-        "machine": machine(),
+        "machine": machine(args.amp),
         "versions": versions(),
         "data": (f"{noise['n']} images, real noise rate {noise['real_noise_rate']:.3f} "
                  f"({noise['wrong']} wrong), seed {noise['seed']}"

@@ -149,16 +149,19 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "detect.py"), str(folder), "--epochs", "1",
          "--folds", "2", "--results", str(results), "--json", str(rows_json),
-         "--work", str(tmp_path / "work"), "--model", "small-cnn"],
+         "--work", str(tmp_path / "work"), "--model", "small-cnn", "--no-amp"],
         capture_output=True, text=True, check=True, timeout=600,
     )
-    # --model reaches every method: the scans and the workers (cleanlab, plain)
+    # --model and --no-amp reach every method: the scans and the workers (cleanlab, plain)
     work = tmp_path / "work"
     for scan in ("scan-gmm", "scan-bmm", "scan-n2"):
         summary = json.loads((work / scan / "summary.json").read_text())
         assert summary["settings"]["model"] == "small-cnn"
+        assert summary["device"]["precision"] == "torch.float32"
     for name in ("cleanlab", "plain", "plain-onecycle"):
-        assert str(np.load(work / f"{name}.npz")["model"]) == "small-cnn"
+        arrays = np.load(work / f"{name}.npz")
+        assert str(arrays["model"]) == "small-cnn"
+        assert str(arrays["precision"]) == "float32"
     # --full refuses a folder that is not every CIFAR-10 training image, before any training
     full = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "detect.py"), str(folder), "--full",
@@ -189,6 +192,7 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
     text = results.read_text()
     assert text.startswith("# results\n") and text.count("| noisyclean") == 3
     assert "real noise rate 0.300" in text and "detect.py" in text and "best-cut F1" in text
+    assert "CPU training in float32" in text and text.count("--no-amp") >= 4
     # --rescore recomputes the same figures from the outputs left in --work, training nothing
     rescored = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "detect.py"), str(folder), "--rescore",

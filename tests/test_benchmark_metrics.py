@@ -259,3 +259,16 @@ def test_warm_file_cache_reads_every_file_under_the_folder(tmp_path) -> None:
     (tmp_path / "dog" / "deep" / "2.png").write_bytes(b"z" * 3)
     assert detect.warm_file_cache(tmp_path) == 20
     assert detect.warm_file_cache(tmp_path / "cat") == 10
+
+
+def test_machine_line_names_the_precision_every_method_trains_in() -> None:
+    """``detect.py --amp``/``--no-amp`` set every method's precision, and the table's
+    machine line says which; without either, the CPU's own default."""
+    from noisyclean.device import cpu_has_native_bf16
+
+    detect = _detect()
+    assert detect.machine(False).endswith(", CPU training in float32")
+    assert detect.machine(True).endswith(", CPU training in bfloat16 autocast")
+    default = "bfloat16 autocast" if cpu_has_native_bf16() else "float32"
+    assert detect.machine().endswith(f", CPU training in {default}")
+    assert detect.precision_name(None) == "float32"
