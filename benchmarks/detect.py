@@ -72,10 +72,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
+
+if TYPE_CHECKING:
+    import torch
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("scan-gmm", "scan-bmm", "scan-n2", "cleanlab", "plain", "plain-onecycle")
@@ -332,7 +336,7 @@ def scan_arrays(out: Path) -> tuple[list[str], list[str], dict[str, np.ndarray]]
     return table["path"].tolist(), classes, arrays
 
 
-def precision_name(dtype) -> str:
+def precision_name(dtype: torch.dtype | None) -> str:
     """``float32`` for full precision (``dtype`` None), else ``bfloat16 autocast`` and the
     like."""
     return "float32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
