@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import re
@@ -14,7 +16,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from noisyclean import cli
 from noisyclean.cli import app
+from noisyclean.config import ScanConfig
 from noisyclean.outputs.table import SCORE_COLUMNS
 
 from .conftest import tree_digest
@@ -269,3 +273,17 @@ def test_installed_command_runs_in_a_subprocess(
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2
     assert "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_scan_options_default_to_the_library_defaults() -> None:
+    """`noisyclean scan` and `scan(ScanConfig())` train the same way: every ScanConfig field
+    that is also a scan option has the same default (the CLI passes each option
+    explicitly, so a default changed in one place only would split them)."""
+    options = inspect.signature(cli.scan).parameters
+    defaults = ScanConfig()
+    shared = [f.name for f in dataclasses.fields(ScanConfig)
+              if f.name in options and f.name != "data"]  # data: a required argument
+    assert {"batch_size", "lr", "epochs", "width", "mixture"} <= set(shared)
+    differ = {name: (options[name].default, getattr(defaults, name)) for name in shared
+              if options[name].default != getattr(defaults, name)}
+    assert differ == {}
