@@ -346,6 +346,10 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
         chosen = how.get(cut.get("chosen", ""), "the one nearer the estimate")
         table.add_row("cut (arbitrated)", f"loss+margin mixture {n['mixture']}, loss mixture "
                       f"{n['loss_mixture']}: flagged {chosen}")
+        if cut.get("close_call") is not None:
+            from .cut import close_call_text
+
+            table.add_row("close call", close_call_text(cut))
     if cut.get("order") == "order_score":
         table.add_row("flags taken by", "the rank fusion of loss and margin (--fusion hybrid), "
                       "at the cut's count")

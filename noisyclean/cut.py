@@ -13,6 +13,12 @@ probabilities are then re-assigned by rank (:func:`move_cut`) so that exactly th
 fall below the threshold. Measured in ``benchmarks/RESULTS.md`` ("Where to cut: two
 mixtures' counts and the confident joint", and "The cut when both mixtures flag more than
 the estimate").
+
+When the estimate lies between the two counts, close to halfway, the choice is a close
+call: a small change in training moves the estimate across the middle and the count by
+the whole gap between the mixtures (on CIFAR-10N worst, 2,845 flags instead of 4,227 for
+4,006 wrong labels). :func:`close_call` says when; the scan records it and tells the user
+which count the other side would have taken, so a reviewer can read on down the ranking.
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ from .signals import label_loss
 
 #: ``scan --cut`` values.
 CUTS = ("arbitrated", "mixture")
+
+#: A cut is a close call when the estimate lies between the two mixtures' counts and within
+#: this share of their gap from halfway (between 40% and 60% of the way from the lower to
+#: the higher count). Over 72 saved CIFAR-10 scans the two that took the lower count on
+#: CIFAR-10N worst (F1 -0.07) lay at 46% and 49%; the other 30 worst scans at 53-84%
+#: (``benchmarks/RESULTS.md``, "How close the arbitrated cut's calls are").
+CLOSE_CALL_BAND = 0.1
 
 
 def effective_cut(cut: str, signal: str) -> str:
@@ -71,6 +84,44 @@ def arbitrated_choice(n_mixture: int, n_loss: int, n_estimate: int) -> tuple[str
     if n_estimate < min(n_mixture, n_loss):
         return "midpoint", (n_nearer + n_estimate) // 2
     return nearer, n_nearer
+
+
+def estimate_position(n_mixture: int, n_loss: int, n_estimate: int) -> float | None:
+    """Where the confident joint's estimate lies between the two mixtures' counts: 0 at the
+    lower count, 1 at the higher, below 0 or above 1 outside them; ``None`` when the two
+    counts are equal.
+
+    Args:
+        n_mixture: samples the mixture on the scan's score flags.
+        n_loss: samples a mixture of the same kind on the loss alone flags.
+        n_estimate: the calibrated confident joint's count of wrong labels.
+    """
+    low, high = sorted((n_mixture, n_loss))
+    if high == low:
+        return None
+    return (n_estimate - low) / (high - low)
+
+
+def close_call(
+    n_mixture: int, n_loss: int, n_estimate: int, band: float = CLOSE_CALL_BAND
+) -> int | None:
+    """The count the arbitrated cut would have taken with the estimate on the other side of
+    halfway between the two mixtures' counts, when it lies within ``band`` of halfway
+    (:data:`CLOSE_CALL_BAND`); ``None`` when the call was not close.
+
+    Args:
+        n_mixture: samples the mixture on the scan's score flags.
+        n_loss: samples a mixture of the same kind on the loss alone flags.
+        n_estimate: the calibrated confident joint's count of wrong labels.
+        band: how far from halfway, as a share of the gap between the counts, still counts
+            as close.
+    """
+    low, high = sorted((n_mixture, n_loss))
+    # |position - 1/2| < band, in the counts themselves (no rounding at the band's edges)
+    if not low < n_estimate < high or abs(2 * n_estimate - low - high) >= 2 * band * (high - low):
+        return None
+    _, taken = nearer_choice(n_mixture, n_loss, n_estimate)
+    return n_loss if taken == n_mixture else n_mixture
 
 
 def arbitrated_count(n_mixture: int, n_loss: int, n_estimate: int) -> int:
@@ -159,7 +210,10 @@ def arbitrated_cut(
     Returns:
         The clean probabilities (moved by :func:`move_cut` when a count other than the
         first mixture's was chosen) and ``summary.json["cut"]``: the rule, the three
-        counts, which rule of :func:`arbitrated_choice` chose and the count flagged.
+        counts, which rule of :func:`arbitrated_choice` chose, the count flagged, where
+        the estimate lay between the counts (``estimate_position``,
+        :func:`estimate_position`) and, for a close call (:func:`close_call`), the count
+        the other side of halfway would have flagged (``close_call``, else ``None``).
     """
     n_mixture = int((np.asarray(clean_prob) < threshold).sum())
     loss = normalise_losses(label_loss(probs, labels))
@@ -170,5 +224,26 @@ def arbitrated_cut(
     chosen, n_flagged = arbitrated_choice(n_mixture, n_loss, n_estimate)
     moved = move_cut(clean_prob, score, n_flagged, threshold)
     flagged = int((moved < threshold).sum())
-    summary = {"rule": "arbitrated", "counts": counts, "chosen": chosen, "flagged": flagged}
+    position = estimate_position(n_mixture, n_loss, n_estimate)
+    summary = {
+        "rule": "arbitrated", "counts": counts, "chosen": chosen, "flagged": flagged,
+        "estimate_position": None if position is None else round(position, 4),
+        "close_call": close_call(n_mixture, n_loss, n_estimate),
+    }
     return moved, summary
+
+
+def close_call_text(cut: dict[str, Any]) -> str:
+    """What a close arbitrated cut means for the review, from ``summary.json["cut"]`` (an
+    arbitrated cut whose ``close_call`` is set): where the estimate lay, the count the
+    other side of halfway would have flagged, and where to read on in ``scores.csv``."""
+    n, other = cut["counts"], int(cut["close_call"])
+    low, high = sorted((n["mixture"], n["loss_mixture"]))
+    where = cut.get("estimate_position")
+    share = "nearly halfway" if where is None else f"{where:.0%} of the way"
+    text = (f"the estimate ({n['confident_joint']}) lay {share} from {low} to {high} (the "
+            f"two mixtures' counts); a little further and the cut would have flagged "
+            f"{other}. scores.csv is sorted most suspicious first: ")
+    if other > cut["flagged"]:
+        return text + f"review on to row {other}"
+    return text + f"its first {other} rows are the surest"

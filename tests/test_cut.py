@@ -20,7 +20,10 @@ from noisyclean.cut import (
     arbitrated_choice,
     arbitrated_count,
     arbitrated_cut,
+    close_call,
+    close_call_text,
     effective_cut,
+    estimate_position,
     move_cut,
     nearer_choice,
 )
@@ -43,6 +46,62 @@ def test_arbitrated_count_takes_the_count_nearer_the_estimate() -> None:
     assert arbitrated_count(5782, 5099, 6176) == 5782
     # a tie keeps the mixture's own count
     assert arbitrated_choice(120, 80, 100) == ("mixture", 120)
+
+
+def test_estimate_position_between_the_two_counts() -> None:
+    # a fresh CIFAR-10N worst folder, batch-128 scan: 4,227 / 2,845 / estimate 3,476
+    assert estimate_position(4227, 2845, 3476) == pytest.approx(631 / 1382)
+    # the order of the two counts does not matter: 0 at the lower, 1 at the higher
+    assert estimate_position(2845, 4227, 3476) == pytest.approx(631 / 1382)
+    assert estimate_position(200, 100, 100) == 0.0
+    assert estimate_position(200, 100, 200) == 1.0
+    # outside the two counts: below 0 or above 1
+    assert estimate_position(392, 388, 303) == pytest.approx(-85 / 4)
+    assert estimate_position(5782, 5099, 6176) == pytest.approx(1077 / 683)
+    # equal counts leave no gap to place it in
+    assert estimate_position(50, 50, 49) is None
+
+
+def test_close_call_names_the_count_the_other_side_would_take() -> None:
+    # that worst scan took the loss mixture's 2,845; past halfway it would have taken 4,227
+    assert arbitrated_choice(4227, 2845, 3476) == ("loss_mixture", 2845)
+    assert close_call(4227, 2845, 3476) == 4227
+    # the committed seed-0 worst scan: 58% of the way, took 4,133, the other side 2,844
+    assert arbitrated_choice(4133, 2844, 3596) == ("mixture", 4133)
+    assert close_call(4133, 2844, 3596) == 2844
+    # exactly halfway: the tie takes the mixture's count, the other side the loss mixture's
+    assert arbitrated_choice(100, 200, 150) == ("mixture", 100)
+    assert close_call(100, 200, 150) == 200
+    # the band is open: 41% of the way is close, 40% and 60% are not
+    assert close_call(0, 100, 41) == 100
+    assert close_call(0, 100, 59) == 0
+    assert close_call(0, 100, 40) is None
+    assert close_call(0, 100, 60) is None
+    assert close_call(0, 100, 40, band=0.2) == 100
+    # a clear call: 61% of the way (worst seed 0, another session: 4,270 / 2,591 / 3,620)
+    assert close_call(4270, 2591, 3620) is None
+    # the estimate outside the counts (the nearer count or the midpoint rule): never close
+    assert close_call(3347, 2388, 2250) is None
+    assert close_call(392, 388, 303) is None
+    assert close_call(5782, 5099, 6176) is None
+    assert close_call(50, 50, 49) is None
+
+
+def test_close_call_text_says_where_to_read_on() -> None:
+    up = {"rule": "arbitrated", "flagged": 2845, "estimate_position": 0.4566,
+          "close_call": 4227,
+          "counts": {"mixture": 4227, "loss_mixture": 2845, "confident_joint": 3476}}
+    assert close_call_text(up) == (
+        "the estimate (3476) lay 46% of the way from 2845 to 4227 (the two mixtures' "
+        "counts); a little further and the cut would have flagged 4227. scores.csv is "
+        "sorted most suspicious first: review on to row 4227")
+    down = {"rule": "arbitrated", "flagged": 4133, "estimate_position": 0.5834,
+            "close_call": 2844,
+            "counts": {"mixture": 4133, "loss_mixture": 2844, "confident_joint": 3596}}
+    assert close_call_text(down).endswith(
+        "lay 58% of the way from 2844 to 4133 (the two mixtures' counts); a little further "
+        "and the cut would have flagged 2844. scores.csv is sorted most suspicious first: "
+        "its first 2844 rows are the surest")
 
 
 def test_arbitrated_count_goes_halfway_when_both_counts_are_above_the_estimate() -> None:
@@ -172,6 +231,11 @@ def test_scan_cut_option_end_to_end(
     )
     assert int(table["is_noisy"].sum()) == n == summary["cut"]["flagged"]
     assert summary["cut"]["chosen"] == chosen
+    three = (counts["mixture"], counts["loss_mixture"], counts["confident_joint"])
+    position = estimate_position(*three)
+    assert summary["cut"]["estimate_position"] == (
+        None if position is None else round(position, 4))
+    assert summary["cut"]["close_call"] == close_call(*three)
     table = table.loc[mixture_table.index]
     np.testing.assert_allclose(table["loss"], mixture_table["loss"])  # same training
     ranked = mixture_table.sort_values(["clean_prob", "fit_loss"], ascending=[True, False])
@@ -206,3 +270,20 @@ def test_scan_summary_table_says_which_count_the_cut_took(
     text = console.export_text()
     assert "loss+margin mixture 392, loss mixture 388: " + words in text
     assert "~303 (16.9%)" in text
+
+
+def test_scan_summary_table_shows_a_close_call() -> None:
+    cut = {"rule": "arbitrated", "flagged": 2845, "chosen": "loss_mixture",
+           "estimate_position": 0.4566, "close_call": 4227,
+           "counts": {"mixture": 4227, "loss_mixture": 2845, "confident_joint": 3476}}
+    summary = {"counts": {"noisy": 2845, "relabel": 300, "review": 2545},
+               "estimated_noise_rate": {"overall": 0.2845}, "cut": cut}
+    texts = []
+    for close in (4227, None):
+        table = Table()
+        _add_flag_rows(table, {**summary, "cut": {**cut, "close_call": close}})
+        console = Console(width=400, record=True, file=io.StringIO())
+        console.print(table)
+        texts.append(" ".join(console.export_text().split()))
+    assert "close call" in texts[0] and "review on to row 4227" in texts[0]
+    assert "close call" not in texts[1] and "4227." not in texts[1]

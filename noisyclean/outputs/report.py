@@ -304,6 +304,17 @@ def _rate_cell(rate: float | None) -> str:
     return f'<td>{text} <span class="bar" style="width:{width}px"></span></td>'
 
 
+def _close_call_note(outputs: ScanOutputs) -> str:
+    """A note under the cards when the arbitrated cut was a close call
+    (:func:`~noisyclean.cut.close_call_text`); empty otherwise."""
+    from ..cut import close_call_text
+
+    cut = outputs.summary.get("cut")
+    if not isinstance(cut, dict) or cut.get("close_call") is None:
+        return ""
+    return f'<p class="note"><b>The cut was a close call:</b> {escape(close_call_text(cut))}.</p>'
+
+
 _CLASS_NOTE = (
     '<p class="note">Flagged share: the rows the mixture flags. Est. wrong labels: the '
     "calibrated confident joint's estimate (Northcutt et al. 2021), a closer count at low "
@@ -450,6 +461,7 @@ def render_report(
         + (f" · noisyclean {escape(str(version))}" if version else "")
         + "</p>"
         + _cards(outputs)
+        + _close_call_note(outputs)
         + '<h2>Losses and the fitted mixture</h2><div class="row">'
         f'<figure><img class="figure" src="{figure_uri}" alt="histogram of the per-sample '
         f'losses with the fitted mixture components"><figcaption>'

@@ -201,6 +201,27 @@ def test_report_on_a_table_without_fit_loss_says_so(scanned: Scanned, tmp_path: 
     assert "no fit_loss column" in text and "min-max normalised" in text
 
 
+def test_report_notes_a_close_call_of_the_cut(scanned: Scanned, tmp_path: Path) -> None:
+    """The real scan's report says nothing of a close call unless its summary holds one;
+    with one written into a copy, the note gives the other count and where to read on."""
+    plain = " ".join(Page((scanned.out / "report.html").read_text()).all_text().split())
+    cut = json.loads((scanned.out / "summary.json").read_text())["cut"]
+    assert ("close call" in plain) == (cut.get("close_call") is not None)
+    out = tmp_path / "close"
+    shutil.copytree(scanned.out, out)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["cut"] = {"rule": "arbitrated", "flagged": 12, "chosen": "loss_mixture",
+                      "estimate_position": 0.45, "close_call": 20,
+                      "counts": {"mixture": 20, "loss_mixture": 12, "confident_joint": 15}}
+    (out / "summary.json").write_text(json.dumps(summary))
+    result = _report(out)
+    assert result.exit_code == 0, result.output
+    text = " ".join(Page((out / "report.html").read_text()).all_text().split())
+    assert ("The cut was a close call: the estimate (15) lay 45% of the way from 12 to 20 "
+            "(the two mixtures' counts); a little further and the cut would have flagged "
+            "20. scores.csv is sorted most suspicious first: review on to row 20.") in text
+
+
 def test_histogram_components_and_degenerate_fits(tmp_path: Path) -> None:
     write_image(tmp_path / "data" / "a" / "x.png", 10)
     write_image(tmp_path / "data" / "b" / "y.png", 200)
