@@ -1,13 +1,14 @@
 """Where the arbitrated cut lands: the F1 of every count rule on the same scans.
 
-    python benchmarks/cut_rules.py /tmp/nb/fm-sym20-10k /tmp/nb/sym10-5k ... \
+    python benchmarks/cut_rules.py /tmp/nb/fm-sym20-10k /tmp/nb/sym10-5k:/tmp/runs/s1 ... \
         [--scan] [--jobs 2] [--scan-args "--mixture bmm"] [--results benchmarks/RESULTS.md] \
         [--json rows.json]
 
-Each FOLDER is one written by ``make_noisy.py`` (``FOLDER/images``, ``FOLDER/truth.csv``)
-with a scan's output in ``FOLDER/scan``. With ``--scan`` the missing scans are run first
-(``noisyclean scan FOLDER/images --out FOLDER/scan --quiet`` plus ``--scan-args``, one
-torch thread each, ``--jobs`` at a time).
+Each argument is ``FOLDER[:SCAN]``: a folder written by ``make_noisy.py``
+(``FOLDER/images``, ``FOLDER/truth.csv``) and a scan's output folder of its images
+(default ``FOLDER/scan``). With ``--scan`` the missing scans are run first
+(``noisyclean scan FOLDER/images --out SCAN --quiet`` plus ``--scan-args``, one torch
+thread each, ``--jobs`` at a time).
 
 The count rules differ only in how many of the scan's most suspicious rows they flag, so
 each is scored as the first n rows of the same ``scores.csv`` (its order is the scan's
@@ -20,6 +21,12 @@ ranking), with n from ``summary.json["cut"]["counts"]``:
   cut before the midpoint rule);
 * ``arbitrated``: :func:`noisyclean.cut.arbitrated_choice`, the cut a scan now makes
   (``nearer``, or halfway from it to the estimate when both counts are above it).
+
+Two more columns say how close the arbitrated call was: ``position``, where the estimate
+lies between the two mixtures' counts (:func:`noisyclean.cut.estimate_position`: 0 at the
+lower, 1 at the higher), and ``close call``, the F1 (n) of the count the other side of
+halfway would have flagged when the estimate lay within
+:data:`noisyclean.cut.CLOSE_CALL_BAND` of halfway (:func:`noisyclean.cut.close_call`).
 
 The table is printed and, with ``--results``, appended to that file with the date,
 machine and versions.
@@ -42,7 +49,7 @@ from pathlib import Path
 import torch
 
 from noisyclean import __version__
-from noisyclean.cut import arbitrated_choice, nearer_choice
+from noisyclean.cut import arbitrated_choice, close_call, estimate_position, nearer_choice
 from noisyclean.evaluate import detection_metrics, read_truth
 from noisyclean.outputs.evaluation import normalise_truth, top_rows_metrics
 from noisyclean.outputs.load import load_outputs
@@ -83,56 +90,78 @@ def rule_counts(counts: dict[str, int]) -> tuple[dict[str, int], str]:
     }, chosen
 
 
-def score_folder(folder: Path) -> dict:
-    """F1 (and n) of every rule on the scan in ``folder/scan``, plus the number of wrong
-    labels, the rule the arbitrated cut chose and whether the scan flagged that count."""
-    outputs = load_outputs(folder / "scan")
+def parse_run(text: str) -> tuple[Path, Path]:
+    """``FOLDER[:SCAN]`` -> ``(FOLDER, SCAN)``, SCAN defaulting to ``FOLDER/scan``."""
+    folder, _, scan = text.partition(":")
+    return Path(folder), Path(scan) if scan else Path(folder) / "scan"
+
+
+def score_folder(folder: Path, scan: Path | None = None) -> dict:
+    """F1 (and n) of every rule on the scan in ``scan`` (default ``folder/scan``), plus the
+    number of wrong labels, the rule the arbitrated cut chose, whether the scan flagged that
+    count, where the estimate lay between the two counts and, for a close call, the count
+    the other side of halfway would have flagged and its F1."""
+    scan = folder / "scan" if scan is None else scan
+    outputs = load_outputs(scan)
     truth = normalise_truth(read_truth(folder / "truth.csv"), folder / "truth.csv")
     cut = outputs.summary.get("cut") or {}
     if cut.get("rule") != "arbitrated":
-        sys.exit(f"error: {folder / 'scan'} was not made with the arbitrated cut")
+        sys.exit(f"error: {scan} was not made with the arbitrated cut")
     counts, chosen = rule_counts(cut["counts"])
     n_wrong = detection_metrics(outputs.table, truth)["n_wrong"]
     f1 = {rule: top_rows_metrics(outputs.table, truth, n)["top_estimated"]["f1"]
           for rule, n in counts.items()}
-    return {"folder": folder.name, "wrong": n_wrong, "n": counts, "f1": f1,
+    three = (counts["mixture"], counts["loss mixture"], counts["estimate"])
+    other = close_call(*three)
+    name = folder.name if scan == folder / "scan" else f"{folder.name}:{scan.name}"
+    return {"folder": name, "wrong": n_wrong, "n": counts, "f1": f1,
             "chosen": chosen, "scan_flagged": int(outputs.table["is_noisy"].sum()),
-            "scan_chosen": cut.get("chosen")}
+            "scan_chosen": cut.get("chosen"), "position": estimate_position(*three),
+            "close_call": None if other is None else {
+                "n": other, "f1": top_rows_metrics(outputs.table, truth, other)[
+                    "top_estimated"]["f1"]}}
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table: F1 (n) per rule, the change from ``nearer`` to ``arbitrated``."""
-    lines = ["| folder | wrong | " + " | ".join(RULES) + " | chosen | change |",
-             "|---|---|" + "---|" * len(RULES) + "---|---|"]
+    """Markdown table: F1 (n) per rule, the change from ``nearer`` to ``arbitrated``, the
+    estimate's position between the two counts and the close call's other count."""
+    lines = ["| folder | wrong | " + " | ".join(RULES)
+             + " | chosen | change | position | close call |",
+             "|---|---|" + "---|" * len(RULES) + "---|---|---|---|"]
     for row in rows:
         cells = [f"{row['f1'][r]:.3f} ({row['n'][r]})" for r in RULES]
         change = row["f1"]["arbitrated"] - row["f1"]["nearer"]
+        position = "-" if row["position"] is None else f"{row['position']:.3f}"
+        other = row["close_call"]
+        close = "-" if other is None else f"{other['f1']:.3f} ({other['n']})"
         lines.append(f"| {row['folder']} | {row['wrong']} | " + " | ".join(cells)
-                     + f" | {row['chosen']} | {change:+.3f} |")
+                     + f" | {row['chosen']} | {change:+.3f} | {position} | {close} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     """Parse arguments, run the missing scans on request, print (and append) the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("runs", nargs="+", help="FOLDER[:SCAN] (SCAN default FOLDER/scan)")
     parser.add_argument("--scan", action="store_true", help="run the missing scans first")
     parser.add_argument("--jobs", type=int, default=1, help="scans run at once")
     parser.add_argument("--scan-args", default="", help="extra options for every scan")
     parser.add_argument("--results", type=Path, help="append the table to this file")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
-    for folder in args.folders:
+    runs = [parse_run(text) for text in args.runs]
+    for folder, _ in runs:
         if not (folder / "truth.csv").is_file():
             sys.exit(f"error: {folder / 'truth.csv'} not found (write it with make_noisy.py)")
-    missing = [f for f in args.folders if not (f / "scan" / "summary.json").is_file()]
+    missing = [(f, s) for f, s in runs if not (s / "summary.json").is_file()]
     if missing and not args.scan:
-        sys.exit(f"error: no scan in {missing[0] / 'scan'}; pass --scan to run it")
+        sys.exit(f"error: no scan in {missing[0][1]}; pass --scan to run it")
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        for folder, wall in zip(missing, pool.map(
-                lambda f: run_scan(f, shlex.split(args.scan_args)), missing), strict=True):
+        for (folder, _), wall in zip(missing, pool.map(
+                lambda run: run_scan(run[0], shlex.split(args.scan_args), run[1]), missing),
+                strict=True):
             print(f"scanned {folder} in {wall:.0f} s", flush=True)
-    rows = [score_folder(folder) for folder in args.folders]
+    rows = [score_folder(folder, scan) for folder, scan in runs]
     for row in rows:
         if row["scan_flagged"] != row["n"]["arbitrated"] or row["scan_chosen"] not in (
                 None, row["chosen"]):
@@ -148,7 +177,8 @@ def main() -> None:
                 f"noisyclean {__version__}, torch {torch.__version__}. "
                 f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`. "
                 f"Cells: F1 of the scan's first n rows (n). Change: arbitrated minus nearer; "
-                f"{sum(g > 0 for g in gains)} up, {sum(g < 0 for g in gains)} down.\n\n")
+                f"{sum(g > 0 for g in gains)} up, {sum(g < 0 for g in gains)} down. "
+                f"Close calls: {sum(r['close_call'] is not None for r in rows)}.\n\n")
         with open(args.results, "a") as f:
             f.write(head + text + "\n")
     if args.json:

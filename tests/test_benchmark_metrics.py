@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from noisyclean.cut import close_call, estimate_position
 from noisyclean.data.batches import DeviceImages
 from noisyclean.outputs.evaluation import evaluate_scan
 
@@ -204,9 +206,26 @@ def test_cut_rules_scores_each_count_as_the_scans_first_rows(tmp_path) -> None:
     for rule, n in row["n"].items():
         hits = int(wrong[:n].sum())
         assert row["f1"][rule] == pytest.approx(2 * hits / (n + 12)), rule
+    three = (row["n"]["mixture"], row["n"]["loss mixture"], row["n"]["estimate"])
+    assert row["position"] == estimate_position(*three)
+    other = close_call(*three)
+    if other is None:
+        assert row["close_call"] is None
+    else:
+        hits = int(wrong[:other].sum())
+        assert row["close_call"] == {"n": other, "f1": pytest.approx(2 * hits / (other + 12))}
     text = results.read_text()
     assert text.startswith("# results\n") and "cut_rules.py" in text
+    assert "| chosen | change | position | close call |" in text
     assert f"| noisy | 12 | {row['f1']['mixture']:.3f} ({row['n']['mixture']}) |" in text
+    # FOLDER:SCAN scores a scan kept elsewhere: a copy gives the same row under its name
+    shutil.copytree(folder / "scan", tmp_path / "kept")
+    again = subprocess.run(
+        [sys.executable, script, f"{folder}:{tmp_path / 'kept'}", "--json", str(rows_json)],
+        capture_output=True, text=True, timeout=120, check=True)
+    (copy,) = json.loads(rows_json.read_text())
+    assert copy == {**row, "folder": "noisy:kept"}
+    assert "| noisy:kept | 12 |" in again.stdout
 
 
 def test_paired_scans_runs_both_variants_and_scores_each(tmp_path) -> None:
