@@ -351,22 +351,26 @@ def machine(amp: bool | None = None) -> str:
     from noisyclean.train.loop import Precision
 
     cpu = cpu_name()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    dtype = Precision.choose(torch.device("cpu"), amp).dtype
+    where = "cuda" if torch.cuda.is_available() else "cpu"
+    gpu = torch.cuda.get_device_name(0) if where == "cuda" else "no GPU"
+    dtype = Precision.choose(torch.device(where), amp).dtype
     return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, "
-            f"CPU training in {precision_name(dtype)}")
+            f"{where.upper() if where == 'cpu' else 'GPU'} training in {precision_name(dtype)}")
 
 
 def versions() -> str:
     """Versions of the libraries in play."""
     from importlib.metadata import PackageNotFoundError, version
 
+    import noisyclean
+
     out = []
     for name in ("noisyclean", "torch", "torchvision", "scikit-learn", "cleanlab", "numpy"):
         try:
             out.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            out.append(f"{name} -")
+        except PackageNotFoundError:  # noisyclean from a checkout on the path, not installed
+            out.append(f"{name} {noisyclean.__version__}" if name == "noisyclean"
+                       else f"{name} -")
     return ", ".join(out) + f", python {platform.python_version()}"
 
 
@@ -506,31 +510,10 @@ def main(argv: list[str] | None = None) -> int:
         method_args.append("--amp" if args.amp else "--no-amp")
     work = args.work or Path(tempfile.mkdtemp(prefix="noisyclean-detect-"))
     work.mkdir(parents=True, exist_ok=True)
-    noisyclean_cli = Path(sys.executable).with_name("noisyclean")
+    script = Path(sys.executable).with_name("noisyclean")
+    # the installed console script, or the package on the path (a checkout, not installed)
+    noisyclean_cli = [str(script)] if script.is_file() else [sys.executable, "-m", "noisyclean"]
     warm_file_cache(images)
-    rows = []
-    for name in methods:
-        env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
-        if name in SCAN_ARGS:
-            options = [*SCAN_ARGS[name], *method_args, *shlex.split(args.scan_args)]
-            cmd = [str(noisyclean_cli), "scan", str(images), "--out", str(work / name),
-                   "--quiet", "--seed", str(args.seed), *options]
-            if args.epochs:
-                cmd += scan_epoch_args(options, args.epochs, images)
-        else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
-                   "--worker", name, "--worker-out", str(work / f"{name}.npz"),
-                   "--seed", str(args.seed), "--folds", str(args.folds), *method_args]
-            if args.epochs:
-                cmd += ["--epochs", str(args.epochs)]
-        seconds, peak = run_timed(cmd, env)
-        for row in collect(name, work, truth, noise, args.folds,
-                           scan_options=" ".join(cmd[6:]) if name in SCAN_ARGS else ""):
-            rows.append({**row, "seconds": seconds, "peak_mib": peak})
-        r = rows[-1]
-        print(f"{r['method']}: F1 {r['f1']:.3f} P {r['precision']:.3f} R {r['recall']:.3f} "
-              f"AUROC {r['auroc']:.3f} {r['seconds']:.0f}s", flush=True)
-
     title = args.title or (
         f"{noise['dataset']} {noise['n']} images, {noise['noise']} "
         + (f"{noise['rate']:.0%}" if noise.get("rate") is not None else noise.get("human") or "")
@@ -546,13 +529,45 @@ def main(argv: list[str] | None = None) -> int:
         "command": "`python " + shlex.join(["benchmarks/detect.py", *(argv or sys.argv[1:])])
                    + "`",
     }
+
+    def write_json(complete: bool) -> None:
+        """The rows so far (``complete`` false until every method ran): a run stopped by a
+        time limit keeps the methods it finished."""
+        if args.json:
+            args.json.write_text(json.dumps(
+                {"title": title, **header, "complete": complete, "rows": rows}, indent=2))
+
+    rows = []
+    for name in methods:
+        env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
+        if name in SCAN_ARGS:
+            options = [*SCAN_ARGS[name], *method_args, *shlex.split(args.scan_args)]
+            cmd = [*noisyclean_cli, "scan", str(images), "--out", str(work / name),
+                   "--quiet", "--seed", str(args.seed), *options]
+            if args.epochs:
+                cmd += scan_epoch_args(options, args.epochs, images)
+        else:
+            cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
+                   "--worker", name, "--worker-out", str(work / f"{name}.npz"),
+                   "--seed", str(args.seed), "--folds", str(args.folds), *method_args]
+            if args.epochs:
+                cmd += ["--epochs", str(args.epochs)]
+        seconds, peak = run_timed(cmd, env)
+        # the scan's options: what follows "--quiet"
+        given = " ".join(cmd[len(noisyclean_cli) + 5:]) if name in SCAN_ARGS else ""
+        for row in collect(name, work, truth, noise, args.folds, scan_options=given):
+            rows.append({**row, "seconds": seconds, "peak_mib": peak})
+        r = rows[-1]
+        print(f"{r['method']}: F1 {r['f1']:.3f} P {r['precision']:.3f} R {r['recall']:.3f} "
+              f"AUROC {r['auroc']:.3f} {r['seconds']:.0f}s", flush=True)
+        write_json(complete=False)
+
     text = markdown(title, rows, header)
     print(text)
     if args.results:
         with args.results.open("a") as handle:
             handle.write("\n" + text)
-    if args.json:
-        args.json.write_text(json.dumps({"title": title, **header, "rows": rows}, indent=2))
+    write_json(complete=True)
     return 0
 
 
