@@ -312,7 +312,11 @@ def _close_call_note(outputs: ScanOutputs) -> str:
     cut = outputs.summary.get("cut")
     if not isinstance(cut, dict) or cut.get("close_call") is None:
         return ""
-    return f'<p class="note"><b>The cut was a close call:</b> {escape(close_call_text(cut))}.</p>'
+    try:
+        text = close_call_text(cut)
+    except (KeyError, TypeError, ValueError):  # a summary.json edited by hand: no note
+        return ""
+    return f'<p class="note"><b>The cut was a close call:</b> {escape(text)}.</p>'
 
 
 _CLASS_NOTE = (
