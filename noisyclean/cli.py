@@ -453,6 +453,11 @@ def export(
     all_images: Annotated[
         bool, typer.Option("--all", help="Every image, not only the flagged ones.")
     ] = False,
+    top: Annotated[
+        int | None,
+        typer.Option(help="The N most suspicious images (the scan's ranking), flagged or not: "
+                     "e.g. the other count of a close call of the cut."),
+    ] = None,
     document_root: Annotated[
         Path | None,
         typer.Option(help="Label Studio: the folder set as LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT;"
@@ -475,7 +480,8 @@ def export(
     from .outputs.export import export as run_export
 
     try:
-        result = run_export(out_dir, fmt, output, all_images, url_prefix, document_root, data)
+        result = run_export(out_dir, fmt, output, all_images, url_prefix, document_root, data,
+                            top)
     except NoisyCleanError as error:
         _fail(str(error))
         return

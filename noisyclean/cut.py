@@ -245,5 +245,5 @@ def close_call_text(cut: dict[str, Any]) -> str:
             f"two mixtures' counts); a little further and the cut would have flagged "
             f"{other}. scores.csv is sorted most suspicious first: ")
     if other > cut["flagged"]:
-        return text + f"review on to row {other}"
+        return text + f"review on to row {other} (export --top {other})"
     return text + f"its first {other} rows are the surest"

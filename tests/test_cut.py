@@ -94,7 +94,7 @@ def test_close_call_text_says_where_to_read_on() -> None:
     assert close_call_text(up) == (
         "the estimate (3476) lay 46% of the way from 2845 to 4227 (the two mixtures' "
         "counts); a little further and the cut would have flagged 4227. scores.csv is "
-        "sorted most suspicious first: review on to row 4227")
+        "sorted most suspicious first: review on to row 4227 (export --top 4227)")
     down = {"rule": "arbitrated", "flagged": 4133, "estimate_position": 0.5834,
             "close_call": 2844,
             "counts": {"mixture": 4133, "loss_mixture": 2844, "confident_joint": 3596}}

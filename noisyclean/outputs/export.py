@@ -54,11 +54,15 @@ class ExportResult:
     document_root: Path | None
 
 
-def select_rows(table: pd.DataFrame, all_rows: bool = False) -> pd.DataFrame:
-    """The rows to review: the flagged ones (``is_noisy``), or every row with ``all_rows``;
-    most suspicious first."""
-    rows = table if all_rows else table[table["is_noisy"]]
-    return rows.sort_values("clean_prob", kind="stable").reset_index(drop=True)
+def select_rows(
+    table: pd.DataFrame, all_rows: bool = False, top: int | None = None
+) -> pd.DataFrame:
+    """The rows to review, most suspicious first: the flagged ones (``is_noisy``), every row
+    with ``all_rows``, or with ``top`` the ``top`` most suspicious, flagged or not (the
+    scan's ranking: ``scores.csv``'s order, which sorts by clean probability)."""
+    rows = table if all_rows or top is not None else table[table["is_noisy"]]
+    rows = rows.sort_values("clean_prob", kind="stable")
+    return (rows if top is None else rows.head(top)).reset_index(drop=True)
 
 
 def suggested_score(row: pd.Series) -> float:
@@ -123,6 +127,7 @@ def labelstudio_tasks(
     all_rows: bool = False,
     url_prefix: str | None = None,
     document_root: Path | None = None,
+    top: int | None = None,
 ) -> list[dict[str, Any]]:
     """Label Studio tasks, one per image to review, with the suggested label as a
     pre-annotation.
@@ -133,6 +138,7 @@ def labelstudio_tasks(
         url_prefix: images are ``url_prefix`` + their path relative to the dataset folder.
         document_root: otherwise, local-files URLs relative to this folder (default: the
             dataset folder's parent).
+        top: one task for each of the ``top`` most suspicious images, flagged or not.
 
     Returns:
         The task list. ``data`` holds ``image`` (the URL), ``path``, ``given_label``,
@@ -146,7 +152,7 @@ def labelstudio_tasks(
     """
     version = f"noisyclean-{__version__}"
     tasks = []
-    for i, row in select_rows(outputs.table, all_rows).iterrows():
+    for i, row in select_rows(outputs.table, all_rows, top).iterrows():
         score = round(suggested_score(row), 4)
         note = (
             f"given: {row['label']} · suggested: {row['suggested_label']} ({row['action']}) · "
@@ -195,10 +201,13 @@ def labelstudio_config(classes: list[str]) -> str:
     )
 
 
-def review_sheet(outputs: ScanOutputs, all_rows: bool = False) -> pd.DataFrame:
-    """A plain review sheet: the rows to review with the image's full path and empty
-    ``decision`` and ``comment`` columns for the reviewer (:data:`REVIEW_COLUMNS`)."""
-    rows = select_rows(outputs.table, all_rows)
+def review_sheet(
+    outputs: ScanOutputs, all_rows: bool = False, top: int | None = None
+) -> pd.DataFrame:
+    """A plain review sheet: the rows to review (:func:`select_rows`) with the image's full
+    path and empty ``decision`` and ``comment`` columns for the reviewer
+    (:data:`REVIEW_COLUMNS`)."""
+    rows = select_rows(outputs.table, all_rows, top)
     root = Path(os.path.abspath(outputs.data_root))
     sheet = rows.assign(
         file=[str(root / _rel_path(p)) for p in rows["path"]],
@@ -216,6 +225,7 @@ def export(
     url_prefix: str | None = None,
     document_root: str | Path | None = None,
     data: str | Path | None = None,
+    top: int | None = None,
 ) -> ExportResult:
     """Export the scan in ``out`` for review (files written atomically).
 
@@ -231,6 +241,8 @@ def export(
         document_root: Label Studio only: local-files URLs relative to this folder
             (default: the dataset folder's parent).
         data: the dataset folder if it moved since the scan.
+        top: the ``top`` most suspicious images, flagged or not (e.g. a close call's other
+            count, ``summary.json["cut"]["close_call"]``); not with ``all_rows``.
 
     Returns:
         An :class:`ExportResult`.
@@ -241,17 +253,19 @@ def export(
     """
     if fmt not in FORMATS:
         raise NoisyCleanError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if top is not None and (all_rows or top < 1):
+        raise NoisyCleanError("--top takes a count of 1 or more, and not with --all")
     outputs = load_outputs(out, data)
     if fmt == "csv":
         target = Path(output) if output is not None else outputs.out / "review.csv"
-        sheet = review_sheet(outputs, all_rows)
+        sheet = review_sheet(outputs, all_rows, top)
         _write(target, sheet.to_csv(index=False, lineterminator="\n"))
         return ExportResult([target], len(sheet), None)
     doc_root = None
     if url_prefix is None:
         doc_root = Path(os.path.abspath(document_root)) if document_root is not None \
             else default_document_root(outputs.data_root)
-    tasks = labelstudio_tasks(outputs, all_rows, url_prefix, doc_root)
+    tasks = labelstudio_tasks(outputs, all_rows, url_prefix, doc_root, top)
     target = Path(output) if output is not None else outputs.out / "labelstudio.json"
     config = target.with_suffix(".xml")
     _write(target, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")

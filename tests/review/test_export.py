@@ -125,6 +125,34 @@ def test_csv_review_sheet(scanned: Scanned, tmp_path: Path) -> None:
         assert os.path.isabs(file) and Path(file) == scanned.root / path
 
 
+def test_export_top_n_takes_the_first_rows_of_the_ranking(
+    scanned: Scanned, tmp_path: Path
+) -> None:
+    """``--top N``: the first N rows of scores.csv (the scan's ranking), flagged or not, in
+    both formats: past the flags it reaches into the unflagged rows, as a close call's other
+    count asks for."""
+    scores = scanned.scores()
+    flagged = int(scores["is_noisy"].sum())
+    top = flagged + 5
+    assert top < len(scores)
+    sheet_path, tasks_path = tmp_path / "top.csv", tmp_path / "top.json"
+    result = _export(scanned.out, "--format", "csv", "--top", top, "-o", sheet_path)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {top} rows" in " ".join(result.output.split())
+    sheet = pd.read_csv(sheet_path, dtype=str, keep_default_na=False)
+    assert sheet["path"].tolist() == scores["path"].head(top).tolist()
+    assert scores.set_index("path").loc[sheet["path"], "is_noisy"].tolist() == (
+        [True] * flagged + [False] * 5)
+    result = _export(scanned.out, "--top", 3, "-o", tasks_path)
+    assert result.exit_code == 0, result.output
+    tasks = json.loads(tasks_path.read_text(encoding="utf-8"))
+    assert [t["data"]["path"] for t in tasks] == scores["path"].head(3).tolist()
+    for task, (_, row) in zip(tasks, scores.head(3).iterrows(), strict=True):
+        _check_task(task, row)
+    clear_failure(_export(scanned.out, "--top", 0), "--top takes a count of 1 or more")
+    clear_failure(_export(scanned.out, "--top", 5, "--all"), "not with --all")
+
+
 def test_export_errors(scanned: Scanned, tmp_path: Path) -> None:
     clear_failure(_export(scanned.out, "--format", "coco"), "--format", "labelstudio, csv")
     clear_failure(_export(tmp_path), "summary.json not found")

@@ -219,7 +219,8 @@ def test_report_notes_a_close_call_of_the_cut(scanned: Scanned, tmp_path: Path) 
     text = " ".join(Page((out / "report.html").read_text()).all_text().split())
     assert ("The cut was a close call: the estimate (15) lay 45% of the way from 12 to 20 "
             "(the two mixtures' counts); a little further and the cut would have flagged "
-            "20. scores.csv is sorted most suspicious first: review on to row 20.") in text
+            "20. scores.csv is sorted most suspicious first: review on to row 20 (export --top "
+            "20).") in text
     # a summary edited by hand (a count missing) still renders, without the note
     del summary["cut"]["counts"]["loss_mixture"]
     (out / "summary.json").write_text(json.dumps(summary))
