@@ -6,7 +6,11 @@
 #
 #     bash benchmarks/gpu_full.sh --prepare            # writes .gpu/ (git-ignored)
 #
-# There, through the device tool, with `carry: [".gpu"]` and a timeout_s above BUDGET_S:
+# There, through the device tool, with `carry: [".gpu"]` and a timeout_s above BUDGET_S
+# (the working tree plus .gpu is about 55 MiB, under the 64 MiB a call carries); with 15
+# minutes of device time, for instance command "SETTINGS='worst sym50' bash
+# benchmarks/gpu_full.sh", carry [".gpu"], timeout_s 540, so that a machine's start and
+# the transfers fit too:
 #
 #     bash benchmarks/gpu_full.sh                      # results under $OUT
 #
