@@ -22,6 +22,9 @@
 # results.md (each finished setting's table, as appended to RESULTS.md), SETTING.json per
 # setting (rows, machine, versions, command), machine.txt (nvidia-smi) and log.txt.
 #
+# The GPU machine's image holds torch 2.11.0 and torchvision 0.26.0 (python 3.12); with
+# those two versions the whole test suite passed on the CPU here (2026-12-05).
+#
 # Settings: worst (CIFAR-10N worst, the bar's binding setting), sym50, asym40, sym20.
 # Knobs (environment): SETTINGS, METHODS (default scan-gmm,cleanlab,plain), BUDGET_S
 # (default 420), MIN_LEFT_S (default 90), EXTRA (more detect.py options, e.g. --epochs 1),
