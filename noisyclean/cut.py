@@ -233,6 +233,13 @@ def arbitrated_cut(
     return moved, summary
 
 
+def _percent(position: float) -> str:
+    """``position`` as a whole percent, or to one decimal where the whole percent would
+    land on an edge of the close-call band (which is open: 0.5989 is close, 60% is not)."""
+    edges = {round(100 * (0.5 - CLOSE_CALL_BAND)), round(100 * (0.5 + CLOSE_CALL_BAND))}
+    return f"{position:.1%}" if round(100 * position) in edges else f"{position:.0%}"
+
+
 def close_call_text(cut: dict[str, Any]) -> str:
     """What a close arbitrated cut means for the review, from ``summary.json["cut"]`` (an
     arbitrated cut whose ``close_call`` is set): where the estimate lay, the count the
@@ -240,7 +247,7 @@ def close_call_text(cut: dict[str, Any]) -> str:
     n, other = cut["counts"], int(cut["close_call"])
     low, high = sorted((n["mixture"], n["loss_mixture"]))
     where = cut.get("estimate_position")
-    share = "nearly halfway" if where is None else f"{where:.0%} of the way"
+    share = "nearly halfway" if where is None else f"{_percent(where)} of the way"
     text = (f"the estimate ({n['confident_joint']}) lay {share} from {low} to {high} (the "
             f"two mixtures' counts); a little further and the cut would have flagged "
             f"{other}. scores.csv is sorted most suspicious first: ")

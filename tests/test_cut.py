@@ -102,6 +102,15 @@ def test_close_call_text_says_where_to_read_on() -> None:
         "lay 58% of the way from 2844 to 4133 (the two mixtures' counts); a little further "
         "and the cut would have flagged 2844. scores.csv is sorted most suspicious first: "
         "its first 2844 rows are the surest")
+    # a position that rounds onto the open band's edge is shown to one decimal (a fresh
+    # CIFAR-10N worst scan, images 20000-29999: 4,365 / 2,687 / 3,692)
+    edge = {"rule": "arbitrated", "flagged": 4365, "estimate_position": 0.5989,
+            "close_call": 2687,
+            "counts": {"mixture": 4365, "loss_mixture": 2687, "confident_joint": 3692}}
+    assert close_call(4365, 2687, 3692) == 2687
+    assert "lay 59.9% of the way from 2687 to 4365" in close_call_text(edge)
+    low_edge = {**edge, "estimate_position": 0.4003}
+    assert "lay 40.0% of the way" in close_call_text(low_edge)
 
 
 def test_arbitrated_count_goes_halfway_when_both_counts_are_above_the_estimate() -> None:
