@@ -87,27 +87,31 @@ def test_close_call_names_the_count_the_other_side_would_take() -> None:
     assert close_call(50, 50, 49) is None
 
 
+def _arbitrated_summary(
+    flagged: int, position: float, other: int, counts: tuple[int, int, int]
+) -> dict:
+    """``summary.json["cut"]`` of an arbitrated close call: the count flagged, the
+    estimate's position, the other side's count and (mixture, loss mixture, estimate)."""
+    keys = ("mixture", "loss_mixture", "confident_joint")
+    return {"rule": "arbitrated", "flagged": flagged, "estimate_position": position,
+            "close_call": other, "counts": dict(zip(keys, counts, strict=True))}
+
+
 def test_close_call_text_says_where_to_read_on() -> None:
-    up = {"rule": "arbitrated", "flagged": 2845, "estimate_position": 0.4566,
-          "close_call": 4227,
-          "counts": {"mixture": 4227, "loss_mixture": 2845, "confident_joint": 3476}}
+    up = _arbitrated_summary(2845, 0.4566, 4227, (4227, 2845, 3476))
     assert close_call_text(up) == (
         "the estimate (3476) lay 46% of the way from 2845 to 4227 (the two mixtures' "
         "counts); a little further and the cut would have flagged 4227. scores.csv is "
         "sorted most suspicious first: review on to row 4227 (export --top 4227)")
-    down = {"rule": "arbitrated", "flagged": 4133, "estimate_position": 0.5834,
-            "close_call": 2844,
-            "counts": {"mixture": 4133, "loss_mixture": 2844, "confident_joint": 3596}}
+    down = _arbitrated_summary(4133, 0.5834, 2844, (4133, 2844, 3596))
     assert close_call_text(down).endswith(
         "lay 58% of the way from 2844 to 4133 (the two mixtures' counts); a little further "
         "and the cut would have flagged 2844. scores.csv is sorted most suspicious first: "
         "its first 2844 rows are the surest")
     # a position that rounds onto the open band's edge is shown to one decimal (a fresh
     # CIFAR-10N worst scan, images 20000-29999: 4,365 / 2,687 / 3,692)
-    edge = {"rule": "arbitrated", "flagged": 4365, "estimate_position": 0.5989,
-            "close_call": 2687,
-            "counts": {"mixture": 4365, "loss_mixture": 2687, "confident_joint": 3692}}
     assert close_call(4365, 2687, 3692) == 2687
+    edge = _arbitrated_summary(4365, 0.5989, 2687, (4365, 2687, 3692))
     assert "lay 59.9% of the way from 2687 to 4365" in close_call_text(edge)
     low_edge = {**edge, "estimate_position": 0.4003}
     assert "lay 40.0% of the way" in close_call_text(low_edge)
