@@ -355,7 +355,7 @@ def machine(amp: bool | None = None) -> str:
     gpu = torch.cuda.get_device_name(0) if where == "cuda" else "no GPU"
     dtype = Precision.choose(torch.device(where), amp).dtype
     return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, "
-            f"{where.upper() if where == 'cpu' else 'GPU'} training in {precision_name(dtype)}")
+            f"{'GPU' if where == 'cuda' else 'CPU'} training in {precision_name(dtype)}")
 
 
 def versions() -> str:
@@ -540,12 +540,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in methods:
         env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
+        given: list[str] = []  # the scan's options, as its row shows them
         if name in SCAN_ARGS:
             options = [*SCAN_ARGS[name], *method_args, *shlex.split(args.scan_args)]
-            cmd = [*noisyclean_cli, "scan", str(images), "--out", str(work / name),
-                   "--quiet", "--seed", str(args.seed), *options]
+            given = ["--seed", str(args.seed), *options]
             if args.epochs:
-                cmd += scan_epoch_args(options, args.epochs, images)
+                given += scan_epoch_args(options, args.epochs, images)
+            cmd = [*noisyclean_cli, "scan", str(images), "--out", str(work / name), "--quiet",
+                   *given]
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), str(args.folder),
                    "--worker", name, "--worker-out", str(work / f"{name}.npz"),
@@ -553,9 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
         seconds, peak = run_timed(cmd, env)
-        # the scan's options: what follows "--quiet"
-        given = " ".join(cmd[len(noisyclean_cli) + 5:]) if name in SCAN_ARGS else ""
-        for row in collect(name, work, truth, noise, args.folds, scan_options=given):
+        for row in collect(name, work, truth, noise, args.folds, scan_options=" ".join(given)):
             rows.append({**row, "seconds": seconds, "peak_mib": peak})
         r = rows[-1]
         print(f"{r['method']}: F1 {r['f1']:.3f} P {r['precision']:.3f} R {r['recall']:.3f} "

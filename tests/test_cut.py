@@ -286,9 +286,8 @@ def test_scan_summary_table_says_which_count_the_cut_took(
 
 
 def test_scan_summary_table_shows_a_close_call() -> None:
-    cut = {"rule": "arbitrated", "flagged": 2845, "chosen": "loss_mixture",
-           "estimate_position": 0.4566, "close_call": 4227,
-           "counts": {"mixture": 4227, "loss_mixture": 2845, "confident_joint": 3476}}
+    cut = {**_arbitrated_summary(2845, 0.4566, 4227, (4227, 2845, 3476)),
+           "chosen": "loss_mixture"}
     summary = {"counts": {"noisy": 2845, "relabel": 300, "review": 2545},
                "estimated_noise_rate": {"overall": 0.2845}, "cut": cut}
     texts = []
