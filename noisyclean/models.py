@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import NoisyCleanError
+from .norm import ChannelsLastBatchNorm2d
 
 SMALL_MODELS = ("small-cnn", "preact-resnet18")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -31,7 +32,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def _conv_bn(c_in: int, c_out: int, groups: int = 1) -> list[nn.Module]:
     return [
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False, groups=groups),
-        nn.BatchNorm2d(c_out),
+        ChannelsLastBatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     ]
 
@@ -98,7 +99,7 @@ class GroupedSmallCNN(nn.Module):
             raise ValueError("k must be at least 1")
         w, self.k, self.num_classes = width * k, k, num_classes
         self.features = nn.Sequential(
-            BlockDiagonalConv2d(3, width, k), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+            BlockDiagonalConv2d(3, width, k), ChannelsLastBatchNorm2d(w), nn.ReLU(inplace=True),
             *_conv_bn(w, w, k), nn.MaxPool2d(2),
             *_conv_bn(w, 2 * w, k), *_conv_bn(2 * w, 2 * w, k), nn.MaxPool2d(2),
             *_conv_bn(2 * w, 4 * w, k), nn.MaxPool2d(2),

@@ -1,0 +1,155 @@
+"""Batch norm for training on a CPU with channels-last activations whose channel count
+PyTorch's CPU kernel handles slowly.
+
+PyTorch's CPU batch norm over a channels-last tensor vectorises along the channel axis.
+At a channel count that is not a multiple of 16 (the small CNN's default 24) its training
+forward and backward took about 2.5 times as long as over the same tensor seen as 48
+channels (``benchmarks/RESULTS.md``). The memory of a channels-last ``(N, C, H, W)``
+tensor is an ``(N*H*W, C)`` matrix, which is also an ``(N*H*W/k, k*C)`` matrix: ``k``
+pixels side by side. :class:`ChannelsLastBatchNorm2d` does its work on that wide view:
+
+* the statistics of each of its ``k*C`` columns, combined over the ``k`` column groups
+  into each channel's mean and biased variance (exactly, the groups being of equal
+  size);
+* the normalisation, an affine map per channel, applied per column with the channel's
+  values repeated ``k`` times;
+* the gradient: the two sums per channel that batch norm's backward needs (of ``dy`` and
+  of ``dy * x_hat``), gathered per column and combined, then ``dx`` as two affine maps
+  per channel (of ``x`` and of ``dy``).
+
+The arithmetic is batch norm's; only the rounding differs (in bfloat16, ``dx`` is the sum
+of two rounded terms). Everywhere else (evaluation mode, other devices, other layouts,
+channel counts that are multiples of 16) the module is ``nn.BatchNorm2d``, with the same
+parameters and buffers, so state dicts are interchangeable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+#: Channel counts that are multiples of this take PyTorch's own kernel.
+FAST_MULTIPLE = 16
+
+
+def widening(channels: int) -> int:
+    """How many pixels the wide view puts side by side so that it has a multiple of
+    :data:`FAST_MULTIPLE` columns (1: the channel count already is one)."""
+    return FAST_MULTIPLE // math.gcd(channels, FAST_MULTIPLE)
+
+
+def wide_view(x: torch.Tensor, k: int) -> torch.Tensor:
+    """A channels-last ``(N, C, H, W)`` tensor as its ``(N*H*W/k, k*C)`` matrix (a view;
+    a copy where ``x`` is in another layout)."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n * h * w // k, k * c)
+
+
+def _channels_last(matrix: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The contiguous ``(N*H*W/k, k*C)`` matrix as a channels-last ``(N, C, H, W)`` tensor
+    on the same memory. Not a view in autograd's sense, so that an in-place ReLU after
+    the norm stays allowed."""
+    n, c, h, w = shape
+    return torch.empty(0, dtype=matrix.dtype, device=matrix.device).set_(
+        matrix.untyped_storage(), matrix.storage_offset(), shape, (h * w * c, 1, w * c, c)
+    )
+
+
+def channel_moments(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance (float32) of a channels-last ``(N, C, H, W)``
+    tensor, from the column statistics of its wide view (:func:`wide_view`): the mean of
+    the group means, and the mean of the group variances plus the variance of the group
+    means (the groups have equal counts)."""
+    c = x.shape[1]
+    zeros = torch.zeros(k * c, device=x.device)
+    ones = torch.ones(k * c, device=x.device)
+    # With float32 buffers the statistics come back in float32 for bfloat16 input too;
+    # momentum 0 leaves the buffers as they are.
+    means, variances = torch.batch_norm_update_stats(wide_view(x, k), zeros, ones, 0.0)
+    means, variances = means.view(k, c), variances.view(k, c)
+    mean = means.mean(0)
+    return mean, variances.mean(0) + (means - mean).square().mean(0)
+
+
+def _affine(matrix: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
+    """``matrix * scale + shift`` per column, by the batch-norm kernel in evaluation mode
+    (zero mean, unit variance, no epsilon), which keeps bfloat16 input in bfloat16."""
+    zeros = torch.zeros_like(scale)
+    return F.batch_norm(matrix, zeros, torch.ones_like(scale), scale, shift, False, 0.0, 0.0)
+
+
+class _WideNorm(torch.autograd.Function):
+    """Training-mode batch norm of ``x`` given its batch ``mean`` and biased ``var``,
+    with batch norm's gradient (through the statistics too), on the wide view."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, mean, var, eps: float, k: int):  # noqa: ANN001, ANN205
+        out = F.batch_norm(
+            wide_view(x, k), mean.repeat(k), var.repeat(k), weight.repeat(k), bias.repeat(k),
+            False, 0.0, eps,
+        )
+        ctx.save_for_backward(x, weight, mean, var)
+        ctx.eps, ctx.k = eps, k
+        return _channels_last(out, x.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        x, weight, mean, var = ctx.saved_tensors
+        k, c = ctx.k, weight.numel()
+        m = x.numel() // c
+        wide_x, wide_grad = wide_view(x, k), wide_view(grad, k)
+        # In evaluation mode the kernel's gradients of weight and bias are the two sums
+        # per column: sum(dy * x_hat) and sum(dy).
+        _, sums_gx, sums_g = torch.ops.aten.native_batch_norm_backward(
+            wide_grad, wide_x, weight.repeat(k), mean.repeat(k), var.repeat(k), None, None,
+            False, ctx.eps, [False, True, True],
+        )
+        sum_gx, sum_g = sums_gx.view(k, c).sum(0), sums_g.view(k, c).sum(0)
+        invstd = torch.rsqrt(var + ctx.eps)
+        scale = weight * invstd
+        # dx = scale * (dy - sum(dy) / m - x_hat * sum(dy * x_hat) / m) = scale*dy + a*x + b
+        a = -scale * invstd * sum_gx / m
+        b = -scale * sum_g / m - a * mean
+        grad_x = _affine(wide_x, a.repeat(k), b.repeat(k))
+        grad_x.add_(_affine(wide_grad, scale.repeat(k), None))
+        return _channels_last(grad_x, x.shape), sum_gx, sum_g, None, None, None, None
+
+
+class ChannelsLastBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that trains on the wide view (see the module docstring) where
+    that is faster: in training mode, on the CPU, for channels-last float32 or bfloat16
+    input with a channel count that is not a multiple of :data:`FAST_MULTIPLE`, affine
+    float32 parameters and running statistics with a momentum. Elsewhere it is
+    ``nn.BatchNorm2d``."""
+
+    def _widening_for(self, x: torch.Tensor) -> int:
+        """``k`` of the wide view for ``x``, or 0 where PyTorch's own kernel is used."""
+        if not (self.training and self.affine and self.track_running_stats):
+            return 0
+        if self.momentum is None or x.device.type != "cpu" or x.dim() != 4:
+            return 0
+        if x.dtype not in (torch.float32, torch.bfloat16) or self.weight.dtype != torch.float32:
+            return 0
+        k = widening(x.shape[1])
+        pixels = x.shape[0] * x.shape[2] * x.shape[3]
+        if k == 1 or pixels < 2 or pixels % k:
+            return 0
+        return k if x.is_contiguous(memory_format=torch.channels_last) else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch norm of ``x``; see the class docstring for when the wide view is used."""
+        k = self._widening_for(x)
+        if not k:
+            return super().forward(x)
+        pixels = x.numel() // x.shape[1]
+        with torch.no_grad():
+            mean, var = channel_moments(x, k)
+            self.num_batches_tracked.add_(1)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * (pixels / (pixels - 1)), self.momentum)
+        return _WideNorm.apply(x, self.weight, self.bias, mean, var, self.eps, k)
