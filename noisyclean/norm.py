@@ -3,8 +3,8 @@ PyTorch's CPU kernel handles slowly.
 
 PyTorch's CPU batch norm over a channels-last tensor vectorises along the channel axis.
 At a channel count that is not a multiple of 16 (the small CNN's default 24) its training
-forward and backward took about 2.5 times as long as over the same tensor seen as 48
-channels (``benchmarks/RESULTS.md``). The memory of a channels-last ``(N, C, H, W)``
+forward and backward took about four times as long as over the same memory seen as 48
+channels (``benchmarks/RESULTS.md``, "A batch norm on a wider view"). The memory of a channels-last ``(N, C, H, W)``
 tensor is an ``(N*H*W, C)`` matrix, which is also an ``(N*H*W/k, k*C)`` matrix: ``k``
 pixels side by side. :class:`ChannelsLastBatchNorm2d` does its work on that wide view:
 
