@@ -95,3 +95,23 @@ def test_default_pad_is_the_cifar_recipe_at_32px() -> None:
 def test_imagenet_statistics_with_pretrained_weights() -> None:
     data = DeviceImages(_images(), np.zeros(6), torch.device("cpu"), pretrained=True)
     assert data.mean == [0.485, 0.456, 0.406]
+
+
+def test_augmented_batch_gathers_what_broadcast_indexing_gives() -> None:
+    """The flat-index gather returns exactly the crops that indexing the padded images with
+    broadcast (image, row, column) tensors returns, for the offsets and flips drawn."""
+    images = _images(n=7, size=12)
+    data = DeviceImages(images, np.zeros(7), torch.device("cpu"), pad=3, channels_last=True)
+    idx = torch.tensor([6, 0, 3, 3, 5])
+    out = data.batch(idx, augment=True, generator=torch.Generator().manual_seed(11))
+    g = torch.Generator().manual_seed(11)  # the same draws, in the same order
+    dy = torch.randint(0, 7, (5,), generator=g)
+    dx = torch.randint(0, 7, (5,), generator=g)
+    flip = torch.rand(5, generator=g) < 0.5
+    rows = dy[:, None] + torch.arange(12)[None, :]
+    cols = dx[:, None] + torch.arange(12)[None, :]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    crops = data.padded[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+    assert flip.any() and not flip.all()
+    assert torch.equal(out, data._normalise(crops))
+    assert out.is_contiguous(memory_format=torch.channels_last)

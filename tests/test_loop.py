@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +87,17 @@ def test_run_epochs_learns_a_separable_problem() -> None:
     assert log[-1]["acc"] > 0.95
     assert log[-1]["loss"] < log[0]["loss"]
     assert {"loss", "acc", "lr", "seconds", "images_per_s"} <= set(log[0])
+
+
+def test_step_cost_benchmark_runs() -> None:
+    """``benchmarks/step_cost.py`` (a script, not a timed test) runs the warm-up's real
+    epochs at every side and batch and prints both tables."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "step_cost.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--steps", "2"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    for side in (16, 24, 32):
+        assert f"| {side} px |" in result.stdout
+    assert "| default scan (6 + 5 + 10) | 2808 |" in result.stdout
+    assert "| plain recipe (15 at 32 px) | 1170 |" in result.stdout

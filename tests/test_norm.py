@@ -211,6 +211,29 @@ def test_small_cnn_learns_with_it_in_bfloat16() -> None:
     assert losses[-1] < 0.25 * losses[0]
 
 
+@pytest.mark.parametrize("channels", [24, 40, 12, 3])
+def test_evaluation_in_bfloat16_gives_batch_norms_bits(channels: int) -> None:
+    """In evaluation mode without autograd, bfloat16 channels-last input goes through the
+    wide view and comes out bit for bit as ``nn.BatchNorm2d``'s, channels-last; with
+    autograd on, the plain path (which keeps the graph) is taken."""
+    wide, plain = _pair(channels)
+    wide.eval()
+    plain.eval()
+    x = _input((6, channels, 8, 8), torch.bfloat16)
+    with torch.no_grad():
+        assert wide._eval_widening_for(x) == widening(channels)
+        a, b = wide(x), plain(x)
+    assert a.dtype == torch.bfloat16
+    assert a.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(a, b)
+    assert wide._eval_widening_for(x) == 0  # autograd on
+    xg = x.detach().clone().requires_grad_(True)
+    wide(xg).float().sum().backward()
+    assert xg.grad is not None
+    with torch.no_grad():
+        assert wide._eval_widening_for(x.float()) == 0  # float32: the plain kernel
+
+
 def test_batch_norm_view_benchmark_runs() -> None:
     """``benchmarks/batch_norm_view.py`` (a script, not a timed test) runs and prints its
     two tables, saying that the 24-channel layer takes the wide view."""
