@@ -119,12 +119,16 @@ class DeviceImages:
         rows = dy[:, None] + self._rows[None, :]
         cols = dx[:, None] + self._cols[None, :]
         cols = torch.where(flip[:, None], cols.flip(1), cols)
-        # One gather of whole pixels (3 bytes each) by their flat index: the same values as
-        # indexing with three broadcast index tensors, several times faster on a CPU.
         dev = self.padded.device
+        if dev.type != "cpu":
+            x = self.padded[
+                idx.to(dev)[:, None, None], rows.to(dev)[:, :, None], cols.to(dev)[:, None, :]
+            ]
+            return self._normalise(x)
+        # On the CPU, one gather of whole pixels (3 bytes each) by their flat index: the
+        # same values as the three broadcast index tensors above, about twice as fast.
         _, height, width, channels = self.padded.shape
-        flat = (idx.to(dev)[:, None, None] * (height * width)
-                + rows.to(dev)[:, :, None] * width + cols.to(dev)[:, None, :])
+        flat = idx[:, None, None] * (height * width) + rows[:, :, None] * width + cols[:, None, :]
         x = self.padded.view(-1, channels).index_select(0, flat.view(-1))
         return self._normalise(x.view(b, self.height, self.width, channels))
 
