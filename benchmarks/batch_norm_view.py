@@ -28,20 +28,10 @@ from torch import nn
 
 from noisyclean.data.batches import DeviceImages
 from noisyclean.models import build_model
-from noisyclean.norm import ChannelsLastBatchNorm2d
+from noisyclean.norm import ChannelsLastBatchNorm2d, with_plain_norms
 from noisyclean.train.loop import Precision, make_learner
 
 KINDS = ("plain", "wide")
-
-
-def _with_plain_norms(model: nn.Module) -> nn.Module:
-    for name, module in list(model.named_modules()):
-        if isinstance(module, ChannelsLastBatchNorm2d):
-            plain = nn.BatchNorm2d(module.num_features)
-            plain.load_state_dict(module.state_dict())
-            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-            setattr(parent, name.rsplit(".", 1)[-1], plain)
-    return model
 
 
 def layer_times(dtype: torch.dtype, rounds: int) -> list[str]:
@@ -78,7 +68,7 @@ def step_times(precision: Precision, rounds: int, images: int) -> list[str]:
         torch.manual_seed(0)
         model = build_model("small-cnn", 10, None, 24)
         if kind == "plain":
-            _with_plain_norms(model)
+            with_plain_norms(model)
         learners[kind] = make_learner(model.train(), 0.05, 0.9, 5e-4, 10**6)
 
     def one_pass(kind: str, batch: int, side: int) -> float:

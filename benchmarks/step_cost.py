@@ -90,13 +90,13 @@ def main() -> None:
         data = load_dataset(args.folder, device="cpu", model="small-cnn").data
         if data.height != 32:
             raise SystemExit(f"{args.folder}: the schedules are for 32-px images")
+    classes = int(data.labels.max()) + 1
     pairs = [(side, batch) for side in SIDES for batch in BATCHES]
     times: dict[tuple[int, int], list[float]] = {pair: [] for pair in pairs}
     for r in range(args.rounds):
         for side, batch in pairs if r % 2 == 0 else pairs[::-1]:
             times[(side, batch)].append(epoch_seconds(
-                data, precision, side, batch, args.steps, seed=r,
-                classes=int(data.labels.max()) + 1))
+                data, precision, side, batch, args.steps, seed=r, classes=classes))
 
     name = precision.dtype and str(precision.dtype).replace("torch.", "") or "float32"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {name}, "

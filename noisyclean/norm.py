@@ -85,19 +85,26 @@ def _affine(matrix: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | Non
     return F.batch_norm(matrix, zeros, torch.ones_like(scale), scale, shift, False, 0.0, 0.0)
 
 
+def _normalise(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weight: torch.Tensor,
+               bias: torch.Tensor, eps: float, k: int) -> torch.Tensor:
+    """Batch norm of the channels-last ``x`` by the given per-channel statistics (the
+    kernel in evaluation mode, on the wide view), as a channels-last tensor."""
+    out = F.batch_norm(
+        wide_view(x, k), mean.repeat(k), var.repeat(k), weight.repeat(k), bias.repeat(k),
+        False, 0.0, eps,
+    )
+    return _channels_last(out, x.shape)
+
+
 class _WideNorm(torch.autograd.Function):
     """Training-mode batch norm of ``x`` given its batch ``mean`` and biased ``var``,
     with batch norm's gradient (through the statistics too), on the wide view."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, var, eps: float, k: int):  # noqa: ANN001, ANN205
-        out = F.batch_norm(
-            wide_view(x, k), mean.repeat(k), var.repeat(k), weight.repeat(k), bias.repeat(k),
-            False, 0.0, eps,
-        )
         ctx.save_for_backward(x, weight, mean, var)
         ctx.eps, ctx.k = eps, k
-        return _channels_last(out, x.shape)
+        return _normalise(x, mean, var, weight, bias, eps, k)
 
     @staticmethod
     @once_differentiable
@@ -131,13 +138,13 @@ class ChannelsLastBatchNorm2d(nn.BatchNorm2d):
     autograd it normalises channels-last bfloat16 input on the wide view too, with the same
     bits as ``nn.BatchNorm2d``. Elsewhere it is ``nn.BatchNorm2d``."""
 
-    def _widening_for(self, x: torch.Tensor) -> int:
-        """``k`` of the wide view for ``x``, or 0 where PyTorch's own kernel is used."""
-        if not (self.training and self.affine and self.track_running_stats):
+    def _view_widening(self, x: torch.Tensor, dtypes: tuple[torch.dtype, ...]) -> int:
+        """``k`` of the wide view for an affine norm's ``x`` of one of ``dtypes`` (on the
+        CPU, channels-last, float32 parameters, a channel count that is not a multiple of
+        :data:`FAST_MULTIPLE`, a pixel count ``k`` divides), or 0."""
+        if not self.affine or x.device.type != "cpu" or x.dim() != 4:
             return 0
-        if self.momentum is None or x.device.type != "cpu" or x.dim() != 4:
-            return 0
-        if x.dtype not in (torch.float32, torch.bfloat16) or self.weight.dtype != torch.float32:
+        if x.dtype not in dtypes or self.weight.dtype != torch.float32:
             return 0
         k = widening(x.shape[1])
         pixels = x.shape[0] * x.shape[2] * x.shape[3]
@@ -145,21 +152,20 @@ class ChannelsLastBatchNorm2d(nn.BatchNorm2d):
             return 0
         return k if x.is_contiguous(memory_format=torch.channels_last) else 0
 
+    def _widening_for(self, x: torch.Tensor) -> int:
+        """``k`` of the wide view for ``x`` in training, or 0 where PyTorch's own kernel is
+        used (evaluation, no running statistics or no momentum)."""
+        if not (self.training and self.track_running_stats) or self.momentum is None:
+            return 0
+        return self._view_widening(x, (torch.float32, torch.bfloat16))
+
     def _eval_widening_for(self, x: torch.Tensor) -> int:
         """``k`` of the wide view for ``x`` in evaluation mode without autograd (bfloat16
         only: there the kernel's per-channel affine map gave the same bits on the wide view
         in less than half the time, while in float32 the wide view was no faster), or 0."""
         if self.training or torch.is_grad_enabled() or self.running_mean is None:
             return 0
-        if not self.affine or x.device.type != "cpu" or x.dim() != 4:
-            return 0
-        if x.dtype != torch.bfloat16 or self.weight.dtype != torch.float32:
-            return 0
-        k = widening(x.shape[1])
-        pixels = x.shape[0] * x.shape[2] * x.shape[3]
-        if k == 1 or pixels % k:
-            return 0
-        return k if x.is_contiguous(memory_format=torch.channels_last) else 0
+        return self._view_widening(x, (torch.bfloat16,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Batch norm of ``x``; see the class docstring for when the wide view is used."""
@@ -168,12 +174,8 @@ class ChannelsLastBatchNorm2d(nn.BatchNorm2d):
             k = self._eval_widening_for(x)
             if not k:
                 return super().forward(x)
-            # the running statistics' affine map, per column of the wide view
-            out = F.batch_norm(
-                wide_view(x, k), self.running_mean.repeat(k), self.running_var.repeat(k),
-                self.weight.repeat(k), self.bias.repeat(k), False, 0.0, self.eps,
-            )
-            return _channels_last(out, x.shape)
+            return _normalise(x, self.running_mean, self.running_var, self.weight,
+                              self.bias, self.eps, k)
         pixels = x.numel() // x.shape[1]
         with torch.no_grad():
             mean, var = channel_moments(x, k)
@@ -181,3 +183,17 @@ class ChannelsLastBatchNorm2d(nn.BatchNorm2d):
             self.running_mean.lerp_(mean, self.momentum)
             self.running_var.lerp_(var * (pixels / (pixels - 1)), self.momentum)
         return _WideNorm.apply(x, self.weight, self.bias, mean, var, self.eps, k)
+
+
+def with_plain_norms(model: nn.Module) -> nn.Module:
+    """``model`` with an ``nn.BatchNorm2d`` (same state) in place of each
+    :class:`ChannelsLastBatchNorm2d`, changed in place and returned (to compare against
+    PyTorch's own kernel)."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ChannelsLastBatchNorm2d):
+            plain = nn.BatchNorm2d(module.num_features, module.eps, module.momentum,
+                                   module.affine, module.track_running_stats)
+            plain.load_state_dict(module.state_dict())
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, plain)
+    return model

@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from noisyclean.models import SmallCNN
-from noisyclean.norm import ChannelsLastBatchNorm2d, channel_moments, wide_view, widening
+from noisyclean.norm import (
+    ChannelsLastBatchNorm2d,
+    channel_moments,
+    wide_view,
+    widening,
+    with_plain_norms,
+)
 
 
 def _pair(channels: int, seed: int = 0) -> tuple[ChannelsLastBatchNorm2d, nn.BatchNorm2d]:
@@ -152,16 +158,24 @@ def test_relu_in_place_after_it_and_state_dicts_interchange() -> None:
     plain.load_state_dict(wide.state_dict())
 
 
-def _with_plain_norms(net: SmallCNN) -> SmallCNN:
-    """A copy of ``net`` with ``nn.BatchNorm2d`` in place of the wide-view norms."""
-    twin = SmallCNN(net.classifier.out_features, net.features[0].out_channels)
-    twin.load_state_dict(net.state_dict())
-    for name, module in twin.features.named_children():
-        if isinstance(module, ChannelsLastBatchNorm2d):
-            plain = nn.BatchNorm2d(module.num_features)
-            plain.load_state_dict(module.state_dict())
-            twin.features[int(name)] = plain
-    return twin
+def test_with_plain_norms_swaps_every_wide_norm_for_batch_norm_with_its_state() -> None:
+    """``with_plain_norms`` leaves no wide-view norm, puts ``nn.BatchNorm2d`` (the class
+    itself) in each one's place, and keeps the state dict as it was."""
+    torch.manual_seed(0)
+    net = SmallCNN(10, 24)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, ChannelsLastBatchNorm2d):
+                module.running_mean.normal_()
+    state = copy.deepcopy(net.state_dict())
+    wide = sum(isinstance(m, ChannelsLastBatchNorm2d) for m in net.modules())
+    plain = with_plain_norms(net)
+    assert plain is net and wide == 5
+    assert not any(isinstance(m, ChannelsLastBatchNorm2d) for m in plain.modules())
+    assert sum(type(m) is nn.BatchNorm2d for m in plain.modules()) == wide
+    after = plain.state_dict()
+    assert after.keys() == state.keys()
+    assert all(torch.equal(after[key], state[key]) for key in state)
 
 
 def _gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool) -> torch.Tensor:
@@ -181,11 +195,11 @@ def test_small_cnn_gradient_with_it_is_batch_norms() -> None:
     assert sum(isinstance(m, ChannelsLastBatchNorm2d) for m in net.modules()) == 5
     x = _input((32, 3, 16, 16), torch.float32)
     y = torch.arange(32) % 3
-    exact = _gradient(_with_plain_norms(net), x, y, bf16=False)
+    exact = _gradient(with_plain_norms(copy.deepcopy(net)), x, y, bf16=False)
     wide32 = _gradient(copy.deepcopy(net), x, y, bf16=False)
     assert (wide32 - exact).norm() / exact.norm() < 1e-5
     wide16 = _gradient(copy.deepcopy(net), x, y, bf16=True)
-    plain16 = _gradient(_with_plain_norms(net), x, y, bf16=True)
+    plain16 = _gradient(with_plain_norms(copy.deepcopy(net)), x, y, bf16=True)
     assert (wide16 - exact).norm() <= 1.5 * (plain16 - exact).norm()
 
 
