@@ -1,0 +1,195 @@
+"""Wall time of several recipes on the same images, measured so that a machine whose speed
+drifts in phases slows each of them alike: the recipes run in one process, taking turns
+epoch by epoch.
+
+Each recipe is a real run in a thread of its own: a ``noisyclean scan`` (the CLI, with the
+given options) or ``detect.py``'s plain one-run recipe (DivideMix's warm-up SGD,
+last-epoch losses, GMM). Only one runs at a time. Every run hands over at each epoch's
+end (whenever ``Progress.finish`` is called: decoding, each training epoch, scoring), and
+the run with the least time so far goes next, so the recipes advance side by side in
+time. A recipe's time is the sum of its own turns, from its start (loading the images
+included) to its end (outputs written). Each scan decodes the images into a fresh decode
+cache, as ``detect.py``'s scans do (the plain recipe decodes without one, as there), and
+writes what a scan run alone writes: ``--check`` first runs each scan alone and then
+compares each round's ``scores.csv`` with it, byte for byte.
+
+    python benchmarks/schedule_race.py FOLDER [--rounds 3] [--seed 0] \
+        [--recipe NAME=SCAN-OPTIONS ...] [--no-plain] [--check] [--work DIR]
+
+``FOLDER`` is one written by ``make_noisy.py`` (``FOLDER/images``). ``--recipe default=``
+is the scan with its defaults; ``--recipe 'b128=--batch-size 128 --lr 0.1'`` a variant.
+Without ``--recipe``: the default scan only (with the plain recipe). The rounds rotate
+which recipe starts. Prints seconds per recipe and round, the median, and each recipe's
+ratio to the plain recipe's time per round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from noisyclean.progress import Progress
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+class Race:
+    """Runs callables in threads, one at a time, switching at each ``Progress.finish``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._turn: dict[str, threading.Event] = {}
+        self._back = threading.Event()
+        self._started = 0.0
+        self._done: set[str] = set()
+        self._errors: dict[str, BaseException] = {}
+
+    def handover(self) -> None:
+        """Called in a runner's thread: add its turn's time and wait for its next turn
+        (a no-op in any other thread)."""
+        name = threading.current_thread().name
+        if name not in self._turn:
+            return
+        self.seconds[name] += time.perf_counter() - self._started
+        self._back.set()
+        self._turn[name].wait()
+        self._turn[name].clear()
+        self._started = time.perf_counter()
+
+    def run(self, runners: dict[str, Callable[[], None]]) -> dict[str, float]:
+        """Run every callable to its end; returns each one's seconds."""
+        self.seconds = dict.fromkeys(runners, 0.0)
+        self._turn = {name: threading.Event() for name in runners}
+        self._done.clear()
+        threads = []
+        for name, target in runners.items():
+            threads.append(threading.Thread(target=self._body, args=(name, target), name=name))
+            threads[-1].start()
+        order = list(runners)
+        while len(self._done) < len(runners):
+            name = min((n for n in order if n not in self._done), key=self.seconds.__getitem__)
+            self._back.clear()
+            self._started = time.perf_counter()
+            self._turn[name].set()
+            self._back.wait()
+        for thread in threads:
+            thread.join()
+        if self._errors:
+            name, error = next(iter(self._errors.items()))
+            raise RuntimeError(f"{name} failed") from error
+        return dict(self.seconds)
+
+    def _body(self, name: str, target: Callable[[], None]) -> None:
+        self._turn[name].wait()
+        self._turn[name].clear()
+        try:
+            target()
+        except BaseException as error:  # noqa: BLE001 - reported by run()
+            self._errors[name] = error
+        self.seconds[name] += time.perf_counter() - self._started
+        self._done.add(name)
+        self._back.set()
+
+
+def scan_runner(images: Path, out: Path, options: list[str], seed: int) -> Callable[[], None]:
+    """A ``noisyclean scan`` of ``images`` into ``out`` through the CLI, with a fresh
+    decode cache (``out`` plus ``-cache``), as ``detect.py`` runs it."""
+    from noisyclean.cli import app
+
+    def run() -> None:
+        cache = out.with_name(out.name + "-cache")
+        app(["scan", str(images), "--out", str(out), "--quiet", "--seed", str(seed),
+             "--cache-dir", str(cache), *options], standalone_mode=False)
+    return run
+
+
+def plain_runner(folder: Path, out: Path, seed: int) -> Callable[[], None]:
+    """``detect.py``'s plain one-run recipe on ``folder``'s images."""
+    from detect import worker
+
+    def run() -> None:
+        worker("plain", folder / "images", out, None, seed, 5)
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="a folder made by make_noisy.py")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", action="append", default=[],
+                        help="NAME=SCAN-OPTIONS (repeatable; default: default=)")
+    parser.add_argument("--no-plain", action="store_true", help="leave the plain recipe out")
+    parser.add_argument("--check", action="store_true",
+                        help="first run each scan alone and compare scores.csv")
+    parser.add_argument("--work", type=Path, default=None, help="keep outputs here")
+    args = parser.parse_args(argv)
+
+    recipes = dict(text.split("=", 1) for text in (args.recipe or ["default="]))
+    work = args.work or Path(tempfile.mkdtemp(prefix="race-"))
+    images = args.folder / "images"
+    race = Race()
+    original = Progress.finish
+
+    def finish(self: Progress, task: int | None) -> None:
+        original(self, task)
+        race.handover()
+
+    Progress.finish = finish  # type: ignore[method-assign]
+    if args.check:
+        for name, options in recipes.items():
+            scan_runner(images, work / f"alone-{name}", shlex.split(options), args.seed)()
+
+    names = list(recipes) + ([] if args.no_plain else ["plain"])
+    rows: list[dict[str, float]] = []
+    for r in range(args.rounds):
+        shift = r % len(names)
+        runners: dict[str, Callable[[], None]] = {}
+        for name in names[shift:] + names[:shift]:
+            out = work / f"round{r + 1}-{name}"
+            runners[name] = (plain_runner(args.folder, out.with_suffix(".npz"), args.seed)
+                             if name == "plain" else
+                             scan_runner(images, out, shlex.split(recipes[name]), args.seed))
+        rows.append(race.run(runners))
+        print(f"round {r + 1} ({', '.join(runners)}): "
+              + ", ".join(f"{n} {rows[-1][n]:.1f} s" for n in names), flush=True)
+        if args.check:
+            for name in recipes:
+                same = ((work / f"alone-{name}" / "scores.csv").read_bytes()
+                        == (work / f"round{r + 1}-{name}" / "scores.csv").read_bytes())
+                print(f"  {name}: scores.csv {'identical to' if same else 'DIFFERS from'} "
+                      "the scan run alone", flush=True)
+
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads; outputs in {work}\n")
+    columns = names + ([f"{n} / plain" for n in recipes] if "plain" in names else [])
+    print("| round | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+
+    def cells(row: dict[str, float]) -> list[str]:
+        out = [f"{row[n]:.1f}" for n in names]
+        if "plain" in names:
+            out += [f"{row[n] / row['plain']:.3f}" for n in recipes]
+        return out
+
+    for r, row in enumerate(rows):
+        print(f"| {r + 1} | " + " | ".join(cells(row)) + " |")
+    median = {n: statistics.median(row[n] for row in rows) for n in names}
+    shown = [f"{median[n]:.1f}" for n in names]
+    if "plain" in names:
+        shown += [f"{statistics.median(row[n] / row['plain'] for row in rows):.3f}"
+                  for n in recipes]
+    print("| median | " + " | ".join(shown) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
