@@ -201,6 +201,13 @@ def scan(
                      "training softmax, which runs high) is 50% or more, else ce. Not used "
                      "with --signal aum."),
     ] = "ce",
+    resized_batches: Annotated[
+        str,
+        typer.Option(help="The batch of the resized warm-up epochs: double, twice "
+                     "--batch-size at half resolution and --batch-size at three quarters; "
+                     "pixels, about a full-resolution batch's pixels (four times "
+                     "--batch-size at half resolution, twice at three quarters)."),
+    ] = "double",
     signal: Annotated[
         str,
         typer.Option(help="What the mixture is fit on: loss+margin (the normalised loss plus "
@@ -299,6 +306,7 @@ def scan(
         augment=augment,
         correction=correction,
         late_loss=late_loss,
+        resized_batches=resized_batches,
         signal=signal,
         fusion=fusion,
         loss_history=loss_history,

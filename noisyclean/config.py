@@ -59,6 +59,11 @@ CORRECTIONS: tuple[str, ...] = ("forward", "forward+background", "none")
 #: raised F1 on CIFAR-10N worst but lowered it by 0.014 on a fresh folder with 40%
 #: symmetric noise (``benchmarks/RESULTS.md``, "A robust loss in the warm-up's second half").
 LATE_LOSSES: tuple[str, ...] = ("ce", "gce", "auto")
+#: ``scan --resized-batches`` values: the batch of the warm-up's resized epochs.
+#: ``double``: twice ``--batch-size`` at half resolution, ``--batch-size`` at three
+#: quarters; ``pixels``: about the pixels of a full-resolution batch, four times
+#: ``--batch-size`` at half resolution and twice it at three quarters (fewer, larger steps).
+RESIZED_BATCHES: tuple[str, ...] = ("double", "pixels")
 #: The GCE exponent of ``--late-loss`` (the GCE paper's 0.7).
 LATE_GCE_Q = 0.7
 #: ``--late-loss auto`` switches to GCE when the calibrated confident joint on the
@@ -99,6 +104,7 @@ class ScanConfig(DataSettings):
     augment: bool = True
     correction: str = "forward"
     late_loss: str = "ce"
+    resized_batches: str = "double"
 
     # signals and mixture
     signal: str = "loss+margin"

@@ -33,6 +33,7 @@ from .config import (
     LATE_GCE_Q,
     LATE_LOSSES,
     MIXTURES,
+    RESIZED_BATCHES,
     ScanConfig,
 )
 from .cut import CUTS, effective_cut
@@ -98,6 +99,8 @@ def validate(config: ScanConfig) -> None:
          f"--correction must be one of {', '.join(CORRECTIONS)}"),
         (config.late_loss in LATE_LOSSES,
          f"--late-loss must be one of {', '.join(LATE_LOSSES)}"),
+        (config.resized_batches in RESIZED_BATCHES,
+         f"--resized-batches must be one of {', '.join(RESIZED_BATCHES)}"),
         (config.folds == 1 or config.loss_history == 1,
          "--folds uses each fold's final out-of-sample predictions: --loss-history must be 1"),
     ]
@@ -350,6 +353,7 @@ def warm_up(
         low_res_epochs=low,
         mid_res_epochs=mid,
         grouped=grouped,
+        resized_batches=config.resized_batches,
     )
     steps = method.total_steps(epochs)
     models: list[torch.nn.Module] = []

@@ -241,6 +241,36 @@ def test_half_resolution_epochs_take_twice_the_batch_and_the_schedule_spans_them
     assert lrs[-1] == 0.0 and lrs[-2] > 0.0  # the schedule ends exactly with the warm-up
 
 
+def test_resized_batches_pixels_keep_a_full_resolution_batch_of_pixels(tmp_path) -> None:
+    """``resized_batches="pixels"``: four times ``batch_size`` at half resolution, twice at
+    three quarters, ``batch_size`` at full (capped at the samples); the default doubles
+    the half-resolution batch only. The scan takes it from ``--resized-batches`` and
+    refuses other values."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)
+    data = DeviceImages(images, np.arange(200) % 3, torch.device("cpu"))
+    pixels = Warmup(data, batch_size=16, low_res_epochs=2, mid_res_epochs=2,
+                    resized_batches="pixels")
+    assert [pixels.batch_size_at(e) for e in range(6)] == [64, 64, 32, 32, 16, 16]
+    assert pixels.total_steps(6) == 2 * 3 + 2 * 6 + 2 * 12
+    assert [[len(b) for _, b in pixels.batches(e)] for e in (0, 2, 4)] == [
+        [64] * 3, [32] * 6, [16] * 12]
+    double = Warmup(data, batch_size=16, low_res_epochs=2, mid_res_epochs=2)
+    assert [double.batch_size_at(e) for e in range(6)] == [32, 32, 16, 16, 16, 16]
+    capped = Warmup(data, batch_size=64, low_res_epochs=1, mid_res_epochs=1,
+                    resized_batches="pixels")
+    assert [capped.batch_size_at(e) for e in range(3)] == [200, 128, 64]
+    with pytest.raises(ValueError, match="resized_batches"):
+        Warmup(data, resized_batches="triple")
+
+    root = tmp_path / "images"
+    write_digits_folder(root, size=32)
+    result = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
+                                 "--resized-batches", "triple", "--quiet"])
+    assert result.exit_code != 0
+    assert "--resized-batches must be one of double, pixels" in result.output
+
+
 def _scan_epochs(root: Path, out: Path, *options: str) -> tuple[dict, str]:
     """Scan ``root`` with --epochs 2 and ``options``: its summary.json and its output on one
     line (rich wraps long lines)."""

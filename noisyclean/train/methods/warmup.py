@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...confident_joint import flipped_classes
+from ...config import RESIZED_BATCHES
 from ...data.batches import DeviceImages
 from ...models import GroupedSmallCNN
 
@@ -115,6 +116,9 @@ class Warmup:
             the same order) and trains them all in one pass (:meth:`loss` with
             ``learner_index`` 0). The networks' own state (transition matrix, late loss,
             recorded softmax) is still per network.
+        resized_batches: ``"double"`` (the batches above) or ``"pixels"``: four times
+            ``batch_size`` at half resolution and twice it at three quarters, about the
+            pixels of a full-resolution batch (see :meth:`batch_size_at`).
     """
 
     def __init__(
@@ -129,8 +133,12 @@ class Warmup:
         low_res_epochs: int = 0,
         mid_res_epochs: int = 0,
         grouped: bool = False,
+        resized_batches: str = "double",
     ) -> None:
+        if resized_batches not in RESIZED_BATCHES:
+            raise ValueError(f"resized_batches must be one of {', '.join(RESIZED_BATCHES)}")
         self.data = data
+        self.resized_batches = resized_batches
         self.grouped = grouped
         self.low_res_epochs = low_res_epochs
         self.mid_res_epochs = mid_res_epochs
@@ -203,11 +211,17 @@ class Warmup:
         self.penalty = bool(state["penalty"])
 
     def batch_size_at(self, epoch: int) -> int:
-        """Samples per step in ``epoch``: ``batch_size``, doubled at half resolution (never
-        more than the samples trained on)."""
+        """Samples per step in ``epoch``: ``batch_size``, doubled at half resolution; with
+        ``resized_batches="pixels"`` four times at half resolution and twice at three
+        quarters (never more than the samples trained on)."""
+        pixels = self.resized_batches == "pixels"
         if epoch < self.low_res_epochs:
-            return min(2 * self.batch_size, len(self.indices))
-        return self.batch_size
+            factor = 4 if pixels else 2
+        elif epoch < self.low_res_epochs + self.mid_res_epochs:
+            factor = 2 if pixels else 1
+        else:
+            factor = 1
+        return min(factor * self.batch_size, len(self.indices))
 
     def _batches_per_network(self, epoch: int) -> int:
         return len(self.indices) // self.batch_size_at(epoch)
