@@ -61,6 +61,10 @@ class Race:
             return
         self.seconds[name] += time.perf_counter() - self._started
         self._back.set()
+        self._wait_turn(name)
+
+    def _wait_turn(self, name: str) -> None:
+        """Block until ``name``'s turn; its turn's clock starts when it wakes."""
         self._turn[name].wait()
         self._turn[name].clear()
         self._started = time.perf_counter()
@@ -74,11 +78,10 @@ class Race:
         for name, target in runners.items():
             threads.append(threading.Thread(target=self._body, args=(name, target), name=name))
             threads[-1].start()
-        order = list(runners)
         while len(self._done) < len(runners):
-            name = min((n for n in order if n not in self._done), key=self.seconds.__getitem__)
+            name = min((n for n in runners if n not in self._done),
+                       key=self.seconds.__getitem__)
             self._back.clear()
-            self._started = time.perf_counter()
             self._turn[name].set()
             self._back.wait()
         for thread in threads:
@@ -89,8 +92,7 @@ class Race:
         return dict(self.seconds)
 
     def _body(self, name: str, target: Callable[[], None]) -> None:
-        self._turn[name].wait()
-        self._turn[name].clear()
+        self._wait_turn(name)
         try:
             target()
         except BaseException as error:  # noqa: BLE001 - reported by run()

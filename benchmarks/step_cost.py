@@ -14,8 +14,10 @@ the smaller ones).
 
 Each schedule's time is its steps times the measured seconds per step of its (side,
 batch), and its fixed part its steps times the fitted intercept: the default scan's
-warm-up at 10,000 images (6 epochs at 16 px in batches of 128, 5 at 24 px in 64, 10 at 32
-px in 64) and the plain recipe's (15 epochs at 32 px in 128).
+warm-up at 10,000 images, as the library plans it (``progressive_schedule`` of the budget,
+batches by ``RESIZED_BATCH_FACTORS``: now 6 epochs at 16 px in batches of 128, 5 at 24 px
+in 64, 10 at 32 px in 64) and the plain recipe's (``detect.py``'s: 15 epochs at 32 px in
+128).
 
     python benchmarks/step_cost.py [--rounds 3] [--steps 40] [--folder IMAGES]
 
@@ -31,10 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from detect import DIVIDEMIX_WARMUP_BATCH  # the sibling script's
 
+from noisyclean.config import RESIZED_BATCH_FACTORS, ScanConfig
 from noisyclean.data.batches import DeviceImages
 from noisyclean.models import build_model
 from noisyclean.progress import Progress
+from noisyclean.scan import auto_epochs, progressive_schedule
 from noisyclean.train.loop import Precision, make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup
 
@@ -42,20 +47,31 @@ SIDES = (16, 24, 32)
 BATCHES = (8, 32, 64, 128)
 #: the batches the line is fitted on
 FIT_BATCHES = (8, 32, 64)
-#: (side, batch, epochs) of each schedule at 10,000 images
-SCHEDULES = {
-    "default scan (6 + 5 + 10)": ((16, 128, 6), (24, 64, 5), (32, 64, 10)),
-    "plain recipe (15 at 32 px)": ((32, 128, 15),),
-}
 IMAGES = 10_000
+#: the half-resolution batch as a multiple of the scan's batch (its default setting)
+HALF_RES_FACTOR = RESIZED_BATCH_FACTORS[ScanConfig().resized_batches][0]
+
+
+def schedules() -> dict[str, tuple[tuple[int, int, int], ...]]:
+    """(side, batch, epochs) of the default scan's warm-up and of the plain recipe at
+    :data:`IMAGES` images, as the library and ``detect.py`` plan them."""
+    budget = auto_epochs(IMAGES)
+    plan = progressive_schedule(budget)
+    batch = ScanConfig().batch_size
+    half, three_quarters = RESIZED_BATCH_FACTORS[ScanConfig().resized_batches]
+    return {
+        f"default scan ({plan.low_res} + {plan.mid_res} + {plan.epochs})": (
+            (16, half * batch, plan.low_res), (24, three_quarters * batch, plan.mid_res),
+            (32, batch, plan.epochs)),
+        f"plain recipe ({budget} at 32 px)": ((32, DIVIDEMIX_WARMUP_BATCH, budget),),
+    }
 
 
 def epoch_seconds(data: DeviceImages, precision: Precision, side: int, batch: int,
                   steps: int, seed: int, classes: int = 10) -> float:
     """Seconds per step of one warm-up epoch of ``steps`` steps at ``side`` px."""
     low, mid = int(side == 16), int(side == 24)
-    # the half-resolution epochs take twice the batch size
-    size = batch // 2 if low else batch
+    size = batch // HALF_RES_FACTOR if low else batch
     indices = torch.arange(batch * steps) % len(data)
     method = Warmup(data, 1, size, seed, indices=indices, low_res_epochs=low,
                     mid_res_epochs=mid)
@@ -115,7 +131,7 @@ def main() -> None:
           f"batches {', '.join(map(str, FIT_BATCHES))})\n")
     print("| schedule | steps | training s | of which fixed per step |")
     print("|---|---|---|---|")
-    for label, schedule in SCHEDULES.items():
+    for label, schedule in schedules().items():
         steps = seconds = fixed_s = 0.0
         for side, batch, epochs in schedule:
             n = epochs * (IMAGES // batch)

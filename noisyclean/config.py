@@ -59,11 +59,12 @@ CORRECTIONS: tuple[str, ...] = ("forward", "forward+background", "none")
 #: raised F1 on CIFAR-10N worst but lowered it by 0.014 on a fresh folder with 40%
 #: symmetric noise (``benchmarks/RESULTS.md``, "A robust loss in the warm-up's second half").
 LATE_LOSSES: tuple[str, ...] = ("ce", "gce", "auto")
-#: ``scan --resized-batches`` values: the batch of the warm-up's resized epochs.
-#: ``double``: twice ``--batch-size`` at half resolution, ``--batch-size`` at three
-#: quarters; ``pixels``: about the pixels of a full-resolution batch, four times
-#: ``--batch-size`` at half resolution and twice it at three quarters (fewer, larger steps).
-RESIZED_BATCHES: tuple[str, ...] = ("double", "pixels")
+#: ``scan --resized-batches`` values, each with the batch of the warm-up's resized epochs
+#: as a multiple of ``--batch-size`` (at half resolution, at three quarters). ``double``:
+#: twice at half resolution only; ``pixels``: about the pixels of a full-resolution batch,
+#: four times at half resolution and twice at three quarters (fewer, larger steps).
+RESIZED_BATCH_FACTORS: dict[str, tuple[int, int]] = {"double": (2, 1), "pixels": (4, 2)}
+RESIZED_BATCHES: tuple[str, ...] = tuple(RESIZED_BATCH_FACTORS)
 #: The GCE exponent of ``--late-loss`` (the GCE paper's 0.7).
 LATE_GCE_Q = 0.7
 #: ``--late-loss auto`` switches to GCE when the calibrated confident joint on the

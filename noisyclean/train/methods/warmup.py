@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...confident_joint import flipped_classes
-from ...config import RESIZED_BATCHES
+from ...config import RESIZED_BATCH_FACTORS, RESIZED_BATCHES
 from ...data.batches import DeviceImages
 from ...models import GroupedSmallCNN
 
@@ -211,14 +211,15 @@ class Warmup:
         self.penalty = bool(state["penalty"])
 
     def batch_size_at(self, epoch: int) -> int:
-        """Samples per step in ``epoch``: ``batch_size``, doubled at half resolution; with
-        ``resized_batches="pixels"`` four times at half resolution and twice at three
-        quarters (never more than the samples trained on)."""
-        pixels = self.resized_batches == "pixels"
+        """Samples per step in ``epoch``: ``batch_size``, times the resized epochs' factors
+        of :data:`~noisyclean.config.RESIZED_BATCH_FACTORS` (doubled at half resolution;
+        with ``resized_batches="pixels"`` four times at half resolution and twice at three
+        quarters), never more than the samples trained on."""
+        half, three_quarters = RESIZED_BATCH_FACTORS[self.resized_batches]
         if epoch < self.low_res_epochs:
-            factor = 4 if pixels else 2
+            factor = half
         elif epoch < self.low_res_epochs + self.mid_res_epochs:
-            factor = 2 if pixels else 1
+            factor = three_quarters
         else:
             factor = 1
         return min(factor * self.batch_size, len(self.indices))
