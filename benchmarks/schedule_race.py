@@ -20,12 +20,16 @@ compares each round's ``scores.csv`` with it, byte for byte.
 is the scan with its defaults; ``--recipe 'b128=--batch-size 128 --lr 0.1'`` a variant.
 Without ``--recipe``: the default scan only (with the plain recipe). The rounds rotate
 which recipe starts. Prints seconds per recipe and round, the median, and each recipe's
-ratio to the plain recipe's time per round.
+ratio to the plain recipe's time per round; then, for each scan recipe, where its time
+went (medians over the rounds): its warm-up epochs at each image side (the epochs' own
+timing, from its ``summary.json``) and the rest of its time (decoding, setting up,
+scoring, the mixtures, writing).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import statistics
 import sys
@@ -123,6 +127,41 @@ def plain_runner(folder: Path, out: Path, seed: int) -> Callable[[], None]:
     return run
 
 
+def stage_seconds(summary: dict) -> list[tuple[int, int, float]]:
+    """A scan's warm-up from its ``summary.json``: ``(side, epochs, seconds)`` for its
+    epochs at half resolution, at three quarters and at full resolution, in that order
+    (the stages it has)."""
+    from noisyclean.train.methods.warmup import mid_res_side
+
+    training, size = summary["training"], int(summary["image_size"])
+    low, mid = int(training["low_res_epochs"]), int(training["mid_res_epochs"])
+    stages: list[tuple[int, int, float]] = []
+    for side, first, stop in ((size // 2, 0, low), (mid_res_side(size), low, low + mid),
+                              (size, low + mid, None)):
+        epochs = [e for e in training["epochs"]
+                  if e["epoch"] >= first and (stop is None or e["epoch"] < stop)]
+        if epochs:
+            stages.append((side, len(epochs), sum(e["seconds"] for e in epochs)))
+    return stages
+
+
+def stage_table(work: Path, recipes: list[str], rows: list[dict[str, float]]) -> list[str]:
+    """Markdown lines: per scan recipe, the median over the rounds of the seconds of its
+    epochs at each side and of the rest of its race time."""
+    lines = ["| recipe | warm-up epochs (median seconds) | the rest | total |", "|---|---|---|---|"]
+    for name in recipes:
+        per_round = [stage_seconds(json.loads(
+            (work / f"round{r + 1}-{name}" / "summary.json").read_text()))
+            for r in range(len(rows))]
+        epochs = [sum(s for _, _, s in stages) for stages in per_round]
+        cells = [f"{n} at {side} px: {statistics.median(stages[k][2] for stages in per_round):.1f}"
+                 for k, (side, n, _) in enumerate(per_round[0])]
+        rest = statistics.median(row[name] - e for row, e in zip(rows, epochs, strict=True))
+        total = statistics.median(row[name] for row in rows)
+        lines.append(f"| {name} | {'; '.join(cells)} | {rest:.1f} | {total:.1f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="a folder made by make_noisy.py")
@@ -190,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         shown += [f"{statistics.median(row[n] / row['plain'] for row in rows):.3f}"
                   for n in recipes]
     print("| median | " + " | ".join(shown) + " |")
+    print("\nWhere each scan's time went (medians over the rounds, seconds):\n")
+    print("\n".join(stage_table(work, list(recipes), rows)))
     return 0
 
 

@@ -48,8 +48,9 @@ BATCHES = (8, 32, 64, 128)
 #: the batches the line is fitted on
 FIT_BATCHES = (8, 32, 64)
 IMAGES = 10_000
-#: the half-resolution batch as a multiple of the scan's batch (its default setting)
-HALF_RES_FACTOR = RESIZED_BATCH_FACTORS[ScanConfig().resized_batches][0]
+#: the scan's default ``--resized-batches`` (the resized epochs' batches, as multiples of
+#: its batch)
+RESIZED = ScanConfig().resized_batches
 
 
 def schedules() -> dict[str, tuple[tuple[int, int, int], ...]]:
@@ -58,7 +59,7 @@ def schedules() -> dict[str, tuple[tuple[int, int, int], ...]]:
     budget = auto_epochs(IMAGES)
     plan = progressive_schedule(budget)
     batch = ScanConfig().batch_size
-    half, three_quarters = RESIZED_BATCH_FACTORS[ScanConfig().resized_batches]
+    half, three_quarters = RESIZED_BATCH_FACTORS[RESIZED]
     return {
         f"default scan ({plan.low_res} + {plan.mid_res} + {plan.epochs})": (
             (16, half * batch, plan.low_res), (24, three_quarters * batch, plan.mid_res),
@@ -69,12 +70,15 @@ def schedules() -> dict[str, tuple[tuple[int, int, int], ...]]:
 
 def epoch_seconds(data: DeviceImages, precision: Precision, side: int, batch: int,
                   steps: int, seed: int, classes: int = 10) -> float:
-    """Seconds per step of one warm-up epoch of ``steps`` steps at ``side`` px."""
+    """Seconds per step of one warm-up epoch of ``steps`` steps of ``batch`` images at
+    ``side`` px (16 and 24 px as the scan resizes, with its default ``--resized-batches``)."""
     low, mid = int(side == 16), int(side == 24)
-    size = batch // HALF_RES_FACTOR if low else batch
+    factor = RESIZED_BATCH_FACTORS[RESIZED][0] if low else (
+        RESIZED_BATCH_FACTORS[RESIZED][1] if mid else 1)
     indices = torch.arange(batch * steps) % len(data)
-    method = Warmup(data, 1, size, seed, indices=indices, low_res_epochs=low,
-                    mid_res_epochs=mid)
+    method = Warmup(data, 1, batch // factor, seed, indices=indices, low_res_epochs=low,
+                    mid_res_epochs=mid, resized_batches=RESIZED)
+    assert method.batch_size_at(0) == batch
     torch.manual_seed(seed)
     model = build_model("small-cnn", classes, None, 24).to(memory_format=torch.channels_last)
     learner = make_learner(model, 0.05, 0.9, 5e-4, 10 * steps)
@@ -107,7 +111,11 @@ def main() -> None:
         if data.height != 32:
             raise SystemExit(f"{args.folder}: the schedules are for 32-px images")
     classes = int(data.labels.max()) + 1
-    pairs = [(side, batch) for side in SIDES for batch in BATCHES]
+    grid = [(side, batch) for side in SIDES for batch in BATCHES]
+    # and any (side, batch) a schedule steps on that the grid lacks
+    needed = sorted({(side, batch) for schedule in schedules().values()
+                     for side, batch, _ in schedule} - set(grid))
+    pairs = grid + needed
     times: dict[tuple[int, int], list[float]] = {pair: [] for pair in pairs}
     for r in range(args.rounds):
         for side, batch in pairs if r % 2 == 0 else pairs[::-1]:
@@ -128,7 +136,11 @@ def main() -> None:
         print(f"| {side} px | " + " | ".join(f"{step_ms[(side, b)]:.2f}" for b in BATCHES)
               + f" | {intercept:.2f} | {slope:.3f} |")
     print(f"\n(cells: milliseconds per step, median over the rounds; the line fitted on "
-          f"batches {', '.join(map(str, FIT_BATCHES))})\n")
+          f"batches {', '.join(map(str, FIT_BATCHES))})")
+    for side, batch in needed:
+        print(f"also measured, for a schedule: {side} px in batches of {batch}: "
+              f"{step_ms[(side, batch)]:.2f} ms per step")
+    print()
     print("| schedule | steps | training s | of which fixed per step |")
     print("|---|---|---|---|")
     for label, schedule in schedules().items():

@@ -206,7 +206,9 @@ def scan(
         typer.Option(help="The batch of the resized warm-up epochs: double, twice "
                      "--batch-size at half resolution and --batch-size at three quarters; "
                      "pixels, about a full-resolution batch's pixels (four times "
-                     "--batch-size at half resolution, twice at three quarters)."),
+                     "--batch-size at half resolution, twice at three quarters); "
+                     "pixels-lr, the batches of pixels with twice the learning rate in "
+                     "those epochs (scaled as the batches grow over double's)."),
     ] = "double",
     signal: Annotated[
         str,

@@ -62,9 +62,18 @@ LATE_LOSSES: tuple[str, ...] = ("ce", "gce", "auto")
 #: ``scan --resized-batches`` values, each with the batch of the warm-up's resized epochs
 #: as a multiple of ``--batch-size`` (at half resolution, at three quarters). ``double``:
 #: twice at half resolution only; ``pixels``: about the pixels of a full-resolution batch,
-#: four times at half resolution and twice at three quarters (fewer, larger steps).
-RESIZED_BATCH_FACTORS: dict[str, tuple[int, int]] = {"double": (2, 1), "pixels": (4, 2)}
+#: four times at half resolution and twice at three quarters (fewer, larger steps);
+#: ``pixels-lr``: the batches of ``pixels`` with the learning rate scaled as they grow
+#: (:data:`RESIZED_LR_FACTORS`).
+RESIZED_BATCH_FACTORS: dict[str, tuple[int, int]] = {
+    "double": (2, 1), "pixels": (4, 2), "pixels-lr": (4, 2)}
 RESIZED_BATCHES: tuple[str, ...] = tuple(RESIZED_BATCH_FACTORS)
+#: The learning rate of the resized epochs as a multiple of the schedule's (at half
+#: resolution, at three quarters), per ``--resized-batches`` value: ``pixels-lr`` doubles
+#: it where ``pixels`` doubles ``double``'s batch (the linear scaling rule of Goyal et al.
+#: 2017, so that each image moves the weights about as much as in ``double``'s batches).
+RESIZED_LR_FACTORS: dict[str, tuple[float, float]] = {
+    "double": (1.0, 1.0), "pixels": (1.0, 1.0), "pixels-lr": (2.0, 2.0)}
 #: The GCE exponent of ``--late-loss`` (the GCE paper's 0.7).
 LATE_GCE_Q = 0.7
 #: ``--late-loss auto`` switches to GCE when the calibrated confident joint on the

@@ -367,6 +367,9 @@ def warm_up(
         models = [model.to(memory_format=torch.channels_last) for model in models]
     learners = [make_learner(model, config.lr, config.momentum, config.weight_decay, steps)
                 for model in models]
+    if method.scales_lr():  # --resized-batches pixels-lr
+        for learner in learners:
+            learner.lr_scale = method.lr_factor_at
 
     def networks() -> list[Learner]:
         """One learner per network (grouped: copies of the groups, sharing the optimiser)."""

@@ -30,7 +30,7 @@ from noisyclean.scan import (
     resolve_schedule,
     schedule_text,
 )
-from noisyclean.train.loop import Precision, make_learner, run_epochs
+from noisyclean.train.loop import Precision, make_learner, one_cycle_lr, run_epochs
 from noisyclean.train.methods.warmup import Warmup, mid_res_side
 
 from .conftest import write_digits_folder
@@ -241,21 +241,30 @@ def test_half_resolution_epochs_take_twice_the_batch_and_the_schedule_spans_them
     assert lrs[-1] == 0.0 and lrs[-2] > 0.0  # the schedule ends exactly with the warm-up
 
 
+def _random_data(n: int = 200) -> DeviceImages:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return DeviceImages(images, np.arange(n) % 3, torch.device("cpu"))
+
+
+def _two_and_two(data: DeviceImages, resized_batches: str = "double") -> Warmup:
+    """Batches of 16, two epochs at half resolution and two at three quarters first."""
+    return Warmup(data, batch_size=16, low_res_epochs=2, mid_res_epochs=2,
+                  resized_batches=resized_batches)
+
+
 def test_resized_batches_pixels_keep_a_full_resolution_batch_of_pixels(tmp_path) -> None:
     """``resized_batches="pixels"``: four times ``batch_size`` at half resolution, twice at
     three quarters, ``batch_size`` at full (capped at the samples); the default doubles
     the half-resolution batch only. The scan takes it from ``--resized-batches`` and
     refuses other values."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)
-    data = DeviceImages(images, np.arange(200) % 3, torch.device("cpu"))
-    pixels = Warmup(data, batch_size=16, low_res_epochs=2, mid_res_epochs=2,
-                    resized_batches="pixels")
+    data = _random_data()
+    pixels = _two_and_two(data, "pixels")
     assert [pixels.batch_size_at(e) for e in range(6)] == [64, 64, 32, 32, 16, 16]
     assert pixels.total_steps(6) == 2 * 3 + 2 * 6 + 2 * 12
     assert [[len(b) for _, b in pixels.batches(e)] for e in (0, 2, 4)] == [
         [64] * 3, [32] * 6, [16] * 12]
-    double = Warmup(data, batch_size=16, low_res_epochs=2, mid_res_epochs=2)
+    double = _two_and_two(data)
     assert [double.batch_size_at(e) for e in range(6)] == [32, 32, 16, 16, 16, 16]
     capped = Warmup(data, batch_size=64, low_res_epochs=1, mid_res_epochs=1,
                     resized_batches="pixels")
@@ -268,7 +277,45 @@ def test_resized_batches_pixels_keep_a_full_resolution_batch_of_pixels(tmp_path)
     result = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
                                  "--resized-batches", "triple", "--quiet"])
     assert result.exit_code != 0
-    assert "--resized-batches must be one of double, pixels" in result.output
+    assert "--resized-batches must be one of double, pixels, pixels-lr" in result.output
+
+
+def test_resized_batches_pixels_lr_scales_the_learning_rate_with_the_batch(tmp_path) -> None:
+    """``pixels-lr``: the batches of ``pixels`` and twice the scheduled learning rate in
+    the resized epochs (where ``pixels`` doubles ``double``'s batch), the schedule's own at
+    full resolution. A learner applies the factor of the epoch it is in; the scan's
+    logged learning rates are ``pixels``'s, doubled in the resized epochs only."""
+    data = _random_data()
+    scaled = _two_and_two(data, "pixels-lr")
+    assert [scaled.batch_size_at(e) for e in range(6)] == [64, 64, 32, 32, 16, 16]
+    assert [scaled.lr_factor_at(e) for e in range(6)] == [2, 2, 2, 2, 1, 1]
+    assert scaled.scales_lr()
+    for other in ("pixels", "double"):
+        plain = _two_and_two(data, other)
+        assert [plain.lr_factor_at(e) for e in range(6)] == [1] * 6
+        assert not plain.scales_lr()
+    assert not Warmup(data, batch_size=16, resized_batches="pixels-lr").scales_lr()
+
+    learner = make_learner(nn.Linear(2, 2), 0.1, 0.9, 0.0, total_steps=10)
+    learner.lr_scale = scaled.lr_factor_at
+    learner.step, learner.epoch = 5, 1
+    assert learner.set_lr() == pytest.approx(2 * one_cycle_lr(5, 10, 0.1))
+    learner.epoch = 4
+    assert learner.set_lr() == pytest.approx(one_cycle_lr(5, 10, 0.1))
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(one_cycle_lr(5, 10, 0.1))
+
+    root = tmp_path / "images"
+    write_digits_folder(root, size=32)
+    lrs = {}
+    for option in ("pixels", "pixels-lr"):
+        summary, _ = _scan_epochs(root, tmp_path / option, "--low-res-epochs", "1",
+                                  "--mid-res-epochs", "1", "--resized-batches", option,
+                                  "--quiet")
+        assert summary["settings"]["resized_batches"] == option
+        lrs[option] = [epoch["lr"] for epoch in summary["training"]["epochs"]]
+    assert len(lrs["pixels"]) == 4
+    assert lrs["pixels-lr"][:2] == pytest.approx([2 * lr for lr in lrs["pixels"][:2]])
+    assert lrs["pixels-lr"][2:] == pytest.approx(lrs["pixels"][2:])
 
 
 def _scan_epochs(root: Path, out: Path, *options: str) -> tuple[dict, str]:

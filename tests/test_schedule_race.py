@@ -51,12 +51,14 @@ def test_race_runs_one_at_a_time_and_times_each_runner_alone() -> None:
 
 def test_schedule_race_times_real_scans_and_the_plain_recipe(tmp_path, digits_folder) -> None:
     """Two rounds on a real image folder: each scan's ``scores.csv`` is byte for byte
-    that of the same scan run alone, and the plain recipe writes its arrays."""
+    that of the same scan run alone, the plain recipe writes its arrays, and each scan's
+    time is split into its epochs at each image side and the rest."""
     work = tmp_path / "race"
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path), "--rounds", "2", "--check",
          "--recipe", "tiny=--epochs 2 --width 8 --batch-size 16 --no-amp",
-         "--recipe", "tiny4=--epochs 4 --width 8 --batch-size 16 --no-amp",
+         "--recipe", "tiny4=--epochs 2 --low-res-epochs 1 --mid-res-epochs 1 --width 8 "
+                     "--batch-size 16 --no-amp",
          "--work", str(work)],
         capture_output=True, text=True, timeout=600,
     )
@@ -67,6 +69,15 @@ def test_schedule_race_times_real_scans_and_the_plain_recipe(tmp_path, digits_fo
     assert "| round | tiny | tiny4 | plain | tiny / plain | tiny4 / plain |" in out
     assert "| median |" in out
     assert "round 2 (tiny4, plain, tiny)" in out
+    # the 16 px digits: half resolution 8 px, three quarters 12 px
+    stages = {line.split(" | ")[0]: line for line in out.splitlines() if line.startswith("| tiny")}
+    assert "| 2 at 16 px: " in stages["| tiny"]
+    assert "| 1 at 8 px: " in stages["| tiny4"]
+    assert "; 1 at 12 px: " in stages["| tiny4"] and "; 2 at 16 px: " in stages["| tiny4"]
+    for line in stages.values():
+        epochs, rest, total = line.strip(" |").split(" | ")[1:]
+        spent = sum(float(cell.split(": ")[1]) for cell in epochs.split("; "))
+        assert 0 < spent < float(total) and float(rest) > 0
     for r in (1, 2):
         arrays = np.load(work / f"round{r}-plain.npz")
         assert len(arrays["flag"]) == 120

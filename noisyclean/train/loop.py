@@ -46,7 +46,8 @@ class Learner:
     """One network with its optimiser and its step and epoch counters.
 
     The learning rate is ``epoch_lr(epoch)`` when an epoch schedule is given, else
-    ``lr_at(step)``.
+    ``lr_at(step)``; times ``lr_scale(epoch)`` when that is given (a per-epoch factor,
+    e.g. for larger batches in some epochs).
     """
 
     model: nn.Module
@@ -56,10 +57,13 @@ class Learner:
     history: list[dict[str, float]] = field(default_factory=list)
     epoch_lr: Callable[[int], float] | None = None
     epoch: int = 0
+    lr_scale: Callable[[int], float] | None = None
 
     def set_lr(self) -> float:
         """Set the optimiser's learning rate for the current step (or epoch) and return it."""
         lr = self.epoch_lr(self.epoch) if self.epoch_lr is not None else self.lr_at(self.step)
+        if self.lr_scale is not None:
+            lr *= self.lr_scale(self.epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr

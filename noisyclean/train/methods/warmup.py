@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...confident_joint import flipped_classes
-from ...config import RESIZED_BATCH_FACTORS, RESIZED_BATCHES
+from ...config import RESIZED_BATCH_FACTORS, RESIZED_BATCHES, RESIZED_LR_FACTORS
 from ...data.batches import DeviceImages
 from ...models import GroupedSmallCNN
 
@@ -118,7 +118,9 @@ class Warmup:
             recorded softmax) is still per network.
         resized_batches: ``"double"`` (the batches above) or ``"pixels"``: four times
             ``batch_size`` at half resolution and twice it at three quarters, about the
-            pixels of a full-resolution batch (see :meth:`batch_size_at`).
+            pixels of a full-resolution batch (see :meth:`batch_size_at`); or
+            ``"pixels-lr"``: those batches, with the learning rate in those epochs scaled
+            by :meth:`lr_factor_at` (the learner applies it).
     """
 
     def __init__(
@@ -210,19 +212,36 @@ class Warmup:
         self.generator.set_state(state["generator"])
         self.penalty = bool(state["penalty"])
 
+    def _resized_stage(self, epoch: int) -> int | None:
+        """0 in the half-resolution epochs, 1 in the three-quarter-resolution ones, None at
+        full resolution: the index into a ``(half, three quarters)`` pair of factors."""
+        if epoch < self.low_res_epochs:
+            return 0
+        if epoch < self.low_res_epochs + self.mid_res_epochs:
+            return 1
+        return None
+
     def batch_size_at(self, epoch: int) -> int:
         """Samples per step in ``epoch``: ``batch_size``, times the resized epochs' factors
         of :data:`~noisyclean.config.RESIZED_BATCH_FACTORS` (doubled at half resolution;
         with ``resized_batches="pixels"`` four times at half resolution and twice at three
         quarters), never more than the samples trained on."""
-        half, three_quarters = RESIZED_BATCH_FACTORS[self.resized_batches]
-        if epoch < self.low_res_epochs:
-            factor = half
-        elif epoch < self.low_res_epochs + self.mid_res_epochs:
-            factor = three_quarters
-        else:
-            factor = 1
+        stage = self._resized_stage(epoch)
+        factor = 1 if stage is None else RESIZED_BATCH_FACTORS[self.resized_batches][stage]
         return min(factor * self.batch_size, len(self.indices))
+
+    def lr_factor_at(self, epoch: int) -> float:
+        """The learning rate's factor in ``epoch`` (:data:`~noisyclean.config.RESIZED_LR_FACTORS`
+        of ``resized_batches`` in the resized epochs, 1 at full resolution); a
+        :class:`~noisyclean.train.loop.Learner`'s ``lr_scale``."""
+        stage = self._resized_stage(epoch)
+        return 1.0 if stage is None else RESIZED_LR_FACTORS[self.resized_batches][stage]
+
+    def scales_lr(self) -> bool:
+        """Whether :meth:`lr_factor_at` is other than 1 in any epoch it trains."""
+        half, three_quarters = RESIZED_LR_FACTORS[self.resized_batches]
+        return ((self.low_res_epochs > 0 and half != 1.0)
+                or (self.mid_res_epochs > 0 and three_quarters != 1.0))
 
     def _batches_per_network(self, epoch: int) -> int:
         return len(self.indices) // self.batch_size_at(epoch)
@@ -256,9 +275,10 @@ class Warmup:
         """One network's augmented batch, at half resolution in the first epochs and at
         three quarters in the next ones."""
         x = self.data.batch(batch, augment=self.augment, generator=self.generator)
-        if epoch < self.low_res_epochs:
+        stage = self._resized_stage(epoch)
+        if stage == 0:
             return F.avg_pool2d(x, 2)
-        if epoch < self.low_res_epochs + self.mid_res_epochs:
+        if stage == 1:
             side = (mid_res_side(x.shape[-2]), mid_res_side(x.shape[-1]))
             return F.interpolate(x, size=side, mode="bilinear", antialias=True,
                                  align_corners=False)
