@@ -133,7 +133,9 @@ def stage_seconds(summary: dict) -> list[tuple[int, int, float]]:
     (the stages it has)."""
     from noisyclean.train.methods.warmup import mid_res_side
 
-    training, size = summary["training"], int(summary["image_size"])
+    training, size = summary.get("training") or {}, int(summary["image_size"])
+    if not training.get("epochs"):  # a scan that trained nothing of its own
+        return []
     low, mid = int(training["low_res_epochs"]), int(training["mid_res_epochs"])
     stages: list[tuple[int, int, float]] = []
     for side, first, stop in ((size // 2, 0, low), (mid_res_side(size), low, low + mid),
@@ -158,7 +160,7 @@ def stage_table(work: Path, recipes: list[str], rows: list[dict[str, float]]) ->
                  for k, (side, n, _) in enumerate(per_round[0])]
         rest = statistics.median(row[name] - e for row, e in zip(rows, epochs, strict=True))
         total = statistics.median(row[name] for row in rows)
-        lines.append(f"| {name} | {'; '.join(cells)} | {rest:.1f} | {total:.1f} |")
+        lines.append(f"| {name} | {'; '.join(cells) or 'none'} | {rest:.1f} | {total:.1f} |")
     return lines
 
 
