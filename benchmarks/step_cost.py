@@ -73,8 +73,8 @@ def epoch_seconds(data: DeviceImages, precision: Precision, side: int, batch: in
     """Seconds per step of one warm-up epoch of ``steps`` steps of ``batch`` images at
     ``side`` px (16 and 24 px as the scan resizes, with its default ``--resized-batches``)."""
     low, mid = int(side == 16), int(side == 24)
-    factor = RESIZED_BATCH_FACTORS[RESIZED][0] if low else (
-        RESIZED_BATCH_FACTORS[RESIZED][1] if mid else 1)
+    stage = 0 if low else 1 if mid else None  # index into the (half, three quarters) factors
+    factor = 1 if stage is None else RESIZED_BATCH_FACTORS[RESIZED][stage]
     indices = torch.arange(batch * steps) % len(data)
     method = Warmup(data, 1, batch // factor, seed, indices=indices, low_res_epochs=low,
                     mid_res_epochs=mid, resized_batches=RESIZED)

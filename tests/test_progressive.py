@@ -215,13 +215,23 @@ def test_warmup_trains_the_middle_epochs_on_three_quarter_resolution_batches() -
         torch.testing.assert_close(seen[0][i], expected, atol=1e-4, rtol=1e-4)
 
 
+def _random_data(n: int = 200) -> DeviceImages:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return DeviceImages(images, np.arange(n) % 3, torch.device("cpu"))
+
+
+def _two_and_two(data: DeviceImages, resized_batches: str = "double") -> Warmup:
+    """Batches of 16, two epochs at half resolution and two at three quarters first."""
+    return Warmup(data, batch_size=16, low_res_epochs=2, mid_res_epochs=2,
+                  resized_batches=resized_batches)
+
+
 def test_half_resolution_epochs_take_twice_the_batch_and_the_schedule_spans_them() -> None:
     """Half-resolution epochs step on batches of twice ``batch_size`` (at most all the
     samples), full ones on ``batch_size``; ``total_steps`` counts both, so a one-cycle
     schedule over it ends at 0 on the warm-up's last step, as ``warm_up`` sets it."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8)
-    data = DeviceImages(images, np.arange(100) % 3, torch.device("cpu"))
+    data = _random_data(100)
     method = Warmup(data, batch_size=16, seed=0, low_res_epochs=2)
     assert [method.batch_size_at(e) for e in range(4)] == [32, 32, 16, 16]
     assert [method.steps_per_epoch(e) for e in range(4)] == [3, 3, 6, 6]
@@ -239,18 +249,6 @@ def test_half_resolution_epochs_take_twice_the_batch_and_the_schedule_spans_them
                Progress(quiet=True), lambda epoch, stats: lrs.append(learner.set_lr()))
     assert learner.step == 18
     assert lrs[-1] == 0.0 and lrs[-2] > 0.0  # the schedule ends exactly with the warm-up
-
-
-def _random_data(n: int = 200) -> DeviceImages:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    return DeviceImages(images, np.arange(n) % 3, torch.device("cpu"))
-
-
-def _two_and_two(data: DeviceImages, resized_batches: str = "double") -> Warmup:
-    """Batches of 16, two epochs at half resolution and two at three quarters first."""
-    return Warmup(data, batch_size=16, low_res_epochs=2, mid_res_epochs=2,
-                  resized_batches=resized_batches)
 
 
 def test_resized_batches_pixels_keep_a_full_resolution_batch_of_pixels(tmp_path) -> None:

@@ -238,10 +238,10 @@ class Warmup:
         return 1.0 if stage is None else RESIZED_LR_FACTORS[self.resized_batches][stage]
 
     def scales_lr(self) -> bool:
-        """Whether :meth:`lr_factor_at` is other than 1 in any epoch it trains."""
-        half, three_quarters = RESIZED_LR_FACTORS[self.resized_batches]
-        return ((self.low_res_epochs > 0 and half != 1.0)
-                or (self.mid_res_epochs > 0 and three_quarters != 1.0))
+        """Whether :meth:`lr_factor_at` is other than 1 in any epoch it trains (only
+        resized epochs can be)."""
+        resized = range(self.low_res_epochs + self.mid_res_epochs)
+        return any(self.lr_factor_at(epoch) != 1.0 for epoch in resized)
 
     def _batches_per_network(self, epoch: int) -> int:
         return len(self.indices) // self.batch_size_at(epoch)
