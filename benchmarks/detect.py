@@ -176,8 +176,8 @@ def worker(
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         for k, (train_idx, held_idx) in enumerate(splitter.split(np.zeros(n), labels)):
             model = _train_network(data, data.classes, train_idx, epochs, seed + k)
-            probs = compute_signals(model, data.data, data.precision, tta=True).probs
-            pred_probs[held_idx] = probs[held_idx]
+            pred_probs[held_idx] = compute_signals(
+                model, data.data, data.precision, tta=True, indices=held_idx).probs
         flag = find_label_issues(labels, pred_probs)
         score = -get_label_quality_scores(labels, pred_probs)
         predicted = pred_probs.argmax(1)
@@ -267,8 +267,12 @@ def warm_file_cache(folder: Path) -> int:
     return total
 
 
-def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak resident memory of the child in MiB)."""
+def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, dict]:
+    """Run ``cmd``; return its wall seconds and what the kernel counted for the child:
+    ``peak_mib`` (peak resident memory, a column of the table), ``cpu_user_s``,
+    ``cpu_system_s`` and ``minor_faults`` (in the JSON rows only). A slow run shows in the
+    last: on a 2-core AMD EPYC the plain recipe's runs of 145-154 s had eight times the
+    minor page faults of its runs of 134 s (``benchmarks/RESULTS.md``)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -277,7 +281,8 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, {"peak_mib": usage.ru_maxrss / 1024.0, "cpu_user_s": usage.ru_utime,
+                  "cpu_system_s": usage.ru_stime, "minor_faults": usage.ru_minflt}
 
 
 def best_cut_f1(wrong: np.ndarray, score: np.ndarray) -> tuple[float, int]:
@@ -554,9 +559,9 @@ def main(argv: list[str] | None = None) -> int:
                    "--seed", str(args.seed), "--folds", str(args.folds), *method_args]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
-        seconds, peak = run_timed(cmd, env)
+        seconds, counted = run_timed(cmd, env)
         for row in collect(name, work, truth, noise, args.folds, scan_options=" ".join(given)):
-            rows.append({**row, "seconds": seconds, "peak_mib": peak})
+            rows.append({**row, "seconds": seconds, **counted})
         r = rows[-1]
         print(f"{r['method']}: F1 {r['f1']:.3f} P {r['precision']:.3f} R {r['recall']:.3f} "
               f"AUROC {r['auroc']:.3f} {r['seconds']:.0f}s", flush=True)

@@ -87,11 +87,17 @@ AmpOption = Annotated[
 ChannelsLastOption = Annotated[
     bool | None,
     typer.Option("--channels-last/--no-channels-last",
-                 help="channels_last memory format \\[default: on for CUDA, and on the CPU when "
-                 "it trains in bfloat16]."),
+                 help="channels_last memory format \\[default: on for CUDA and on the CPU; "
+                 "off on MPS]."),
 ]
 WorkersOption = Annotated[
     int | None, typer.Option(help="Decoding threads \\[default: min(8, CPU count)].")
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(help="CPU threads that train and score (torch's intra-op threads); a seeded "
+                 "CPU run gives the same scores only at the same count \\[default: torch's, "
+                 "the number of cores or $OMP_NUM_THREADS]."),
 ]
 CacheOption = Annotated[bool, typer.Option(help="Use the decoded-image cache.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
@@ -270,6 +276,7 @@ def scan(
     amp: AmpOption = None,
     channels_last: ChannelsLastOption = None,
     workers: WorkersOption = None,
+    threads: ThreadsOption = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(help="Decoded-image cache \\[default: $NOISYCLEAN_CACHE_DIR, "
@@ -324,6 +331,7 @@ def scan(
         device=device,
         amp=amp,
         channels_last=channels_last,
+        threads=threads,
         quiet=quiet,
     )
     try:
@@ -790,6 +798,7 @@ def train(
     amp: AmpOption = None,
     channels_last: ChannelsLastOption = None,
     workers: WorkersOption = None,
+    threads: ThreadsOption = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Decoded-image cache \\[default: as scan].")
     ] = None,
@@ -856,6 +865,7 @@ def train(
         device=device,
         amp=amp,
         channels_last=channels_last,
+        threads=threads,
         quiet=quiet,
     )
     try:

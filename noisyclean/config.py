@@ -18,7 +18,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 class DataSettings:
     """The settings ``scan`` and ``train`` share: where the images are, how they are decoded,
     and where and how the run executes. ``None`` means "choose automatically" for
-    ``image_size``, ``workers``, ``cache_dir``, ``amp`` and ``channels_last``."""
+    ``image_size``, ``workers``, ``cache_dir``, ``amp`` and ``channels_last``, and "torch's
+    own count" for ``threads`` (the CPU threads that train and score)."""
 
     data: Path = Path(".")
     labels: Path | None = None
@@ -35,6 +36,7 @@ class DataSettings:
     device: str = "auto"
     amp: bool | None = None
     channels_last: bool | None = None
+    threads: int | None = None
     quiet: bool = False
 
     extra: dict[str, Any] = field(default_factory=dict)
@@ -157,7 +159,7 @@ METHODS = tuple(METHOD_HELP)
 #: checkpoint (where and how it runs, not what it computes).
 RESUME_OVERRIDABLE = (
     "data", "labels", "classes", "resume", "workers", "cache_dir", "use_cache", "device",
-    "amp", "channels_last", "quiet", "extra",
+    "amp", "channels_last", "threads", "quiet", "extra",
 )
 
 

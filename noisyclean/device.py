@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -25,6 +27,32 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise NoisyCleanError("--device mps: MPS is not available (try --device auto)")
     return torch.device(name)
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op CPU threads in torch (``None``: leave torch's
+    own count, the number of cores or ``OMP_NUM_THREADS``), and restore the previous count
+    afterwards.
+
+    The thread count decides the order in which the CPU adds up a reduction, so a seeded
+    CPU run gives the same scores only at the same count: one thread or two are two
+    different runs, as two seeds are.
+
+    Raises:
+        NoisyCleanError: for a count below 1.
+    """
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise NoisyCleanError(f"--threads must be at least 1, not {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 #: CPU feature flags (``/proc/cpuinfo``) of native bfloat16 arithmetic: Intel AMX and

@@ -100,8 +100,9 @@ def cross_validated_signals(
         trained = warm_up(data, num_classes, config, precision, progress, indices=train_idx)
         log += [{**row, "fold": fold + 1} for row in trained.log]
         for k, learner in enumerate(trained.learners):
-            s = compute_signals(learner.model, data, precision, tta=config.tta)
-            losses[k, held_out] = s.per_sample_loss[held_out]
-            probs[k, held_out] = s.probs[held_out]
+            s = compute_signals(learner.model, data, precision, tta=config.tta,
+                                indices=held_out)
+            losses[k, held_out] = s.per_sample_loss
+            probs[k, held_out] = s.probs
     signals = [Signals(per_sample_loss=losses[k], probs=probs[k]) for k in range(len(losses))]
     return signals, log, assignment

@@ -39,6 +39,7 @@ from .config import (
 from .cut import CUTS, effective_cut
 from .data.batches import DeviceImages
 from .data.load import load_configured
+from .device import cpu_threads
 from .environment import run_environment
 from .errors import NoisyCleanError
 from .models import GroupedSmallCNN, build_model
@@ -437,7 +438,8 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     """Run a scan and (with ``write``) write its outputs into ``config.out``.
 
     Args:
-        config: every setting (see :class:`~noisyclean.config.ScanConfig`).
+        config: every setting (see :class:`~noisyclean.config.ScanConfig`); its ``threads``
+            holds for the scan only (torch's thread count is restored afterwards).
         progress: progress bars and log lines; default: quiet per ``config.quiet``.
         write: write scores.csv, relabeled.csv, skipped.csv and summary.json.
 
@@ -447,6 +449,12 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     Raises:
         NoisyCleanError: for unusable data or options (one clear message).
     """
+    with cpu_threads(config.threads):
+        return _scan(config, progress, write)
+
+
+def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanResult:
+    """:func:`scan` at the thread count already set."""
     validate(config)
     progress = progress or Progress(quiet=True)
     timings: dict[str, float] = {}

@@ -44,8 +44,9 @@ def compute_signals(
     precision: Precision,
     batch_size: int | None = None,
     tta: bool = False,
+    indices: torch.Tensor | np.ndarray | None = None,
 ) -> Signals:
-    """Evaluate ``model`` on every sample of ``data`` in eval mode.
+    """Evaluate ``model`` on every sample of ``data`` (or on ``indices``) in eval mode.
 
     Args:
         model: a classifier.
@@ -54,16 +55,23 @@ def compute_signals(
         batch_size: samples per forward pass (default: :func:`eval_batch_size`).
         tta: also run the mirrored images and average the two softmax outputs (the loss is
             always computed on the unaugmented image).
+        indices: evaluate only these samples, in this order (e.g. a fold's held-out
+            samples); default every sample, in order.
 
     Returns:
-        :class:`Signals` with ``per_sample_loss`` (N,) and ``probs`` (N, C), float64/float32.
+        :class:`Signals` with ``per_sample_loss`` (N,) and ``probs`` (N, C), float64/float32,
+        N the number of samples evaluated (row i is ``indices[i]``'s).
     """
     batch_size = batch_size or eval_batch_size(data.device)
+    order = (torch.arange(len(data)) if indices is None
+             else torch.as_tensor(indices, dtype=torch.long).cpu().reshape(-1))
+    if len(order) == 0:
+        raise ValueError("compute_signals: no samples to evaluate")
     was_training = model.training
     model.eval()
     losses, probs = [], []
-    for start in range(0, len(data), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(data)))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
         y = data.labels[idx.to(data.labels.device)]
         with precision.autocast():
             logits = model(data.batch(idx)).float()

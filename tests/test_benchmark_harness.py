@@ -182,6 +182,8 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
         assert 0.0 <= row["precision"] <= 1.0 and 0.0 <= row["recall"] <= 1.0
         assert 0.0 <= row["auroc"] <= 1.0
         assert row["seconds"] > 0 and row["peak_mib"] > 10
+        # the kernel's counts for the run's process: it trained, so it used CPU and memory
+        assert row["cpu_user_s"] > 0 and row["cpu_system_s"] >= 0 and row["minor_faults"] > 0
     oracle = next(r for r in report["rows"] if r["method"].startswith("oracle"))
     assert oracle["flags"] == info["wrong"] == 90
     assert oracle["precision"] == pytest.approx(oracle["recall"])

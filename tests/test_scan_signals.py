@@ -166,8 +166,10 @@ class _Constant(nn.Module):
         super().__init__()
         self.logits = torch.zeros(num_classes)
         self.logits[k] = 5.0
+        self.seen = 0  # images evaluated
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += len(x)
         return self.logits.expand(len(x), -1)
 
 
@@ -180,11 +182,13 @@ def test_each_sample_is_scored_by_the_network_that_did_not_train_on_it(
     data = DeviceImages(images, labels, torch.device("cpu"))
     trained_on: list[set[int]] = []
 
+    networks: list[_Constant] = []
+
     def fake_warm_up(data, num_classes, config, precision, progress, indices=None):
         trained_on.append(set(indices.tolist()))
         fold = len(trained_on) - 1  # the fold-th network predicts class `fold`
-        return WarmupResult([SimpleNamespace(model=_Constant(fold, num_classes))], [],
-                            [{"epoch": 0}])
+        networks.append(_Constant(fold, num_classes))
+        return WarmupResult([SimpleNamespace(model=networks[-1])], [], [{"epoch": 0}])
 
     # noisyclean.scan is also the name of the scan() function the package exports
     monkeypatch.setattr(importlib.import_module("noisyclean.scan"), "warm_up", fake_warm_up)
@@ -192,6 +196,8 @@ def test_each_sample_is_scored_by_the_network_that_did_not_train_on_it(
     signals, log, assignment = cross_validated_signals(
         data, 3, config, Precision(torch.device("cpu")), Progress(quiet=True))
     assert len(trained_on) == 3 and [row["fold"] for row in log] == [1, 2, 3]
+    # each network evaluates its held-out fold only (12 - its training images), not all 12
+    assert [net.seen for net in networks] == [12 - len(t) for t in trained_on]
     scored_by = signals[0].probs.argmax(1)
     for i in range(12):
         assert i not in trained_on[scored_by[i]]  # out of sample

@@ -69,6 +69,24 @@ def test_default_eval_batch_is_smaller_on_the_cpu_and_changes_no_result() -> Non
     assert np.allclose(default.per_sample_loss, whole.per_sample_loss)
 
 
+def test_signals_of_chosen_indices_are_those_rows_of_the_whole() -> None:
+    """``indices`` (a fold's held-out samples) evaluates only those samples, in the given
+    order, with the values a full pass gives them."""
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(40, 4, 4, 3), dtype=np.uint8)
+    data = DeviceImages(images, rng.integers(0, 2, 40), torch.device("cpu"))
+    cpu = Precision(torch.device("cpu"))
+    whole = compute_signals(LeftRight(), data, cpu, batch_size=7, tta=True)
+    chosen = np.array([31, 2, 17, 5, 39, 0, 22])
+    for given in (chosen, torch.as_tensor(chosen)):
+        part = compute_signals(LeftRight(), data, cpu, batch_size=3, tta=True, indices=given)
+        assert part.per_sample_loss.shape == (7,) and part.probs.shape == (7, 2)
+        assert np.allclose(part.per_sample_loss, whole.per_sample_loss[chosen])
+        assert np.allclose(part.probs, whole.probs[chosen], atol=1e-6)
+    with pytest.raises(ValueError, match="no samples"):
+        compute_signals(LeftRight(), data, cpu, indices=np.array([], dtype=np.int64))
+
+
 def test_loss_history_keeps_the_last_epochs_normalised() -> None:
     history = LossHistory(2)
     history.add(np.array([0.0, 10.0, 5.0]))

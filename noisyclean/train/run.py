@@ -30,6 +30,7 @@ from ..confident_joint import estimate_wrong_labels
 from ..config import METHODS, MIXTURES, RESUME_OVERRIDABLE, TrainConfig
 from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
+from ..device import cpu_threads
 from ..environment import run_environment
 from ..errors import NoisyCleanError
 from ..evaluate import detection_metrics, read_truth
@@ -288,6 +289,14 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         NoisyCleanError: for unusable data or options, or a checkpoint that does not fit
             (one clear message).
     """
+    # the thread count is how the run executes, never the checkpoint's: a resumed run takes
+    # it from ``config`` too (RESUME_OVERRIDABLE)
+    with cpu_threads(config.threads):
+        return _train(config, progress)
+
+
+def _train(config: TrainConfig, progress: Progress | None) -> TrainResult:
+    """:func:`train` at the thread count already set."""
     progress = progress or Progress(quiet=True)
     timings: dict[str, float] = {}
     payload = None
