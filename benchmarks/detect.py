@@ -270,9 +270,10 @@ def warm_file_cache(folder: Path) -> int:
 def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, dict]:
     """Run ``cmd``; return its wall seconds and what the kernel counted for the child:
     ``peak_mib`` (peak resident memory, a column of the table), ``cpu_user_s``,
-    ``cpu_system_s`` and ``minor_faults`` (in the JSON rows only). A slow run shows in the
-    last: on a 2-core AMD EPYC the plain recipe's runs of 145-154 s had eight times the
-    minor page faults of its runs of 134 s (``benchmarks/RESULTS.md``)."""
+    ``cpu_system_s`` and ``minor_faults`` (in the JSON rows only). A run in a slow phase of
+    the machine shows in its CPU seconds: on a 2-core AMD EPYC the plain recipe's same work
+    took 253-257 s of user CPU in its runs of 133-134 s and 286-356 s in its runs of
+    150-186 s (``benchmarks/RESULTS.md``)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
