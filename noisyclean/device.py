@@ -55,6 +55,18 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def device_text(device: torch.device, dtype: torch.dtype | None = None) -> str:
+    """Where a run computes, as its first log line says it: the device, then in brackets
+    its autocast precision (when there is one) and, on the CPU, torch's thread count (a
+    seeded CPU run reproduces only at the same count), e.g. ``cpu (2 threads)`` or
+    ``cuda (torch.bfloat16)``."""
+    details = [str(dtype)] if dtype else []
+    if device.type == "cpu":
+        count = torch.get_num_threads()
+        details.append(f"{count} thread" + ("" if count == 1 else "s"))
+    return str(device) + (f" ({', '.join(details)})" if details else "")
+
+
 #: CPU feature flags (``/proc/cpuinfo``) of native bfloat16 arithmetic: Intel AMX and
 #: AVX512-BF16 (Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later).
 BF16_CPU_FLAGS: tuple[str, ...] = ("amx_bf16", "avx512_bf16")

@@ -39,7 +39,7 @@ from .config import (
 from .cut import CUTS, effective_cut
 from .data.batches import DeviceImages
 from .data.load import load_configured
-from .device import cpu_threads
+from .device import cpu_threads, device_text
 from .environment import run_environment
 from .errors import NoisyCleanError
 from .models import GroupedSmallCNN, build_model
@@ -477,8 +477,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     progress.log(
         f"{len(paths)} images, {len(samples.classes)} classes, {size}x{size} px, "
         f"{model_name} x{config.networks}, "
-        + f"{schedule_text(schedule, size)} on {device}"
-        + (f" ({precision.dtype})" if precision.dtype else "")
+        + f"{schedule_text(schedule, size)} on {device_text(device, precision.dtype)}"
     )
 
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from noisyclean.cli import app
 from noisyclean.config import TrainConfig
-from noisyclean.device import cpu_threads
+from noisyclean.device import cpu_threads, device_text
 from noisyclean.errors import NoisyCleanError
 from noisyclean.train.run import resume_config
 
@@ -68,15 +68,28 @@ def test_threads_option_gives_the_scores_of_omp_num_threads(
     root, _ = digits_folder
     script = Path(sys.executable).parent / "noisyclean"
     base = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    base["COLUMNS"] = "200"  # the log line on one line
     runs = {"option": (["--threads", "1"], base), "env": ([], {**base, "OMP_NUM_THREADS": "1"})}
     for name, (extra, env) in runs.items():
         done = subprocess.run(
             [str(script), "scan", str(root), "--out", str(tmp_path / name), "--seed", "5",
-             *SCAN_FAST, *extra], capture_output=True, text=True, env=env, timeout=600)
+             *[a for a in SCAN_FAST if a != "--quiet"], *extra],
+            capture_output=True, text=True, env=env, timeout=600)
         assert done.returncode == 0, done.stderr
         assert _threads_recorded(tmp_path / name) == 1
+        assert "on cpu (1 thread)" in done.stderr  # the first log line says it
     option = (tmp_path / "option" / "scores.csv").read_bytes()
     assert option == (tmp_path / "env" / "scores.csv").read_bytes()
+
+
+def test_device_text_names_the_precision_and_the_cpu_threads() -> None:
+    with cpu_threads(1):
+        assert device_text(torch.device("cpu")) == "cpu (1 thread)"
+    with cpu_threads(2):
+        shown = device_text(torch.device("cpu"), torch.bfloat16)
+        assert shown == "cpu (torch.bfloat16, 2 threads)"
+    assert device_text(torch.device("cuda"), torch.float16) == "cuda (torch.float16)"
+    assert device_text(torch.device("mps")) == "mps"
 
 
 def test_train_records_the_threads_and_a_resume_takes_them_from_the_command_line(
@@ -86,9 +99,10 @@ def test_train_records_the_threads_and_a_resume_takes_them_from_the_command_line
     out = tmp_path / "t"
     result = runner.invoke(app, [
         "train", str(root), "--method", "standard", "--out", str(out), "--epochs", "1",
-        "--width", "8", "--batch-size", "16", "--threads", "1", "--quiet"])
+        "--width", "8", "--batch-size", "16", "--threads", "1"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert _threads_recorded(out) == 1
+    assert "for 1 epochs on cpu (1 thread)" in result.output  # its first log line
     # how a run executes is never the checkpoint's: not reported as ignored, and used
     saved = TrainConfig(data=root, out=out, epochs=1, threads=1)
     merged, ignored = resume_config(TrainConfig(data=root, resume=out, threads=2), saved)

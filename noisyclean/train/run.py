@@ -30,7 +30,7 @@ from ..confident_joint import estimate_wrong_labels
 from ..config import METHODS, MIXTURES, RESUME_OVERRIDABLE, TrainConfig
 from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
-from ..device import cpu_threads
+from ..device import cpu_threads, device_text
 from ..environment import run_environment
 from ..errors import NoisyCleanError
 from ..evaluate import detection_metrics, read_truth
@@ -348,8 +348,7 @@ def _train(config: TrainConfig, progress: Progress | None) -> TrainResult:
         f"{dataset.image_size} px, {dataset.model} x{networks}, {config.method} for "
         f"{config.epochs} epochs"
         + (f" ({config.warmup_epochs} warm-up)" if warmed else "")
-        + f" on {device}"
-        + (f" ({precision.dtype})" if precision.dtype else "")
+        + f" on {device_text(device, precision.dtype)}"
     )
     val = load_validation(config, dataset, progress) if config.val else None
     correct = label_is_correct(config, dataset) if config.truth else None
