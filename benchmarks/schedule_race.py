@@ -20,7 +20,9 @@ compares each round's ``scores.csv`` with it, byte for byte.
 is the scan with its defaults; ``--recipe 'b128=--batch-size 128 --lr 0.1'`` a variant.
 Without ``--recipe``: the default scan only (with the plain recipe). The rounds rotate
 which recipe starts. Prints seconds per recipe and round, the median, and each recipe's
-ratio to the plain recipe's time per round; then, for each scan recipe, where its time
+ratio to the plain recipe's time per round; the same table of the CPU seconds (user and
+system) each recipe's turns took, which the same work raises in a slow phase of the
+machine; then, for each scan recipe, where its time
 went (medians over the rounds): its warm-up epochs at each image side (the epochs' own
 timing, from its ``summary.json``) and the rest of its time (decoding, setting up,
 scoring, the mixtures, writing).
@@ -47,10 +49,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 class Race:
-    """Runs callables in threads, one at a time, switching at each ``Progress.finish``."""
+    """Runs callables in threads, one at a time, switching at each ``Progress.finish``.
+
+    Besides each runner's wall time (``run``'s result) it keeps, in :attr:`cpu_seconds`,
+    the process's CPU time (user and system, all threads, torch's pool included) spent in
+    each runner's turns: only one runs at a time, so that is the runner's own. The same
+    work in a slow phase of the machine shows more of it.
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+        self._started_cpu = 0.0
         self._turn: dict[str, threading.Event] = {}
         self._back = threading.Event()
         self._started = 0.0
@@ -63,19 +73,26 @@ class Race:
         name = threading.current_thread().name
         if name not in self._turn:
             return
-        self.seconds[name] += time.perf_counter() - self._started
+        self._add_turn(name)
         self._back.set()
         self._wait_turn(name)
+
+    def _add_turn(self, name: str) -> None:
+        self.seconds[name] += time.perf_counter() - self._started
+        self.cpu_seconds[name] += time.process_time() - self._started_cpu
 
     def _wait_turn(self, name: str) -> None:
         """Block until ``name``'s turn; its turn's clock starts when it wakes."""
         self._turn[name].wait()
         self._turn[name].clear()
         self._started = time.perf_counter()
+        self._started_cpu = time.process_time()
 
     def run(self, runners: dict[str, Callable[[], None]]) -> dict[str, float]:
-        """Run every callable to its end; returns each one's seconds."""
+        """Run every callable to its end; returns each one's seconds (its CPU seconds are
+        then in :attr:`cpu_seconds`)."""
         self.seconds = dict.fromkeys(runners, 0.0)
+        self.cpu_seconds = dict.fromkeys(runners, 0.0)
         self._turn = {name: threading.Event() for name in runners}
         self._done.clear()
         threads = []
@@ -101,7 +118,7 @@ class Race:
             target()
         except BaseException as error:  # noqa: BLE001 - reported by run()
             self._errors[name] = error
-        self.seconds[name] += time.perf_counter() - self._started
+        self._add_turn(name)
         self._done.add(name)
         self._back.set()
 
@@ -164,6 +181,24 @@ def stage_table(work: Path, recipes: list[str], rows: list[dict[str, float]]) ->
     return lines
 
 
+def ratio_table(rows: list[dict[str, float]], names: list[str], recipes: list[str]) -> list[str]:
+    """Markdown lines: seconds per recipe and round, their medians, and (with the plain
+    recipe among ``names``) each scan recipe's ratio to it per round and the median ratio."""
+    plain = "plain" in names
+    columns = names + ([f"{n} / plain" for n in recipes] if plain else [])
+    lines = ["| round | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for r, row in enumerate(rows):
+        cells = [f"{row[n]:.1f}" for n in names]
+        cells += [f"{row[n] / row['plain']:.3f}" for n in recipes] if plain else []
+        lines.append(f"| {r + 1} | " + " | ".join(cells) + " |")
+    cells = [f"{statistics.median(row[n] for row in rows):.1f}" for n in names]
+    if plain:
+        cells += [f"{statistics.median(row[n] / row['plain'] for row in rows):.3f}"
+                  for n in recipes]
+    lines.append("| median | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="a folder made by make_noisy.py")
@@ -194,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = list(recipes) + ([] if args.no_plain else ["plain"])
     rows: list[dict[str, float]] = []
+    cpu_rows: list[dict[str, float]] = []
     for r in range(args.rounds):
         shift = r % len(names)
         runners: dict[str, Callable[[], None]] = {}
@@ -203,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
                              if name == "plain" else
                              scan_runner(images, out, shlex.split(recipes[name]), args.seed))
         rows.append(race.run(runners))
+        cpu_rows.append(dict(race.cpu_seconds))
         print(f"round {r + 1} ({', '.join(runners)}): "
-              + ", ".join(f"{n} {rows[-1][n]:.1f} s" for n in names), flush=True)
+              + ", ".join(f"{n} {rows[-1][n]:.1f} s (CPU {cpu_rows[-1][n]:.1f} s)"
+                          for n in names), flush=True)
         if args.check:
             for name in recipes:
                 same = ((work / f"alone-{name}" / "scores.csv").read_bytes()
@@ -213,24 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                       "the scan run alone", flush=True)
 
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads; outputs in {work}\n")
-    columns = names + ([f"{n} / plain" for n in recipes] if "plain" in names else [])
-    print("| round | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-
-    def cells(row: dict[str, float]) -> list[str]:
-        out = [f"{row[n]:.1f}" for n in names]
-        if "plain" in names:
-            out += [f"{row[n] / row['plain']:.3f}" for n in recipes]
-        return out
-
-    for r, row in enumerate(rows):
-        print(f"| {r + 1} | " + " | ".join(cells(row)) + " |")
-    median = {n: statistics.median(row[n] for row in rows) for n in names}
-    shown = [f"{median[n]:.1f}" for n in names]
-    if "plain" in names:
-        shown += [f"{statistics.median(row[n] / row['plain'] for row in rows):.3f}"
-                  for n in recipes]
-    print("| median | " + " | ".join(shown) + " |")
+    print("\n".join(ratio_table(rows, names, list(recipes))))
+    print("\nCPU seconds of each recipe's turns (user and system, all threads; the same work "
+          "takes more of them in a slow phase of the machine):\n")
+    print("\n".join(ratio_table(cpu_rows, names, list(recipes))))
     print("\nWhere each scan's time went (medians over the rounds, seconds):\n")
     print("\n".join(stage_table(work, list(recipes), rows)))
     return 0

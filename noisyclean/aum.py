@@ -43,7 +43,7 @@ from .config import ScanConfig
 from .data.batches import DeviceImages
 from .models import build_model
 from .progress import Progress
-from .signals import Signals, compute_signals, eval_batch_size
+from .signals import Signals, compute_signals, eval_batch_size, finite
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup, negative_entropy
 
@@ -347,8 +347,8 @@ def aum_scores(
     losses, probs = [], []
     task = progress.task("score", total=len(learners))
     for learner in learners:
-        s = compute_signals(RealClasses(learner.model, num_classes), data, precision,
-                            tta=config.tta)
+        s = finite(compute_signals(RealClasses(learner.model, num_classes), data, precision,
+                                   tta=config.tta))
         losses.append(s.per_sample_loss)
         probs.append(s.probs)
         progress.advance(task)

@@ -100,7 +100,10 @@ ThreadsOption = Annotated[
                  "the number of cores or $OMP_NUM_THREADS]."),
 ]
 CacheOption = Annotated[bool, typer.Option(help="Use the decoded-image cache.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q",
+    help="No progress bars, log lines or summary table (errors and warnings are still shown).",
+)]
 
 
 def _class_list(classes: str | None) -> list[str] | None:
@@ -621,6 +624,7 @@ _TRAIN_HELP = (
 
 @app.command(help=_TRAIN_HELP)
 def train(
+    ctx: typer.Context,
     data: DataArgument,
     method: Annotated[
         str,
@@ -681,8 +685,8 @@ def train(
     lr: Annotated[float, typer.Option(help="Initial learning rate (SGD, momentum).")] = 0.02,
     lr_drop_epoch: Annotated[
         int | None,
-        typer.Option(help="Epoch from which the learning rate is divided by 10 "
-                     "\\[default: half of --epochs]."),
+        typer.Option(help="Divide the learning rate by 10 after this many epochs (N: from "
+                     "epoch N+1 as history.csv counts) \\[default: half of --epochs]."),
     ] = None,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 5e-4,
@@ -868,15 +872,23 @@ def train(
         threads=threads,
         quiet=quiet,
     )
+    # the options given on the command line: a resumed run reports those it ignores
+    explicit = {"use_cache" if name == "cache" else name for name in ctx.params
+                if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
     try:
         with Progress(quiet=quiet, console=err) as progress:
-            result = run_train(config, progress)
+            result = run_train(config, progress, explicit)
     except NoisyCleanError as error:
         _fail(str(error))
         return
     except KeyboardInterrupt:
+        from .train.checkpoint import CHECKPOINT_NAME
+
         target = resume or out
-        err.print(f"interrupted; continue with: noisyclean train {data} --resume {target}")
+        if (Path(target) / CHECKPOINT_NAME).is_file():
+            err.print(f"interrupted; continue with: noisyclean train {data} --resume {target}")
+        else:
+            err.print("interrupted before the first epoch's checkpoint: nothing to resume")
         raise typer.Exit(130) from None
     if not quiet:
         _print_train_summary(result.summary, result.out)

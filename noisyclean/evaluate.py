@@ -17,6 +17,10 @@ def read_truth(path: str | Path) -> pd.DataFrame:
         truth = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise NoisyCleanError(f"cannot read truth file {path}: {error}") from None
+    except UnicodeDecodeError:
+        raise NoisyCleanError(
+            f"cannot read truth file {path}: it is not UTF-8 text (save it as UTF-8)"
+        ) from None
     missing = {"path", "label"} - set(truth.columns)
     if missing:
         raise NoisyCleanError(f"truth file {path} lacks column(s): {', '.join(sorted(missing))}")
@@ -25,7 +29,8 @@ def read_truth(path: str | Path) -> pd.DataFrame:
 
 def detection_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     """Precision, recall and F1 of ``is_noisy``, AUROC of ``1 - clean_prob`` as a noise
-    score, and the accuracy of ``suggested_label`` on the samples whose label was wrong.
+    score (from the order of ``clean_prob`` itself, so that no tiny probabilities tie), and
+    the accuracy of ``suggested_label`` on the samples whose label was wrong.
 
     Args:
         table: a scan's table (``path``, ``label``, ``clean_prob``, ``is_noisy``,
@@ -41,13 +46,22 @@ def detection_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
     if merged["true_label"].isna().any():
         missing = merged.loc[merged["true_label"].isna(), "path"].head(3).tolist()
         raise NoisyCleanError(f"truth file has no row for {missing} (and maybe more)")
+    known = set(merged["label"].astype(str)) | set(merged["suggested_label"].astype(str))
+    unknown = sorted(set(merged["true_label"].astype(str)) - known)
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:3])) + (" ..." if len(unknown) > 3 else "")
+        raise NoisyCleanError(
+            f"truth file labels {shown} are not class names of the scored images "
+            "(true labels must be written as the class names are)")
     wrong = (merged["label"].astype(str) != merged["true_label"].astype(str)).to_numpy()
     flagged = merged["is_noisy"].astype(bool).to_numpy()
     tp = int((wrong & flagged).sum())
     precision = tp / flagged.sum() if flagged.sum() else 0.0
     recall = tp / wrong.sum() if wrong.sum() else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    score = 1.0 - merged["clean_prob"].to_numpy(dtype=np.float64)
+    # the noise score is -clean_prob, not 1 - clean_prob: AUROC needs only the order, and
+    # 1 - p rounds every p below about 1e-17 to the same 1.0
+    score = -merged["clean_prob"].to_numpy(dtype=np.float64)
     auroc = roc_auc_score(wrong, score) if 0 < wrong.sum() < len(wrong) else float("nan")
     correct = (merged["suggested_label"].astype(str) == merged["true_label"].astype(str))
     correct = correct.to_numpy()

@@ -25,7 +25,7 @@ from .config import ScanConfig
 from .data.batches import DeviceImages
 from .errors import NoisyCleanError
 from .progress import Progress
-from .signals import Signals, compute_signals
+from .signals import Signals, compute_signals, finite
 from .train.loop import Precision
 
 
@@ -100,8 +100,8 @@ def cross_validated_signals(
         trained = warm_up(data, num_classes, config, precision, progress, indices=train_idx)
         log += [{**row, "fold": fold + 1} for row in trained.log]
         for k, learner in enumerate(trained.learners):
-            s = compute_signals(learner.model, data, precision, tta=config.tta,
-                                indices=held_out)
+            s = finite(compute_signals(learner.model, data, precision, tta=config.tta,
+                                       indices=held_out))
             losses[k, held_out] = s.per_sample_loss
             probs[k, held_out] = s.probs
     signals = [Signals(per_sample_loss=losses[k], probs=probs[k]) for k in range(len(losses))]

@@ -255,6 +255,33 @@ def _replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     )
 
 
+#: torchvision models built without their auxiliary classifiers.
+AUX_LOGITS_MODELS = ("googlenet", "inception_v3")
+
+
+def check_input_size(name: str, num_classes: int, image_size: int) -> None:
+    """Refuse, with one clear message, a torchvision model that cannot train on images of
+    ``image_size`` px (a kernel or pooling window larger than its feature map, a vision
+    transformer's fixed input size, ...): one training-mode step's forward pass on two blank
+    images, on a throwaway network, leaving torch's random state as it was. The models of
+    this package run at any size the data allows."""
+    if name in ("small-cnn", "preact-resnet18"):
+        return
+    with torch.random.fork_rng(devices=[]):
+        model = _torchvision_model(name, num_classes, None)
+        try:
+            out = model.train()(torch.zeros(2, 3, image_size, image_size))
+        except Exception as error:  # noqa: BLE001 - any failure is the same answer
+            raise NoisyCleanError(
+                f"--model {name} cannot run on {image_size}x{image_size} px images "
+                f"({str(error).strip() or type(error).__name__}); try a larger --image-size "
+                "or another --model"
+            ) from None
+    if not isinstance(out, torch.Tensor) or out.shape != (2, num_classes):
+        raise NoisyCleanError(f"--model {name} does not return one row of class logits per "
+                              "image; use another --model")
+
+
 def _torchvision_model(name: str, num_classes: int, weights: str | None) -> nn.Module:
     import torchvision
 
@@ -264,10 +291,15 @@ def _torchvision_model(name: str, num_classes: int, weights: str | None) -> nn.M
             f"unknown model {name!r}: use small-cnn, preact-resnet18 or a torchvision "
             f"classification model such as resnet18, resnet50, mobilenet_v3_small"
         )
+    # GoogLeNet and Inception v3 return their auxiliary classifiers' logits too in training
+    # mode; the loss here is on the main head's only (and their initialisation is said
+    # explicitly, as torchvision asks, where no weights replace it)
+    options = {"aux_logits": False} if name in AUX_LOGITS_MODELS else {}
+    own_init = {**options, "init_weights": True} if options else {}
     if weights is None:
-        model = torchvision.models.get_model(name, weights=None)
+        model = torchvision.models.get_model(name, weights=None, **own_init)
     elif Path(weights).is_file():
-        model = torchvision.models.get_model(name, weights=None)
+        model = torchvision.models.get_model(name, weights=None, **own_init)
         _load_state_dict_file(model, Path(weights))
     else:
         weights_enum = torchvision.models.get_model_weights(name)
@@ -280,7 +312,7 @@ def _torchvision_model(name: str, num_classes: int, weights: str | None) -> nn.M
                 f"(known: {names})"
             ) from None
         try:
-            model = torchvision.models.get_model(name, weights=chosen)
+            model = torchvision.models.get_model(name, weights=chosen, **options)
         except Exception as error:  # network failure, corrupt download, ...
             raise NoisyCleanError(
                 f"cannot load weights {chosen} for {name}: {error}. Without internet, put the "

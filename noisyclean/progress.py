@@ -70,3 +70,8 @@ class Progress:
         """Print one line (above the bars), unless quiet."""
         if not self.quiet:
             self.console.print(message)
+
+    def warn(self, message: str) -> None:
+        """Print one line starting ``warning:``, quiet or not: something asked for is not
+        done as asked."""
+        self.console.print(f"warning: {message}", markup=False, highlight=False)

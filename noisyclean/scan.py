@@ -44,11 +44,24 @@ from .environment import run_environment
 from .errors import NoisyCleanError
 from .models import GroupedSmallCNN, build_model
 from .outputs.table import relabeled_table
-from .outputs.write import prepare_out_dir, write_csv, write_json
+from .outputs.write import (
+    check_out_outside_data,
+    prepare_out_dir,
+    remove_stale_outputs,
+    write_csv,
+    write_json,
+)
 from .progress import Progress
 from .scan_extras import PROBS_NAME, extra_scores, uses_extra_scores, write_pred_probs
 from .scoring import score_samples, table_summary
-from .signals import FUSIONS, SCAN_SIGNALS, ScoreHistory, Signals, compute_signals
+from .signals import (
+    FUSIONS,
+    SCAN_SIGNALS,
+    ScoreHistory,
+    Signals,
+    compute_signals,
+    finite,
+)
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup, mid_res_side
 
@@ -394,7 +407,8 @@ def warm_up(
     def end_of_epoch(epoch: int, stats: dict[str, float]) -> None:
         if epochs - config.loss_history <= epoch < epochs - 1:
             for learner, history in zip(networks(), histories, strict=True):
-                probs = compute_signals(learner.model, data, precision, tta=config.tta).probs
+                probs = finite(compute_signals(learner.model, data, precision,
+                                               tta=config.tta)).probs
                 history.add(probs, labels, config.signal, config.fusion)
         if start is None or epoch != start - 1:
             return
@@ -459,6 +473,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     progress = progress or Progress(quiet=True)
     timings: dict[str, float] = {}
     if write:
+        if config.labels is None:  # a manifest lists its images; a folder is walked
+            check_out_outside_data(config.out, config.data)
         prepare_out_dir(config.out)
 
     dataset = load_configured(config, progress)
@@ -495,7 +511,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         signals: list[Signals] = []
         task = progress.task("score", total=len(trained.learners))
         for learner, history in zip(trained.learners, histories, strict=True):
-            signals.append(compute_signals(learner.model, data, precision, tta=config.tta))
+            signals.append(finite(compute_signals(learner.model, data, precision,
+                                                  tta=config.tta)))
             history.add(signals[-1].probs, labels, config.signal, config.fusion)
             progress.advance(task)
         timings["score"] = time.perf_counter() - t0
@@ -524,7 +541,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     summary = {
         "noisyclean_version": __version__,
         "data": str(samples.root),
-        **table_summary(table, samples.classes, len(samples), len(skipped)),
+        **table_summary(table, samples.classes, len(samples) + len(samples.not_followed),
+                       len(skipped)),
         "estimated_wrong_labels": estimate_wrong_labels(probs, labels, samples.classes),
         "mixture": [fit.params for fit in fits],
         "cut": cut,
@@ -574,6 +592,10 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     if write:
         t0 = time.perf_counter()
         out = prepare_out_dir(config.out)
+        stale = remove_stale_outputs(out, keep=(PROBS_NAME,) if config.save_probs else ())
+        if stale:
+            progress.log(f"removed {', '.join(stale)} from {out}: an earlier scan's, which "
+                         "would not match this one")
         write_csv(table, out / "scores.csv")
         write_csv(relabeled, out / "relabeled.csv")
         write_csv(skipped, out / "skipped.csv")

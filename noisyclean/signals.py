@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.batches import DeviceImages
+from .errors import NoisyCleanError
 from .mixture import normalise_losses
 from .train.loop import Precision
 
@@ -28,6 +29,16 @@ class Signals:
 
     per_sample_loss: np.ndarray
     probs: np.ndarray
+
+
+def finite(signals: Signals) -> Signals:
+    """``signals``, checked: a network whose losses or probabilities are not finite has
+    diverged, which is one clear :class:`~noisyclean.errors.NoisyCleanError`, not a
+    mixture's failure later on."""
+    if not (np.isfinite(signals.per_sample_loss).all() and np.isfinite(signals.probs).all()):
+        raise NoisyCleanError("the warm-up diverged (its losses are not finite); try a "
+                              "lower --lr")
+    return signals
 
 
 def eval_batch_size(device: torch.device) -> int:

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from noisyclean.data.discover import IMAGE_EXTENSIONS, Samples, discover
+from noisyclean.data.discover import (
+    IMAGE_EXTENSIONS,
+    LINK_BROKEN,
+    LINK_FOLDER,
+    LINK_OUTSIDE,
+    Samples,
+    discover,
+)
 from noisyclean.errors import NoisyCleanError
 
 
@@ -85,8 +92,28 @@ def test_image_folder_symlinks(tmp_path: Path) -> None:
     os.symlink(root / "cat" / "a.png", root / "dog" / "link_inside.png")
     os.symlink(outside, root / "dog" / "link_outside.png")
     os.symlink(tmp_path / "elsewhere", root / "dog" / "linked_dir")
+    os.symlink(tmp_path / "nowhere.png", root / "cat" / "broken.png")
+    os.symlink(tmp_path / "elsewhere", root / "bird")  # a class folder that is a link
     samples = discover(root)
     assert samples.paths == ["cat/a.png", "cat/b.png", "dog/c.png", "dog/link_inside.png"]
+    # every link not followed is reported, with why
+    assert samples.not_followed == [
+        ("bird", LINK_FOLDER), ("cat/broken.png", LINK_BROKEN),
+        ("dog/link_outside.png", LINK_OUTSIDE), ("dog/linked_dir", LINK_FOLDER),
+    ]
+
+
+def test_a_folder_of_links_only_says_why_it_has_no_images(tmp_path: Path) -> None:
+    """A tree of symbolic links to images elsewhere (as `apply --symlink` writes) has no
+    image that discovery follows; the error says so instead of only "no images found"."""
+    source = _two_classes(tmp_path / "data")
+    links = tmp_path / "links"
+    for name in ("cat", "dog"):
+        (links / name).mkdir(parents=True)
+        for image in (source / name).iterdir():
+            os.symlink(image, links / name / image.name)
+    with pytest.raises(NoisyCleanError, match="3 symbolic link.*not followed.*outside"):
+        discover(links)
 
 
 def test_image_extensions_constant() -> None:

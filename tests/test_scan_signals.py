@@ -181,7 +181,6 @@ def test_each_sample_is_scored_by_the_network_that_did_not_train_on_it(
     labels = np.array([0, 1, 2] * 4)
     data = DeviceImages(images, labels, torch.device("cpu"))
     trained_on: list[set[int]] = []
-
     networks: list[_Constant] = []
 
     def fake_warm_up(data, num_classes, config, precision, progress, indices=None):

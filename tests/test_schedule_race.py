@@ -49,6 +49,33 @@ def test_race_runs_one_at_a_time_and_times_each_runner_alone() -> None:
     race.handover()
 
 
+def test_race_gives_each_runner_the_cpu_time_of_its_own_turns() -> None:
+    """A runner that spins is charged its CPU seconds, one that sleeps next to it almost
+    none, though their wall times are alike."""
+    race = load_race_module().Race()
+
+    def spin() -> None:
+        for _ in range(3):
+            end = time.process_time() + 0.05
+            while time.process_time() < end:
+                pass
+            race.handover()
+
+    def sleep() -> None:
+        for _ in range(3):
+            time.sleep(0.05)
+            race.handover()
+
+    times = race.run({"spin": spin, "sleep": sleep})
+    assert set(race.cpu_seconds) == {"spin", "sleep"}
+    assert race.cpu_seconds["spin"] >= 0.15
+    assert race.cpu_seconds["sleep"] < 0.05
+    assert times["sleep"] >= 0.15
+    # a new race starts its counts afresh
+    race.run({"sleep": sleep})
+    assert set(race.cpu_seconds) == {"sleep"} and race.cpu_seconds["sleep"] < 0.05
+
+
 def test_schedule_race_times_real_scans_and_the_plain_recipe(tmp_path, digits_folder) -> None:
     """Two rounds on a real image folder: each scan's ``scores.csv`` is byte for byte
     that of the same scan run alone, the plain recipe writes its arrays, and each scan's
@@ -68,6 +95,13 @@ def test_schedule_race_times_real_scans_and_the_plain_recipe(tmp_path, digits_fo
     assert "DIFFERS" not in out
     assert "| round | tiny | tiny4 | plain | tiny / plain | tiny4 / plain |" in out
     assert "| median |" in out
+    # the CPU seconds of each round, and their own table
+    assert out.count("s (CPU ") == 6
+    assert "CPU seconds of each recipe's turns" in out
+    cpu_table = out.split("CPU seconds of each recipe's turns")[1].split("Where each scan")[0]
+    assert "| round | tiny | tiny4 | plain | tiny / plain | tiny4 / plain |" in cpu_table
+    cpu_median = next(line for line in cpu_table.splitlines() if line.startswith("| median |"))
+    assert all(float(cell) > 0 for cell in cpu_median.strip(" |").split(" | ")[1:])
     assert "round 2 (tiny4, plain, tiny)" in out
     # the 16 px digits: half resolution 8 px, three quarters 12 px
     stages = {line.split(" | ")[0]: line for line in out.splitlines() if line.startswith("| tiny")}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -61,12 +61,15 @@ class Samples:
         labels: int64 array, ``labels[i]`` is the index into ``classes`` of ``paths[i]``'s
             given label.
         classes: the class names; sorted, or in the order given by ``discover(classes=...)``.
+        not_followed: ``(path relative to root, reason)`` of each symbolic link under a
+            class folder that was not followed (ImageFolder layout), for ``skipped.csv``.
     """
 
     root: Path
     paths: list[str]
     labels: np.ndarray
     classes: list[str]
+    not_followed: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         """Number of samples."""
@@ -77,6 +80,7 @@ def discover(
     root: str | Path,
     labels_csv: str | Path | None = None,
     classes: list[str] | None = None,
+    min_classes: int = 2,
 ) -> Samples:
     """List the samples of a dataset and their given labels.
 
@@ -90,18 +94,21 @@ def discover(
             class folders are read. Manifest layout: every label must be one of them. Classes
             listed here are kept (with their position as label index) even when they have no
             samples.
+        min_classes: how many classes must have samples (2 to find wrong labels; 1 for a
+            validation set, which may be a subset).
 
     Returns:
         The :class:`Samples`, sorted by relative path.
 
     Raises:
         NoisyCleanError: the root, the CSV, a path, a label or a class is unusable, no samples
-            are found, or fewer than two classes have samples.
+            are found, or fewer than ``min_classes`` classes have samples.
 
     ImageFolder rules: hidden files and folders (name starting with ``.``) are ignored at every
     level, files directly in ``root`` are ignored, symlinked folders are not followed,
     symlinked files are kept only if they resolve to a regular file inside ``root``, and empty
-    class folders are dropped (unless named in ``classes``).
+    class folders are dropped (unless named in ``classes``). The symbolic links not
+    followed are listed in the result's ``not_followed``.
     """
     root_arg = Path(root).expanduser()
     if not root_arg.exists():
@@ -118,12 +125,15 @@ def discover(
         samples = _discover_manifest(root_dir, root_arg.absolute(), Path(labels_csv), classes)
 
     if len(samples) == 0:
+        links = (f" ({len(samples.not_followed)} symbolic link(s) not followed, e.g. "
+                 f"{samples.not_followed[0][0]!r}: {samples.not_followed[0][1]})"
+                 if samples.not_followed else "")
         raise NoisyCleanError(
             f"no images found under {root_dir}: expected {root_dir}/<class>/<image> "
-            "or a --labels CSV"
+            f"or a --labels CSV{links}"
         )
     present = np.unique(samples.labels)
-    if len(present) < 2:
+    if len(present) < min_classes:
         where = f"labels CSV {labels_csv}" if labels_csv is not None else str(root_dir)
         raise NoisyCleanError(
             f"only one class ({samples.classes[int(present[0])]!r}) found in {where}; "
@@ -166,11 +176,20 @@ def _inside(path: Path, root: Path) -> bool:
 # --------------------------------------------------------------------------- ImageFolder
 
 
-def _walk_files(folder: str, root: Path) -> Iterator[str]:
+#: Why :func:`_walk_files` does not follow a symbolic link (``skipped.csv``'s reason).
+LINK_OUTSIDE = "symbolic link to a file outside the dataset folder (not followed)"
+LINK_FOLDER = "symbolic link to a folder (not followed)"
+LINK_BROKEN = "broken symbolic link"
+
+
+def _walk_files(
+    folder: str, root: Path, not_followed: list[tuple[str, str]] | None = None
+) -> Iterator[str]:
     """Absolute paths of the sample files under ``folder`` (recursive, not hidden).
 
     Symlinked folders are not followed; a symlinked file is kept only if it resolves to a
-    regular file inside ``root``. Unreadable subfolders are skipped.
+    regular file inside ``root``; the links not followed are appended to ``not_followed``
+    as ``(absolute path, reason)``. Unreadable subfolders are skipped.
     """
     try:
         entries = list(os.scandir(folder))
@@ -184,22 +203,33 @@ def _walk_files(folder: str, root: Path) -> Iterator[str]:
                 target = Path(entry.path).resolve()
                 if _inside(target, root) and target.is_file():
                     yield entry.path
+                elif not_followed is not None:
+                    reason = (LINK_FOLDER if target.is_dir() else
+                              LINK_OUTSIDE if target.is_file() else LINK_BROKEN)
+                    not_followed.append((entry.path, reason))
             elif entry.is_dir(follow_symlinks=False):
-                yield from _walk_files(entry.path, root)
+                yield from _walk_files(entry.path, root, not_followed)
             elif entry.is_file(follow_symlinks=False):
                 yield entry.path
         except (OSError, RuntimeError):  # RuntimeError: symlink loop on older Pythons
+            if not_followed is not None and entry.is_symlink():
+                not_followed.append((entry.path, LINK_BROKEN))
             continue
 
 
-def _class_folders(root: Path) -> list[str]:
-    """Names of the (non-hidden, non-symlink) subfolders of ``root``."""
+def _class_folders(root: Path, linked: list[str] | None = None) -> list[str]:
+    """Names of the (non-hidden, non-symlink) subfolders of ``root``; the names of
+    symbolic links to folders are appended to ``linked``."""
     names = []
     try:
         with os.scandir(root) as it:
             for entry in it:
-                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
                     names.append(entry.name)
+                elif linked is not None and entry.is_symlink() and entry.is_dir():
+                    linked.append(entry.name)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise NoisyCleanError(f"cannot read dataset folder {root}: {reason}") from None
@@ -208,7 +238,9 @@ def _class_folders(root: Path) -> list[str]:
 
 def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
     """ImageFolder layout: one subfolder per class."""
-    folders = _class_folders(root)
+    linked: list[str] = []
+    folders = _class_folders(root, linked)
+    not_followed: list[tuple[str, str]] = [(name, LINK_FOLDER) for name in sorted(linked)]
     if classes is not None:
         available = set(folders)
         for name in classes:
@@ -222,7 +254,10 @@ def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
     found: list[tuple[str, int]] = []
     kept: list[str] = []
     for name in names:
-        rels = [Path(p).relative_to(root).as_posix() for p in _walk_files(str(root / name), root)]
+        links: list[tuple[str, str]] = []
+        rels = [Path(p).relative_to(root).as_posix()
+                for p in _walk_files(str(root / name), root, links)]
+        not_followed += [(Path(p).relative_to(root).as_posix(), why) for p, why in links]
         if not rels and classes is None:
             continue  # empty class folder: dropped
         index = len(kept)
@@ -234,6 +269,7 @@ def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
         paths=[rel for rel, _ in found],
         labels=np.array([label for _, label in found], dtype=np.int64),
         classes=kept,
+        not_followed=sorted(not_followed),
     )
 
 

@@ -15,7 +15,7 @@ import torch
 
 from ..device import resolve_device
 from ..errors import NoisyCleanError
-from ..models import SMALL_MODELS
+from ..models import SMALL_MODELS, check_input_size
 from ..progress import Progress
 from ..train.loop import Precision
 from .batches import DeviceImages
@@ -104,6 +104,7 @@ def load_dataset(
     channels_last: bool | None = None,
     progress: Progress | None = None,
     normalisation: tuple[list[float], list[float]] | None = None,
+    validation: bool = False,
 ) -> Dataset:
     """Discover, decode (through the cache) and move a labelled image set to the device.
 
@@ -123,26 +124,29 @@ def load_dataset(
         progress: progress display.
         normalisation: per-channel ``(mean, std)`` to normalise with (a training set's,
             for validation images); None: ImageNet's with ``weights``, else the images' own.
+        validation: a set to measure accuracy on, not to find wrong labels in: one usable
+            image of one class is enough.
 
     Returns:
         A :class:`Dataset`.
 
     Raises:
-        NoisyCleanError: fewer than 10 usable images, or a single usable class, or any
-            discovery error.
+        NoisyCleanError: fewer than 10 usable images, or a single usable class (unless
+            ``validation``), or any discovery error.
     """
     progress = progress or Progress(quiet=True)
     timings: dict[str, float] = {}
     torch_device = resolve_device(device)
 
     t0 = time.perf_counter()
-    samples = discover(root, labels_csv, classes)
+    samples = discover(root, labels_csv, classes, min_classes=1 if validation else 2)
     timings["discover"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     size, model_name = choose_size_and_model(
         image_size, model, lambda: probe_image_size(samples.root, samples.paths)
     )
+    check_input_size(model_name, len(samples.classes), size)  # before a long decode
     cache = (cache_dir or default_cache_dir()) if use_cache else None
     task = progress.task("decode", total=len(samples))
     decoded = decode_images(
@@ -155,19 +159,22 @@ def load_dataset(
     )
     progress.finish(task)
     timings["decode"] = time.perf_counter() - t0
-    skipped = pd.DataFrame(decoded.skipped, columns=["path", "reason"])
+    skipped = pd.DataFrame(decoded.skipped + samples.not_followed, columns=["path", "reason"])
     if decoded.skipped:
         progress.log(f"skipped {len(decoded.skipped)} unreadable file(s); see skipped.csv")
+    if samples.not_followed:
+        progress.log(f"did not follow {len(samples.not_followed)} symbolic link(s) that lead "
+                     "outside the dataset folder or to a folder; see skipped.csv")
 
     paths = [samples.paths[i] for i in decoded.ok]
     labels = samples.labels[decoded.ok]
     present = np.unique(labels)
-    if len(paths) < MIN_IMAGES:
+    if len(paths) < (1 if validation else MIN_IMAGES):
         raise NoisyCleanError(
             f"only {len(paths)} usable image(s) under {samples.root} "
-            f"({len(decoded.skipped)} skipped); need at least {MIN_IMAGES}"
+            f"({len(decoded.skipped)} skipped); need at least {1 if validation else MIN_IMAGES}"
         )
-    if len(present) < 2:
+    if len(present) < 2 and not validation:
         raise NoisyCleanError(
             f"only one class ({samples.classes[present[0]]!r}) has usable images; "
             "need at least two classes to find wrong labels"

@@ -15,11 +15,29 @@ from .load import load_outputs
 from .write import atomic_write_text
 
 
+def normalise_paths(paths: pd.Series) -> pd.Series:
+    """Paths as the truth and the table are matched on: ``/`` separators (a ``\\`` too),
+    no leading ``./``, no surrounding spaces."""
+    paths = paths.astype(str).str.strip().str.replace("\\", "/", regex=False)
+    return paths.str.replace(r"^(\./)+", "", regex=True)
+
+
+def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A scan's table with its paths (:func:`normalise_paths`) and its given and suggested
+    labels (no surrounding spaces) written as :func:`normalise_truth` writes the truth's,
+    so that a class or file name that starts or ends with a space, or holds a backslash,
+    matches its truth row."""
+    return table.assign(
+        path=normalise_paths(table["path"]),
+        label=table["label"].astype(str).str.strip(),
+        suggested_label=table["suggested_label"].astype(str).str.strip(),
+    )
+
+
 def normalise_truth(truth: pd.DataFrame, source: str | Path = "truth file") -> pd.DataFrame:
-    """Truth paths written the way ``scores.csv`` writes them (``/`` separators, no leading
-    ``./``, no surrounding spaces); refuse duplicate paths."""
-    paths = truth["path"].astype(str).str.strip().str.replace("\\", "/", regex=False)
-    paths = paths.str.replace(r"^(\./)+", "", regex=True)
+    """Truth paths written the way ``scores.csv`` writes them (:func:`normalise_paths`) and
+    labels without surrounding spaces; refuse duplicate paths."""
+    paths = normalise_paths(truth["path"])
     labels = truth["label"].astype(str).str.strip()
     out = pd.DataFrame({"path": paths, "label": labels})
     dupes = out["path"][out["path"].duplicated()]
@@ -97,15 +115,13 @@ def evaluate_scan(
     truth_table = normalise_truth(read_truth(truth), truth)
     wrong = outputs.estimated_wrong
     estimate = None if wrong is None else wrong["count"]
+    table = normalise_table(outputs.table)
     metrics = {
-        **evaluation_metrics(outputs.table, truth_table),
-        **top_rows_metrics(outputs.table, truth_table, estimate),
+        **evaluation_metrics(table, truth_table),
+        **top_rows_metrics(table, truth_table, estimate),
         "scores": str(outputs.out / "scores.csv"),
         "truth": str(truth),
     }
     target = Path(output) if output is not None else outputs.out / "evaluation.json"
-    try:
-        atomic_write_text(target, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-    except OSError as error:
-        raise NoisyCleanError(f"cannot write {target}: {error.strerror or error}") from None
+    atomic_write_text(target, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics, target

@@ -259,7 +259,7 @@ def export(
     if fmt == "csv":
         target = Path(output) if output is not None else outputs.out / "review.csv"
         sheet = review_sheet(outputs, all_rows, top)
-        _write(target, sheet.to_csv(index=False, lineterminator="\n"))
+        atomic_write_text(target, sheet.to_csv(index=False, lineterminator="\n"))
         return ExportResult([target], len(sheet), None)
     doc_root = None
     if url_prefix is None:
@@ -268,13 +268,6 @@ def export(
     tasks = labelstudio_tasks(outputs, all_rows, url_prefix, doc_root, top)
     target = Path(output) if output is not None else outputs.out / "labelstudio.json"
     config = target.with_suffix(".xml")
-    _write(target, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
-    _write(config, labelstudio_config(outputs.classes))
+    atomic_write_text(target, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(config, labelstudio_config(outputs.classes))
     return ExportResult([target, config], len(tasks), doc_root)
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        atomic_write_text(path, text)
-    except OSError as error:
-        raise NoisyCleanError(f"cannot write {path}: {error.strerror or error}") from None

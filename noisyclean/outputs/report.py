@@ -23,7 +23,6 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from ..data.decode import MAX_PIXELS, _to_rgb
-from ..errors import NoisyCleanError
 from .load import ScanOutputs, inside, load_outputs, safe_relative_path
 from .table import label_matrix, noise_rates
 from .write import atomic_write_text
@@ -510,8 +509,5 @@ def write_report(
     outputs = load_outputs(out, data)
     target = Path(output) if output is not None else outputs.out / "report.html"
     html = render_report(outputs, top, thumb, include_clean)
-    try:
-        atomic_write_text(target, html)
-    except OSError as error:
-        raise NoisyCleanError(f"cannot write {target}: {error.strerror or error}") from None
+    atomic_write_text(target, html)
     return target

@@ -26,6 +26,44 @@ def prepare_out_dir(out: Path) -> Path:
     return out
 
 
+def check_out_outside_data(out: Path, data: Path, option: str = "--out") -> None:
+    """Refuse an output folder that is an ImageFolder dataset folder or lies inside one: the
+    outputs would be written among the images and read as a class by the next run."""
+    out_abs, data_abs = Path(out).expanduser().resolve(), Path(data).expanduser().resolve()
+    if out_abs == data_abs or out_abs.is_relative_to(data_abs):
+        raise NoisyCleanError(
+            f"{option} {out} lies inside the dataset folder {data}: its files would be written "
+            "among the images and read as a class by the next run; choose a folder outside it"
+        )
+
+
+#: Files that commands other than ``scan`` derive from a scan's outputs, in its folder
+#: (``scan --save-probs``, ``report``, ``evaluate``, ``export``): a new scan into the same
+#: folder removes them, so that none is left describing other results.
+DERIVED_OUTPUTS = (
+    "pred_probs.npy", "report.html", "evaluation.json", "labelstudio.json",
+    "labelstudio.xml", "review.csv",
+)
+
+
+def remove_stale_outputs(out: Path, keep: tuple[str, ...] = ()) -> list[str]:
+    """Remove the :data:`DERIVED_OUTPUTS` (but ``keep``) that ``out`` holds; returns the
+    names removed."""
+    removed = []
+    for name in DERIVED_OUTPUTS:
+        path = Path(out) / name
+        if name in keep or not path.is_file():
+            continue
+        try:
+            path.unlink()
+        except OSError as error:
+            raise NoisyCleanError(
+                f"cannot remove {path}, left from an earlier scan: {error.strerror or error}"
+            ) from None
+        removed.append(name)
+    return removed
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -36,15 +74,26 @@ _UMASK = _current_umask()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    Raises:
+        NoisyCleanError: the file cannot be written (a full disk, no permission, a folder
+            of that name, ...); nothing is left behind.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise NoisyCleanError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         # mkstemp creates the file 0600; give it the mode a plain open() would
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise NoisyCleanError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -16,6 +16,7 @@ import hashlib
 import io
 import math
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,15 @@ from ..environment import run_environment
 from ..errors import NoisyCleanError
 from ..evaluate import detection_metrics, read_truth
 from ..models import build_model
+from ..outputs.evaluation import normalise_paths, normalise_table, normalise_truth
 from ..outputs.table import relabeled_table
-from ..outputs.write import atomic_write_bytes, prepare_out_dir, write_csv, write_json
+from ..outputs.write import (
+    atomic_write_bytes,
+    check_out_outside_data,
+    prepare_out_dir,
+    write_csv,
+    write_json,
+)
 from ..progress import Progress
 from ..scan import _set_seed
 from ..scoring import score_samples, table_summary
@@ -51,7 +59,13 @@ from .checkpoint import (
 from .divide import Division
 from .loop import Learner, Precision, make_learner, run_epochs
 from .methods.dividemix import DivideMix
-from .methods.registry import METHOD_COLUMNS, build_method, method_checks, n_networks
+from .methods.registry import (
+    METHOD_COLUMNS,
+    build_method,
+    method_checks,
+    n_networks,
+    unused_options,
+)
 
 HISTORY_NAME = "history.csv"
 BASE_COLUMNS = ["epoch", "phase", "lr", "seconds", "loss", "train_acc"]
@@ -135,11 +149,46 @@ def data_fingerprint(paths: list[str], labels: np.ndarray, classes: list[str]) -
     return digest.hexdigest()
 
 
+#: TrainConfig fields that name files: stored absolute in a checkpoint, so that a run
+#: resumed from another folder finds them (``weights`` only where it is a file, not the
+#: name of torchvision's weights).
+PATH_FIELDS = ("labels", "val", "truth", "weights")
+
+
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its :data:`PATH_FIELDS` made absolute (what a checkpoint stores)."""
+    changes: dict[str, Any] = {}
+    for name in PATH_FIELDS:
+        value = getattr(config, name)
+        if value is None or (name == "weights" and not Path(value).expanduser().is_file()):
+            continue
+        path = Path(value).expanduser().absolute()
+        changes[name] = str(path) if name == "weights" else path
+    return replace(config, **changes)
+
+
+def _same_setting(name: str, given: Any, saved: Any) -> bool:
+    """Whether a resumed run's option agrees with the checkpoint's (paths compared
+    absolute)."""
+    if name in PATH_FIELDS and given is not None and saved is not None:
+        given = Path(given).expanduser().absolute()
+        saved = Path(saved).expanduser().absolute()
+    return given == saved
+
+
 def resume_config(
-    given: TrainConfig, saved: TrainConfig
+    given: TrainConfig, saved: TrainConfig, explicit: Collection[str] | None = None
 ) -> tuple[TrainConfig, list[str]]:
     """The settings of a resumed run: the checkpoint's, except where and how it runs
     (:data:`~noisyclean.config.RESUME_OVERRIDABLE`), with ``out`` the resumed folder.
+    ``labels`` and ``classes``, which say where the data is, come from the command line
+    when given there, else from the checkpoint.
+
+    Args:
+        given: the settings of the resuming command.
+        saved: the checkpoint's.
+        explicit: the fields given on the command line (the CLI knows them); None: those
+            whose value differs from the default.
 
     Returns:
         The merged settings and the options that were given with other values than the
@@ -151,11 +200,15 @@ def resume_config(
         if f.name in RESUME_OVERRIDABLE or f.name == "out":
             continue
         value = getattr(given, f.name)
-        if value != getattr(defaults, f.name) and value != getattr(saved, f.name):
+        named = (f.name in explicit if explicit is not None
+                 else value != getattr(defaults, f.name))
+        if named and not _same_setting(f.name, value, getattr(saved, f.name)):
             ignored.append(f"--{f.name.replace('_', '-')}")
-    merged = replace(
-        saved, out=Path(given.resume), **{k: getattr(given, k) for k in RESUME_OVERRIDABLE}
-    )
+    overrides = {k: getattr(given, k) for k in RESUME_OVERRIDABLE}
+    for name in ("labels", "classes"):
+        if overrides[name] is None:
+            overrides[name] = getattr(saved, name)
+    merged = replace(saved, out=Path(given.resume), **overrides)
     return merged, ignored
 
 
@@ -175,6 +228,7 @@ def load_validation(
             image_size=train.image_size,
             model=train.model,
             normalisation=(train.data.mean, train.data.std),
+            validation=True,
         )
     except NoisyCleanError as error:
         raise NoisyCleanError(f"--val {config.val}: {error}") from None
@@ -194,16 +248,26 @@ def load_validation(
 def label_is_correct(config: TrainConfig, train: Dataset) -> np.ndarray:
     """Per usable sample, whether its given label agrees with the ``--truth`` CSV."""
     assert config.truth is not None
-    truth = read_truth(config.truth)
+    truth = normalise_truth(read_truth(config.truth), config.truth)
+    # matched as evaluate matches them: paths and names without surrounding spaces
+    classes = [name.strip() for name in train.classes]
+    unknown = sorted(set(truth["label"]) - set(classes))
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:3])) + (" ..." if len(unknown) > 3 else "")
+        raise NoisyCleanError(
+            f"--truth {config.truth}: labels {shown} are not training classes "
+            f"({', '.join(map(repr, train.classes))})"
+        )
     true_label = dict(zip(truth["path"], truth["label"], strict=True))
-    missing = [p for p in train.paths if p not in true_label]
+    paths = normalise_paths(pd.Series(train.paths, dtype=object)).tolist()
+    missing = [given for given, p in zip(train.paths, paths, strict=True)
+               if p not in true_label]
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3
                                           else "")
         raise NoisyCleanError(f"--truth {config.truth} has no row for {shown}")
-    classes = train.classes
     return np.array(
-        [classes[label] == true_label[path] for path, label in zip(train.paths, train.labels,
+        [classes[label] == true_label[path] for path, label in zip(paths, train.labels,
                                                                     strict=True)]
     )
 
@@ -273,7 +337,10 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, progress: Progress | None = None,
+    explicit: Collection[str] | None = None,
+) -> TrainResult:
     """Train with ``config.method`` (DivideMix, the CE baseline, co-teaching, ...),
     checkpointing every epoch, and write the outputs into ``config.out`` (``config.resume``
     when resuming).
@@ -281,6 +348,9 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     Args:
         config: every setting (see :class:`~noisyclean.config.TrainConfig`).
         progress: progress bars and log lines; default: quiet.
+        explicit: the settings given on the command line (None: those that differ from
+            the defaults). Those the method does not use are reported as ignored, and
+            when resuming, those given with other values than the checkpoint's.
 
     Returns:
         A :class:`TrainResult`.
@@ -292,31 +362,44 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     # the thread count is how the run executes, never the checkpoint's: a resumed run takes
     # it from ``config`` too (RESUME_OVERRIDABLE)
     with cpu_threads(config.threads):
-        return _train(config, progress)
+        return _train(config, progress, explicit)
 
 
-def _train(config: TrainConfig, progress: Progress | None) -> TrainResult:
+def _train(
+    config: TrainConfig, progress: Progress | None, explicit: Collection[str] | None = None
+) -> TrainResult:
     """:func:`train` at the thread count already set."""
     progress = progress or Progress(quiet=True)
     timings: dict[str, float] = {}
     payload = None
     if config.resume is None:
         validate(config)
+        config = absolute_paths(config)
+        defaults = TrainConfig()
+        named = explicit if explicit is not None else [
+            f.name for f in fields(TrainConfig)
+            if getattr(config, f.name) != getattr(defaults, f.name)]
+        unused = unused_options(config.method, named)
+        if unused:
+            progress.warn(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not "
+                          f"apply to --method {config.method}: ignored")
     else:  # the checkpoint's settings are validated once merged
         resume_dir = Path(config.resume)
         if not resume_dir.is_dir():
             raise NoisyCleanError(f"--resume {resume_dir}: no such folder")
         payload = load_checkpoint(resume_dir / CHECKPOINT_NAME)
         saved = TrainConfig.from_json(payload["extra"]["config"])
-        config, ignored = resume_config(config, saved)
+        config, ignored = resume_config(config, saved, explicit)
         if ignored:
-            progress.log(
+            progress.warn(
                 f"resuming: {', '.join(ignored)} ignored; the checkpoint's settings are used"
             )
         validate(config)
-        out = prepare_out_dir(config.out)
+    if config.labels is None:  # a manifest lists its images; a folder is walked
+        check_out_outside_data(config.out, config.data,
+                               "--out" if config.resume is None else "--resume")
+    out = prepare_out_dir(config.out)
     if config.resume is None:
-        out = prepare_out_dir(config.out)
         if (out / CHECKPOINT_NAME).exists():
             raise NoisyCleanError(
                 f"{out} already holds a training checkpoint: continue it with --resume {out}, "
@@ -476,7 +559,8 @@ def _train(config: TrainConfig, progress: Progress | None) -> TrainResult:
         "noisyclean_version": __version__,
         "data": str(samples.root),
         "method": config.method,
-        **table_summary(table, classes, len(samples), len(dataset.skipped)),
+        **table_summary(table, classes, len(samples) + len(samples.not_followed),
+                       len(dataset.skipped)),
         "estimated_wrong_labels": estimate_wrong_labels(scores.probs, labels, classes),
         "mixture": [fit.params for fit in fits],
         "training": {
@@ -501,7 +585,8 @@ def _train(config: TrainConfig, progress: Progress | None) -> TrainResult:
             "events": method.events,
         }
     if config.truth is not None:
-        summary["truth_metrics"] = detection_metrics(table, read_truth(config.truth))
+        summary["truth_metrics"] = detection_metrics(
+            normalise_table(table), normalise_truth(read_truth(config.truth), config.truth))
 
     t0 = time.perf_counter()
     write_csv(table, out / "scores.csv")

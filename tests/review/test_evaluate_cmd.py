@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from noisyclean.cli import app
+from noisyclean.evaluate import detection_metrics
 
 from .conftest import Scanned, clear_failure, make_outputs, write_image
 
@@ -154,3 +155,59 @@ def test_bad_truth_files(small: tuple[Path, Path], tmp_path: Path) -> None:
     clear_failure(_evaluate(out, "--truth", dupes), "more than once", "a/1.png")
     clear_failure(_evaluate(tmp_path / "no-out", "--truth", truth), "does not exist")
     assert not (out / "evaluation.json").exists()
+
+
+def test_truth_files_that_cannot_be_right(small: tuple[Path, Path], tmp_path: Path) -> None:
+    """A truth file in another encoding, or with labels that are not class names, is one
+    clear error, not a traceback or metrics that count every label as wrong."""
+    out, truth = small
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(truth.read_text().replace("a/skipped.png", "a/caf\u00e9.png")
+                      .encode("cp1252"))
+    clear_failure(_evaluate(out, "--truth", latin), "not UTF-8")
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(truth.read_text().replace(",a\n", ",class_a\n"))
+    clear_failure(_evaluate(out, "--truth", renamed), "not class names", "class_a")
+    assert not (out / "evaluation.json").exists()
+
+
+def test_auroc_orders_tiny_clean_probabilities_exactly() -> None:
+    """1 - clean_prob rounds 1e-30 and 1e-20 to the same 1.0; the AUROC must not tie them:
+    the one wrong label has the lowest clean probability, so the AUROC is 1."""
+    table = pd.DataFrame({
+        "path": ["a/1.png", "a/2.png", "b/3.png", "b/4.png"],
+        "label": ["a", "a", "b", "b"],
+        "clean_prob": [1e-30, 1e-20, 0.9, 0.95],
+        "is_noisy": [True, True, False, False],
+        "suggested_label": ["b", "a", "b", "b"],
+    })
+    truth = pd.DataFrame({"path": table["path"], "label": ["b", "a", "b", "b"]})
+    metrics = detection_metrics(table, truth)
+    assert metrics["auroc"] == 1.0
+    assert metrics["n_wrong"] == 1 and metrics["precision"] == 0.5 and metrics["recall"] == 1.0
+
+
+def test_names_with_surrounding_spaces_or_a_backslash_match_their_truth_rows(
+    tmp_path: Path,
+) -> None:
+    """The truth file is read without the spaces around its cells, and with ``/`` for
+    ``\\``; the table is matched the same way, so a class folder named " lead" or "cat ",
+    or a file name holding a backslash, is neither missing nor counted wrong."""
+    data = tmp_path / "data"
+    spec = [(" lead/1.png", " lead", "keep"), (" lead/2.png", " lead", "review"),
+            ("cat /3.png", "cat ", "keep"), ("cat /back\\slash.png", "cat ", "review")]
+    rows = []
+    for i, (path, label, action) in enumerate(spec):
+        write_image(data / path, i)
+        rows.append({"path": path, "label": label, "action": action,
+                     "clean_prob": 0.9 if action == "keep" else 0.1})
+    out = make_outputs(tmp_path / "out", data, rows, [" lead", "cat "])
+    truth = tmp_path / "truth.csv"
+    # the truth copied from the given labels, but " lead/2.png" is really "cat "
+    truth.write_text('path,label\n" lead/1.png", lead\n" lead/2.png",cat \n'
+                     'cat /3.png,cat \ncat /back\\slash.png,cat \n')
+    result = _evaluate(out, "--truth", truth)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert metrics["n"] == 4 and metrics["n_wrong"] == 1
+    assert metrics["precision"] == 0.5 and metrics["recall"] == 1.0

@@ -4,7 +4,7 @@ construction (DivideMix is built in :mod:`noisyclean.train.run`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,39 @@ METHOD_COLUMNS: dict[str, list[str]] = {
     "mixup": ["ce"],
     "label-smoothing": ["ce"],
 }
+
+
+#: The options that only some methods use, and those methods (``--mixture``, the
+#: optimiser's and the final table's options apply to every method; ``--penalty`` and
+#: ``--mixup`` elsewhere are errors, see :func:`method_checks`).
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "tau": ("dividemix",),
+    "lambda_u": ("dividemix",),
+    "lambda_r": ("dividemix", "dynamic-bootstrap"),
+    "temperature": ("dividemix",),
+    "alpha": ("dividemix",),
+    "augmentations": ("dividemix",),
+    "rampup_epochs": ("dividemix",),
+    "loss_history": ("dividemix",),
+    "warmup_epochs": ("dividemix", "dynamic-bootstrap", "coteaching"),
+    "forget_rate": ("coteaching",),
+    "num_gradual": ("coteaching",),
+    "gce_q": ("gce",),
+    "sce_alpha": ("sce",),
+    "sce_beta": ("sce",),
+    "sce_a": ("sce",),
+    "bootstrap": ("bootstrap",),
+    "bootstrap_beta": ("bootstrap",),
+    "mixup_alpha": ("mixup", "dynamic-bootstrap"),
+    "smoothing": ("label-smoothing",),
+}
+
+
+def unused_options(method: str, given: Collection[str]) -> list[str]:
+    """The options among ``given`` (field names) that ``method`` does not use, as
+    ``--option`` names, in :data:`METHOD_OPTIONS`' order."""
+    return [f"--{name.replace('_', '-')}" for name, methods in METHOD_OPTIONS.items()
+            if name in given and method not in methods]
 
 
 def n_networks(method: str) -> int:

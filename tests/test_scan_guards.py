@@ -1,0 +1,142 @@
+"""What a scan refuses or cleans up, with one clear message: an output folder inside the
+dataset, an earlier scan's files in a reused output folder, a warm-up that diverges, a
+torchvision model that cannot run at the image size, a file that cannot be written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from noisyclean.cli import app
+from noisyclean.errors import NoisyCleanError
+from noisyclean.models import build_model, check_input_size
+from noisyclean.outputs.write import DERIVED_OUTPUTS, atomic_write_bytes
+
+runner = CliRunner()
+FAST = ["--epochs", "2", "--width", "8", "--loss-history", "2", "--quiet"]
+
+
+def _scan(*args: object) -> object:
+    return runner.invoke(app, ["scan", *map(str, args)])
+
+
+def _clear_failure(result: object, *needles: str) -> None:
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in text
+
+
+def test_an_output_folder_inside_the_dataset_is_refused(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It would be read as a class (or write into one) by the next run; the default
+    output folder counts too when the scan runs from inside the dataset folder."""
+    root, _ = digits_folder
+    before = sorted(p.name for p in root.iterdir())
+    _clear_failure(_scan(root, "--out", root / "run", *FAST), "inside the dataset folder")
+    _clear_failure(_scan(root, "--out", root / "0", *FAST), "inside the dataset folder")
+    monkeypatch.chdir(root)
+    _clear_failure(_scan(".", *FAST), "inside the dataset folder")
+    assert sorted(p.name for p in root.iterdir()) == before
+    # a manifest lists its images, so an output folder under its root is harmless
+    manifest = tmp_path / "labels.csv"
+    paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    manifest.write_text("path,label\n" + "".join(f"{p},{p.split('/')[0]}\n" for p in paths))
+    result = _scan(".", "--labels", manifest, "--out", "run", *FAST)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_new_scan_removes_the_files_an_earlier_one_left(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """pred_probs.npy, report.html, evaluation.json and the exports describe the scan they
+    came from; a new scan into the same folder must not leave them next to its own."""
+    root, _ = digits_folder
+    out = tmp_path / "out"
+    assert _scan(root, "--out", out, "--save-probs", *FAST).exit_code == 0
+    first = np.load(out / "pred_probs.npy")
+    for name in DERIVED_OUTPUTS:
+        if name != "pred_probs.npy":
+            (out / name).write_text("from an earlier scan")
+    (out / "notes.txt").write_text("the user's own")
+    # --save-probs again: a new pred_probs.npy (another seed), the rest removed
+    assert _scan(root, "--out", out, "--save-probs", "--seed", "1", *FAST).exit_code == 0
+    assert (out / "pred_probs.npy").is_file()
+    assert not np.array_equal(np.load(out / "pred_probs.npy"), first)
+    assert [n for n in DERIVED_OUTPUTS if (out / n).exists()] == ["pred_probs.npy"]
+    # without --save-probs the old probabilities go too; files of other names stay
+    result = _scan(root, "--out", out, "--width", "8", "--epochs", "2", "--loss-history", "2")
+    assert result.exit_code == 0, result.output
+    assert "removed pred_probs.npy" in " ".join(result.output.split())
+    assert not any((out / n).exists() for n in DERIVED_OUTPUTS)
+    assert (out / "notes.txt").read_text() == "the user's own"
+    assert (out / "scores.csv").is_file()
+
+
+def test_a_diverging_warm_up_is_one_clear_error(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    _clear_failure(_scan(root, "--out", tmp_path / "o", "--lr", "1e6", *FAST),
+                   "diverged", "lower --lr")
+    assert not (tmp_path / "o" / "scores.csv").exists()
+
+
+def test_a_torchvision_model_too_big_for_the_images_is_refused(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """alexnet's pooling cannot run on 16 px images: one message naming the model and the
+    size, before any decoding, and torch's random state untouched by the check."""
+    root, _ = digits_folder
+    _clear_failure(_scan(root, "--out", tmp_path / "o", "--model", "alexnet", *FAST),
+                   "--model alexnet cannot run on 16x16 px images", "--image-size")
+    state = torch.random.get_rng_state()
+    with pytest.raises(NoisyCleanError, match="vit_b_16 cannot run on 32x32"):
+        check_input_size("vit_b_16", 3, 32)
+    check_input_size("resnet18", 3, 32)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_googlenet_trains_on_its_main_head() -> None:
+    """GoogLeNet returns its auxiliary heads' logits too in training mode; it is built
+    without them, so a training step gets one row of logits per image."""
+    check_input_size("googlenet", 3, 32)
+    model = build_model("googlenet", 3).train()
+    out = model(torch.zeros(2, 3, 32, 32))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 3)
+
+
+def test_a_file_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "scores.csv").mkdir()
+    with pytest.raises(NoisyCleanError, match="cannot write .*scores.csv"):
+        atomic_write_bytes(tmp_path / "scores.csv", b"path,label\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # no temporary file left
+    with pytest.raises(NoisyCleanError, match="cannot write"):
+        atomic_write_bytes(tmp_path / "missing" / "x.csv", b"")
+
+
+def test_links_the_scan_does_not_follow_are_listed_in_skipped_csv(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(next(root.rglob("*.png")).read_bytes())
+    os.symlink(outside, root / "0" / "link_out.png")
+    os.symlink(tmp_path, root / "0" / "link_dir")
+    out = tmp_path / "out"
+    result = _scan(root, "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert skipped["path"].tolist() == ["0/link_dir", "0/link_out.png"]
+    assert skipped["reason"].str.contains("not followed").all()
+    counts = json.loads((out / "summary.json").read_text())["counts"]
+    assert counts["found"] == 122 and counts["used"] == 120 and counts["skipped"] == 2
