@@ -473,8 +473,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     progress = progress or Progress(quiet=True)
     timings: dict[str, float] = {}
     if write:
-        if config.labels is None:  # a manifest lists its images; a folder is walked
-            check_out_outside_data(config.out, config.data)
+        check_out_outside_data(config.out, config.data, config.labels)
         prepare_out_dir(config.out)
 
     dataset = load_configured(config, progress)

@@ -31,12 +31,12 @@ class Signals:
     probs: np.ndarray
 
 
-def finite(signals: Signals) -> Signals:
+def finite(signals: Signals, what: str = "the warm-up") -> Signals:
     """``signals``, checked: a network whose losses or probabilities are not finite has
-    diverged, which is one clear :class:`~noisyclean.errors.NoisyCleanError`, not a
-    mixture's failure later on."""
+    diverged, which is one clear :class:`~noisyclean.errors.NoisyCleanError` naming
+    ``what`` diverged, not a mixture's failure later on."""
     if not (np.isfinite(signals.per_sample_loss).all() and np.isfinite(signals.probs).all()):
-        raise NoisyCleanError("the warm-up diverged (its losses are not finite); try a "
+        raise NoisyCleanError(f"{what} diverged (its losses are not finite); try a "
                               "lower --lr")
     return signals
 

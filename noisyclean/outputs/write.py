@@ -26,9 +26,14 @@ def prepare_out_dir(out: Path) -> Path:
     return out
 
 
-def check_out_outside_data(out: Path, data: Path, option: str = "--out") -> None:
+def check_out_outside_data(
+    out: Path, data: Path, labels: Path | None = None, option: str = "--out"
+) -> None:
     """Refuse an output folder that is an ImageFolder dataset folder or lies inside one: the
-    outputs would be written among the images and read as a class by the next run."""
+    outputs would be written among the images and read as a class by the next run. With a
+    ``labels`` manifest, which lists its images, any output folder is fine."""
+    if labels is not None:
+        return
     out_abs, data_abs = Path(out).expanduser().resolve(), Path(data).expanduser().resolve()
     if out_abs == data_abs or out_abs.is_relative_to(data_abs):
         raise NoisyCleanError(

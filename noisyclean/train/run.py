@@ -48,7 +48,7 @@ from ..outputs.write import (
 from ..progress import Progress
 from ..scan import _set_seed
 from ..scoring import score_samples, table_summary
-from ..signals import FUSIONS, SIGNALS, compute_signals, network_scores
+from ..signals import FUSIONS, SIGNALS, compute_signals, finite, network_scores
 from .checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -176,6 +176,16 @@ def _same_setting(name: str, given: Any, saved: Any) -> bool:
     return given == saved
 
 
+def named_options(config: TrainConfig, explicit: Collection[str] | None) -> Collection[str]:
+    """The settings a run was asked for: ``explicit`` (the options given on the command
+    line) when known, else the fields whose value differs from the default."""
+    if explicit is not None:
+        return explicit
+    defaults = TrainConfig()
+    return {f.name for f in fields(TrainConfig)
+            if getattr(config, f.name) != getattr(defaults, f.name)}
+
+
 def resume_config(
     given: TrainConfig, saved: TrainConfig, explicit: Collection[str] | None = None
 ) -> tuple[TrainConfig, list[str]]:
@@ -194,15 +204,13 @@ def resume_config(
         The merged settings and the options that were given with other values than the
         checkpoint's (and are ignored).
     """
-    defaults = TrainConfig()
+    named = named_options(given, explicit)
     ignored = []
     for f in fields(TrainConfig):
         if f.name in RESUME_OVERRIDABLE or f.name == "out":
             continue
-        value = getattr(given, f.name)
-        named = (f.name in explicit if explicit is not None
-                 else value != getattr(defaults, f.name))
-        if named and not _same_setting(f.name, value, getattr(saved, f.name)):
+        if f.name in named and not _same_setting(f.name, getattr(given, f.name),
+                                                 getattr(saved, f.name)):
             ignored.append(f"--{f.name.replace('_', '-')}")
     overrides = {k: getattr(given, k) for k in RESUME_OVERRIDABLE}
     for name in ("labels", "classes"):
@@ -375,11 +383,7 @@ def _train(
     if config.resume is None:
         validate(config)
         config = absolute_paths(config)
-        defaults = TrainConfig()
-        named = explicit if explicit is not None else [
-            f.name for f in fields(TrainConfig)
-            if getattr(config, f.name) != getattr(defaults, f.name)]
-        unused = unused_options(config.method, named)
+        unused = unused_options(config.method, named_options(config, explicit))
         if unused:
             progress.warn(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not "
                           f"apply to --method {config.method}: ignored")
@@ -395,9 +399,8 @@ def _train(
                 f"resuming: {', '.join(ignored)} ignored; the checkpoint's settings are used"
             )
         validate(config)
-    if config.labels is None:  # a manifest lists its images; a folder is walked
-        check_out_outside_data(config.out, config.data,
-                               "--out" if config.resume is None else "--resume")
+    check_out_outside_data(config.out, config.data, config.labels,
+                           "--out" if config.resume is None else "--resume")
     out = prepare_out_dir(config.out)
     if config.resume is None:
         if (out / CHECKPOINT_NAME).exists():
@@ -531,10 +534,8 @@ def _train(
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    signals = [compute_signals(model, data, precision, tta=config.tta) for model in models]
-    if not all(np.all(np.isfinite(s.per_sample_loss)) for s in signals):
-        raise NoisyCleanError("training diverged (the final losses are not finite); try a "
-                              "lower --lr")
+    signals = [finite(compute_signals(model, data, precision, tta=config.tta), "training")
+               for model in models]
     fit_inputs, order_inputs = network_scores(signals, labels, config.signal, config.fusion)
     scores = score_samples(
         paths,
