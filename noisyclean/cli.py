@@ -11,7 +11,7 @@ from rich.table import Table
 
 from . import __version__
 from .config import METHOD_HELP, ScanConfig
-from .errors import NoisyCleanError
+from .errors import NoisyCleanError, listing
 
 app = typer.Typer(
     help="Find and fix wrong labels in image datasets.",
@@ -352,6 +352,33 @@ def scan(
         _write_report(result.out, quiet=quiet)
 
 
+def _arbitrated_cut_text(cut: dict) -> str:
+    """Which count the arbitrated cut flagged, from ``summary.json["cut"]``: ``loss+margin
+    mixture 61, loss mixture 58: flagged halfway ...``.
+
+    Degenerate scans (identical images, say) get words of their own: when the two mixtures'
+    counts are equal there was nothing to choose, and when the first mixture flagged no
+    image or every one, :func:`~noisyclean.cut.move_cut` cannot move the cut, so the scan
+    flags the first mixture's count whatever was chosen."""
+    n = cut["counts"]
+    first, second = n["mixture"], n["loss_mixture"]
+    text = f"loss+margin mixture {first}, loss mixture {second}: "
+    chosen, flagged = cut.get("chosen"), cut.get("flagged")
+    if chosen in ("loss_mixture", "midpoint") and flagged == first:
+        # either count differs from the first's: the cut was chosen but could not be moved
+        wanted = ("the second is nearer the estimate" if chosen == "loss_mixture" else
+                  "both are above the estimate, halfway to it was chosen")
+        which = "no image" if first == 0 else "every image"
+        return (text + f"flagged {first}, the first's count ({wanted}, but with the first "
+                f"flagging {which} the cut cannot move)")
+    if first == second and chosen == "mixture":
+        return text + f"flagged {first}, the count of both"
+    how = {"mixture": "the first, nearer the estimate",
+           "loss_mixture": "the second, nearer the estimate",
+           "midpoint": "halfway from the nearer one to the estimate, both being above it"}
+    return text + "flagged " + how.get(chosen or "", "the one nearer the estimate")
+
+
 def _add_flag_rows(table: Table, summary: dict) -> None:
     """The flag counts, and the confident joint's estimate of how many labels are wrong."""
     counts = summary["counts"]
@@ -360,14 +387,9 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
     table.add_row("relabel / review", f"{counts['relabel']} / {counts['review']}")
     cut = summary.get("cut") or {}
     if cut.get("rule") == "arbitrated":
-        n = cut["counts"]
-        how = {"mixture": "the first, nearer the estimate",
-               "loss_mixture": "the second, nearer the estimate",
-               "midpoint": "halfway from the nearer one to the estimate, both being above it"}
-        chosen = how.get(cut.get("chosen", ""), "the one nearer the estimate")
-        table.add_row("cut (arbitrated)", f"loss+margin mixture {n['mixture']}, loss mixture "
-                      f"{n['loss_mixture']}: flagged {chosen}")
-        if cut.get("close_call") is not None:
+        table.add_row("cut (arbitrated)", _arbitrated_cut_text(cut))
+        # a cut that could not move flags the count the other side would have taken
+        if cut.get("close_call") not in (None, cut.get("flagged")):
             from .cut import close_call_text
 
             table.add_row("close call", close_call_text(cut))
@@ -376,11 +398,9 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
                       "at the cut's count")
     flips = cut.get("flip_ranking") or {}
     if flips.get("used"):
-        shown = ", ".join(f"{f['true']} -> {f['given']} {f['share']:.0%}"
-                          for f in flips["flips"][:4])
-        more = len(flips["flips"]) - 4
-        table.add_row("ranked by flip posterior",
-                      shown + (f" and {more} more" if more > 0 else ""))
+        shown = listing((f"{f['true']} -> {f['given']} {f['share']:.0%}"
+                         for f in flips["flips"]), 4, quote=False)
+        table.add_row("ranked by flip posterior", shown)
     wrong = summary.get("estimated_wrong_labels")
     if wrong is not None:
         table.add_row("estimated wrong labels", f"~{wrong['count']} ({wrong['rate']:.1%})")

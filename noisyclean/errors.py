@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class NoisyCleanError(Exception):
     """A problem with the user's input or options, not a bug.
 
     The CLI catches it, prints ``str(error)`` without a traceback and exits with code 2.
     """
+
+
+def listing(
+    items: Iterable[object], limit: int = 5, quote: bool = True, sep: str = ", "
+) -> str:
+    """The first ``limit`` items for a message, then how many were left out:
+    ``'a', 'b', 'c' and 7 more``.
+
+    Args:
+        items: the things to list, in the order to show them.
+        limit: how many to show.
+        quote: show each as its ``repr`` (quoted, with odd characters escaped), else as
+            ``str`` (row numbers, text already formatted).
+        sep: what goes between two shown items.
+
+    Returns:
+        The listing; empty for no items.
+    """
+    items = list(items)
+    shown = sep.join(repr(x) if quote else str(x) for x in items[:limit])
+    more = len(items) - limit
+    return shown + (f" and {more} more" if more > 0 else "")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from .errors import NoisyCleanError
+from .errors import NoisyCleanError, listing
 
 
 def read_truth(path: str | Path) -> pd.DataFrame:
@@ -44,14 +44,13 @@ def detection_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
     """
     merged = table.merge(truth.rename(columns={"label": "true_label"}), on="path", how="left")
     if merged["true_label"].isna().any():
-        missing = merged.loc[merged["true_label"].isna(), "path"].head(3).tolist()
-        raise NoisyCleanError(f"truth file has no row for {missing} (and maybe more)")
+        missing = merged.loc[merged["true_label"].isna(), "path"]
+        raise NoisyCleanError(f"truth file has no row for {listing(missing, 3)}")
     known = set(merged["label"].astype(str)) | set(merged["suggested_label"].astype(str))
     unknown = sorted(set(merged["true_label"].astype(str)) - known)
     if unknown:
-        shown = ", ".join(map(repr, unknown[:3])) + (" ..." if len(unknown) > 3 else "")
         raise NoisyCleanError(
-            f"truth file labels {shown} are not class names of the scored images "
+            f"truth file labels {listing(unknown, 3)} are not class names of the scored images "
             "(true labels must be written as the class names are)")
     wrong = (merged["label"].astype(str) != merged["true_label"].astype(str)).to_numpy()
     flagged = merged["is_noisy"].astype(bool).to_numpy()

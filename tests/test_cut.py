@@ -299,3 +299,93 @@ def test_scan_summary_table_shows_a_close_call() -> None:
         texts.append(" ".join(console.export_text().split()))
     assert "close call" in texts[0] and "review on to row 4227" in texts[0]
     assert "close call" not in texts[1] and "4227." not in texts[1]
+
+
+def _counts(three: tuple[int, int, int]) -> dict[str, int]:
+    """``summary.json["cut"]["counts"]`` for (mixture, loss mixture, estimate)."""
+    return {"mixture": three[0], "loss_mixture": three[1], "confident_joint": three[2]}
+
+
+def _cut_row(cut: dict) -> str:
+    """The summary table's ``cut (arbitrated)`` row (and any close call) for ``cut``, on
+    one line."""
+    summary = {"counts": {"noisy": cut["flagged"], "relabel": 0, "review": cut["flagged"]},
+               "estimated_noise_rate": {"overall": 0.0}, "cut": cut}
+    table = Table()
+    _add_flag_rows(table, summary)
+    console = Console(width=400, record=True, file=io.StringIO())
+    console.print(table)
+    return " ".join(console.export_text().split())
+
+
+@pytest.mark.parametrize(
+    ("three", "flagged", "chosen", "words"),
+    [  # the first mixture flags nothing: move_cut cannot move the cut to the second's 10
+     ((0, 10, 20), 0, "loss_mixture", "loss mixture 10: flagged 0, the first's count (the "
+      "second is nearer the estimate, but with the first flagging no image the cut cannot "
+      "move)"),
+     # ... or every image (30 of 30): halfway from 20 to the estimate, 19, is out of reach
+     ((30, 20, 18), 30, "midpoint", "loss mixture 20: flagged 30, the first's count (both "
+      "are above the estimate, halfway to it was chosen, but with the first flagging "
+      "every image the cut cannot move)"),
+     # equal counts: there was nothing to choose
+     ((10, 10, 20), 10, "mixture", "loss mixture 10: flagged 10, the count of both"),
+     ((0, 0, 5), 0, "mixture", "loss mixture 0: flagged 0, the count of both")],
+)
+def test_scan_summary_table_on_a_degenerate_cut(
+    three: tuple[int, int, int], flagged: int, chosen: str, words: str
+) -> None:
+    """Identical images can leave the first mixture flagging none or all (the cut then
+    stays where it is) or both mixtures at one count: the row says what was flagged."""
+    cut = {"rule": "arbitrated", "flagged": flagged, "chosen": chosen,
+           "counts": _counts(three), "close_call": close_call(*three)}
+    # the count the rule chose was not reached, or there was nothing to choose
+    assert (chosen, flagged) != arbitrated_choice(*three) or three[0] == three[1]
+    text = _cut_row(cut)
+    assert f"loss+margin mixture {three[0]}, " + words in text
+    assert "flagged the" not in text
+
+
+def test_scan_summary_table_hides_a_close_call_the_cut_could_not_take() -> None:
+    """A close call whose other side is the count the cut flagged (the cut could not
+    move to the chosen one) has nothing to say; one that could have flagged more stays."""
+    three = (0, 10, 5)  # halfway: the tie keeps the first's 0; the other side is 10
+    assert close_call(*three) == 10
+    shown = _cut_row({"rule": "arbitrated", "flagged": 0, "chosen": "mixture",
+                      "counts": _counts(three), "close_call": 10})
+    assert "review on to row 10" in shown
+    # 0 / 20 / estimate 11 is 55% of the way: the second's 20 was chosen, the cut stayed
+    # at 0, and the other side's count is 0 itself
+    three = (0, 20, 11)
+    assert close_call(*three) == 0 and arbitrated_choice(*three) == ("loss_mixture", 20)
+    stayed = _cut_row({"rule": "arbitrated", "flagged": 0, "chosen": "loss_mixture",
+                       "counts": _counts(three), "close_call": 0})
+    assert "close call" not in stayed and "flagged 0, the first's count" in stayed
+
+
+def test_scan_on_identical_images_says_what_it_flagged(tmp_path: Path) -> None:
+    """A real scan of 30 identical blank images in three classes with two networks: the
+    loss+margin mixture flags none, the loss mixture's count is chosen but the cut cannot
+    move, and the summary says the scan flagged none rather than the loss mixture's count."""
+    from PIL import Image
+
+    root = tmp_path / "blank"
+    for c in ("a", "b", "c"):
+        (root / c).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (16, 16)).save(root / c / f"{i}.png")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["scan", str(root), "--out", str(out), "--epochs", "1", "--width", "8",
+              "--batch-size", "16", "--networks", "2", "--device", "cpu"],
+        env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    cut = json.loads((out / "summary.json").read_text())["cut"]
+    flagged = int(pd.read_csv(out / "scores.csv")["is_noisy"].sum())
+    n = cut["counts"]
+    assert flagged == cut["flagged"] == n["mixture"] == 0  # the degenerate case
+    assert cut["chosen"] == "loss_mixture" and n["loss_mixture"] > 0
+    text = " ".join(result.output.split())
+    assert f"loss+margin mixture 0, loss mixture {n['loss_mixture']}: flagged 0, the " \
+           "first's count" in text
+    assert "flagged the second" not in text

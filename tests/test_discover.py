@@ -12,8 +12,7 @@ from PIL import Image
 from noisyclean.data.discover import (
     IMAGE_EXTENSIONS,
     LINK_BROKEN,
-    LINK_FOLDER,
-    LINK_OUTSIDE,
+    LINK_LOOP,
     Samples,
     discover,
 )
@@ -86,33 +85,56 @@ def test_image_folder_root_given_relative(tmp_path: Path, monkeypatch: pytest.Mo
     assert samples.paths == ["cat/a.png", "cat/b.png", "dog/c.png"]
 
 
-def test_image_folder_symlinks(tmp_path: Path) -> None:
+def test_image_folder_symlinks_are_followed_wherever_they_lead(tmp_path: Path) -> None:
+    """Links to files and folders are followed as torchvision's ImageFolder follows them
+    (a link farm of dataset splits is a common layout); loops and broken links are not,
+    and are reported with why."""
     root = _two_classes(tmp_path / "data")
     outside = _png(tmp_path / "elsewhere" / "o.png")
     os.symlink(root / "cat" / "a.png", root / "dog" / "link_inside.png")
     os.symlink(outside, root / "dog" / "link_outside.png")
     os.symlink(tmp_path / "elsewhere", root / "dog" / "linked_dir")
     os.symlink(tmp_path / "nowhere.png", root / "cat" / "broken.png")
+    os.symlink(root / "cat" / "self.png", root / "cat" / "self.png")  # points to itself
     os.symlink(tmp_path / "elsewhere", root / "bird")  # a class folder that is a link
+    os.symlink(root, root / "dog" / "to_root")  # loops: the dataset folder,
+    os.symlink(root / "dog", root / "dog" / "to_dog")  # the folder holding the link,
+    os.symlink(tmp_path, root / "cat" / "to_above")  # a folder above the dataset
+    os.symlink(root, root / "all")  # and a class folder linked to the dataset folder
     samples = discover(root)
-    assert samples.paths == ["cat/a.png", "cat/b.png", "dog/c.png", "dog/link_inside.png"]
-    # every link not followed is reported, with why
+    assert samples.paths == [
+        "bird/o.png", "cat/a.png", "cat/b.png", "dog/c.png", "dog/link_inside.png",
+        "dog/link_outside.png", "dog/linked_dir/o.png",
+    ]
+    assert samples.classes == ["bird", "cat", "dog"]
+    assert samples.labels.tolist() == [0, 1, 1, 2, 2, 2, 2]
     assert samples.not_followed == [
-        ("bird", LINK_FOLDER), ("cat/broken.png", LINK_BROKEN),
-        ("dog/link_outside.png", LINK_OUTSIDE), ("dog/linked_dir", LINK_FOLDER),
+        ("all", LINK_LOOP), ("cat/broken.png", LINK_BROKEN), ("cat/self.png", LINK_BROKEN),
+        ("cat/to_above", LINK_LOOP), ("dog/to_dog", LINK_LOOP), ("dog/to_root", LINK_LOOP),
     ]
 
 
-def test_a_folder_of_links_only_says_why_it_has_no_images(tmp_path: Path) -> None:
-    """A tree of symbolic links to images elsewhere (as `apply --symlink` writes) has no
-    image that discovery follows; the error says so instead of only "no images found"."""
+def test_a_tree_of_links_is_a_dataset(tmp_path: Path) -> None:
+    """A tree of symbolic links to images elsewhere (a link farm, or what `apply
+    --symlink` writes) is scanned like the images themselves."""
     source = _two_classes(tmp_path / "data")
     links = tmp_path / "links"
     for name in ("cat", "dog"):
         (links / name).mkdir(parents=True)
         for image in (source / name).iterdir():
             os.symlink(image, links / name / image.name)
-    with pytest.raises(NoisyCleanError, match="3 symbolic link.*not followed.*outside"):
+    samples = discover(links)
+    assert samples.paths == ["cat/a.png", "cat/b.png", "dog/c.png"]
+    assert samples.root == links.resolve()
+    assert samples.not_followed == []
+
+
+def test_a_folder_of_broken_links_only_says_why_it_has_no_images(tmp_path: Path) -> None:
+    links = tmp_path / "links"
+    for name in ("cat", "dog"):
+        (links / name).mkdir(parents=True)
+        os.symlink(tmp_path / "gone" / f"{name}.png", links / name / f"{name}.png")
+    with pytest.raises(NoisyCleanError, match="2 symbolic link.*not followed.*broken"):
         discover(links)
 
 
@@ -271,14 +293,24 @@ def test_manifest_absolute_path_outside_root(tmp_path: Path) -> None:
     assert str(other) in str(info.value)
 
 
-def test_manifest_symlink_pointing_outside_root(tmp_path: Path) -> None:
+def test_manifest_symlink_pointing_outside_root_is_followed(tmp_path: Path) -> None:
+    """A relative path is taken as spelled under the root, so a link in it may lead
+    anywhere (as in an ImageFolder tree); `..` out of the root is still refused."""
     root = _two_classes(tmp_path / "data")
     other = _png(tmp_path / "other" / "o.png")
-    os.symlink(other, root / "cat" / "sneaky.png")
-    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\ncat/sneaky.png,dog\n")
-    with pytest.raises(NoisyCleanError, match="outside the dataset root") as info:
+    os.symlink(other, root / "cat" / "linked.png")
+    os.symlink(tmp_path / "other", root / "more")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\ncat/linked.png,dog\n"
+               f"more/o.png,cat\n{root}/more/./o.png,dog\n")
+    with pytest.raises(NoisyCleanError, match="more than once: 'more/o.png'"):
         discover(root, labels_csv=csv)
-    assert "'cat/sneaky.png'" in str(info.value)
+    _csv(csv, "path,label\ncat/a.png,cat\ncat/linked.png,dog\nmore/o.png,cat\n")
+    samples = discover(root, labels_csv=csv)
+    assert samples.paths == ["cat/a.png", "cat/linked.png", "more/o.png"]
+    assert samples.labels.tolist() == [0, 1, 0]
+    _csv(csv, "path,label\ncat/a.png,cat\nmore/../../other/o.png,dog\n")
+    with pytest.raises(NoisyCleanError, match="outside the dataset root"):
+        discover(root, labels_csv=csv)
 
 
 def test_manifest_duplicate_paths(tmp_path: Path) -> None:

@@ -124,9 +124,11 @@ def test_a_file_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> Non
         atomic_write_bytes(tmp_path / "missing" / "x.csv", b"")
 
 
-def test_links_the_scan_does_not_follow_are_listed_in_skipped_csv(
+def test_links_are_followed_and_loops_listed_in_skipped_csv(
     digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
+    """A link to an image outside the dataset is scanned; a link to a folder above the
+    dataset (a loop) is not followed and is listed in skipped.csv with why."""
     root, _ = digits_folder
     outside = tmp_path / "outside.png"
     outside.write_bytes(next(root.rglob("*.png")).read_bytes())
@@ -136,7 +138,39 @@ def test_links_the_scan_does_not_follow_are_listed_in_skipped_csv(
     result = _scan(root, "--out", out, *FAST)
     assert result.exit_code == 0, result.output
     skipped = pd.read_csv(out / "skipped.csv")
-    assert skipped["path"].tolist() == ["0/link_dir", "0/link_out.png"]
-    assert skipped["reason"].str.contains("not followed").all()
+    assert skipped["path"].tolist() == ["0/link_dir"]
+    assert skipped["reason"].str.contains("a loop; not followed").all()
+    assert "0/link_out.png" in pd.read_csv(out / "scores.csv")["path"].tolist()
     counts = json.loads((out / "summary.json").read_text())["counts"]
-    assert counts["found"] == 122 and counts["used"] == 120 and counts["skipped"] == 2
+    assert counts["found"] == 122 and counts["used"] == 121 and counts["skipped"] == 1
+
+
+def test_a_link_farm_scans_applies_and_rescans(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """A dataset made of symbolic links to images elsewhere (class folders linked too)
+    scans like the images; `apply --symlink` writes a tree of links that scans again."""
+    root, _ = digits_folder
+    farm = tmp_path / "farm"
+    classes = sorted(p.name for p in root.iterdir())
+    for name in classes[:-1]:
+        (farm / name).mkdir(parents=True)
+        for image in (root / name).iterdir():
+            os.symlink(image, farm / name / image.name)
+    os.symlink(root / classes[-1], farm / classes[-1])  # a class folder that is a link
+    direct, linked = tmp_path / "direct", tmp_path / "linked"
+    assert _scan(root, "--out", direct, *FAST).exit_code == 0
+    result = _scan(farm, "--out", linked, *FAST)
+    assert result.exit_code == 0, result.output
+    # the same images, the same scores, byte for byte
+    assert (linked / "scores.csv").read_bytes() == (direct / "scores.csv").read_bytes()
+    assert pd.read_csv(linked / "skipped.csv").empty
+    clean = tmp_path / "clean"
+    result = runner.invoke(app, ["apply", str(linked), "--to", str(clean), "--symlink"])
+    assert result.exit_code == 0, result.output
+    links = [p for p in clean.rglob("*.png")]
+    assert len(links) == 120 and all(p.is_symlink() for p in links)
+    assert {p.resolve().parent.parent for p in links} == {root.resolve()}
+    result = _scan(clean, "--out", tmp_path / "again", *FAST)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "again" / "scores.csv")) == 120

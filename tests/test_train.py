@@ -303,3 +303,30 @@ def test_a_checkpoint_of_another_network_is_one_clear_error() -> None:
                "steps": [4]}
     with pytest.raises(NoisyCleanError, match="do not match the one this run builds"):
         restore_learners([learner], payload)
+
+
+def test_train_with_val_tries_a_torchvision_model_at_its_size_once(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check_input_size`` builds a throwaway network (0.1-2 s for a torchvision model):
+    the training set's load runs it, with the training classes; the ``--val`` load, at the
+    same size for the same model, does not run it again."""
+    import noisyclean.data.load as load_module
+
+    calls: list[tuple[str, int, int]] = []
+    check = load_module.check_input_size
+
+    def counted(name: str, num_classes: int, image_size: int) -> None:
+        calls.append((name, num_classes, image_size))
+        check(name, num_classes, image_size)
+
+    monkeypatch.setattr(load_module, "check_input_size", counted)
+    root, _ = digits_folder
+    val = tmp_path / "val"
+    write_val_folder(val, per_class=3)
+    result = _train(root, "--method", "standard", "--model", "resnet18", "--image-size", "32",
+                    "--val", val, "--out", tmp_path / "run", "--epochs", "1",
+                    "--warmup-epochs", "1", "--batch-size", "32", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert calls == [("resnet18", 3, 32)]
+    assert pd.read_csv(tmp_path / "run" / "history.csv")["val_acc"].between(0, 1).all()

@@ -5,7 +5,8 @@ Two layouts are understood:
 * ImageFolder: ``ROOT/<class>/<files, in any nested subfolders>``; the class is the name of the
   top-level folder a file lies under.
 * Manifest: a CSV file with columns ``path`` and ``label``; paths are relative to ``ROOT``
-  (absolute paths are accepted when they lie inside ``ROOT``).
+  (absolute paths are accepted when they lie inside ``ROOT``). Symbolic links are followed
+  in both.
 
 Nothing here opens an image: every regular file is a sample, and the decoder later skips the
 files that are not images (recording why). The user's files are only listed and ``stat``-ed.
@@ -16,14 +17,14 @@ clear message.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import NoisyCleanError
+from ..errors import NoisyCleanError, listing
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -48,8 +49,6 @@ extension, so that a mislabelled or misnamed file is reported by the decoder ins
 being dropped silently.
 """
 
-_SHOW = 5  # how many offending items an error message lists before "and N more"
-
 
 @dataclass
 class Samples:
@@ -61,8 +60,8 @@ class Samples:
         labels: int64 array, ``labels[i]`` is the index into ``classes`` of ``paths[i]``'s
             given label.
         classes: the class names; sorted, or in the order given by ``discover(classes=...)``.
-        not_followed: ``(path relative to root, reason)`` of each symbolic link under a
-            class folder that was not followed (ImageFolder layout), for ``skipped.csv``.
+        not_followed: ``(path relative to root, reason)`` of each symbolic link that was
+            not followed (a loop, or broken; ImageFolder layout), for ``skipped.csv``.
     """
 
     root: Path
@@ -105,10 +104,10 @@ def discover(
             are found, or fewer than ``min_classes`` classes have samples.
 
     ImageFolder rules: hidden files and folders (name starting with ``.``) are ignored at every
-    level, files directly in ``root`` are ignored, symlinked folders are not followed,
-    symlinked files are kept only if they resolve to a regular file inside ``root``, and empty
-    class folders are dropped (unless named in ``classes``). The symbolic links not
-    followed are listed in the result's ``not_followed``.
+    level, files directly in ``root`` are ignored, symbolic links are followed wherever they
+    lead (to files and folders, class folders too) except into a loop, and empty class
+    folders are dropped (unless named in ``classes``). The symbolic links not followed
+    (loops, broken links) are listed in the result's ``not_followed``.
     """
     root_arg = Path(root).expanduser()
     if not root_arg.exists():
@@ -145,14 +144,6 @@ def discover(
 # --------------------------------------------------------------------------- helpers
 
 
-def _quoted(items: Sequence[str], limit: int = _SHOW) -> str:
-    """``'a', 'b', 'c'`` or ``'a', 'b', 'c' and 7 more``."""
-    shown = ", ".join(repr(x) for x in items[:limit])
-    if len(items) > limit:
-        shown += f" and {len(items) - limit} more"
-    return shown
-
-
 def _check_class_list(classes: list[str]) -> list[str]:
     """Validate a user-given class list (non-empty, no duplicates, no blank names)."""
     classes = [str(c) for c in classes]
@@ -177,19 +168,26 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 #: Why :func:`_walk_files` does not follow a symbolic link (``skipped.csv``'s reason).
-LINK_OUTSIDE = "symbolic link to a file outside the dataset folder (not followed)"
-LINK_FOLDER = "symbolic link to a folder (not followed)"
 LINK_BROKEN = "broken symbolic link"
+LINK_LOOP = "symbolic link to a folder that holds it (a loop; not followed)"
+
+
+def _holds(folder: str, path: str) -> bool:
+    """Whether real path ``folder`` is real path ``path`` or one of its parents."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _walk_files(
-    folder: str, root: Path, not_followed: list[tuple[str, str]] | None = None
+    folder: str, not_followed: list[tuple[str, str]], ancestors: tuple[str, ...]
 ) -> Iterator[str]:
-    """Absolute paths of the sample files under ``folder`` (recursive, not hidden).
+    """Paths (under ``folder``, as spelled there) of the sample files under ``folder``,
+    recursively, hidden names left out.
 
-    Symlinked folders are not followed; a symlinked file is kept only if it resolves to a
-    regular file inside ``root``; the links not followed are appended to ``not_followed``
-    as ``(absolute path, reason)``. Unreadable subfolders are skipped.
+    Symbolic links are followed, to files and to folders, wherever they lead (as
+    torchvision's ``ImageFolder`` does), except a link to a folder that holds one of
+    ``ancestors`` (the real paths of the dataset folder and of the folders walked down to
+    here), which would loop. Links not followed (loops, broken links) are appended to
+    ``not_followed`` as ``(path, reason)``. Unreadable subfolders are skipped.
     """
     try:
         entries = list(os.scandir(folder))
@@ -199,37 +197,33 @@ def _walk_files(
         if entry.name.startswith("."):
             continue
         try:
-            if entry.is_symlink():
-                target = Path(entry.path).resolve()
-                if _inside(target, root) and target.is_file():
-                    yield entry.path
-                elif not_followed is not None:
-                    reason = (LINK_FOLDER if target.is_dir() else
-                              LINK_OUTSIDE if target.is_file() else LINK_BROKEN)
-                    not_followed.append((entry.path, reason))
-            elif entry.is_dir(follow_symlinks=False):
-                yield from _walk_files(entry.path, root, not_followed)
-            elif entry.is_file(follow_symlinks=False):
+            if entry.is_dir():
+                real = os.path.realpath(entry.path)
+                if entry.is_symlink() and any(_holds(real, a) for a in ancestors):
+                    not_followed.append((entry.path, LINK_LOOP))
+                    continue
+                yield from _walk_files(entry.path, not_followed, (*ancestors, real))
+            elif entry.is_file():
                 yield entry.path
-        except (OSError, RuntimeError):  # RuntimeError: symlink loop on older Pythons
-            if not_followed is not None and entry.is_symlink():
+            elif entry.is_symlink() and not os.path.exists(entry.path):
                 not_followed.append((entry.path, LINK_BROKEN))
-            continue
+        except OSError:  # e.g. a link that points to itself
+            if entry.is_symlink():
+                not_followed.append((entry.path, LINK_BROKEN))
 
 
-def _class_folders(root: Path, linked: list[str] | None = None) -> list[str]:
-    """Names of the (non-hidden, non-symlink) subfolders of ``root``; the names of
-    symbolic links to folders are appended to ``linked``."""
+def _class_folders(root: Path) -> list[str]:
+    """Names of the (non-hidden) subfolders of ``root``, symbolic links to folders
+    included."""
     names = []
     try:
         with os.scandir(root) as it:
             for entry in it:
-                if entry.name.startswith("."):
+                try:
+                    if not entry.name.startswith(".") and entry.is_dir():
+                        names.append(entry.name)
+                except OSError:  # a link that points to itself: not a folder
                     continue
-                if entry.is_dir(follow_symlinks=False):
-                    names.append(entry.name)
-                elif linked is not None and entry.is_symlink() and entry.is_dir():
-                    linked.append(entry.name)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise NoisyCleanError(f"cannot read dataset folder {root}: {reason}") from None
@@ -238,14 +232,13 @@ def _class_folders(root: Path, linked: list[str] | None = None) -> list[str]:
 
 def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
     """ImageFolder layout: one subfolder per class."""
-    linked: list[str] = []
-    folders = _class_folders(root, linked)
-    not_followed: list[tuple[str, str]] = [(name, LINK_FOLDER) for name in sorted(linked)]
+    folders = _class_folders(root)
+    not_followed: list[tuple[str, str]] = []
     if classes is not None:
         available = set(folders)
         for name in classes:
             if name not in available:
-                hint = f" (folders found: {_quoted(folders, 10)})" if folders else ""
+                hint = f" (folders found: {listing(folders, 10)})" if folders else ""
                 raise NoisyCleanError(f"class {name!r} is not a folder under {root}{hint}")
         names = classes
     else:
@@ -254,9 +247,14 @@ def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
     found: list[tuple[str, int]] = []
     kept: list[str] = []
     for name in names:
+        folder, real = str(root / name), os.path.realpath(root / name)
         links: list[tuple[str, str]] = []
-        rels = [Path(p).relative_to(root).as_posix()
-                for p in _walk_files(str(root / name), root, links)]
+        if _holds(real, str(root)):  # a class folder linked to the dataset folder or above
+            links.append((folder, LINK_LOOP))
+            files = []
+        else:
+            files = list(_walk_files(folder, links, (str(root), real)))
+        rels = [Path(p).relative_to(root).as_posix() for p in files]
         not_followed += [(Path(p).relative_to(root).as_posix(), why) for p, why in links]
         if not rels and classes is None:
             continue  # empty class folder: dropped
@@ -302,38 +300,33 @@ def _read_csv(csv_path: Path) -> pd.DataFrame:
         raise NoisyCleanError(
             f"labels CSV {csv_path} has no column {' or '.join(repr(c) for c in missing)}; "
             f"it needs a header with columns 'path' and 'label' "
-            f"(columns found: {_quoted(list(frame.columns), 10) or 'none'})"
+            f"(columns found: {listing(list(frame.columns), 10) or 'none'})"
         )
     if frame.columns.duplicated().any():
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise NoisyCleanError(f"labels CSV {csv_path} has duplicate column(s) {_quoted(dup)}")
+        raise NoisyCleanError(f"labels CSV {csv_path} has duplicate column(s) {listing(dup)}")
     if len(frame) == 0:
         raise NoisyCleanError(f"labels CSV {csv_path} has a header but no rows")
     return frame
 
 
 def _relative(given: str, root: Path, root_abs: Path) -> tuple[str | None, Path]:
-    """Map a manifest path to (relative POSIX path or None if outside root, resolved path)."""
+    """Map a manifest path to ``(relative POSIX path, or None if outside root; the file)``.
+
+    A path is taken as spelled (``..`` and ``.`` resolved lexically), relative to the
+    resolved root or to the root as the user spelled it, so that symbolic links in it are
+    followed wherever they lead, as in an ImageFolder tree. An absolute path that does not
+    lie under either spelling is kept when it resolves to a file under the root.
+    """
     path = Path(given)
-    full = path if path.is_absolute() else root / path
-    resolved = full.resolve()
-    if not _inside(resolved, root):
-        return None, resolved
-    # Keep the user's own name for the file (not a symlink's target): lexical normalisation
-    # against the resolved root, or against the root as the user spelled it.
     for base in (root, root_abs):
-        lexical = os.path.normpath(full if path.is_absolute() else base / path)
-        try:
-            rel = Path(lexical).relative_to(base).as_posix()
-        except ValueError:
-            continue
-        if (
-            rel not in ("", ".")
-            and not rel.startswith("../")
-            and ((root / rel).resolve() == resolved)
-        ):
-            return rel, resolved
-    return resolved.relative_to(root).as_posix(), resolved
+        lexical = Path(os.path.normpath(path if path.is_absolute() else base / path))
+        if lexical != base and lexical.is_relative_to(base):
+            return lexical.relative_to(base).as_posix(), root / lexical.relative_to(base)
+    resolved = (path if path.is_absolute() else root / path).resolve()
+    if resolved != root and _inside(resolved, root):
+        return resolved.relative_to(root).as_posix(), resolved
+    return None, resolved
 
 
 def _discover_manifest(
@@ -351,11 +344,9 @@ def _discover_manifest(
     for column, values in (("path", given_paths), ("label", given_labels)):
         empty = [row(i) for i, v in enumerate(values) if not v]
         if empty:
-            rows = ", ".join(str(r) for r in empty[:_SHOW])
-            more = f" and {len(empty) - _SHOW} more" if len(empty) > _SHOW else ""
             raise NoisyCleanError(
-                f"labels CSV {csv_path} has an empty {column!r} in row {rows}{more} "
-                "(row 1 is the header)"
+                f"labels CSV {csv_path} has an empty {column!r} in row "
+                f"{listing(empty, quote=False)} (row 1 is the header)"
             )
 
     rels: list[str] = []
@@ -363,28 +354,28 @@ def _discover_manifest(
     missing: list[str] = []
     not_files: list[str] = []
     for given in given_paths:
-        rel, resolved = _relative(given, root, root_abs)
+        rel, file = _relative(given, root, root_abs)
         if rel is None:
             outside.append(given)
             continue
         rels.append(rel)
-        if not resolved.exists():
+        if not file.exists():
             missing.append(given)
-        elif not resolved.is_file():
+        elif not file.is_file():
             not_files.append(given)
     if outside:
         raise NoisyCleanError(
             f"{len(outside)} path(s) in labels CSV {csv_path} point outside the dataset root "
-            f"{root}: {_quoted(outside)}; paths must lie inside the root (relative to it)"
+            f"{root}: {listing(outside)}; paths must lie inside the root (relative to it)"
         )
     if missing:
         raise NoisyCleanError(
             f"{len(missing)} path(s) in labels CSV {csv_path} do not exist under {root}: "
-            f"{_quoted(missing)}"
+            f"{listing(missing)}"
         )
     if not_files:
         raise NoisyCleanError(
-            f"{len(not_files)} path(s) in labels CSV {csv_path} are not files: {_quoted(not_files)}"
+            f"{len(not_files)} path(s) in labels CSV {csv_path} are not files: {listing(not_files)}"
         )
 
     first_row: dict[str, int] = {}
@@ -395,23 +386,23 @@ def _discover_manifest(
         else:
             first_row[rel] = row(i)
     if duplicates:
-        shown = "; ".join(
-            f"{rel!r} (rows {', '.join(map(str, rows))})"
-            for rel, rows in list(duplicates.items())[:_SHOW]
+        shown = listing(
+            (f"{rel!r} (rows {', '.join(map(str, rows))})"
+             for rel, rows in duplicates.items()),
+            quote=False, sep="; ",
         )
-        more = f"; and {len(duplicates) - _SHOW} more" if len(duplicates) > _SHOW else ""
         raise NoisyCleanError(
-            f"labels CSV {csv_path} lists {len(duplicates)} file(s) more than once: {shown}{more}"
+            f"labels CSV {csv_path} lists {len(duplicates)} file(s) more than once: {shown}"
         )
 
     if classes is not None:
         known = set(classes)
         unknown = [(row(i), lab) for i, lab in enumerate(given_labels) if lab not in known]
         if unknown:
-            labels_shown = _quoted(sorted({lab for _, lab in unknown}))
+            labels_shown = listing(sorted({lab for _, lab in unknown}))
             raise NoisyCleanError(
                 f"labels CSV {csv_path} has label(s) {labels_shown} that are not in the given "
-                f"classes {_quoted(classes, 10)} (first in row {unknown[0][0]})"
+                f"classes {listing(classes, 10)} (first in row {unknown[0][0]})"
             )
         names = list(classes)
     else:

@@ -125,7 +125,9 @@ def load_dataset(
         normalisation: per-channel ``(mean, std)`` to normalise with (a training set's,
             for validation images); None: ImageNet's with ``weights``, else the images' own.
         validation: a set to measure accuracy on, not to find wrong labels in: one usable
-            image of one class is enough.
+            image of one class is enough, and ``model`` is not tried at ``image_size``
+            (:func:`~noisyclean.models.check_input_size`), which the training set's load
+            has done, with its classes.
 
     Returns:
         A :class:`Dataset`.
@@ -146,7 +148,8 @@ def load_dataset(
     size, model_name = choose_size_and_model(
         image_size, model, lambda: probe_image_size(samples.root, samples.paths)
     )
-    check_input_size(model_name, len(samples.classes), size)  # before a long decode
+    if not validation:  # a validation set comes at a size already checked for its model
+        check_input_size(model_name, len(samples.classes), size)  # before a long decode
     cache = (cache_dir or default_cache_dir()) if use_cache else None
     task = progress.task("decode", total=len(samples))
     decoded = decode_images(

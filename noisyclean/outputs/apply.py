@@ -3,8 +3,9 @@
 ``CLEAN_DIR/<suggested label>/<file name>`` for every row of ``scores.csv`` (``review`` rows
 too, unless dropped), as copies, hard links or symbolic links. The source dataset is only
 read. Paths and labels come from a CSV file that may have been edited or be hostile, so
-every destination is checked to lie inside ``CLEAN_DIR`` and every source inside the
-dataset folder *before* anything is written; one bad row refuses the whole run.
+every destination is checked to lie inside ``CLEAN_DIR``, and every source path to be
+relative without ``..`` (symbolic links in the dataset are followed, as the scan follows
+them), *before* anything is written; one bad row refuses the whole run.
 
 A manifest, ``CLEAN_DIR/noisyclean-manifest.csv``, lists what was written (``source``,
 ``dest``, ``label``, ``new_label``, ``action``, ``method``).
@@ -20,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from ..errors import NoisyCleanError
+from ..errors import NoisyCleanError, listing
 from .load import inside, load_outputs, safe_name, safe_relative_path
 from .write import atomic_write_text
 
@@ -28,6 +29,7 @@ MANIFEST = "noisyclean-manifest.csv"
 MANIFEST_COLUMNS = ["source", "dest", "label", "new_label", "action", "method"]
 #: ``link`` values of :func:`apply_labels`.
 LINK_MODES = ("copy", "hard", "symlink")
+#: How many offending paths or labels an error message lists.
 _SHOW = 3
 
 
@@ -47,12 +49,6 @@ class ApplyResult:
     clean_dir: Path
     manifest: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(repr(i) for i in items[:_SHOW])
-    more = len(items) - _SHOW
-    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def _unique_name(folder: PurePosixPath, name: str, taken: set[str]) -> PurePosixPath:
@@ -85,8 +81,8 @@ def plan(
         ``action``; sorted by source.
 
     Raises:
-        NoisyCleanError: a path that is absolute or has ``..`` components, a source outside
-            the dataset folder (through a symlink too) or missing, a suggested label that is
+        NoisyCleanError: a path that is absolute or has ``..`` components, a missing
+            source (symbolic links are followed wherever they lead), a suggested label that is
             not a plain folder name, or a destination outside ``clean_dir``.
     """
     rows = table[table["action"] != "review"] if drop_review else table
@@ -94,31 +90,26 @@ def plan(
     unsafe = [p for p in rows["path"] if safe_relative_path(p) is None]
     if unsafe:
         raise NoisyCleanError(
-            f"scores.csv has path(s) that are absolute or contain '..': {_listing(unsafe)}; "
-            "refusing to apply"
+            "scores.csv has path(s) that are absolute or contain '..': "
+            f"{listing(unsafe, _SHOW)}; refusing to apply"
         )
     bad_labels = sorted({s for s in rows["suggested_label"] if not safe_name(s)})
     if bad_labels:
         raise NoisyCleanError(
-            f"scores.csv has label(s) that are not plain folder names: {_listing(bad_labels)}; "
-            "refusing to apply"
+            "scores.csv has label(s) that are not plain folder names: "
+            f"{listing(bad_labels, _SHOW)}; refusing to apply"
         )
-    outside, missing = [], []
-    for p in rows["path"]:
-        source = data_root / safe_relative_path(p)
-        if not inside(source, data_root):
-            outside.append(p)
-        elif not source.is_file():
-            missing.append(p)
-    if outside:
-        raise NoisyCleanError(
-            f"scores.csv path(s) lead outside the dataset folder {data_root}: "
-            f"{_listing(outside)}; refusing to apply"
-        )
+    # Lexically inside the dataset folder (above); a symbolic link in the dataset is the
+    # user's own and is followed wherever it leads, as the scan followed it.
+    missing = [p for p in rows["path"] if not (data_root / safe_relative_path(p)).is_file()]
     if missing:
+        hint = ""
+        if os.name != "nt" and any("\\" in p for p in missing):
+            hint = ("; scores.csv separates folders with '/': here a '\\' is part of a "
+                    "file name")
         raise NoisyCleanError(
             f"{len(missing)} image(s) listed in scores.csv are missing under {data_root}: "
-            f"{_listing(missing)}"
+            f"{listing(missing, _SHOW)}{hint}"
         )
     taken: set[str] = set()
     dests = []

@@ -9,6 +9,7 @@ here too.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -174,15 +175,23 @@ def safe_relative_path(path: str) -> PurePosixPath | None:
     outside the folder it is relative to.
 
     Rejected: empty paths, absolute paths (``/x``, ``C:\\x``, ``\\\\server\\x``), any ``..``
-    component, NUL bytes. Backslashes count as separators.
+    component, NUL bytes. For these checks a backslash counts as a separator too (a table
+    may come from Windows), so ``a\\..\\x`` is refused everywhere.
+
+    The path returned is split on ``/`` only, as noisyclean writes its tables: on POSIX a
+    backslash is part of a file name (``cat/a\\b.png`` is the file ``a\\b.png``), on Windows,
+    where no name holds one, it is a separator.
     """
     if not path or "\x00" in path:
         return None
-    text = path.replace("\\", "/")
-    if text.startswith("/") or re.match(r"[A-Za-z]:(/|$)", text):
+    checked = path.replace("\\", "/")
+    if checked.startswith("/") or re.match(r"[A-Za-z]:(/|$)", checked):
         return None
+    if ".." in checked.split("/"):
+        return None
+    text = checked if os.name == "nt" else path
     parts = [p for p in text.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
+    if not parts:
         return None
     return PurePosixPath(*parts)
 

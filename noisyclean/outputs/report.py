@@ -309,7 +309,8 @@ def _close_call_note(outputs: ScanOutputs) -> str:
     from ..cut import close_call_text
 
     cut = outputs.summary.get("cut")
-    if not isinstance(cut, dict) or cut.get("close_call") is None:
+    # a cut that could not move (cli._arbitrated_cut_text) flags the other side's count
+    if not isinstance(cut, dict) or cut.get("close_call") in (None, cut.get("flagged")):
         return ""
     try:
         text = close_call_text(cut)

@@ -33,7 +33,7 @@ from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
 from ..device import cpu_threads, device_text
 from ..environment import run_environment
-from ..errors import NoisyCleanError
+from ..errors import NoisyCleanError, listing
 from ..evaluate import detection_metrics, read_truth
 from ..models import build_model
 from ..outputs.evaluation import normalise_paths, normalise_table, normalise_truth
@@ -261,19 +261,16 @@ def label_is_correct(config: TrainConfig, train: Dataset) -> np.ndarray:
     classes = [name.strip() for name in train.classes]
     unknown = sorted(set(truth["label"]) - set(classes))
     if unknown:
-        shown = ", ".join(map(repr, unknown[:3])) + (" ..." if len(unknown) > 3 else "")
         raise NoisyCleanError(
-            f"--truth {config.truth}: labels {shown} are not training classes "
-            f"({', '.join(map(repr, train.classes))})"
+            f"--truth {config.truth}: labels {listing(unknown, 3)} are not training classes "
+            f"({listing(train.classes, 10)})"
         )
     true_label = dict(zip(truth["path"], truth["label"], strict=True))
     paths = normalise_paths(pd.Series(train.paths, dtype=object)).tolist()
     missing = [given for given, p in zip(train.paths, paths, strict=True)
                if p not in true_label]
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3
-                                          else "")
-        raise NoisyCleanError(f"--truth {config.truth} has no row for {shown}")
+        raise NoisyCleanError(f"--truth {config.truth} has no row for {listing(missing, 3)}")
     return np.array(
         [classes[label] == true_label[path] for path, label in zip(paths, train.labels,
                                                                     strict=True)]

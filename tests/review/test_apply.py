@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from noisyclean.cli import app
 from noisyclean.outputs.apply import MANIFEST, MANIFEST_COLUMNS
+from noisyclean.outputs.load import safe_relative_path
 
 from ..conftest import tree_digest
 from .conftest import QUOTE_PATH, SCRIPT_PATH, Scanned, clear_failure, make_outputs, write_image
@@ -153,8 +154,8 @@ def _hostile(tmp_path: Path, path: str, suggested: str) -> Path:
         ("a/../../outside.png", "b", "'a/../../outside.png'"),
         ("a\\..\\..\\outside.png", "b", "outside.png"),
         ("{tmp}/outside.png", "b", "absolute"),
-        ("a/link.png", "b", "outside the dataset folder"),  # a symlink leading out
         ("a/missing.png", "b", "missing"),
+        ("a\\3.png", "b", "part of a file name"),  # "a/3.png" exists; "\\" is no separator
         ("a/3.png", "../../evil", "'../../evil'"),
         ("a/3.png", "{tmp}/evil", "not plain folder names"),
         ("a/3.png", "..", "'..'"),
@@ -170,6 +171,21 @@ def test_hostile_scores_are_refused_and_nothing_is_written(
     clear_failure(result, needle)
     assert tree_digest(tmp_path) == before  # nothing written, nothing changed
     assert not (tmp_path / "clean").exists() and not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize("mode", ["copy", "symlink"])
+def test_a_link_in_the_dataset_is_followed_wherever_it_leads(tmp_path: Path, mode: str) -> None:
+    """The dataset's own symbolic links are followed, as the scan follows them: a copy of
+    the image a link leads to, or a link to it; only the table's paths are distrusted."""
+    out = _hostile(tmp_path, "a/link.png", "b")
+    clean = tmp_path / "clean"
+    result = _apply(out, "--to", clean, *(["--symlink"] if mode == "symlink" else []))
+    assert result.exit_code == 0, result.output
+    dest = clean / "b" / "link.png"
+    assert dest.read_bytes() == (tmp_path / "outside.png").read_bytes()
+    assert dest.is_symlink() == (mode == "symlink")
+    if mode == "symlink":
+        assert dest.resolve() == (tmp_path / "outside.png").resolve()
 
 
 def test_force_never_removes_files_outside_the_destination(
@@ -214,3 +230,57 @@ def test_same_file_names_do_not_overwrite_each_other(tmp_path: Path) -> None:
     for source, dest in manifest["dest"].items():
         assert (clean / dest).read_bytes() == (data / source).read_bytes()
     assert _image_files(clean) == ["b/X-2.png", "b/x-3.png", "b/x.png"]
+
+
+def test_backslash_in_a_file_name_is_part_of_the_name(tmp_path: Path) -> None:
+    """On POSIX ``a\\b.png`` is one file name, as scan writes it into scores.csv: apply
+    copies that very file (not ``a/b.png``, here a different image), under its name."""
+    if os.name == "nt":
+        pytest.skip("a Windows file name cannot hold a backslash")
+    data = tmp_path / "data"
+    write_image(data / "cat" / "a\\b.png", 1)
+    write_image(data / "cat" / "a" / "b.png", 2)  # what a "\" read as "/" would find
+    write_image(data / "dog" / "x\\y.png", 3)
+    rows = [
+        {"path": "cat/a\\b.png", "label": "cat", "suggested_label": "dog",
+         "action": "relabel"},
+        {"path": "cat/a/b.png", "label": "cat", "action": "keep"},
+        {"path": "dog/x\\y.png", "label": "dog", "action": "keep"},
+    ]
+    out = make_outputs(tmp_path / "out", data, rows, ["cat", "dog"])
+    clean = tmp_path / "clean"
+    result = _apply(out, "--to", clean)
+    assert result.exit_code == 0, result.output
+    manifest = _manifest(clean).set_index("source")
+    assert manifest["dest"].to_dict() == {
+        "cat/a/b.png": "cat/b.png", "cat/a\\b.png": "dog/a\\b.png",
+        "dog/x\\y.png": "dog/x\\y.png"}
+    assert _image_files(clean) == ["cat/b.png", "dog/a\\b.png", "dog/x\\y.png"]
+    for source, dest in manifest["dest"].items():
+        assert (clean / dest).read_bytes() == (data / source).read_bytes()
+    # --force after it removes what the manifest lists, backslash names included
+    assert _apply(out, "--to", clean, "--force").exit_code == 0
+    assert _image_files(clean) == ["cat/b.png", "dog/a\\b.png", "dog/x\\y.png"]
+
+
+@pytest.mark.parametrize("path", [
+    "C:\\outside.png", "C:/outside.png", "c:", "\\\\server\\share\\outside.png",
+    "//server/share/outside.png", "\\outside.png", "a\\..\\outside.png", "..\\outside.png",
+    "a/..", "", "a/\x00.png",
+])
+def test_unsafe_table_paths_stay_refused(path: str) -> None:
+    """Windows drive, UNC and rooted forms, and ``..`` between backslashes, are refused
+    whatever the system: a table may come from Windows."""
+    assert safe_relative_path(path) is None
+
+
+@pytest.mark.parametrize("path,parts", [
+    ("cat/a\\b.png", ("cat", "a\\b.png")),
+    ("./cat//1.png", ("cat", "1.png")),
+    ("cat/C:x.png", ("cat", "C:x.png")),
+    ("cat/a\\.\\b.png", ("cat", "a\\.\\b.png")),
+])
+def test_safe_table_paths_keep_backslashes_in_names(path: str, parts: tuple) -> None:
+    if os.name == "nt":
+        pytest.skip("on Windows a backslash is a separator")
+    assert safe_relative_path(path).parts == parts

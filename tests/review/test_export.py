@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from xml.etree import ElementTree
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from noisyclean.cli import app
@@ -168,3 +169,34 @@ def test_export_refuses_paths_that_leave_the_dataset(tmp_path: Path) -> None:
     for fmt in ("labelstudio", "csv"):
         clear_failure(_export(out, "--format", fmt), "'../../etc/passwd'", "refusing")
     assert sorted(p.name for p in out.iterdir()) == ["scores.csv", "summary.json"]
+
+
+def test_export_keeps_a_backslash_in_a_file_name(tmp_path: Path) -> None:
+    """On POSIX ``a\\b.png`` is one file name: the review sheet's ``file`` and the Label
+    Studio URLs point at that file, not at ``a/b.png``."""
+    if os.name == "nt":
+        pytest.skip("a Windows file name cannot hold a backslash")
+    data = tmp_path / "data"
+    write_image(data / "cat" / "a\\b.png", 1)
+    write_image(data / "cat" / "1.png", 2)
+    rows = [{"path": "cat/a\\b.png", "label": "cat", "action": "review"},
+            {"path": "cat/1.png", "label": "cat", "action": "keep"}]
+    out = make_outputs(tmp_path / "out", data, rows, ["cat", "dog"])
+    sheet_path = tmp_path / "sheet.csv"
+    result = _export(out, "--format", "csv", "--all", "-o", sheet_path)
+    assert result.exit_code == 0, result.output
+    sheet = pd.read_csv(sheet_path, dtype=str, keep_default_na=False)
+    files = dict(zip(sheet["path"], sheet["file"], strict=True))
+    assert files == {"cat/a\\b.png": os.path.join(os.path.abspath(data), "cat", "a\\b.png"),
+                     "cat/1.png": os.path.join(os.path.abspath(data), "cat", "1.png")}
+    assert all(Path(f).is_file() for f in files.values())
+    tasks_path = tmp_path / "t.json"
+    result = _export(out, "-o", tasks_path)
+    assert result.exit_code == 0, result.output
+    [task] = json.loads(tasks_path.read_text(encoding="utf-8"))
+    [d] = parse_qs(urlsplit(task["data"]["image"]).query)["d"]
+    assert d == "data/cat/a\\b.png" and (tmp_path / d).is_file()
+    result = _export(out, "--url-prefix", "http://host/img/", "-o", tasks_path)
+    assert result.exit_code == 0, result.output
+    [task] = json.loads(tasks_path.read_text(encoding="utf-8"))
+    assert task["data"]["image"] == "http://host/img/cat/a%5Cb.png"
