@@ -102,7 +102,7 @@ def score_folder(folder: Path, scan: Path | None = None) -> dict:
     count, where the estimate lay between the two counts and, for a close call, the count
     the other side of halfway would have flagged and its F1."""
     scan = folder / "scan" if scan is None else scan
-    outputs = load_outputs(scan)
+    outputs = load_outputs(scan, images=False)
     truth = normalise_truth(read_truth(folder / "truth.csv"), folder / "truth.csv")
     cut = outputs.summary.get("cut") or {}
     if cut.get("rule") != "arbitrated":

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .config import METHOD_HELP, ScanConfig
@@ -38,8 +39,17 @@ def main(
     """Find and fix wrong labels in image datasets."""
 
 
+def _say(message: str) -> None:
+    """Print one line to stderr as it is: no Rich markup (a path may hold ``[``), no
+    highlighting, and no hard wrapping (so that a long path can be copied whole)."""
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print ``error: MESSAGE`` (the prefix bold red, the message as it is, as
+    :func:`_say` prints) and exit with status 2."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False,
+              soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -344,7 +354,7 @@ def scan(
         _fail(str(error))
         return
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _say("interrupted")
         raise typer.Exit(130) from None
     if not quiet:
         _print_summary(result.summary, result.out)
@@ -400,7 +410,7 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
     if flips.get("used"):
         shown = listing((f"{f['true']} -> {f['given']} {f['share']:.0%}"
                          for f in flips["flips"]), 4, quote=False)
-        table.add_row("ranked by flip posterior", shown)
+        table.add_row("ranked by flip posterior", Text(shown))
     wrong = summary.get("estimated_wrong_labels")
     if wrong is not None:
         table.add_row("estimated wrong labels", f"~{wrong['count']} ({wrong['rate']:.1%})")
@@ -430,7 +440,7 @@ def _print_summary(summary: dict, out: Path | None) -> None:
     table.add_row("warm-up", _warmup_row(summary))
     _add_flag_rows(table, summary)
     table.add_row("time", f"{sum(summary['timings_s'].values()):.1f} s")
-    table.add_row("output", str(out))
+    table.add_row("output", Text(str(out)))
     err.print(table)
 
 
@@ -456,7 +466,7 @@ def _write_report(
         _fail(str(error))
         return
     if not quiet:
-        err.print(f"report: {path}", highlight=False)
+        _say(f"report: {path}")
 
 
 @app.command()
@@ -527,15 +537,12 @@ def export(
         _fail(str(error))
         return
     what = "tasks" if fmt == "labelstudio" else "rows"
-    err.print(f"wrote {result.rows} {what} to {result.files[0]}", highlight=False)
+    _say(f"wrote {result.rows} {what} to {result.files[0]}")
     if fmt == "labelstudio":
-        err.print(f"labeling config: {result.files[1]}", highlight=False)
+        _say(f"labeling config: {result.files[1]}")
         if result.document_root is not None:
-            err.print(
-                "start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
-                f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={result.document_root}",
-                highlight=False,
-            )
+            _say("start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+                 f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={result.document_root}")
 
 
 @app.command()
@@ -561,15 +568,22 @@ def apply(
                            "files of a previous apply there).")
     ] = False,
     data: DataOption = None,
+    decisions: Annotated[
+        Path | None, typer.Option("--decisions", help="A reviewer's decisions: CSV with path "
+                                  "and decision columns (export --format csv's review.csv, "
+                                  "filled in): keep, relabel, drop or a class name per "
+                                  "image; empty leaves the scan's action.")
+    ] = None,
 ) -> None:
-    """Write a new ImageFolder tree with the suggested labels; the source stays untouched."""
+    """Write a new ImageFolder tree with the suggested labels (or a reviewer's decisions);
+    the source stays untouched."""
     from .outputs.apply import MANIFEST, apply_labels
 
     if link and symlink:
         _fail("--link and --symlink exclude each other")
     mode = "hard" if link else "symlink" if symlink else "copy"
     try:
-        result = apply_labels(out_dir, to, drop_review, mode, force, data)
+        result = apply_labels(out_dir, to, drop_review, mode, force, data, decisions)
     except NoisyCleanError as error:
         _fail(str(error))
         return
@@ -578,12 +592,16 @@ def apply(
     how = ", ".join(f"{counts[k]} {name}" for k, name in
                     (("copy", "copied"), ("hard", "hard-linked"), ("symlink", "symlinked"))
                     if counts[k])
-    err.print(
-        f"wrote {written} images ({how or 'none'}) to {result.clean_dir}: "
-        f"{counts['relabeled']} relabeled, {counts['dropped']} review images left out; "
-        f"manifest {result.clean_dir / MANIFEST}",
-        highlight=False,
-    )
+    decided = "" if decisions is None else (
+        f", {counts['decided']} decisions applied ({counts['dropped_by_decision']} images "
+        "dropped by decision)")
+    _say(f"wrote {written} images ({how or 'none'}) to {result.clean_dir}: "
+         f"{counts['relabeled']} relabeled, {counts['dropped']} review images left out"
+         f"{decided}; manifest {result.clean_dir / MANIFEST}")
+    if result.new_classes:
+        source = "suggested_label of relabel rows" + (" or decisions" if decisions else "")
+        _say(f"warning: new class folder(s), not among the scan's classes: "
+             f"{listing(result.new_classes, 10)} ({source})")
 
 
 @app.command()
@@ -591,7 +609,8 @@ def evaluate(
     out_dir: OutDir,
     truth: Annotated[
         Path, typer.Option("--truth", help="CSV with path,label: the true label of every "
-                           "scored image (paths as in scores.csv).")
+                           "scored image, or of a sample of them (the metrics are then "
+                           "those of the rows it covers); paths as in scores.csv.")
     ],
     output: Annotated[
         Path | None, typer.Option("--output", "-o",
@@ -611,7 +630,7 @@ def evaluate(
         return "n/a" if value is None else f"{value:.3f}"
 
     table = Table(title="noisyclean evaluate", show_header=False)
-    table.add_row("images scored", str(metrics["n"]))
+    table.add_row("images evaluated", f"{metrics['n']} of {metrics['n_scored']} scored")
     table.add_row("wrong labels (truth)", str(metrics["n_wrong"]))
     table.add_row("flagged noisy", str(metrics["n_flagged"]))
     table.add_row("precision", fmt(metrics["precision"]))
@@ -628,7 +647,10 @@ def evaluate(
     table.add_row("relabel rows right", f"{fmt(metrics['relabel_accuracy'])} "
                   f"(of {metrics['n_relabel']})")
     Console().print(table)
-    err.print(f"evaluation: {path}", highlight=False)
+    if metrics["truth_rows_unused"]:
+        _say(f"note: {metrics['truth_rows_unused']} truth row(s) name no image of scores.csv "
+             "(skipped, or not in this scan) and were left out")
+    _say(f"evaluation: {path}")
 
 
 # --------------------------------------------------------------------------- train
@@ -906,9 +928,9 @@ def train(
 
         target = resume or out
         if (Path(target) / CHECKPOINT_NAME).is_file():
-            err.print(f"interrupted; continue with: noisyclean train {data} --resume {target}")
+            _say(f"interrupted; continue with: noisyclean train {data} --resume {target}")
         else:
-            err.print("interrupted before the first epoch's checkpoint: nothing to resume")
+            _say("interrupted before the first epoch's checkpoint: nothing to resume")
         raise typer.Exit(130) from None
     if not quiet:
         _print_train_summary(result.summary, result.out)
@@ -924,7 +946,7 @@ def _print_train_summary(summary: dict, out: Path | None) -> None:
                       f"{training['final_val_acc']:.2%} / {training['best_val_acc']:.2%}")
     _add_flag_rows(table, summary)
     table.add_row("time", f"{sum(summary['timings_s'].values()):.1f} s")
-    table.add_row("output", str(out))
+    table.add_row("output", Text(str(out)))
     err.print(table)
 
 

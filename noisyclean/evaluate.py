@@ -12,19 +12,50 @@ from .errors import NoisyCleanError, listing
 
 
 def read_truth(path: str | Path) -> pd.DataFrame:
-    """Read a truth CSV with columns ``path`` and ``label`` (labels as strings)."""
+    """Read a truth CSV with columns ``path`` and ``label`` (labels as strings).
+
+    Column names are read without surrounding spaces (``path, label`` as a scan's
+    ``--labels`` manifest) but, as there, in lower case: a header that differs only in case
+    is refused with a message saying so, so that one file serves as truth and manifest."""
     try:
-        truth = pd.read_csv(path, dtype=str, keep_default_na=False)
+        truth = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise NoisyCleanError(f"cannot read truth file {path}: {error}") from None
     except UnicodeDecodeError:
         raise NoisyCleanError(
             f"cannot read truth file {path}: it is not UTF-8 text (save it as UTF-8)"
         ) from None
-    missing = {"path", "label"} - set(truth.columns)
+    truth.columns = [str(c).strip() for c in truth.columns]
+    missing = [c for c in ("path", "label") if c not in truth.columns]
     if missing:
-        raise NoisyCleanError(f"truth file {path} lacks column(s): {', '.join(sorted(missing))}")
+        found = listing(truth.columns, 10) or "none"
+        cased = [c for c in truth.columns if c.lower() in missing]
+        hint = (f"; column names are case-sensitive: rename {listing(cased)} to "
+                f"{listing(c.lower() for c in cased)}" if cased else "")
+        raise NoisyCleanError(
+            f"truth file {path} lacks column(s) {listing(missing)}: it needs a header "
+            f"with columns 'path' and 'label' (columns found: {found}){hint}")
+    dupes = sorted(set(truth.columns[truth.columns.duplicated()]) & {"path", "label"})
+    if dupes:
+        raise NoisyCleanError(f"truth file {path} has more than one column {listing(dupes)}")
     return truth[["path", "label"]]
+
+
+def match_truth(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """The table's rows that have a truth row, with the truth's label as ``true_label``
+    (in the table's order).
+
+    Raises:
+        NoisyCleanError: no row of the table has a truth row (the truth's paths are not
+            written as the table's, or it belongs to another dataset).
+    """
+    merged = table.merge(truth.rename(columns={"label": "true_label"}), on="path", how="inner")
+    if merged.empty:
+        raise NoisyCleanError(
+            f"truth file has no row for any of the {len(table)} scored images: its paths "
+            f"({listing(truth['path'], 3)}) must be written as scores.csv writes them, "
+            f"relative to the dataset folder ({listing(table['path'], 3)})")
+    return merged
 
 
 def detection_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
@@ -35,17 +66,16 @@ def detection_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
     Args:
         table: a scan's table (``path``, ``label``, ``clean_prob``, ``is_noisy``,
             ``suggested_label``).
-        truth: ``path`` and true ``label`` for (at least) every row of the table.
+        truth: ``path`` and true ``label`` for every row of the table, or for a sample of
+            them: the metrics are those of the rows it covers (:func:`match_truth`).
 
     Returns:
-        Dict with ``n``, ``n_wrong``, ``n_flagged``, ``precision``, ``recall``, ``f1``,
-        ``auroc`` (NaN when all labels are right or all wrong), ``suggested_accuracy_on_wrong``
-        and ``suggested_accuracy`` (over all rows).
+        Dict with ``n`` (rows evaluated), ``n_wrong``, ``n_flagged``, ``precision``,
+        ``recall``, ``f1``, ``auroc`` (NaN when all labels are right or all wrong),
+        ``suggested_accuracy_on_wrong`` and ``suggested_accuracy`` (over all rows
+        evaluated).
     """
-    merged = table.merge(truth.rename(columns={"label": "true_label"}), on="path", how="left")
-    if merged["true_label"].isna().any():
-        missing = merged.loc[merged["true_label"].isna(), "path"]
-        raise NoisyCleanError(f"truth file has no row for {listing(missing, 3)}")
+    merged = match_truth(table, truth)
     known = set(merged["label"].astype(str)) | set(merged["suggested_label"].astype(str))
     unknown = sorted(set(merged["true_label"].astype(str)) - known)
     if unknown:

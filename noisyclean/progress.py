@@ -67,11 +67,13 @@ class Progress:
         self._rich.update(task, completed=total)
 
     def log(self, message: str) -> None:
-        """Print one line (above the bars), unless quiet."""
+        """Print one line (above the bars), unless quiet: as it is (no Rich markup, as a
+        path may hold ``[``) and not hard-wrapped (a long path stays one line to copy)."""
         if not self.quiet:
-            self.console.print(message)
+            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         """Print one line starting ``warning:``, quiet or not: something asked for is not
         done as asked."""
-        self.console.print(f"warning: {message}", markup=False, highlight=False)
+        self.console.print(f"warning: {message}", markup=False, highlight=False,
+                           soft_wrap=True)

@@ -1,14 +1,22 @@
 """``apply``: write a new ImageFolder tree with the suggested labels.
 
-``CLEAN_DIR/<suggested label>/<file name>`` for every row of ``scores.csv`` (``review`` rows
-too, unless dropped), as copies, hard links or symbolic links. The source dataset is only
+``CLEAN_DIR/<new label>/<file name>`` for every row of ``scores.csv`` (``review`` rows too,
+unless dropped), as copies, hard links or symbolic links, the new label following the
+row's ``action``: ``suggested_label`` for ``relabel``, ``label`` for ``keep`` and ``review``
+(a reviewer rejects a suggestion by changing the action alone). The source dataset is only
 read. Paths and labels come from a CSV file that may have been edited or be hostile, so
-every destination is checked to lie inside ``CLEAN_DIR``, and every source path to be
+every destination folder is checked to lie inside ``CLEAN_DIR``, every source path to be
 relative without ``..`` (symbolic links in the dataset are followed, as the scan follows
-them), *before* anything is written; one bad row refuses the whole run.
+them), and every given ``label`` to be one of the scan's classes, *before* anything is
+written; one bad row refuses the whole run. A suggested label outside the scan's classes
+(a reviewer's new class) is allowed, and reported in :attr:`ApplyResult.new_classes`.
+
+A reviewer's decisions (``review.csv`` from ``export --format csv``, its ``decision``
+column filled in) override the scan's action row by row
+(:mod:`noisyclean.outputs.decisions`).
 
 A manifest, ``CLEAN_DIR/noisyclean-manifest.csv``, lists what was written (``source``,
-``dest``, ``label``, ``new_label``, ``action``, ``method``).
+``dest``, ``label``, ``new_label``, ``action``, ``method``, ``decision``).
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from ..errors import NoisyCleanError, listing
+from .decisions import decide, read_decisions
 from .load import inside, load_outputs, safe_name, safe_relative_path
 from .write import atomic_write_text
 
 MANIFEST = "noisyclean-manifest.csv"
-MANIFEST_COLUMNS = ["source", "dest", "label", "new_label", "action", "method"]
+MANIFEST_COLUMNS = [
+    "source", "dest", "label", "new_label", "action", "method", "decision",
+]
 #: ``link`` values of :func:`apply_labels`.
 LINK_MODES = ("copy", "hard", "symlink")
 #: How many offending paths or labels an error message lists.
@@ -42,13 +53,17 @@ class ApplyResult:
         manifest: the manifest DataFrame (:data:`MANIFEST_COLUMNS`), also in
             ``clean_dir / MANIFEST``.
         counts: images written per method (``copy``, ``hard``, ``symlink``), and
-            ``dropped`` (review rows left out), ``relabeled`` and ``removed`` (files of a
-            previous apply removed with ``force``).
+            ``dropped`` (review rows left out), ``relabeled``, ``removed`` (files of a
+            previous apply removed with ``force``), ``decided`` (rows with a non-empty
+            decision) and ``dropped_by_decision`` (rows decided ``drop``).
+        new_classes: class folders written that are not among the scan's classes
+            (``summary.json``): suggested labels or decisions a reviewer typed in, sorted.
     """
 
     clean_dir: Path
     manifest: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
+    new_classes: list[str] = field(default_factory=list)
 
 
 def _unique_name(folder: PurePosixPath, name: str, taken: set[str]) -> PurePosixPath:
@@ -64,8 +79,31 @@ def _unique_name(folder: PurePosixPath, name: str, taken: set[str]) -> PurePosix
     return candidate
 
 
+def new_labels(table: pd.DataFrame) -> pd.Series:
+    """The label each row is written under: ``suggested_label`` for ``relabel`` rows,
+    ``label`` for ``keep`` and ``review`` rows."""
+    return table["suggested_label"].where(table["action"] == "relabel", table["label"])
+
+
+def _check_given_labels(table: pd.DataFrame, classes: list[str] | None) -> None:
+    """Refuse a table whose given labels are not all among the scan's ``classes``."""
+    if classes is None:
+        return
+    unknown = sorted(set(table["label"]) - set(classes))
+    if unknown:
+        raise NoisyCleanError(
+            f"scores.csv has given label(s) that are not among the scan's "
+            f"{len(classes)} classes ({listing(classes, _SHOW)}): "
+            f"{listing(unknown, _SHOW)}; the table was altered (a spreadsheet may have "
+            "reformatted them, e.g. '007' into '7'): refusing to apply"
+        )
+
+
 def plan(
-    table: pd.DataFrame, data_root: Path, clean_dir: Path, drop_review: bool = False
+    table: pd.DataFrame,
+    data_root: Path,
+    clean_dir: Path,
+    drop_review: bool = False,
 ) -> pd.DataFrame:
     """Decide where every image goes, and check that all of it is safe.
 
@@ -77,13 +115,15 @@ def plan(
 
     Returns:
         The manifest without ``method``: ``source``, ``dest`` (relative to ``clean_dir``,
-        ``<suggested label>/<file name>``, de-duplicated), ``label``, ``new_label``,
-        ``action``; sorted by source.
+        ``<new label>/<file name>``, de-duplicated), ``label``, ``new_label``
+        (:func:`new_labels`), ``action``, ``decision`` (the table's, after :func:`decide`;
+        empty without one); sorted by source.
 
     Raises:
         NoisyCleanError: a path that is absolute or has ``..`` components, a missing
-            source (symbolic links are followed wherever they lead), a suggested label that is
-            not a plain folder name, or a destination outside ``clean_dir``.
+            source (symbolic links are followed wherever they lead), a new label that is not
+            a plain folder name, or a destination folder that resolves outside
+            ``clean_dir``.
     """
     rows = table[table["action"] != "review"] if drop_review else table
     rows = rows.sort_values("path", kind="stable")
@@ -93,7 +133,8 @@ def plan(
             "scores.csv has path(s) that are absolute or contain '..': "
             f"{listing(unsafe, _SHOW)}; refusing to apply"
         )
-    bad_labels = sorted({s for s in rows["suggested_label"] if not safe_name(s)})
+    labels = new_labels(rows)
+    bad_labels = sorted({s for s in labels if not safe_name(s)})
     if bad_labels:
         raise NoisyCleanError(
             "scores.csv has label(s) that are not plain folder names: "
@@ -113,17 +154,21 @@ def plan(
         )
     taken: set[str] = set()
     dests = []
-    for p, label in zip(rows["path"], rows["suggested_label"], strict=True):
+    for p, label in zip(rows["path"], labels, strict=True):
         dest = _unique_name(PurePosixPath(label), safe_relative_path(p).name, taken)
-        if not inside(clean_dir / dest, clean_dir):
+        # The folder, not the file: a class folder that is a link out of clean_dir is
+        # refused, but a file left by an earlier apply (a symbolic link into the dataset,
+        # after --symlink) is not followed; it is replaced, never written through.
+        if not inside((clean_dir / dest).parent, clean_dir):
             raise NoisyCleanError(f"destination {dest} leaves {clean_dir}; refusing to apply")
         dests.append(dest.as_posix())
     return pd.DataFrame({
         "source": rows["path"].to_list(),
         "dest": dests,
         "label": rows["label"].to_list(),
-        "new_label": rows["suggested_label"].to_list(),
+        "new_label": labels.to_list(),
         "action": rows["action"].to_list(),
+        "decision": rows["decision"].to_list() if "decision" in rows.columns else "",
     })
 
 
@@ -199,8 +244,11 @@ def apply_labels(
     link: str = "copy",
     force: bool = False,
     data: str | Path | None = None,
+    decisions: str | Path | None = None,
 ) -> ApplyResult:
-    """Write a new ImageFolder tree with the suggested labels.
+    """Write a new ImageFolder tree with the suggested labels: ``relabel`` rows under
+    ``suggested_label``, ``keep`` and ``review`` rows under their given ``label``, unless a
+    reviewer's decision says otherwise.
 
     Args:
         out: a scan's output folder.
@@ -214,14 +262,20 @@ def apply_labels(
             the files listed by a previous apply's manifest are removed first, anything
             else is left alone.
         data: the dataset folder if it moved since the scan.
+        decisions: a reviewer's decisions, a CSV with ``path`` and ``decision`` columns
+            (``review.csv`` from ``export --format csv``, filled in): ``keep``, ``relabel``,
+            ``drop`` or a class name per image, empty to leave the scan's action
+            (:func:`decide`). ``drop_review`` then applies to the rows still ``review``.
 
     Returns:
         An :class:`ApplyResult`.
 
     Raises:
-        NoisyCleanError: before anything is written, for unsafe or missing paths, labels
-            that are not folder names, a ``clean_dir`` that overlaps the dataset, holds the
-            scan's outputs, or is not empty (without ``force``); afterwards only for an
+        NoisyCleanError: before anything is written, for given labels that are not the
+            scan's classes, a garbled decisions file or one that names images the scan
+            did not score (or one twice), unsafe or missing paths, labels that are not
+            folder names, a ``clean_dir`` that overlaps the dataset, holds the scan's
+            outputs, or is not empty (without ``force``); afterwards only for an
             operating-system error while writing.
     """
     if link not in LINK_MODES:
@@ -229,7 +283,13 @@ def apply_labels(
     outputs = load_outputs(out, data)
     clean_dir = Path(clean_dir).expanduser()
     _check_clean_dir(clean_dir, outputs.data_root, outputs.out, force)
-    manifest = plan(outputs.table, outputs.data_root, clean_dir, drop_review)
+    _check_given_labels(outputs.table, outputs.scan_classes)  # before decisions drop rows
+    table, decided, decision_dropped = outputs.table, 0, 0
+    if decisions is not None:
+        table, decided, decision_dropped = decide(
+            outputs.table, read_decisions(decisions), outputs.classes,
+            f"decisions file {decisions}")
+    manifest = plan(table, outputs.data_root, clean_dir, drop_review)
     counts = {"copy": 0, "hard": 0, "symlink": 0}
     try:
         clean_dir.mkdir(parents=True, exist_ok=True)
@@ -252,6 +312,10 @@ def apply_labels(
             f"{error.strerror or error}"
         ) from None
     counts["relabeled"] = int((manifest["label"] != manifest["new_label"]).sum())
-    counts["dropped"] = int((outputs.table["action"] == "review").sum()) if drop_review else 0
+    counts["dropped"] = int((table["action"] == "review").sum()) if drop_review else 0
     counts["removed"] = removed
-    return ApplyResult(clean_dir, manifest[MANIFEST_COLUMNS], counts)
+    counts["decided"] = decided
+    counts["dropped_by_decision"] = decision_dropped
+    new_classes = [] if outputs.scan_classes is None else \
+        sorted(set(manifest["new_label"]) - set(outputs.scan_classes))
+    return ApplyResult(clean_dir, manifest[MANIFEST_COLUMNS], counts, new_classes)

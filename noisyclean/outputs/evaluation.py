@@ -10,35 +10,42 @@ from typing import Any
 import pandas as pd
 
 from ..errors import NoisyCleanError
-from ..evaluate import detection_metrics, read_truth
+from ..evaluate import detection_metrics, match_truth, read_truth
 from .load import load_outputs
-from .write import atomic_write_text
+from .write import atomic_write_text, check_review_output
 
 
 def normalise_paths(paths: pd.Series) -> pd.Series:
     """Paths as the truth and the table are matched on: ``/`` separators (a ``\\`` too),
-    no leading ``./``, no surrounding spaces."""
-    paths = paths.astype(str).str.strip().str.replace("\\", "/", regex=False)
+    no leading ``./``, no surrounding spaces, Unicode in NFC (a file written on macOS may
+    spell ``é`` as ``e`` and a combining accent: NFD)."""
+    paths = normalise_labels(paths).str.replace("\\", "/", regex=False)
     return paths.str.replace(r"^(\./)+", "", regex=True)
+
+
+def normalise_labels(labels: pd.Series) -> pd.Series:
+    """Class names as the truth and the table are matched on: no surrounding spaces,
+    Unicode in NFC."""
+    return labels.astype(str).str.strip().str.normalize("NFC")
 
 
 def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
     """A scan's table with its paths (:func:`normalise_paths`) and its given and suggested
-    labels (no surrounding spaces) written as :func:`normalise_truth` writes the truth's,
+    labels (:func:`normalise_labels`) written as :func:`normalise_truth` writes the truth's,
     so that a class or file name that starts or ends with a space, or holds a backslash,
     matches its truth row."""
     return table.assign(
         path=normalise_paths(table["path"]),
-        label=table["label"].astype(str).str.strip(),
-        suggested_label=table["suggested_label"].astype(str).str.strip(),
+        label=normalise_labels(table["label"]),
+        suggested_label=normalise_labels(table["suggested_label"]),
     )
 
 
 def normalise_truth(truth: pd.DataFrame, source: str | Path = "truth file") -> pd.DataFrame:
     """Truth paths written the way ``scores.csv`` writes them (:func:`normalise_paths`) and
-    labels without surrounding spaces; refuse duplicate paths."""
+    labels as :func:`normalise_labels` writes them; refuse duplicate paths."""
     paths = normalise_paths(truth["path"])
-    labels = truth["label"].astype(str).str.strip()
+    labels = normalise_labels(truth["label"])
     out = pd.DataFrame({"path": paths, "label": labels})
     dupes = out["path"][out["path"].duplicated()]
     if len(dupes):
@@ -49,9 +56,13 @@ def normalise_truth(truth: pd.DataFrame, source: str | Path = "truth file") -> p
 def evaluation_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
     """:func:`~noisyclean.evaluate.detection_metrics` plus the accuracy of the ``relabel``
     rows' suggested labels (``relabel_accuracy``, None without relabel rows) and
-    ``n_relabel``; NaN values become None (valid JSON)."""
+    ``n_relabel``, both over the rows the truth covers; ``n_scored`` (the table's rows,
+    of which ``n`` were evaluated) and ``truth_rows_unused`` (truth rows that name no row
+    of the table: a skipped image, say); NaN values become None (valid JSON)."""
     metrics: dict[str, Any] = dict(detection_metrics(table, truth))
-    merged = table.merge(truth.rename(columns={"label": "true_label"}), on="path", how="left")
+    merged = match_truth(table, truth)
+    metrics["n_scored"] = int(len(table))
+    metrics["truth_rows_unused"] = int((~truth["path"].isin(table["path"])).sum())
     relabel = merged["action"] == "relabel"
     metrics["n_relabel"] = int(relabel.sum())
     metrics["relabel_accuracy"] = (
@@ -65,13 +76,16 @@ def evaluation_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, An
 def top_rows_metrics(
     table: pd.DataFrame, truth: pd.DataFrame, count: int | None
 ) -> dict[str, Any]:
-    """How well the first ``count`` rows of the table (most suspicious first) find the
-    wrong labels: what reviewing down to the scan's estimated number of wrong labels
-    (``summary.json["estimated_wrong_labels"]``) would catch.
+    """How well the ``count`` most suspicious rows of the table (lowest ``clean_prob``
+    first, ties in the table's order: the rows ``export --top`` takes, whatever order
+    ``scores.csv`` was re-sorted into) find the wrong labels: what reviewing down to the
+    scan's estimated number of wrong labels (``summary.json["estimated_wrong_labels"]``)
+    would catch. With a truth file for a sample of the rows, the rows are still taken from
+    the whole table, and scored on those the truth covers.
 
     Args:
-        table: a scan's table, in ``scores.csv`` order.
-        truth: ``path`` and true ``label`` for every row of the table.
+        table: a scan's table.
+        truth: ``path`` and true ``label`` for every row of the table, or for a sample.
         count: rows to take (None: a scan without the estimate).
 
     Returns:
@@ -81,7 +95,8 @@ def top_rows_metrics(
     if count is None:
         return {"n_estimated_wrong": None, "top_estimated": None}
     top = table.assign(is_noisy=False)
-    top.loc[top.index[: max(int(count), 0)], "is_noisy"] = True
+    ranked = top.sort_values("clean_prob", kind="stable").index
+    top.loc[ranked[: max(int(count), 0)], "is_noisy"] = True
     metrics = detection_metrics(top, truth)
     return {
         "n_estimated_wrong": int(count),
@@ -97,11 +112,13 @@ def evaluate_scan(
     Args:
         out: a scan's output folder.
         truth: CSV with ``path`` (relative to the dataset folder, as in ``scores.csv``) and
-            the true ``label`` of at least every scored image.
+            the true ``label`` of every scored image, or of a sample of them: the metrics
+            are then those of the rows it covers.
         output: where to write; default ``out/evaluation.json``.
 
     Returns:
-        ``(metrics, path written)``. Metrics: ``n``, ``n_wrong``, ``n_flagged``,
+        ``(metrics, path written)``. Metrics: ``n`` (rows evaluated), ``n_scored``
+        (rows of ``scores.csv``), ``truth_rows_unused``, ``n_wrong``, ``n_flagged``,
         ``precision``, ``recall``, ``f1`` of ``is_noisy`` as a detector of wrong labels,
         ``auroc`` of ``1 - clean_prob`` (None when all labels are right or all wrong),
         ``suggested_accuracy_on_wrong``, ``suggested_accuracy``, ``n_relabel``,
@@ -109,9 +126,12 @@ def evaluate_scan(
         :func:`top_rows_metrics`), plus ``scores`` and ``truth`` (the files read).
 
     Raises:
-        NoisyCleanError: missing or garbled files, or a scored image the truth file lacks.
+        NoisyCleanError: missing or garbled files, a truth file that covers none of the
+            scored images, or an ``output`` that is one of the scan's own files.
     """
-    outputs = load_outputs(out)
+    outputs = load_outputs(out, images=False)  # the table alone: the images may be gone
+    target = Path(output) if output is not None else outputs.out / "evaluation.json"
+    check_review_output(target, outputs.out)
     truth_table = normalise_truth(read_truth(truth), truth)
     wrong = outputs.estimated_wrong
     estimate = None if wrong is None else wrong["count"]
@@ -122,6 +142,5 @@ def evaluate_scan(
         "scores": str(outputs.out / "scores.csv"),
         "truth": str(truth),
     }
-    target = Path(output) if output is not None else outputs.out / "evaluation.json"
     atomic_write_text(target, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics, target

@@ -24,7 +24,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import NoisyCleanError
 from .load import ScanOutputs, load_outputs, safe_relative_path
-from .write import atomic_write_text
+from .write import atomic_write_text, check_review_output
 
 FORMATS = ("labelstudio", "csv")
 #: Label Studio's URL for files it serves from its local-files document root.
@@ -166,7 +166,9 @@ def labelstudio_tasks(
                 "given_label": row["label"],
                 "suggested_label": row["suggested_label"],
                 "predicted": row["predicted"],
-                "clean_prob": round(float(row["clean_prob"]), 6),
+                # full precision: flagged rows' values go down to 1e-50 and below; rounded
+                # they would tie at 0 and no longer sort
+                "clean_prob": float(row["clean_prob"]),
                 "action": row["action"],
                 "note": note,
             },
@@ -199,6 +201,25 @@ def labelstudio_config(classes: list[str]) -> str:
         "  </Choices>\n"
         "</View>\n"
     )
+
+
+def config_path(target: Path) -> Path:
+    """Where the labeling config goes beside the tasks file ``target``: the same stem,
+    ``.xml``.
+
+    Raises:
+        NoisyCleanError: ``target`` itself ends in ``.xml`` (any case): the config would be
+            written over the tasks.
+    """
+    target = Path(target)
+    config = target.with_suffix(".xml")
+    if target.suffix.lower() == ".xml" or config.resolve() == target.resolve():
+        raise NoisyCleanError(
+            f"--output {target}: the labeling config goes beside the tasks, same name "
+            "ending in .xml, so it would overwrite the tasks file; name the tasks .json "
+            "(-o tasks.json writes tasks.json and the config tasks.xml)"
+        )
+    return config
 
 
 def review_sheet(
@@ -234,7 +255,8 @@ def export(
         fmt: ``"labelstudio"``: ``labelstudio.json`` (tasks) and ``labelstudio.xml`` (the
             labeling config) next to it; ``"csv"``: ``review.csv``.
         output: the file to write (for Label Studio the config goes beside it, same stem,
-            ``.xml``); default in ``out``.
+            ``.xml``: :func:`config_path`); default in ``out``. Never one of the scan's own
+            files (:func:`~noisyclean.outputs.write.check_review_output`).
         all_rows: every image, not only the flagged ones.
         url_prefix: Label Studio only: images are ``url_prefix`` + their path relative to
             the dataset folder.
@@ -248,8 +270,10 @@ def export(
         An :class:`ExportResult`.
 
     Raises:
-        NoisyCleanError: unknown format, missing or garbled outputs, unsafe paths, an
-            unwritable target.
+        NoisyCleanError: unknown format, missing or garbled outputs, a dataset folder
+            that is missing or holds none of the images, unsafe paths, a target that is one
+            of the scan's own files or would collide with its labeling config, an
+            unwritable target. All but the last are found before anything is written.
     """
     if fmt not in FORMATS:
         raise NoisyCleanError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -258,6 +282,7 @@ def export(
     outputs = load_outputs(out, data)
     if fmt == "csv":
         target = Path(output) if output is not None else outputs.out / "review.csv"
+        check_review_output(target, outputs.out)
         sheet = review_sheet(outputs, all_rows, top)
         atomic_write_text(target, sheet.to_csv(index=False, lineterminator="\n"))
         return ExportResult([target], len(sheet), None)
@@ -265,9 +290,11 @@ def export(
     if url_prefix is None:
         doc_root = Path(os.path.abspath(document_root)) if document_root is not None \
             else default_document_root(outputs.data_root)
-    tasks = labelstudio_tasks(outputs, all_rows, url_prefix, doc_root, top)
     target = Path(output) if output is not None else outputs.out / "labelstudio.json"
-    config = target.with_suffix(".xml")
+    config = config_path(target)
+    check_review_output(target, outputs.out)
+    check_review_output(config, outputs.out, "the labeling config for --output")
+    tasks = labelstudio_tasks(outputs, all_rows, url_prefix, doc_root, top)
     atomic_write_text(target, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(config, labelstudio_config(outputs.classes))
     return ExportResult([target, config], len(tasks), doc_root)

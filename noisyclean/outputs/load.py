@@ -41,6 +41,9 @@ class ScanOutputs:
             (``summary["data"]`` unless given).
         classes: class names: ``summary["classes"]``, then any other label the table
             holds (a hand-edited table), sorted.
+        scan_classes: ``summary["classes"]`` alone, the classes the scan saw; None when
+            the summary lacks a usable list (hand-edited). A ``label`` outside it means the
+            table was altered (a spreadsheet may turn "007" into "7").
     """
 
     out: Path
@@ -48,6 +51,7 @@ class ScanOutputs:
     summary: dict[str, Any]
     data_root: Path
     classes: list[str]
+    scan_classes: list[str] | None = None
 
     @property
     def estimated_wrong(self) -> dict[str, Any] | None:
@@ -103,7 +107,8 @@ def read_scores(path: Path) -> pd.DataFrame:
         ``given_prob``/``fit_loss`` when present) as float64 and ``is_noisy`` as bool.
 
     Raises:
-        NoisyCleanError: missing file, unreadable CSV, missing columns, non-numeric
+        NoisyCleanError: missing file, unreadable CSV, missing columns, no rows (rows
+            entirely empty, as a spreadsheet's blank rows, are left out), non-numeric
             probabilities, unknown actions or duplicate paths.
     """
     if not path.is_file():
@@ -120,14 +125,24 @@ def read_scores(path: Path) -> pd.DataFrame:
     missing = [c for c in SCORE_COLUMNS if c not in table.columns]
     if missing:
         raise NoisyCleanError(f"{path} lacks column(s): {', '.join(missing)}")
+    # a spreadsheet's blank rows (",,,,") are no images: dropped, keeping the index, so
+    # that the row numbers below are still the file's
+    blank = table.astype(str).apply(lambda c: c.str.strip() == "").all(axis=1)
+    if blank.any():
+        table = table[~blank].copy()
+    if table.empty:
+        raise NoisyCleanError(
+            f"{path} has no rows, only a header: give the --out folder of a finished "
+            "`noisyclean scan`"
+        )
     for column in (*NUMBER_COLUMNS, "given_prob", "fit_loss"):
         if column not in table.columns:
             continue
         values = pd.to_numeric(table[column], errors="coerce")
         if values.isna().any() or not np.isfinite(values.to_numpy(dtype=np.float64)).all():
-            row = int(np.flatnonzero(~np.isfinite(values.to_numpy(dtype=np.float64)))[0])
+            at = int(np.flatnonzero(~np.isfinite(values.to_numpy(dtype=np.float64)))[0])
             raise NoisyCleanError(
-                f"{path}: column {column} has a non-numeric value on row {row + 2}"
+                f"{path}: column {column} has a non-numeric value on row {table.index[at] + 2}"
             )
         table[column] = values.astype(np.float64)
     table["is_noisy"] = _bool_column(table["is_noisy"], path)
@@ -137,37 +152,81 @@ def read_scores(path: Path) -> pd.DataFrame:
     dupes = table["path"][table["path"].duplicated()]
     if len(dupes):
         raise NoisyCleanError(f"{path}: duplicate path {dupes.iloc[0]!r}")
-    return table
+    return table.reset_index(drop=True)
 
 
-def load_outputs(out: str | Path, data: str | Path | None = None) -> ScanOutputs:
+def load_outputs(
+    out: str | Path, data: str | Path | None = None, images: bool = True
+) -> ScanOutputs:
     """Read a scan's output folder (``scores.csv`` and ``summary.json``).
 
     Args:
         out: the folder given as ``scan --out``.
         data: the dataset folder, when it has moved since the scan; default: the folder
             recorded in ``summary.json`` (``"data"``).
+        images: the caller reads the images (report, export, apply): the dataset folder
+            must exist and hold at least one image of the table (:func:`find_data_root`).
+            False for a caller of the table alone (evaluate).
 
     Returns:
         A :class:`ScanOutputs`.
 
     Raises:
-        NoisyCleanError: the folder or either file is missing or garbled.
+        NoisyCleanError: the folder or either file is missing or garbled; with ``images``,
+            a dataset folder that is missing or holds none of the table's images.
     """
     out = Path(out)
     if not out.is_dir():
         raise NoisyCleanError(f"output folder {out} does not exist or is not a folder")
     summary = _read_summary(out / "summary.json")
     table = read_scores(out / "scores.csv")
-    classes = summary.get("classes")
-    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-        classes = []
+    scan_classes = summary.get("classes")
+    if not (isinstance(scan_classes, list) and scan_classes
+            and all(isinstance(c, str) for c in scan_classes)):
+        scan_classes = None
+    known = list(scan_classes or [])
     seen = set(table["label"]) | set(table["suggested_label"]) | set(table["predicted"])
-    classes = list(classes) + sorted(seen - set(classes))
-    data_root = Path(data).expanduser() if data is not None else Path(summary["data"])
-    if data is not None and not data_root.is_dir():
-        raise NoisyCleanError(f"dataset folder {data_root} does not exist or is not a folder")
-    return ScanOutputs(out, table, summary, data_root, classes)
+    classes = known + sorted(seen - set(known))
+    data_root = find_data_root(summary, table, data, images)
+    return ScanOutputs(out, table, summary, data_root, classes, scan_classes)
+
+
+def find_data_root(
+    summary: dict[str, Any], table: pd.DataFrame, data: str | Path | None = None,
+    images: bool = True,
+) -> Path:
+    """The dataset folder the table's paths are relative to: ``data`` (``--data``), else
+    ``summary["data"]``, the folder the scan read.
+
+    With ``images`` the folder must exist and hold at least one of the table's images, so
+    that a dataset moved since the scan is one clear error naming ``--data``, not a report
+    of placeholders or an export of dead links. The lookup stops at the first image found.
+
+    Raises:
+        NoisyCleanError: ``data`` is not a folder; with ``images``, the folder is missing
+            or none of the table's images is in it.
+    """
+    if data is not None:
+        root = Path(data).expanduser()
+        if not root.is_dir():
+            raise NoisyCleanError(f"dataset folder {root} does not exist or is not a folder")
+        where = f"--data {root}"
+    else:
+        root = Path(summary["data"])
+        where = f"the dataset folder {root} (recorded in summary.json)"
+        if images and not root.is_dir():
+            raise NoisyCleanError(
+                f"{where} does not exist or is not a folder: if the dataset has moved "
+                "since the scan, give its new location with --data NEW_FOLDER"
+            )
+    if images and len(table):
+        rels = (safe_relative_path(p) for p in table["path"])
+        if not any(rel is not None and (root / rel).is_file() for rel in rels):
+            raise NoisyCleanError(
+                f"none of the images listed in scores.csv ({len(table)}) is in {where}: "
+                "give the folder that holds them with --data NEW_FOLDER"
+            )
+    return root
 
 
 def safe_relative_path(path: str) -> PurePosixPath | None:

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from ..data.decode import MAX_PIXELS, _to_rgb
 from .load import ScanOutputs, inside, load_outputs, safe_relative_path
 from .table import label_matrix, noise_rates
-from .write import atomic_write_text
+from .write import atomic_write_text, check_review_output
 
 #: Default number of images in the gallery.
 DEFAULT_TOP = 100
@@ -504,11 +504,13 @@ def write_report(
         The path written.
 
     Raises:
-        NoisyCleanError: the output folder is missing or garbled, or the target cannot be
-            written.
+        NoisyCleanError: the output folder is missing or garbled, the dataset folder is
+            missing or holds none of its images, the target is one of the scan's own files
+            (:func:`~noisyclean.outputs.write.check_review_output`) or cannot be written.
     """
     outputs = load_outputs(out, data)
     target = Path(output) if output is not None else outputs.out / "report.html"
+    check_review_output(target, outputs.out)
     html = render_report(outputs, top, thumb, include_clean)
     atomic_write_text(target, html)
     return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,36 @@ DERIVED_OUTPUTS = (
     "pred_probs.npy", "report.html", "evaluation.json", "labelstudio.json",
     "labelstudio.xml", "review.csv",
 )
+
+
+#: Files a scan (or ``train``) writes into its output folder: the results every review
+#: command reads back, or that only a new run can make again (``pred_probs.npy``,
+#: ``checkpoint.pt``, the networks ``net<k>.pt``, matched by ``_NETWORK_FILE``).
+SCAN_OUTPUTS = (
+    "scores.csv", "summary.json", "relabeled.csv", "skipped.csv", "pred_probs.npy",
+    "history.csv", "checkpoint.pt",
+)
+_NETWORK_FILE = re.compile(r"net\d+\.pt")
+
+
+def check_review_output(target: Path, out: Path, option: str = "--output") -> None:
+    """Refuse to write a review command's file (``report``, ``export``, ``evaluate``) over
+    one of the scan's own files in its output folder (:data:`SCAN_OUTPUTS`): that would
+    destroy the results every later command reads. Paths are compared resolved, so
+    ``OUT/./scores.csv``, a relative spelling or a symbolic link to it are refused too.
+
+    Raises:
+        NoisyCleanError: ``target`` is one of those files.
+    """
+    out_dir = Path(out).expanduser().resolve()
+    resolved = Path(target).expanduser().resolve()
+    name = resolved.name
+    own = name in SCAN_OUTPUTS or _NETWORK_FILE.fullmatch(name) is not None
+    if resolved.parent == out_dir and own:
+        raise NoisyCleanError(
+            f"{option} {target} is the scan's own {name} in {out}: writing there would "
+            "destroy the scan's results; choose another file name"
+        )
 
 
 def remove_stale_outputs(out: Path, keep: tuple[str, ...] = ()) -> list[str]:

@@ -36,7 +36,12 @@ from ..environment import run_environment
 from ..errors import NoisyCleanError, listing
 from ..evaluate import detection_metrics, read_truth
 from ..models import build_model
-from ..outputs.evaluation import normalise_paths, normalise_table, normalise_truth
+from ..outputs.evaluation import (
+    normalise_labels,
+    normalise_paths,
+    normalise_table,
+    normalise_truth,
+)
 from ..outputs.table import relabeled_table
 from ..outputs.write import (
     atomic_write_bytes,
@@ -257,8 +262,8 @@ def label_is_correct(config: TrainConfig, train: Dataset) -> np.ndarray:
     """Per usable sample, whether its given label agrees with the ``--truth`` CSV."""
     assert config.truth is not None
     truth = normalise_truth(read_truth(config.truth), config.truth)
-    # matched as evaluate matches them: paths and names without surrounding spaces
-    classes = [name.strip() for name in train.classes]
+    # matched as evaluate matches them: paths and names without surrounding spaces, in NFC
+    classes = normalise_labels(pd.Series(train.classes, dtype=object)).tolist()
     unknown = sorted(set(truth["label"]) - set(classes))
     if unknown:
         raise NoisyCleanError(

@@ -284,3 +284,134 @@ def test_safe_table_paths_keep_backslashes_in_names(path: str, parts: tuple) -> 
     if os.name == "nt":
         pytest.skip("on Windows a backslash is a separator")
     assert safe_relative_path(path).parts == parts
+
+
+@pytest.mark.parametrize("first", ["--symlink", "--link"])
+def test_force_after_symbolic_links_replaces_them(
+    scanned: Scanned, tmp_path: Path, first: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The links a previous apply left (--symlink, or --link fallen back to symbolic
+    links) lead into the dataset: --force must replace them, not refuse them as
+    destinations outside CLEAN_DIR, and never write through them."""
+    if first == "--link":  # a file system that refuses hard links: symbolic links instead
+        def refuse(*_: object) -> None:
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(os, "link", refuse)
+    before = tree_digest(scanned.root)
+    clean = tmp_path / "clean"
+    assert _apply(scanned.out, "--to", clean, first).exit_code == 0
+    assert set(_manifest(clean)["method"]) == {"symlink"}
+    for again in (["--symlink"], []):
+        result = _apply(scanned.out, "--to", clean, "--force", *again)
+        assert result.exit_code == 0, result.output
+        manifest = _manifest(clean)
+        assert set(manifest["method"]) == {"symlink" if again else "copy"}
+        assert _image_files(clean) == sorted(manifest["dest"])
+    for row in manifest.itertuples():
+        dest = clean / row.dest
+        assert not dest.is_symlink()
+        assert dest.read_bytes() == (scanned.root / row.source).read_bytes()
+    assert tree_digest(scanned.root) == before  # never written through a link
+
+
+def test_class_folder_linking_out_of_the_destination_is_refused(tmp_path: Path) -> None:
+    """A CLEAN_DIR whose class folder is a symbolic link to elsewhere: writing there would
+    leave CLEAN_DIR, so apply refuses before writing anything."""
+    out = _hostile(tmp_path, "a/3.png", "b")
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (clean / "b").symlink_to(elsewhere, target_is_directory=True)
+    before = tree_digest(tmp_path)
+    clear_failure(_apply(out, "--to", clean, "--force"), "destination b/3.png leaves")
+    assert tree_digest(tmp_path) == before
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_action_decides_the_label(tmp_path: Path) -> None:
+    """A reviewer rejects a suggestion by changing the action alone (relabel -> keep or
+    review), leaving suggested_label as it was: the image stays under its given label."""
+    data = tmp_path / "data"
+    for i, name in enumerate(("keep", "relabel", "rejected", "doubt", "plain")):
+        write_image(data / "a" / f"{name}.png", 10 * i)
+    rows = [
+        {"path": "a/keep.png", "label": "a", "action": "keep"},
+        {"path": "a/relabel.png", "label": "a", "suggested_label": "b", "action": "relabel"},
+        {"path": "a/rejected.png", "label": "a", "suggested_label": "b", "action": "keep"},
+        {"path": "a/doubt.png", "label": "a", "suggested_label": "b", "action": "review"},
+        {"path": "a/plain.png", "label": "a", "action": "review"},
+    ]
+    out = make_outputs(tmp_path / "out", data, rows, ["a", "b"])
+    clean = tmp_path / "clean"
+    result = _apply(out, "--to", clean)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "wrote 5 images (5 copied)" in text and ": 1 relabeled," in text
+    manifest = _manifest(clean).set_index("source")
+    assert manifest["new_label"].to_dict() == {
+        "a/doubt.png": "a", "a/keep.png": "a", "a/plain.png": "a", "a/rejected.png": "a",
+        "a/relabel.png": "b"}
+    assert _image_files(clean) == [
+        "a/doubt.png", "a/keep.png", "a/plain.png", "a/rejected.png", "b/relabel.png"]
+    result = _apply(out, "--to", clean, "--force", "--drop-review")
+    assert result.exit_code == 0, result.output
+    assert "1 relabeled, 2 review images left out" in " ".join(result.output.split())
+    assert _image_files(clean) == ["a/keep.png", "a/rejected.png", "b/relabel.png"]
+
+
+def test_given_labels_reformatted_by_a_spreadsheet_are_refused(tmp_path: Path) -> None:
+    """A spreadsheet reads class "007" as the number 7 and writes it back as "7": apply
+    must not merge those images into a new folder "7"."""
+    data = tmp_path / "data"
+    write_image(data / "007" / "1.png", 1)
+    write_image(data / "007" / "2.png", 2)
+    write_image(data / "010" / "3.png", 3)
+    write_image(data / "abc" / "4.png", 4)
+    rows = [
+        {"path": "007/1.png", "label": "007", "action": "keep"},
+        {"path": "007/2.png", "label": "007", "suggested_label": "010", "action": "relabel"},
+        {"path": "010/3.png", "label": "010", "action": "keep"},
+        {"path": "abc/4.png", "label": "abc", "action": "keep"},
+    ]
+    out = make_outputs(tmp_path / "out", data, rows, ["007", "010", "abc"])
+    # the spreadsheet round trip: every cell that looks like a number becomes one
+    table = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
+    for column in ("label", "predicted", "suggested_label"):
+        table[column] = [str(int(v)) if v.isdigit() else v for v in table[column]]
+    table.to_csv(out / "scores.csv", index=False)
+    assert "\n007/1.png,7," in (out / "scores.csv").read_text()
+    before = tree_digest(tmp_path)
+    clear_failure(_apply(out, "--to", tmp_path / "clean"),
+                  "given label(s) that are not among the scan's 3 classes",
+                  "'10', '7'", "spreadsheet", "refusing to apply")
+    assert tree_digest(tmp_path) == before
+    assert not (tmp_path / "clean").exists()
+
+
+def test_a_new_suggested_class_is_written_with_a_warning(tmp_path: Path) -> None:
+    """A reviewer may relabel an image into a class the scan did not know: allowed, but
+    the new class folder is named in a warning."""
+    data = tmp_path / "data"
+    write_image(data / "a" / "1.png", 1)
+    write_image(data / "b" / "2.png", 2)
+    write_image(data / "a" / "3.png", 3)
+    rows = [
+        {"path": "a/1.png", "label": "a", "suggested_label": "bird", "action": "relabel"},
+        {"path": "b/2.png", "label": "b", "suggested_label": "ghost", "action": "keep"},
+        {"path": "a/3.png", "label": "a", "action": "keep"},
+    ]
+    out = make_outputs(tmp_path / "out", data, rows, ["a", "b"])
+    clean = tmp_path / "clean"
+    result = _apply(out, "--to", clean)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: new class folder(s), not among the scan's classes: 'bird'" in text
+    assert "ghost" not in text  # a keep row's suggestion is not used
+    assert _image_files(clean) == ["a/3.png", "b/2.png", "bird/1.png"]
+    # no warning when every folder is one of the scan's classes
+    rows[0]["suggested_label"] = "b"
+    out = make_outputs(tmp_path / "out", data, rows, ["a", "b"])
+    result = _apply(out, "--to", tmp_path / "clean2")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -69,6 +70,10 @@ def test_metrics_match_a_hand_count(small: tuple[Path, Path]) -> None:
     assert metrics["suggested_accuracy"] == pytest.approx(5 / 6)
     assert (metrics["n_relabel"], metrics["relabel_accuracy"]) == (2, 1.0)
     assert "0.667" in result.output and "0.889" in result.output
+    # every scored image evaluated; the truth's row for a skipped image left out, and said
+    assert (metrics["n_scored"], metrics["truth_rows_unused"]) == (6, 1)
+    assert "6 of 6 scored" in result.output
+    assert "note: 1 truth row(s) name no image of scores.csv" in result.output
     # a hand-made summary without the confident joint's estimate: nothing to compare
     assert metrics["n_estimated_wrong"] is None and metrics["top_estimated"] is None
     assert "estimated wrong" not in result.output
@@ -144,12 +149,15 @@ def test_evaluate_a_real_scan(scanned: Scanned, tmp_path: Path) -> None:
 def test_bad_truth_files(small: tuple[Path, Path], tmp_path: Path) -> None:
     out, truth = small
     clear_failure(_evaluate(out, "--truth", tmp_path / "nope.csv"), "cannot read truth file")
-    partial = tmp_path / "partial.csv"
-    partial.write_text("path,label\na/1.png,a\n")
-    clear_failure(_evaluate(out, "--truth", partial), "truth file has no row", "a/2.png")
+    # a truth file that covers none of the scored images names both sides' paths
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("path,label\nimages/a/1.png,a\nimages/a/2.png,b\n")
+    clear_failure(_evaluate(out, "--truth", elsewhere), "no row for any of the 6 scored",
+                  "'images/a/1.png'", "'a/1.png'")
     columns = tmp_path / "columns.csv"
     columns.write_text("file,class\na/1.png,a\n")
-    clear_failure(_evaluate(out, "--truth", columns), "lacks column")
+    clear_failure(_evaluate(out, "--truth", columns), "lacks column",
+                  "columns found: 'file', 'class'")
     dupes = tmp_path / "dupes.csv"
     dupes.write_text(truth.read_text() + "a/1.png,b\n")
     clear_failure(_evaluate(out, "--truth", dupes), "more than once", "a/1.png")
@@ -211,3 +219,116 @@ def test_names_with_surrounding_spaces_or_a_backslash_match_their_truth_rows(
     metrics = json.loads((out / "evaluation.json").read_text())
     assert metrics["n"] == 4 and metrics["n_wrong"] == 1
     assert metrics["precision"] == 0.5 and metrics["recall"] == 1.0
+
+
+def test_top_rows_are_ranked_by_clean_prob_whatever_the_file_order(
+    small: tuple[Path, Path],
+) -> None:
+    """A reviewer who sorts scores.csv by path (here: in reverse) gets the same top rows
+    as ``export --top``: the 4 lowest clean probabilities (a/2, b/6, a/3, b/5), not the
+    first 4 lines of the file (b/6, b/5, b/4, a/3: precision 1/2, recall 2/3)."""
+    out, truth = small
+    scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
+    scores.sort_values("path", ascending=False).to_csv(out / "scores.csv", index=False)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["estimated_wrong_labels"] = {"count": 4, "rate": 4 / 6, "per_class": {}}
+    (out / "summary.json").write_text(json.dumps(summary))
+    result = _evaluate(out, "--truth", truth)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert metrics["top_estimated"] == pytest.approx(
+        {"precision": 3 / 4, "recall": 1.0, "f1": 6 / 7})
+    exported = runner.invoke(app, ["export", str(out), "--format", "csv", "--top", "4"])
+    assert exported.exit_code == 0, exported.output
+    review = pd.read_csv(out / "review.csv", dtype=str, keep_default_na=False)
+    assert sorted(review["path"]) == ["a/2.png", "a/3.png", "b/5.png", "b/6.png"]
+
+
+def test_truth_headers_with_spaces_or_capitals(small: tuple[Path, Path], tmp_path: Path) -> None:
+    """``path, label`` (a space after the comma, as scan's --labels manifest takes it) is
+    read; ``Path,Label`` is refused, as by --labels, but the message shows the columns
+    found and which to rename."""
+    out, truth = small
+    body = truth.read_text().split("\n", 1)[1]
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text(" path , label\n" + body)
+    result = _evaluate(out, "--truth", spaced)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "evaluation.json").read_text())["n_wrong"] == 3
+    capitals = tmp_path / "capitals.csv"
+    capitals.write_text("Path,Label\n" + body)
+    clear_failure(_evaluate(out, "--truth", capitals), "lacks column(s) 'path', 'label'",
+                  "columns found: 'Path', 'Label'", "rename 'Path', 'Label' to 'path', 'label'")
+
+
+def test_a_truth_file_in_nfd_matches_nfc_paths_and_labels(tmp_path: Path) -> None:
+    """A truth file written on macOS spells "é" as "e" and a combining accent (NFD); the
+    scan's table, from a Linux folder, as one character (NFC). Both are matched in NFC:
+    the error used to list names that look identical to the table's."""
+    data = tmp_path / "data"
+    cafe, the = "caf\u00e9", "th\u00e9"
+    spec = [(f"{cafe}/cr\u00e8me.png", cafe, cafe, "keep", 0.9),
+            (f"{cafe}/2.png", cafe, the, "review", 0.1),
+            (f"{the}/3.png", the, the, "keep", 0.8)]
+    rows = []
+    for i, (path, given, _, action, prob) in enumerate(spec):
+        write_image(data / path, i)
+        rows.append({"path": path, "label": given, "action": action, "clean_prob": prob})
+    out = make_outputs(tmp_path / "out", data, rows, [cafe, the])
+    truth = tmp_path / "truth.csv"
+    text = "path,label\n" + "".join(f"{p},{t}\n" for p, _, t, *_ in spec)
+    truth.write_text(unicodedata.normalize("NFD", text), encoding="utf-8")
+    assert unicodedata.normalize("NFD", cafe).encode() in truth.read_bytes()
+    result = _evaluate(out, "--truth", truth)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert (metrics["n"], metrics["n_wrong"], metrics["precision"], metrics["recall"]) == (
+        3, 1, 1.0, 1.0)
+
+
+def test_train_truth_in_nfd_matches_an_nfc_folder(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """train --truth matches its paths and class names as evaluate does: a class folder
+    named "sept\u00e9" (NFC on disk) and a truth file in NFD."""
+    root, truth = digits_folder
+    name = "sept\u00e9"
+    (root / "7").rename(root / name)
+    renamed = {p.replace("7/", f"{name}/", 1) if p.startswith("7/") else p:
+               name if t == "7" else t for p, t in truth.items()}
+    csv = tmp_path / "truth.csv"
+    text = "path,label\n" + "".join(f"{p},{t}\n" for p, t in renamed.items())
+    csv.write_text(unicodedata.normalize("NFD", text), encoding="utf-8")
+    out = tmp_path / "out"
+    result = runner.invoke(app, [
+        "train", str(root), "--out", str(out), "--method", "standard", "--truth", str(csv),
+        "--epochs", "2", "--width", "8", "--batch-size", "16", "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["truth_metrics"]["n"] == len(truth)
+    assert summary["truth_metrics"]["n_wrong"] == 6
+
+
+def test_a_truth_file_for_a_sample_of_the_rows(small: tuple[Path, Path], tmp_path: Path) -> None:
+    """A labelled sample (a/2 wrong and flagged, a/3 right and flagged, b/4 right, b/5
+    wrong and missed) is scored on its own rows: precision 1/2, recall 1/2; the top 4
+    rows (a/2, b/6, a/3, b/5) are taken from the whole table and scored on the three the
+    sample covers (2 wrong of 3, both wrong ones caught)."""
+    out, _ = small
+    summary = json.loads((out / "summary.json").read_text())
+    summary["estimated_wrong_labels"] = {"count": 4, "rate": 4 / 6, "per_class": {}}
+    (out / "summary.json").write_text(json.dumps(summary))
+    sample = tmp_path / "sample.csv"
+    sample.write_text("path,label\na/2.png,b\na/3.png,a\nb/4.png,b\nb/5.png,a\n")
+    result = _evaluate(out, "--truth", sample)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert (metrics["n"], metrics["n_scored"], metrics["truth_rows_unused"]) == (4, 6, 0)
+    assert (metrics["n_wrong"], metrics["n_flagged"]) == (2, 2)
+    assert metrics["precision"] == 0.5 and metrics["recall"] == 0.5
+    assert metrics["auroc"] == pytest.approx(3 / 4)  # wrong .05 .60, right .30 .80
+    assert (metrics["n_relabel"], metrics["relabel_accuracy"]) == (1, 1.0)
+    assert metrics["top_estimated"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 1.0, "f1": 0.8})
+    assert "4 of 6 scored" in result.output
+    assert "note:" not in result.output

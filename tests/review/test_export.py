@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 from xml.etree import ElementTree
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from noisyclean.cli import app
 from noisyclean.outputs.export import REVIEW_COLUMNS
 
+from ..conftest import tree_digest
 from .conftest import SCRIPT_PATH, Scanned, clear_failure, make_outputs, write_image
 
 runner = CliRunner()
@@ -200,3 +202,117 @@ def test_export_keeps_a_backslash_in_a_file_name(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     [task] = json.loads(tasks_path.read_text(encoding="utf-8"))
     assert task["data"]["image"] == "http://host/img/cat/a%5Cb.png"
+
+
+def _moved_scan(scanned: Scanned, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A copy of the real scan whose dataset folder was then moved: ``(out, the folder
+    summary.json names, which no longer exists, the folder the images are in now)``."""
+    old, moved, out = tmp_path / "images", tmp_path / "moved", tmp_path / "out"
+    shutil.copytree(scanned.root, old)
+    shutil.copytree(scanned.out, out)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    summary["data"] = str(old)
+    (out / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    old.rename(moved)
+    return out, old, moved
+
+
+def test_a_moved_dataset_folder_asks_for_data(scanned: Scanned, tmp_path: Path) -> None:
+    """After the dataset folder moved, export and apply stop with one error naming --data
+    instead of exporting links to the old folder; evaluate, which reads no image, works;
+    with --data the export points at the new folder."""
+    out, old, moved = _moved_scan(scanned, tmp_path)
+    before = tree_digest(out)
+    for fmt in ("labelstudio", "csv"):
+        clear_failure(_export(out, "--format", fmt), str(old), "does not exist",
+                      "--data NEW_FOLDER")
+    clean = tmp_path / "clean"
+    clear_failure(runner.invoke(app, ["apply", str(out), "--to", str(clean)]), str(old),
+                  "--data NEW_FOLDER")
+    assert not clean.exists()
+    assert tree_digest(out) == before
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame(sorted(scanned.truth.items()), columns=["path", "label"]).to_csv(
+        truth, index=False)
+    result = runner.invoke(app, ["evaluate", str(out), "--truth", str(truth), "-o",
+                                 str(tmp_path / "ev.json")])
+    assert result.exit_code == 0, result.output
+
+    result = _export(out, "--format", "csv", "--data", moved, "-o", tmp_path / "sheet.csv")
+    assert result.exit_code == 0, result.output
+    sheet = pd.read_csv(tmp_path / "sheet.csv", dtype=str, keep_default_na=False)
+    assert len(sheet) and all(Path(f).is_file() and Path(f).is_relative_to(moved)
+                              for f in sheet["file"])
+    result = _export(out, "--data", moved, "-o", tmp_path / "t.json")
+    assert result.exit_code == 0, result.output
+    [d, *_] = [parse_qs(urlsplit(t["data"]["image"]).query)["d"][0]
+               for t in json.loads((tmp_path / "t.json").read_text(encoding="utf-8"))]
+    assert (moved.parent / d).is_file() and d.startswith("moved/")
+
+    # a folder of that name again, but without the images: one error as well
+    old.mkdir()
+    for fmt in ("labelstudio", "csv"):
+        clear_failure(_export(out, "--format", fmt), "none of the", str(old),
+                      "--data NEW_FOLDER")
+    clear_failure(_export(out, "--data", old), "none of the", "--data")
+    assert tree_digest(out) == before
+
+
+def test_output_never_replaces_the_scans_own_files(scanned: Scanned, tmp_path: Path) -> None:
+    """``export -o`` and ``evaluate -o`` refuse a path that is one of the scan's own files
+    in its output folder, however it is spelled, and write nothing."""
+    out = tmp_path / "out"
+    shutil.copytree(scanned.out, out)
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame(sorted(scanned.truth.items()), columns=["path", "label"]).to_csv(
+        truth, index=False)
+    (tmp_path / "link.csv").symlink_to(out / "scores.csv")
+    before = tree_digest(tmp_path)
+    cases = [
+        ("csv", out / "scores.csv", "scores.csv"),
+        ("labelstudio", out / "summary.json", "summary.json"),
+        ("labelstudio", out / "relabeled.csv", "relabeled.csv"),
+        ("csv", out / ".." / "out" / "skipped.csv", "skipped.csv"),
+        ("labelstudio", out / "pred_probs.npy", "pred_probs.npy"),
+        ("csv", out / "net0.pt", "net0.pt"),
+        ("csv", tmp_path / "link.csv", "scores.csv"),
+    ]
+    for fmt, target, name in cases:
+        clear_failure(_export(out, "--format", fmt, "-o", target), "scan's own", name)
+    for name in ("scores.csv", "summary.json"):
+        clear_failure(runner.invoke(app, ["evaluate", str(out), "--truth", str(truth),
+                                          "-o", str(out / name)]), "scan's own", name)
+    assert tree_digest(tmp_path) == before
+    # the review commands' own files are fine
+    result = _export(out, "--format", "csv", "-o", out / "review.csv")
+    assert result.exit_code == 0, result.output
+
+
+def test_labelstudio_tasks_named_xml_are_refused(scanned: Scanned, tmp_path: Path) -> None:
+    """The labeling config goes beside the tasks with the same stem and ``.xml``: tasks
+    named ``.xml`` would be overwritten by it, so they are refused, nothing written."""
+    for name in ("tasks.xml", "tasks.XML"):
+        clear_failure(_export(scanned.out, "-o", tmp_path / name), name, "labeling config",
+                      ".json")
+    assert list(tmp_path.iterdir()) == []
+    result = _export(scanned.out, "-o", tmp_path / "tasks.json")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tasks.json", "tasks.xml"]
+
+
+def test_labelstudio_clean_prob_keeps_full_precision(tmp_path: Path) -> None:
+    """Flagged rows' clean probabilities go down to 1e-50 and below: the tasks carry them
+    unrounded, so sorting on ``clean_prob`` in Label Studio keeps the scan's ranking."""
+    data = tmp_path / "data"
+    probs = [1e-56, 3.5e-30, 2.25e-12, 1.0e-7, 4e-7, 0.25]
+    rows = []
+    for i, p in enumerate(probs):
+        write_image(data / "a" / f"{i}.png", i)
+        rows.append({"path": f"a/{i}.png", "label": "a", "action": "review", "clean_prob": p})
+    out = make_outputs(tmp_path / "out", data, rows, ["a", "b"])
+    result = _export(out)
+    assert result.exit_code == 0, result.output
+    tasks = json.loads((out / "labelstudio.json").read_text(encoding="utf-8"))
+    values = [t["data"]["clean_prob"] for t in tasks]
+    assert values == pytest.approx(probs, rel=1e-12, abs=0)
+    assert len(set(values)) == len(values) and values == sorted(values)

@@ -302,3 +302,41 @@ def test_report_renders_in_headless_chromium(scanned: Scanned, tmp_path: Path) -
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.shape == (900, 1000)
     assert pixels.std() > 20  # a rendered page, not a blank one
+
+
+def test_report_output_never_replaces_the_scans_own_files(
+    scanned: Scanned, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(scanned.out, out)
+    before = tree_digest(out)
+    for name in ("summary.json", "scores.csv", "relabeled.csv", "skipped.csv",
+                 "pred_probs.npy", "history.csv", "checkpoint.pt", "net1.pt"):
+        clear_failure(_report(out, "-o", out / name), "scan's own", name,
+                      "choose another file name")
+    clear_failure(_report(out, "-o", out / "." / "summary.json"), "scan's own")
+    assert tree_digest(out) == before
+    result = _report(out, "-o", out / "summary.html")
+    assert result.exit_code == 0, result.output
+
+
+def test_report_of_a_moved_dataset_asks_for_data(scanned: Scanned, tmp_path: Path) -> None:
+    """A dataset folder moved since the scan: one error naming --data, not a report of
+    placeholders; with --data every thumbnail is there."""
+    old, moved, out = tmp_path / "images", tmp_path / "moved", tmp_path / "out"
+    shutil.copytree(scanned.root, old)
+    shutil.copytree(scanned.out, out)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    summary["data"] = str(old)
+    (out / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    old.rename(moved)
+    before = tree_digest(out)
+    clear_failure(_report(out), str(old), "does not exist", "--data NEW_FOLDER")
+    clear_failure(_report(out, "-o", tmp_path / "r.html"), "--data NEW_FOLDER")
+    old.mkdir()  # the folder is there again, without the images
+    clear_failure(_report(out), "none of the", str(old), "--data NEW_FOLDER")
+    assert tree_digest(out) == before and not (tmp_path / "r.html").exists()
+    result = _report(out, "--data", moved, "-o", tmp_path / "r.html")
+    assert result.exit_code == 0, result.output
+    thumbs = Page((tmp_path / "r.html").read_text(encoding="utf-8")).thumbs()
+    assert thumbs and all(t["data-state"] == "ok" for t in thumbs)
