@@ -575,8 +575,9 @@ def apply(
                                   "image; empty leaves the scan's action.")
     ] = None,
 ) -> None:
-    """Write a new ImageFolder tree with the suggested labels (or a reviewer's decisions);
-    the source stays untouched."""
+    """Write a new ImageFolder tree with the suggested labels, or a reviewer's decisions.
+
+    The source dataset stays untouched."""
     from .outputs.apply import MANIFEST, apply_labels
 
     if link and symlink:
