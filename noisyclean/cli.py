@@ -397,12 +397,12 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
     table.add_row("relabel / review", f"{counts['relabel']} / {counts['review']}")
     cut = summary.get("cut") or {}
     if cut.get("rule") == "arbitrated":
-        table.add_row("cut (arbitrated)", _arbitrated_cut_text(cut))
-        # a cut that could not move flags the count the other side would have taken
-        if cut.get("close_call") not in (None, cut.get("flagged")):
-            from .cut import close_call_text
+        from .cut import close_call_text
 
-            table.add_row("close call", close_call_text(cut))
+        table.add_row("cut (arbitrated)", _arbitrated_cut_text(cut))
+        close_call = close_call_text(cut)
+        if close_call:
+            table.add_row("close call", close_call)
     if cut.get("order") == "order_score":
         table.add_row("flags taken by", "the rank fusion of loss and margin (--fusion hybrid), "
                       "at the cut's count")

@@ -243,7 +243,11 @@ def _percent(position: float) -> str:
 def close_call_text(cut: dict[str, Any]) -> str:
     """What a close arbitrated cut means for the review, from ``summary.json["cut"]`` (an
     arbitrated cut whose ``close_call`` is set): where the estimate lay, the count the
-    other side of halfway would have flagged, and where to read on in ``scores.csv``."""
+    other side of halfway would have flagged, and where to read on in ``scores.csv``.
+    Empty when there is no close call, or when it names the count already flagged (a cut
+    that could not move, on degenerate data)."""
+    if cut.get("close_call") in (None, cut.get("flagged")):
+        return ""
     n, other = cut["counts"], int(cut["close_call"])
     low, high = sorted((n["mixture"], n["loss_mixture"]))
     where = cut.get("estimate_position")

@@ -8,37 +8,16 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from .csvread import read_user_csv
 from .errors import NoisyCleanError, listing
 
 
 def read_truth(path: str | Path) -> pd.DataFrame:
-    """Read a truth CSV with columns ``path`` and ``label`` (labels as strings).
-
-    Column names are read without surrounding spaces (``path, label`` as a scan's
-    ``--labels`` manifest) but, as there, in lower case: a header that differs only in case
-    is refused with a message saying so, so that one file serves as truth and manifest."""
-    try:
-        truth = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise NoisyCleanError(f"cannot read truth file {path}: {error}") from None
-    except UnicodeDecodeError:
-        raise NoisyCleanError(
-            f"cannot read truth file {path}: it is not UTF-8 text (save it as UTF-8)"
-        ) from None
-    truth.columns = [str(c).strip() for c in truth.columns]
-    missing = [c for c in ("path", "label") if c not in truth.columns]
-    if missing:
-        found = listing(truth.columns, 10) or "none"
-        cased = [c for c in truth.columns if c.lower() in missing]
-        hint = (f"; column names are case-sensitive: rename {listing(cased)} to "
-                f"{listing(c.lower() for c in cased)}" if cased else "")
-        raise NoisyCleanError(
-            f"truth file {path} lacks column(s) {listing(missing)}: it needs a header "
-            f"with columns 'path' and 'label' (columns found: {found}){hint}")
-    dupes = sorted(set(truth.columns[truth.columns.duplicated()]) & {"path", "label"})
-    if dupes:
-        raise NoisyCleanError(f"truth file {path} has more than one column {listing(dupes)}")
-    return truth[["path", "label"]]
+    """Read a truth CSV with columns ``path`` and ``label`` (labels as strings), as
+    :func:`~noisyclean.csvread.read_user_csv` reads a user's CSV: column names without
+    surrounding spaces but, as for a scan's ``--labels`` manifest, in lower case, so that
+    one file serves as truth and manifest."""
+    return read_user_csv(path, "truth file", ("path", "label"))[["path", "label"]]
 
 
 def match_truth(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:

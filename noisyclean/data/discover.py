@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..csvread import read_user_csv
 from ..errors import NoisyCleanError, listing
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -275,36 +276,9 @@ def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
 
 
 def _read_csv(csv_path: Path) -> pd.DataFrame:
-    """Read the manifest as strings, with one clear error for each way it can fail."""
-    if not csv_path.exists():
-        raise NoisyCleanError(f"labels CSV {csv_path} does not exist")
-    if csv_path.is_dir():
-        raise NoisyCleanError(f"labels CSV {csv_path} is a folder, not a CSV file")
-    try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise NoisyCleanError(f"labels CSV {csv_path} is empty") from None
-    except PermissionError:
-        raise NoisyCleanError(f"cannot read labels CSV {csv_path}: permission denied") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        message = " ".join(str(exc).split())
-        raise NoisyCleanError(
-            f"labels CSV {csv_path} is not a readable CSV file: {message}"
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise NoisyCleanError(f"cannot read labels CSV {csv_path}: {reason}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in ("path", "label") if c not in frame.columns]
-    if missing:
-        raise NoisyCleanError(
-            f"labels CSV {csv_path} has no column {' or '.join(repr(c) for c in missing)}; "
-            f"it needs a header with columns 'path' and 'label' "
-            f"(columns found: {listing(list(frame.columns), 10) or 'none'})"
-        )
-    if frame.columns.duplicated().any():
-        dup = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise NoisyCleanError(f"labels CSV {csv_path} has duplicate column(s) {listing(dup)}")
+    """Read the manifest as text (:func:`~noisyclean.csvread.read_user_csv`); refuse one
+    without rows."""
+    frame = read_user_csv(csv_path, "labels CSV", ("path", "label"))
     if len(frame) == 0:
         raise NoisyCleanError(f"labels CSV {csv_path} has a header but no rows")
     return frame

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..csvread import read_user_csv
 from ..errors import NoisyCleanError, listing
 from .load import safe_name
 
@@ -24,56 +25,20 @@ def read_decisions(path: str | Path) -> pd.DataFrame:
     """Read a reviewer's decisions: a CSV with (at least) ``path`` and ``decision`` columns,
     as ``export --format csv`` writes ``review.csv``, perhaps edited in a spreadsheet.
 
-    Read as UTF-8 text (a byte-order mark is skipped), CRLF or LF, every cell as text;
-    column names without surrounding spaces; other columns are ignored. Rows without a
-    path or a decision (a spreadsheet's blank rows, a comment alone) are left out.
-    Decisions are read without surrounding spaces; paths as written (:func:`decide`
-    matches them to ``scores.csv``).
+    Read as :func:`~noisyclean.csvread.read_user_csv` reads a user's CSV; other columns
+    are ignored. Rows without a path or a decision (a spreadsheet's blank rows, a comment
+    alone) are left out. Decisions are read without surrounding spaces; paths as written
+    (:func:`decide` matches them to ``scores.csv``).
 
     Returns:
         ``path`` and ``decision``, in file order.
 
     Raises:
-        NoisyCleanError: a missing or unreadable file, text that is not UTF-8, a missing
-            or repeated ``path`` or ``decision`` column (the columns found are listed), or
+        NoisyCleanError: a file :func:`~noisyclean.csvread.read_user_csv` refuses, or
             decisions that are not plain folder names (each one would be a class folder).
     """
-    path = Path(path)
     name = f"decisions file {path}"
-    if not path.is_file():
-        raise NoisyCleanError(f"{name} does not exist or is not a file")
-    try:
-        # header=None: the header is read as a row, so that a repeated column name is
-        # seen (pandas would rename it "decision.1") and a ragged row is an error (pandas
-        # would take a header one cell short for an index column)
-        raw = pd.read_csv(path, header=None, dtype=str, keep_default_na=False,
-                          encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise NoisyCleanError(
-            f"{name} is empty: it needs a header with columns 'path' and 'decision'"
-        ) from None
-    except UnicodeDecodeError:
-        raise NoisyCleanError(
-            f"cannot read {name}: it is not UTF-8 text (save it as CSV UTF-8)"
-        ) from None
-    except (pd.errors.ParserError, ValueError) as error:
-        raise NoisyCleanError(
-            f"{name} is not a readable CSV file: {' '.join(str(error).split())}"
-        ) from None
-    except OSError as error:
-        raise NoisyCleanError(f"cannot read {name}: {error.strerror or error}") from None
-    frame = raw.iloc[1:]
-    frame.columns = [str(c).strip() for c in raw.iloc[0]]
-    missing = [c for c in ("path", "decision") if c not in frame.columns]
-    if missing:
-        raise NoisyCleanError(
-            f"{name} lacks column(s) {listing(missing)}: it needs a header with columns "
-            f"'path' and 'decision', as `export --format csv` writes review.csv "
-            f"(columns found: {listing(frame.columns, 10) or 'none'})"
-        )
-    dupes = sorted(set(frame.columns[frame.columns.duplicated()]) & {"path", "decision"})
-    if dupes:
-        raise NoisyCleanError(f"{name} has more than one column {listing(dupes)}")
+    frame = read_user_csv(path, "decisions file", ("path", "decision"))
     decisions = pd.DataFrame({
         "path": frame["path"], "decision": frame["decision"].str.strip(),
     })

@@ -309,12 +309,13 @@ def _close_call_note(outputs: ScanOutputs) -> str:
     from ..cut import close_call_text
 
     cut = outputs.summary.get("cut")
-    # a cut that could not move (cli._arbitrated_cut_text) flags the other side's count
-    if not isinstance(cut, dict) or cut.get("close_call") in (None, cut.get("flagged")):
+    if not isinstance(cut, dict):
         return ""
     try:
         text = close_call_text(cut)
     except (KeyError, TypeError, ValueError):  # a summary.json edited by hand: no note
+        return ""
+    if not text:
         return ""
     return f'<p class="note"><b>The cut was a close call:</b> {escape(text)}.</p>'
 

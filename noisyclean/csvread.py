@@ -1,0 +1,73 @@
+"""The CSV files users write by hand or in a spreadsheet: a ``--labels`` manifest, a truth
+file, a reviewer's decisions. One reader for all three, so that each takes the same files
+(UTF-8 with or without a byte-order mark, CRLF or LF, spaces around column names, extra
+columns) and fails the same ways, with one clear message each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import NoisyCleanError, listing
+
+
+def read_user_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read a user's CSV file, every cell as text, with at least ``columns``.
+
+    The header is read as a row of its own, so that a repeated column name is seen
+    (pandas would rename the second ``label.1``) and a row with more cells than the header
+    is an error (pandas would take the first column for an index). Column names are read
+    without surrounding spaces; a row with fewer cells gets empty ones.
+
+    Args:
+        path: the file.
+        what: how messages name it, e.g. ``"truth file"``.
+        columns: the columns it must have (exactly so written: lower case).
+
+    Returns:
+        Every column, in file order; the header's row is not a row. Cells are ``str``.
+
+    Raises:
+        NoisyCleanError: the file is missing, a folder, unreadable, empty, not UTF-8 text or
+            not CSV (ragged rows), or lacks one of ``columns`` (the columns found are
+            listed, and which to rename when only their case differs) or has one twice.
+    """
+    path = Path(path).expanduser()
+    needs = f"it needs a header with columns {listing(columns, quote=True)}"
+    if not path.exists():
+        raise NoisyCleanError(f"cannot read {what} {path}: it does not exist")
+    if path.is_dir():
+        raise NoisyCleanError(f"cannot read {what} {path}: it is a folder, not a CSV file")
+    try:
+        raw = pd.read_csv(path, header=None, dtype=str, keep_default_na=False,
+                          encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise NoisyCleanError(f"{what} {path} is empty: {needs}") from None
+    except UnicodeDecodeError:
+        raise NoisyCleanError(
+            f"{what} {path} is not a readable CSV file: it is not UTF-8 text (save it as "
+            "CSV UTF-8)"
+        ) from None
+    except (pd.errors.ParserError, ValueError) as error:
+        message = " ".join(str(error).split())
+        raise NoisyCleanError(f"{what} {path} is not a readable CSV file: {message}") from None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise NoisyCleanError(f"cannot read {what} {path}: {reason}") from None
+    frame = raw.iloc[1:].fillna("").reset_index(drop=True)
+    frame.columns = [str(name).strip() for name in raw.iloc[0].fillna("")]
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        cased = [name for name in frame.columns if name.lower() in missing]
+        hint = (f"; column names are case-sensitive: rename {listing(cased)} to "
+                f"{listing(name.lower() for name in cased)}" if cased else "")
+        raise NoisyCleanError(
+            f"{what} {path} lacks column(s) {listing(missing)}: {needs} (columns found: "
+            f"{listing(frame.columns, 10) or 'none'}){hint}"
+        )
+    twice = sorted(set(frame.columns[frame.columns.duplicated()]) & set(columns))
+    if twice:
+        raise NoisyCleanError(f"{what} {path} has more than one column {listing(twice)}")
+    return frame
