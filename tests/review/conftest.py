@@ -140,3 +140,16 @@ def mixed(scanned: Scanned, tmp_path: Path) -> Scanned:
     scores.loc[review, "suggested_label"] = scores.loc[review, "label"]
     scores.to_csv(out / "scores.csv", index=False)
     return Scanned(scanned.root, out, scanned.truth)
+
+
+def moved_scan(scanned: Scanned, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A copy of the real scan whose dataset folder was then moved: ``(out, the folder
+    summary.json names, which no longer exists, the folder the images are in now)``."""
+    old, moved, out = tmp_path / "images", tmp_path / "moved", tmp_path / "out"
+    shutil.copytree(scanned.root, old)
+    shutil.copytree(scanned.out, out)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    summary["data"] = str(old)
+    (out / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    old.rename(moved)
+    return out, old, moved

@@ -52,6 +52,13 @@ def small(tmp_path: Path) -> tuple[Path, Path]:
     return out, truth
 
 
+def _estimate_four_wrong(out: Path) -> None:
+    """Give the hand-made scan the confident joint's estimate: 4 wrong labels of 6."""
+    summary = json.loads((out / "summary.json").read_text())
+    summary["estimated_wrong_labels"] = {"count": 4, "rate": 4 / 6, "per_class": {}}
+    (out / "summary.json").write_text(json.dumps(summary))
+
+
 def test_metrics_match_a_hand_count(small: tuple[Path, Path]) -> None:
     out, truth = small
     result = _evaluate(out, "--truth", truth)
@@ -87,9 +94,7 @@ def test_top_rows_down_to_the_estimated_count(small: tuple[Path, Path]) -> None:
     scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
     scores = scores.sort_values("clean_prob", key=lambda c: c.astype(float))
     scores.to_csv(out / "scores.csv", index=False)
-    summary = json.loads((out / "summary.json").read_text())
-    summary["estimated_wrong_labels"] = {"count": 4, "rate": 4 / 6, "per_class": {}}
-    (out / "summary.json").write_text(json.dumps(summary))
+    _estimate_four_wrong(out)
     result = _evaluate(out, "--truth", truth)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "evaluation.json").read_text())
@@ -101,6 +106,7 @@ def test_top_rows_down_to_the_estimated_count(small: tuple[Path, Path]) -> None:
     # the flags themselves are scored as before
     assert metrics["f1"] == pytest.approx(2 / 3)
     # a garbled estimate (a text count, a missing rate) is ignored, not a traceback
+    summary = json.loads((out / "summary.json").read_text())
     for garbled in ({"count": "4", "rate": 0.5}, {"count": 4}, {"count": True, "rate": 0.5}):
         summary["estimated_wrong_labels"] = garbled
         (out / "summary.json").write_text(json.dumps(summary))
@@ -230,9 +236,7 @@ def test_top_rows_are_ranked_by_clean_prob_whatever_the_file_order(
     out, truth = small
     scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
     scores.sort_values("path", ascending=False).to_csv(out / "scores.csv", index=False)
-    summary = json.loads((out / "summary.json").read_text())
-    summary["estimated_wrong_labels"] = {"count": 4, "rate": 4 / 6, "per_class": {}}
-    (out / "summary.json").write_text(json.dumps(summary))
+    _estimate_four_wrong(out)
     result = _evaluate(out, "--truth", truth)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "evaluation.json").read_text())
@@ -315,9 +319,7 @@ def test_a_truth_file_for_a_sample_of_the_rows(small: tuple[Path, Path], tmp_pat
     rows (a/2, b/6, a/3, b/5) are taken from the whole table and scored on the three the
     sample covers (2 wrong of 3, both wrong ones caught)."""
     out, _ = small
-    summary = json.loads((out / "summary.json").read_text())
-    summary["estimated_wrong_labels"] = {"count": 4, "rate": 4 / 6, "per_class": {}}
-    (out / "summary.json").write_text(json.dumps(summary))
+    _estimate_four_wrong(out)
     sample = tmp_path / "sample.csv"
     sample.write_text("path,label\na/2.png,b\na/3.png,a\nb/4.png,b\nb/5.png,a\n")
     result = _evaluate(out, "--truth", sample)

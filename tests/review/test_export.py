@@ -18,7 +18,14 @@ from noisyclean.cli import app
 from noisyclean.outputs.export import REVIEW_COLUMNS
 
 from ..conftest import tree_digest
-from .conftest import SCRIPT_PATH, Scanned, clear_failure, make_outputs, write_image
+from .conftest import (
+    SCRIPT_PATH,
+    Scanned,
+    clear_failure,
+    make_outputs,
+    moved_scan,
+    write_image,
+)
 
 runner = CliRunner()
 
@@ -204,24 +211,11 @@ def test_export_keeps_a_backslash_in_a_file_name(tmp_path: Path) -> None:
     assert task["data"]["image"] == "http://host/img/cat/a%5Cb.png"
 
 
-def _moved_scan(scanned: Scanned, tmp_path: Path) -> tuple[Path, Path, Path]:
-    """A copy of the real scan whose dataset folder was then moved: ``(out, the folder
-    summary.json names, which no longer exists, the folder the images are in now)``."""
-    old, moved, out = tmp_path / "images", tmp_path / "moved", tmp_path / "out"
-    shutil.copytree(scanned.root, old)
-    shutil.copytree(scanned.out, out)
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    summary["data"] = str(old)
-    (out / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
-    old.rename(moved)
-    return out, old, moved
-
-
 def test_a_moved_dataset_folder_asks_for_data(scanned: Scanned, tmp_path: Path) -> None:
     """After the dataset folder moved, export and apply stop with one error naming --data
     instead of exporting links to the old folder; evaluate, which reads no image, works;
     with --data the export points at the new folder."""
-    out, old, moved = _moved_scan(scanned, tmp_path)
+    out, old, moved = moved_scan(scanned, tmp_path)
     before = tree_digest(out)
     for fmt in ("labelstudio", "csv"):
         clear_failure(_export(out, "--format", fmt), str(old), "does not exist",

@@ -34,6 +34,7 @@ from .conftest import (
     Scanned,
     clear_failure,
     make_outputs,
+    moved_scan,
     write_image,
 )
 
@@ -323,13 +324,7 @@ def test_report_output_never_replaces_the_scans_own_files(
 def test_report_of_a_moved_dataset_asks_for_data(scanned: Scanned, tmp_path: Path) -> None:
     """A dataset folder moved since the scan: one error naming --data, not a report of
     placeholders; with --data every thumbnail is there."""
-    old, moved, out = tmp_path / "images", tmp_path / "moved", tmp_path / "out"
-    shutil.copytree(scanned.root, old)
-    shutil.copytree(scanned.out, out)
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    summary["data"] = str(old)
-    (out / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
-    old.rename(moved)
+    out, old, moved = moved_scan(scanned, tmp_path)
     before = tree_digest(out)
     clear_failure(_report(out), str(old), "does not exist", "--data NEW_FOLDER")
     clear_failure(_report(out, "-o", tmp_path / "r.html"), "--data NEW_FOLDER")
