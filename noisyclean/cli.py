@@ -13,6 +13,7 @@ from rich.text import Text
 from . import __version__
 from .config import METHOD_HELP, ScanConfig
 from .errors import NoisyCleanError, listing
+from .progress import print_line
 
 app = typer.Typer(
     help="Find and fix wrong labels in image datasets.",
@@ -40,9 +41,8 @@ def main(
 
 
 def _say(message: str) -> None:
-    """Print one line to stderr as it is: no Rich markup (a path may hold ``[``), no
-    highlighting, and no hard wrapping (so that a long path can be copied whole)."""
-    err.print(message, markup=False, highlight=False, soft_wrap=True)
+    """Print one line to stderr as it is (:func:`~noisyclean.progress.print_line`)."""
+    print_line(err, message)
 
 
 def _fail(message: str) -> None:

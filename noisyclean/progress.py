@@ -15,6 +15,12 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 
 
+def print_line(console: Console, message: str) -> None:
+    """Print one line as it is: no Rich markup (a path may hold ``[``), no highlighting,
+    and no hard wrapping (a long path stays one line, to be copied whole)."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 class Progress:
     """Progress bars for decode, each epoch (with loss and accuracy) and scoring.
 
@@ -67,13 +73,11 @@ class Progress:
         self._rich.update(task, completed=total)
 
     def log(self, message: str) -> None:
-        """Print one line (above the bars), unless quiet: as it is (no Rich markup, as a
-        path may hold ``[``) and not hard-wrapped (a long path stays one line to copy)."""
+        """Print one line (above the bars, as :func:`print_line` prints), unless quiet."""
         if not self.quiet:
-            self.console.print(message, markup=False, highlight=False, soft_wrap=True)
+            print_line(self.console, message)
 
     def warn(self, message: str) -> None:
         """Print one line starting ``warning:``, quiet or not: something asked for is not
         done as asked."""
-        self.console.print(f"warning: {message}", markup=False, highlight=False,
-                           soft_wrap=True)
+        print_line(self.console, f"warning: {message}")

@@ -540,7 +540,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     summary = {
         "noisyclean_version": __version__,
         "data": str(samples.root),
-        **table_summary(table, samples.classes, len(samples) + len(samples.not_followed),
+        **table_summary(table, samples.classes, samples.found,
                        len(skipped)),
         "estimated_wrong_labels": estimate_wrong_labels(probs, labels, samples.classes),
         "mixture": [fit.params for fit in fits],

@@ -75,6 +75,12 @@ class Samples:
         """Number of samples."""
         return len(self.paths)
 
+    @property
+    def found(self) -> int:
+        """Entries found: the samples and the symbolic links not followed (a summary's
+        ``found`` count, of which the links are ``skipped``)."""
+        return len(self.paths) + len(self.not_followed)
+
 
 def discover(
     root: str | Path,

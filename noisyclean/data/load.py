@@ -166,8 +166,8 @@ def load_dataset(
     if decoded.skipped:
         progress.log(f"skipped {len(decoded.skipped)} unreadable file(s); see skipped.csv")
     if samples.not_followed:
-        progress.log(f"did not follow {len(samples.not_followed)} symbolic link(s) that lead "
-                     "outside the dataset folder or to a folder; see skipped.csv")
+        progress.log(f"did not follow {len(samples.not_followed)} symbolic link(s), loops or "
+                     "broken ones; see skipped.csv")
 
     paths = [samples.paths[i] for i in decoded.ok]
     labels = samples.labels[decoded.ok]

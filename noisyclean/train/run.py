@@ -258,10 +258,10 @@ def load_validation(
     return val.data
 
 
-def label_is_correct(config: TrainConfig, train: Dataset) -> np.ndarray:
-    """Per usable sample, whether its given label agrees with the ``--truth`` CSV."""
-    assert config.truth is not None
-    truth = normalise_truth(read_truth(config.truth), config.truth)
+def label_is_correct(config: TrainConfig, train: Dataset, truth: pd.DataFrame) -> np.ndarray:
+    """Per usable sample, whether its given label agrees with the ``--truth`` CSV
+    (``truth``, read once per run and written as ``scores.csv`` writes paths and labels:
+    :func:`~noisyclean.outputs.evaluation.normalise_truth`)."""
     # matched as evaluate matches them: paths and names without surrounding spaces, in NFC
     classes = normalise_labels(pd.Series(train.classes, dtype=object)).tolist()
     unknown = sorted(set(truth["label"]) - set(classes))
@@ -439,7 +439,8 @@ def _train(
         + f" on {device_text(device, precision.dtype)}"
     )
     val = load_validation(config, dataset, progress) if config.val else None
-    correct = label_is_correct(config, dataset) if config.truth else None
+    truth = normalise_truth(read_truth(config.truth), config.truth) if config.truth else None
+    correct = label_is_correct(config, dataset, truth) if truth is not None else None
 
     learners = _build_learners(config, dataset, networks)
     _set_seed(config.seed)
@@ -562,7 +563,7 @@ def _train(
         "noisyclean_version": __version__,
         "data": str(samples.root),
         "method": config.method,
-        **table_summary(table, classes, len(samples) + len(samples.not_followed),
+        **table_summary(table, classes, samples.found,
                        len(dataset.skipped)),
         "estimated_wrong_labels": estimate_wrong_labels(scores.probs, labels, classes),
         "mixture": [fit.params for fit in fits],
@@ -587,9 +588,8 @@ def _train(
             "estimated_noise_rate_after_warmup": method.estimated_noise_rate,
             "events": method.events,
         }
-    if config.truth is not None:
-        summary["truth_metrics"] = detection_metrics(
-            normalise_table(table), normalise_truth(read_truth(config.truth), config.truth))
+    if truth is not None:
+        summary["truth_metrics"] = detection_metrics(normalise_table(table), truth)
 
     t0 = time.perf_counter()
     write_csv(table, out / "scores.csv")
