@@ -457,11 +457,12 @@ DataOption = Annotated[
 def _write_report(
     out: Path, top: int = 100, thumb: int = 96, include_clean: bool = False,
     output: Path | None = None, data: Path | None = None, quiet: bool = False,
+    images: bool = True,
 ) -> None:
     from .outputs.report import write_report
 
     try:
-        path = write_report(out, top, thumb, include_clean, output, data)
+        path = write_report(out, top, thumb, include_clean, output, data, images)
     except NoisyCleanError as error:
         _fail(str(error))
         return
@@ -485,13 +486,19 @@ def report(
                                   help="File to write (default: OUT_DIR/report.html).")
     ] = None,
     data: DataOption = None,
+    images: Annotated[
+        bool, typer.Option("--images/--no-images",
+                           help="Thumbnails in the gallery. --no-images: the counts, charts and "
+                           "the gallery's text only, for an output folder without its dataset "
+                           "at hand.")
+    ] = True,
 ) -> None:
     """Write a self-contained report.html of a scan, to review the flagged images."""
     if top < 0:
         _fail("--top must be 0 or more")
     if not 16 <= thumb <= 512:
         _fail("--thumb must be between 16 and 512")
-    _write_report(out_dir, top, thumb, all_images, output, data)
+    _write_report(out_dir, top, thumb, all_images, output, data, images=images)
 
 
 @app.command()

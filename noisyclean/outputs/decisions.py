@@ -5,6 +5,7 @@ class name per image, overriding the scan's ``action`` row by row.
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -61,14 +62,17 @@ def decide(
     """Apply a reviewer's decisions (:func:`read_decisions`) to the per-sample table.
 
     A decision row's ``path`` is matched to ``scores.csv``'s ``path`` as written; when that
-    fails, without surrounding spaces. Its ``decision`` (already stripped):
+    fails, without surrounding spaces, then in Unicode NFC on both sides (a sheet saved on
+    macOS may spell ``é`` as ``e`` and a combining accent), as ``evaluate`` matches a truth
+    file. Its ``decision`` (already stripped):
 
     * empty: the scan's row stands;
     * ``keep``, ``relabel``, ``drop`` (any case): the image goes under its given
       ``label`` (action ``keep``), under its ``suggested_label`` (action ``relabel``), or
       is left out;
     * anything else is a class name: the image goes under that class (action ``relabel``,
-      or ``keep`` when it is the given label). A name outside ``classes`` is a new class.
+      or ``keep`` when it is the given label). A name outside ``classes`` is a new class,
+      unless it is one of them in NFC.
       A value written exactly as one of ``classes`` is that class, so a class named
       ``keep`` is chosen by ``keep`` and the keyword by, e.g., ``Keep``.
 
@@ -91,8 +95,8 @@ def decide(
             row: there is no suggestion to take).
     """
     known = set(table["path"])
-    paths = [p if p in known or p.strip() not in known else p.strip()
-             for p in decisions["path"]]
+    by_nfc = _by_nfc(known)
+    paths = [_match(p, known, by_nfc) for p in decisions["path"]]
     unknown = [p for p in paths if p not in known]
     if unknown:
         raise NoisyCleanError(
@@ -107,7 +111,9 @@ def decide(
             f"{name} lists the same path more than once: {listing(twice, _SHOW)}; keep one "
             "row per image"
         )
-    chosen = {p: d for p, d in zip(paths, decisions["decision"], strict=True) if d}
+    spelled = _by_nfc(classes)
+    chosen = {p: spelled.get(_nfc(d), d)
+              for p, d in zip(paths, decisions["decision"], strict=True) if d}
     table = table.copy()
     table["decision"] = table["path"].map(chosen).fillna("").astype(str)
     class_names = set(classes)
@@ -136,3 +142,26 @@ def decide(
     table.loc[what == "relabel", "action"] = "relabel"
     drop = what == "drop"
     return table[~drop].reset_index(drop=True), len(chosen), int(drop.sum())
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text.strip())
+
+
+def _by_nfc(names: set[str] | list[str]) -> dict[str, str]:
+    """Each name's NFC form (without surrounding spaces) -> the name, for the forms that
+    only one name has."""
+    forms: dict[str, list[str]] = {}
+    for name in names:
+        forms.setdefault(_nfc(name), []).append(name)
+    return {form: found[0] for form, found in forms.items() if len(found) == 1}
+
+
+def _match(path: str, known: set[str], by_nfc: dict[str, str]) -> str:
+    """A decision's path as ``scores.csv`` writes it: as written, without surrounding
+    spaces, or in NFC; unchanged when none is in the table."""
+    if path in known:
+        return path
+    if path.strip() in known:
+        return path.strip()
+    return by_nfc.get(_nfc(path), path)

@@ -12,6 +12,7 @@ import pandas as pd
 from ..errors import NoisyCleanError
 from ..evaluate import detection_metrics, match_truth, read_truth
 from .load import load_outputs
+from .table import review_order
 from .write import atomic_write_text, check_review_output
 
 
@@ -76,12 +77,13 @@ def evaluation_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, An
 def top_rows_metrics(
     table: pd.DataFrame, truth: pd.DataFrame, count: int | None
 ) -> dict[str, Any]:
-    """How well the ``count`` most suspicious rows of the table (lowest ``clean_prob``
-    first, ties in the table's order: the rows ``export --top`` takes, whatever order
-    ``scores.csv`` was re-sorted into) find the wrong labels: what reviewing down to the
-    scan's estimated number of wrong labels (``summary.json["estimated_wrong_labels"]``)
-    would catch. With a truth file for a sample of the rows, the rows are still taken from
-    the whole table, and scored on those the truth covers.
+    """How well the ``count`` most suspicious rows of the table (the scan's ranking,
+    :func:`~noisyclean.outputs.table.review_order`: the rows ``export --top`` takes,
+    whatever order ``scores.csv`` was re-sorted into) find the wrong labels: what
+    reviewing down to the scan's estimated number of wrong labels
+    (``summary.json["estimated_wrong_labels"]``) would catch. With a truth file for a
+    sample of the rows, the rows are still taken from the whole table, and scored on
+    those the truth covers.
 
     Args:
         table: a scan's table.
@@ -95,7 +97,7 @@ def top_rows_metrics(
     if count is None:
         return {"n_estimated_wrong": None, "top_estimated": None}
     top = table.assign(is_noisy=False)
-    ranked = top.sort_values("clean_prob", kind="stable").index
+    ranked = review_order(top).index
     top.loc[ranked[: max(int(count), 0)], "is_noisy"] = True
     metrics = detection_metrics(top, truth)
     return {

@@ -24,6 +24,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import NoisyCleanError
 from .load import ScanOutputs, load_outputs, safe_relative_path
+from .table import clean_prob_text, review_order
 from .write import atomic_write_text, check_review_output
 
 FORMATS = ("labelstudio", "csv")
@@ -59,9 +60,9 @@ def select_rows(
 ) -> pd.DataFrame:
     """The rows to review, most suspicious first: the flagged ones (``is_noisy``), every row
     with ``all_rows``, or with ``top`` the ``top`` most suspicious, flagged or not (the
-    scan's ranking: ``scores.csv``'s order, which sorts by clean probability)."""
+    scan's ranking, :func:`~noisyclean.outputs.table.review_order`)."""
     rows = table if all_rows or top is not None else table[table["is_noisy"]]
-    rows = rows.sort_values("clean_prob", kind="stable")
+    rows = review_order(rows)
     return (rows if top is None else rows.head(top)).reset_index(drop=True)
 
 
@@ -157,7 +158,7 @@ def labelstudio_tasks(
         note = (
             f"given: {row['label']} · suggested: {row['suggested_label']} ({row['action']}) · "
             f"network: {row['predicted']} ({row['predicted_prob']:.2f}) · "
-            f"clean_prob {row['clean_prob']:.3f}"
+            f"clean_prob {clean_prob_text(row['clean_prob'])}"
         )
         tasks.append({
             "data": {

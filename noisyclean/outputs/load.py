@@ -26,6 +26,8 @@ TEXT_COLUMNS = ("path", "label", "predicted", "suggested_label", "action")
 #: Columns that must parse as numbers.
 NUMBER_COLUMNS = ("clean_prob", "loss", "predicted_prob")
 ACTIONS = ("keep", "relabel", "review")
+#: Whether names and paths follow Windows' rules (``\\`` a separator, ``C:`` a drive).
+WINDOWS = os.name == "nt"
 
 
 @dataclass
@@ -156,7 +158,8 @@ def read_scores(path: Path) -> pd.DataFrame:
 
 
 def load_outputs(
-    out: str | Path, data: str | Path | None = None, images: bool = True
+    out: str | Path, data: str | Path | None = None, images: bool = True,
+    alternative: str = "",
 ) -> ScanOutputs:
     """Read a scan's output folder (``scores.csv`` and ``summary.json``).
 
@@ -166,7 +169,9 @@ def load_outputs(
             recorded in ``summary.json`` (``"data"``).
         images: the caller reads the images (report, export, apply): the dataset folder
             must exist and hold at least one image of the table (:func:`find_data_root`).
-            False for a caller of the table alone (evaluate).
+            False for a caller of the table alone (evaluate, ``report --no-images``).
+        alternative: a way on without the images, added to the missing-dataset messages
+            (e.g. ``report``'s ``--no-images``).
 
     Returns:
         A :class:`ScanOutputs`.
@@ -187,13 +192,13 @@ def load_outputs(
     known = list(scan_classes or [])
     seen = set(table["label"]) | set(table["suggested_label"]) | set(table["predicted"])
     classes = known + sorted(seen - set(known))
-    data_root = find_data_root(summary, table, data, images)
+    data_root = find_data_root(summary, table, data, images, alternative)
     return ScanOutputs(out, table, summary, data_root, classes, scan_classes)
 
 
 def find_data_root(
     summary: dict[str, Any], table: pd.DataFrame, data: str | Path | None = None,
-    images: bool = True,
+    images: bool = True, alternative: str = "",
 ) -> Path:
     """The dataset folder the table's paths are relative to: ``data`` (``--data``), else
     ``summary["data"]``, the folder the scan read.
@@ -201,11 +206,13 @@ def find_data_root(
     With ``images`` the folder must exist and hold at least one of the table's images, so
     that a dataset moved since the scan is one clear error naming ``--data``, not a report
     of placeholders or an export of dead links. The lookup stops at the first image found.
+    ``alternative``, when given, is added to those messages (a way on without the images).
 
     Raises:
         NoisyCleanError: ``data`` is not a folder; with ``images``, the folder is missing
             or none of the table's images is in it.
     """
+    more = f", {alternative}" if alternative else ""
     if data is not None:
         root = Path(data).expanduser()
         if not root.is_dir():
@@ -217,14 +224,14 @@ def find_data_root(
         if images and not root.is_dir():
             raise NoisyCleanError(
                 f"{where} does not exist or is not a folder: if the dataset has moved "
-                "since the scan, give its new location with --data NEW_FOLDER"
+                "since the scan, give its new location with --data NEW_FOLDER" + more
             )
     if images and len(table):
         rels = (safe_relative_path(p) for p in table["path"])
         if not any(rel is not None and (root / rel).is_file() for rel in rels):
             raise NoisyCleanError(
                 f"none of the images listed in scores.csv ({len(table)}) is in {where}: "
-                "give the folder that holds them with --data NEW_FOLDER"
+                "give the folder that holds them with --data NEW_FOLDER" + more
             )
     return root
 
@@ -234,8 +241,10 @@ def safe_relative_path(path: str) -> PurePosixPath | None:
     outside the folder it is relative to.
 
     Rejected: empty paths, absolute paths (``/x``, ``C:\\x``, ``\\\\server\\x``), any ``..``
-    component, NUL bytes. For these checks a backslash counts as a separator too (a table
-    may come from Windows), so ``a\\..\\x`` is refused everywhere.
+    component, NUL bytes; on Windows any ``:`` too (``C:x.png`` is relative to drive C's
+    current folder, ``x.png:s`` names a hidden stream; neither is a file of the folder).
+    For these checks a backslash counts as a separator too (a table may come from
+    Windows), so ``a\\..\\x`` is refused everywhere.
 
     The path returned is split on ``/`` only, as noisyclean writes its tables: on POSIX a
     backslash is part of a file name (``cat/a\\b.png`` is the file ``a\\b.png``), on Windows,
@@ -246,9 +255,11 @@ def safe_relative_path(path: str) -> PurePosixPath | None:
     checked = path.replace("\\", "/")
     if checked.startswith("/") or re.match(r"[A-Za-z]:(/|$)", checked):
         return None
+    if WINDOWS and ":" in path:
+        return None
     if ".." in checked.split("/"):
         return None
-    text = checked if os.name == "nt" else path
+    text = checked if WINDOWS else path
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if not parts:
         return None
@@ -257,8 +268,11 @@ def safe_relative_path(path: str) -> PurePosixPath | None:
 
 def safe_name(name: str) -> bool:
     """Whether ``name`` can be used as one folder name (a class label) without leaving the
-    folder it is created in: not empty, not ``.``/``..``, no separators or NUL bytes."""
-    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
+    folder it is created in: not empty, not ``.``/``..``, no separators or NUL bytes. A
+    backslash is a separator on Windows only (with ``:``, a drive); on POSIX it is part of
+    a name, as in a class folder ``a\\b`` that the scan read."""
+    forbidden = "/\\:\x00" if WINDOWS else "/\x00"
+    return bool(name) and name not in (".", "..") and not any(c in name for c in forbidden)
 
 
 def inside(path: Path, root: Path) -> bool:

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 
 from ..data.decode import MAX_PIXELS, _to_rgb
 from .load import ScanOutputs, inside, load_outputs, safe_relative_path
-from .table import label_matrix, noise_rates
+from .table import clean_prob_text, label_matrix, noise_rates, review_order
 from .write import atomic_write_text, check_review_output
 
 #: Default number of images in the gallery.
@@ -366,25 +366,29 @@ def _matrix(outputs: ScanOutputs) -> str:
     )
 
 
-def _item(row: pd.Series, data_root: Path, thumb: int) -> str:
-    rel = safe_relative_path(row["path"])
-    uri = None
-    if rel is not None and inside(data_root / rel, data_root):
-        uri = thumbnail_data_uri(data_root / rel, thumb)
-    state = "ok" if uri else "missing"
+def _item(row: pd.Series, data_root: Path | None, thumb: int) -> str:
+    """One gallery item; without ``data_root`` (``report --no-images``) no thumbnail."""
     path = escape(row["path"])
+    picture = ""
+    if data_root is not None:
+        rel = safe_relative_path(row["path"])
+        uri = None
+        if rel is not None and inside(data_root / rel, data_root):
+            uri = thumbnail_data_uri(data_root / rel, thumb)
+        state = "ok" if uri else "missing"
+        missing = "" if uri else '<div class="note">image unreadable</div>'
+        picture = (f'<img class="thumb" data-state="{state}" src="{uri or PLACEHOLDER_URI}" '
+                   f'alt="{path}" title="{path}" width="96" height="96">{missing}')
     action = escape(row["action"])
     given, suggested = escape(row["label"]), escape(row["suggested_label"])
     change = f"{given} → <b>{suggested}</b>" if row["label"] != row["suggested_label"] \
         else f"{given} (kept)"
-    missing = "" if uri else '<div class="note">image unreadable</div>'
     return (
-        f'<div class="item" data-path="{path}">'
-        f'<img class="thumb" data-state="{state}" src="{uri or PLACEHOLDER_URI}" '
-        f'alt="{path}" title="{path}" width="96" height="96">{missing}'
+        f'<div class="item" data-path="{path}">{picture}'
         f'<div class="path">{path}</div>'
         f"<div>{change}</div>"
-        f'<div>clean_prob {row["clean_prob"]:.3f} <span class="tag {action}">{action}</span></div>'
+        f'<div>clean_prob {clean_prob_text(row["clean_prob"])} '
+        f'<span class="tag {action}">{action}</span></div>'
         f'<div class="note">network: {escape(row["predicted"])} '
         f'({row["predicted_prob"]:.2f})</div></div>'
     )
@@ -392,12 +396,13 @@ def _item(row: pd.Series, data_root: Path, thumb: int) -> str:
 
 def gallery_rows(table: pd.DataFrame, top: int, include_clean: bool = False) -> pd.DataFrame:
     """The rows the gallery shows: the ``top`` most suspicious flagged rows (all rows with
-    ``include_clean``), in the table's order (lowest ``clean_prob`` first)."""
+    ``include_clean``), in the scan's ranking (:func:`~noisyclean.outputs.table.review_order`)."""
     rows = table if include_clean else table[table["is_noisy"]]
-    return rows.sort_values("clean_prob", kind="stable").head(max(int(top), 0))
+    return review_order(rows).head(max(int(top), 0))
 
 
-def _gallery(outputs: ScanOutputs, top: int, thumb: int, include_clean: bool) -> str:
+def _gallery(outputs: ScanOutputs, top: int, thumb: int, include_clean: bool,
+             images: bool) -> str:
     table = outputs.table
     rows = gallery_rows(table, top, include_clean)
     pool = table if include_clean else table[table["is_noisy"]]
@@ -407,7 +412,8 @@ def _gallery(outputs: ScanOutputs, top: int, thumb: int, include_clean: bool) ->
     parts = [
         f'<p class="note">The {len(rows)} most suspicious of {len(pool)} {what} (lowest '
         "clean probability first), grouped by given class. "
-        + ("Use --top to show more." if len(rows) < len(pool) else "")
+        + ("Use --top to show more. " if len(rows) < len(pool) else "")
+        + ("" if images else "Images left out (--no-images).")
         + "</p>"
     ]
     for c in outputs.classes:
@@ -421,7 +427,8 @@ def _gallery(outputs: ScanOutputs, top: int, thumb: int, include_clean: bool) ->
         )
         parts.append(
             '<div class="gallery">'
-            + "".join(_item(row, outputs.data_root, thumb) for _, row in group.iterrows())
+            + "".join(_item(row, outputs.data_root if images else None, thumb)
+                      for _, row in group.iterrows())
             + "</div>"
         )
     return "".join(parts)
@@ -429,7 +436,7 @@ def _gallery(outputs: ScanOutputs, top: int, thumb: int, include_clean: bool) ->
 
 def render_report(
     outputs: ScanOutputs, top: int = DEFAULT_TOP, thumb: int = DEFAULT_THUMB,
-    include_clean: bool = False,
+    include_clean: bool = False, images: bool = True,
 ) -> str:
     """Render ``report.html`` for a scan's outputs.
 
@@ -438,10 +445,11 @@ def render_report(
         top: at most this many images in the gallery.
         thumb: longest side of the thumbnails, in pixels.
         include_clean: the gallery draws from every image, not only the flagged ones.
+        images: the gallery shows thumbnails; False: its text only, and no image is read.
 
     Returns:
         The HTML document (no external URLs; images as ``data:`` URIs). Reads up to ``top``
-        source images; costs well under a second per hundred small images.
+        source images (none without ``images``); costs well under a second per hundred small images.
     """
     hist = histogram_input(outputs)
     png, drew = histogram_png(hist)
@@ -478,7 +486,7 @@ def render_report(
         "cells are suggested relabels.</p>"
         + _matrix(outputs)
         + "<h2>Most suspicious images</h2>"
-        + _gallery(outputs, top, thumb, include_clean)
+        + _gallery(outputs, top, thumb, include_clean, images)
         + "</main></body></html>\n"
     )
 
@@ -490,6 +498,7 @@ def write_report(
     include_clean: bool = False,
     output: str | Path | None = None,
     data: str | Path | None = None,
+    images: bool = True,
 ) -> Path:
     """Write ``report.html`` for the scan in ``out`` (atomically).
 
@@ -500,18 +509,22 @@ def write_report(
         include_clean: the gallery draws from every image, not only the flagged ones.
         output: where to write; default ``out/report.html``.
         data: the dataset folder if it moved since the scan.
+        images: thumbnails in the gallery; False: the report without the images, which then
+            need not be at hand (only the output folder was copied, say).
 
     Returns:
         The path written.
 
     Raises:
-        NoisyCleanError: the output folder is missing or garbled, the dataset folder is
-            missing or holds none of its images, the target is one of the scan's own files
-            (:func:`~noisyclean.outputs.write.check_review_output`) or cannot be written.
+        NoisyCleanError: the output folder is missing or garbled, with ``images`` the
+            dataset folder is missing or holds none of its images, the target is one of
+            the scan's own files (:func:`~noisyclean.outputs.write.check_review_output`)
+            or cannot be written.
     """
-    outputs = load_outputs(out, data)
+    outputs = load_outputs(out, data, images=images,
+                           alternative="or write the report without them: --no-images")
     target = Path(output) if output is not None else outputs.out / "report.html"
     check_review_output(target, outputs.out)
-    html = render_report(outputs, top, thumb, include_clean)
+    html = render_report(outputs, top, thumb, include_clean, images)
     atomic_write_text(target, html)
     return target

@@ -77,8 +77,26 @@ def build_table(
     )
     if fit_loss is not None:
         table["fit_loss"] = np.asarray(fit_loss, dtype=np.float64)
-    order = np.lexsort((-table["loss"].to_numpy(), table["clean_prob"].to_numpy()))
-    return table.iloc[order].reset_index(drop=True)
+    return review_order(table).reset_index(drop=True)
+
+
+def clean_prob_text(value: float) -> str:
+    """A clean probability for people to read: three decimals, or two significant digits
+    below 0.001 (flagged rows' values go down to 1e-50 and below, which three decimals
+    would all show as 0.000), ``0`` when it is exactly 0."""
+    if value == 0:
+        return "0"
+    return f"{value:.1e}" if value < 0.001 else f"{value:.3f}"
+
+
+def review_order(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's rows most suspicious first, as ``scores.csv`` lists them: by
+    ``clean_prob`` ascending, ties (many flagged rows are exactly 0) by ``loss``
+    descending, then by ``path``. Every review command ranks this way, so that a table
+    re-sorted in a spreadsheet gives the same top rows as the scan wrote."""
+    order = np.lexsort((table["path"].astype(str).to_numpy(), -table["loss"].to_numpy(),
+                        table["clean_prob"].to_numpy()))
+    return table.iloc[order]
 
 
 def relabeled_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import hashlib
 import io
 import math
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -258,10 +258,34 @@ def load_validation(
     return val.data
 
 
-def label_is_correct(config: TrainConfig, train: Dataset, truth: pd.DataFrame) -> np.ndarray:
+def label_is_correct(
+    config: TrainConfig, train: Dataset, truth: pd.DataFrame,
+    log: Callable[[str], None] | None = None,
+) -> np.ndarray:
     """Per usable sample, whether its given label agrees with the ``--truth`` CSV
     (``truth``, read once per run and written as ``scores.csv`` writes paths and labels:
-    :func:`~noisyclean.outputs.evaluation.normalise_truth`)."""
+    :func:`~noisyclean.outputs.evaluation.normalise_truth`).
+
+    The truth may cover every training image or only a sample of them, as for ``evaluate``:
+    the images without a truth row are unknown, and left out of the metrics that use it
+    (:func:`division_metrics`, co-teaching's ``label_precision``). Truth rows that name no
+    training image (a skipped one, say) are ignored.
+
+    Args:
+        config: the run's settings (``config.truth`` names the file in messages).
+        train: the training data.
+        truth: the normalised truth table.
+        log: where one line is reported when the truth does not cover every training
+            image or names other images (nothing when the two match exactly).
+
+    Returns:
+        ``(n,)`` float64 per usable sample: 1.0 where the given label is right, 0.0 where it
+        is wrong, NaN where the truth has no row for the image.
+
+    Raises:
+        NoisyCleanError: a truth label that is not a training class, or a truth file with
+            no row for any training image.
+    """
     # matched as evaluate matches them: paths and names without surrounding spaces, in NFC
     classes = normalise_labels(pd.Series(train.classes, dtype=object)).tolist()
     unknown = sorted(set(truth["label"]) - set(classes))
@@ -272,27 +296,66 @@ def label_is_correct(config: TrainConfig, train: Dataset, truth: pd.DataFrame) -
         )
     true_label = dict(zip(truth["path"], truth["label"], strict=True))
     paths = normalise_paths(pd.Series(train.paths, dtype=object)).tolist()
-    missing = [given for given, p in zip(train.paths, paths, strict=True)
-               if p not in true_label]
-    if missing:
-        raise NoisyCleanError(f"--truth {config.truth} has no row for {listing(missing, 3)}")
-    return np.array(
-        [classes[label] == true_label[path] for path, label in zip(paths, train.labels,
-                                                                    strict=True)]
+    correct = np.array(
+        [float(classes[label] == true_label[path]) if path in true_label else math.nan
+         for path, label in zip(paths, np.asarray(train.labels).tolist(), strict=True)],
+        dtype=np.float64,
     )
+    matched = int(np.isfinite(correct).sum())
+    if matched == 0:
+        raise NoisyCleanError(
+            f"--truth {config.truth} has no row for any of the {len(paths)} training images: "
+            f"its paths ({listing(truth['path'], 3)}) must be written as scores.csv writes "
+            f"them, relative to the dataset folder ({listing(train.paths, 3)})"
+        )
+    unused = len(truth) - matched
+    if log is not None and (matched < len(paths) or unused):
+        log(f"truth: {matched} of {len(paths)} training images have a truth row"
+            + (f"; {unused} truth row(s) name no training image (ignored)" if unused else ""))
+    return correct
 
 
 def division_metrics(division: Division, correct: np.ndarray) -> dict[str, float]:
     """AUROC of the clean probability for telling right labels from wrong ones, and the
     precision (right labels among the labelled set) and recall (labelled among the right
-    labels) of the division."""
+    labels) of the division, over the samples whose label is known.
+
+    Args:
+        division: one network's division of the training set.
+        correct: ``(n,)`` per sample, as :func:`label_is_correct` returns it (1.0 right,
+            0.0 wrong, NaN unknown: left out), or bool (every sample known).
+
+    Returns:
+        ``{"auroc", "precision", "recall"}``; each NaN where it is undefined on the known
+        samples (AUROC: all right or all wrong; precision: none labelled; recall: none
+        right).
+    """
+    correct = np.asarray(correct, dtype=np.float64)
+    known = ~np.isnan(correct)
+    right = correct[known] == 1.0
     labelled = np.zeros(len(correct), dtype=bool)
     labelled[division.labelled] = True
-    both = 0 < correct.sum() < len(correct)
-    auroc = roc_auc_score(correct, division.clean_prob) if both else math.nan
-    precision = float(correct[labelled].mean()) if labelled.any() else math.nan
-    recall = float(correct[labelled].sum() / correct.sum()) if correct.any() else math.nan
+    labelled = labelled[known]
+    clean_prob = np.asarray(division.clean_prob)[known]
+    both = 0 < right.sum() < len(right)
+    auroc = roc_auc_score(right, clean_prob) if both else math.nan
+    precision = float(right[labelled].mean()) if labelled.any() else math.nan
+    recall = float(right[labelled].sum() / right.sum()) if right.any() else math.nan
     return {"auroc": float(auroc), "precision": precision, "recall": recall}
+
+
+def method_column(
+    stats: dict[str, float], epoch_stats: dict[str, float], key: str
+) -> float:
+    """One epoch's value of a method's ``history.csv`` column ``key``: the loop's mean over
+    the epoch's samples (``stats``), else the method's own ``epoch_stats``, else NaN. A
+    metric that only some steps report comes with ``<key>_count`` (the samples of those
+    steps, co-teaching's ``label_precision`` with a truth file for a sample of the images):
+    its value is the mean over those steps, NaN when no step reported it."""
+    counted = stats.get(f"{key}_count")
+    if key in stats and counted is not None:
+        return float(stats[key] / counted)
+    return float(stats.get(key, epoch_stats.get(key, math.nan)))
 
 
 def ensemble_accuracy(
@@ -440,7 +503,8 @@ def _train(
     )
     val = load_validation(config, dataset, progress) if config.val else None
     truth = normalise_truth(read_truth(config.truth), config.truth) if config.truth else None
-    correct = label_is_correct(config, dataset, truth) if truth is not None else None
+    correct = (label_is_correct(config, dataset, truth, progress.log)
+               if truth is not None else None)
 
     learners = _build_learners(config, dataset, networks)
     _set_seed(config.seed)
@@ -515,7 +579,7 @@ def _train(
                     row[f"div_{key}_{k}"] = scores.get(key, math.nan)
         epoch_stats = getattr(method, "epoch_stats", {})
         for key in METHOD_COLUMNS.get(config.method, []):
-            row[key] = float(stats.get(key, epoch_stats.get(key, math.nan)))
+            row[key] = method_column(stats, epoch_stats, key)
         if val is not None:
             row["val_acc"] = ensemble_accuracy(models, val, precision)
         history.append(row)

@@ -120,8 +120,11 @@ class CoTeaching:
         batch_size: samples per step (both networks see the same batch).
         seed: seeds the shuffles and the augmentation.
         mixture: ``gmm`` or ``bmm``, for the estimate.
-        correct: optional ``(n,)`` bool, whether each given label is right (``--truth``):
-            the label precision of the kept samples becomes a metric.
+        correct: optional ``(n,)`` per sample, whether its given label is right
+            (``--truth``): 1.0 right, 0.0 wrong, NaN unknown (no truth row), as
+            :func:`~noisyclean.train.run.label_is_correct` returns it, or bool (every label
+            known). The label precision of the kept samples becomes a metric (see
+            :meth:`_metrics`).
         log: where choices are reported.
     """
 
@@ -151,7 +154,9 @@ class CoTeaching:
         self.batch_size = min(batch_size, len(data))
         self.seed = seed
         self.mixture = mixture
-        self.correct = None if correct is None else torch.as_tensor(correct, dtype=torch.bool)
+        # float32 with NaN for the unknown labels (what the kept share is averaged in)
+        self.correct = (None if correct is None
+                        else torch.as_tensor(np.asarray(correct, dtype=np.float32)))
         self.log = log or (lambda message: None)
         self.generator = torch.Generator().manual_seed(seed)
         self.settings: dict[str, Any] = {"forget_rate": forget_rate}
@@ -257,6 +262,15 @@ class CoTeaching:
         self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
         batch: torch.Tensor, kept: torch.Tensor,
     ) -> dict[str, float]:
+        """One step's metrics, summed over the batch (``count`` samples).
+
+        With ``correct``: ``label_precision``, the share of right labels among the kept
+        samples whose label is known, times the batch size, and ``label_precision_count``,
+        the batch size; a step that kept no sample with a known label reports neither, so
+        the epoch's value (their ratio) is the mean over the steps that had some, and NaN
+        for an epoch without any (with a truth row for every image, every step reports it
+        and the ratio is the plain mean over the epoch's steps).
+        """
         n = len(batch)
         metrics = {
             "loss": loss.item() * n,
@@ -265,7 +279,11 @@ class CoTeaching:
             "count": n,
         }
         if self.correct is not None:
-            metrics["label_precision"] = self.correct[batch[kept.cpu()]].float().mean().item() * n
+            chosen = self.correct[batch[kept.cpu()]]
+            known = chosen[~torch.isnan(chosen)]
+            if len(known):
+                metrics["label_precision"] = known.mean().item() * n
+                metrics["label_precision_count"] = n
         return metrics
 
     def loss(

@@ -128,7 +128,9 @@ def build_method(
 
     Single-network methods, like the baseline, take batches of ``2 * batch_size`` (what
     DivideMix's labelled plus unlabelled halves add up to); so does co-teaching, whose two
-    networks see the same batch.
+    networks see the same batch. ``correct`` (``--truth``, as
+    :func:`~noisyclean.train.run.label_is_correct` returns it: 1.0 right, 0.0 wrong, NaN
+    unknown) goes to co-teaching, for its ``label_precision``.
     """
     batch = 2 * config.batch_size
     seed = config.seed
