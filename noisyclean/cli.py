@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -76,7 +77,8 @@ RelabelThresholdOption = Annotated[
     typer.Option(help="Relabel a noisy sample when the predicted class has at least this "
                  "probability; otherwise mark it for review."),
 ]
-SeedOption = Annotated[int, typer.Option(help="Random seed (same seed, same scores on CPU).")]
+SeedOption = Annotated[int, typer.Option(
+    help="Random seed, 0 to 4294967295 (same seed, same scores on CPU).")]
 FusionOption = Annotated[
     str,
     typer.Option(help="How --signal loss+margin adds its two parts: minmax, each part min-max "
@@ -664,9 +666,12 @@ def evaluate(
 # --------------------------------------------------------------------------- train
 
 
+#: ``train``'s help: its first paragraph is the summary that ``noisyclean --help`` lists, so
+#: it names no list "below" (the listing shows only that paragraph).
 _TRAIN_HELP = (
-    "Train on the images with one of the methods below, checkpointing every epoch, and write "
-    "each image's clean probability and suggested label from the trained networks.\n\n"
+    "Train networks on the images with a method for noisy labels (--method), checkpointing "
+    "every epoch, and write each image's clean probability and suggested label from the "
+    "trained networks.\n\n"
     "Methods (--method), and when to use each:\n"
     + "\n".join(f"{name:<18} {line}" for name, line in METHOD_HELP.items())
 )
@@ -688,7 +693,8 @@ def train(
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue the run in this folder from its last complete epoch "
-                     "(its checkpoint's settings are used; outputs go there)."),
+                     "(its checkpoint's settings are used; outputs go there, so --out, if "
+                     "given, must name the same folder)."),
     ] = None,
     val: Annotated[
         Path | None,
@@ -936,12 +942,18 @@ def train(
 
         target = resume or out
         if (Path(target) / CHECKPOINT_NAME).is_file():
-            _say(f"interrupted; continue with: noisyclean train {data} --resume {target}")
+            _say(f"interrupted; continue with: {resume_command(data, target)}")
         else:
             _say("interrupted before the first epoch's checkpoint: nothing to resume")
         raise typer.Exit(130) from None
     if not quiet:
         _print_train_summary(result.summary, result.out)
+
+
+def resume_command(data: Path, out: Path) -> str:
+    """The shell command that continues the training run in ``out`` on ``data``, each path
+    quoted for a POSIX shell where it needs it (spaces, quotes, ``$``)."""
+    return f"noisyclean train {shlex.quote(str(data))} --resume {shlex.quote(str(out))}"
 
 
 def _print_train_summary(summary: dict, out: Path | None) -> None:

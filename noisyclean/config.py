@@ -6,12 +6,18 @@ library users build the same object. ``asdict(config)`` is saved into ``summary.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import is_utf8, printable
+
 MIXTURES = ("gmm", "bmm")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: The largest ``--seed``: numpy's and scikit-learn's random states (the mixtures, the
+#: folds) take a seed in 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -161,6 +167,46 @@ RESUME_OVERRIDABLE = (
     "data", "labels", "classes", "resume", "workers", "cache_dir", "use_cache", "device",
     "amp", "channels_last", "threads", "quiet", "extra",
 )
+
+
+def option_name(name: str) -> str:
+    """The command-line option of a settings field: ``weight_decay`` -> ``--weight-decay``."""
+    return "--" + name.replace("_", "-")
+
+
+def shared_checks(config: ScanConfig | TrainConfig) -> list[tuple[bool, str]]:
+    """The checks of the settings that ``scan`` and ``train`` share, as ``(ok, message)``
+    pairs in the order to report them: first a finite value for every float setting (an
+    infinite or NaN one would only show up as a diverged training), then the seed, the
+    decoding and CPU thread counts, the optimiser, the images and network, the mixture and
+    the thresholds. Each command's ``validate`` adds its own."""
+    checks = [
+        (math.isfinite(value), f"{option_name(f.name)} must be a finite number, not {value}")
+        for f in fields(config)
+        if isinstance(value := getattr(config, f.name), float)
+    ]
+    return checks + [
+        (0 <= config.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}"),
+        (is_utf8(str(config.out)), f"--out {printable(str(config.out))} is a path that is not "
+         "valid UTF-8, which summary.json cannot record: choose another"),
+        (config.cache_dir is None or is_utf8(str(config.cache_dir)),
+         f"--cache-dir {printable(str(config.cache_dir))} is a path that is not valid UTF-8: "
+         "choose another"),
+        (config.workers is None or config.workers >= 1,
+         f"--workers must be at least 1, not {config.workers}"),
+        (config.threads is None or config.threads >= 1,
+         f"--threads must be at least 1, not {config.threads}"),
+        (config.batch_size >= 2, "--batch-size must be at least 2"),
+        (config.lr > 0, "--lr must be positive"),
+        (0 <= config.momentum < 1, "--momentum must be in [0, 1)"),
+        (config.weight_decay >= 0, "--weight-decay must not be negative"),
+        (config.image_size is None or 8 <= config.image_size <= 1024,
+         "--image-size must be between 8 and 1024"),
+        (config.width >= 4, "--width must be at least 4"),
+        (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
+        (0.0 < config.threshold < 1.0, "--threshold must be between 0 and 1"),
+        (0.0 <= config.relabel_threshold <= 1.0, "--relabel-threshold must be between 0 and 1"),
+    ]
 
 
 @dataclass

@@ -6,6 +6,7 @@ columns) and fails the same ways, with one clear message each.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,9 @@ def read_user_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> pd.D
         columns: the columns it must have (exactly so written: lower case).
 
     Returns:
-        Every column, in file order; the header's row is not a row. Cells are ``str``.
+        Every column, in file order; the header's row is not a row, and blank lines (empty,
+        or only spaces and tabs) are no rows either. Cells are ``str``.
+        :func:`read_user_csv_lines` also says on which line of the file each row is.
 
     Raises:
         NoisyCleanError: the file is missing, a folder, unreadable, empty, not UTF-8 text or
@@ -71,3 +74,46 @@ def read_user_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> pd.D
     if twice:
         raise NoisyCleanError(f"{what} {path} has more than one column {listing(twice)}")
     return frame
+
+
+def read_user_csv_lines(
+    path: str | Path, what: str, columns: tuple[str, ...]
+) -> tuple[pd.DataFrame, list[int]]:
+    """:func:`read_user_csv`, and the line of the file on which each row starts, for
+    messages that cite a row.
+
+    Line numbers count every line of the file from 1, as a text editor does: the blank
+    lines the reader skips and the lines inside a quoted cell that holds line breaks
+    included (so a row's line is its spreadsheet row when no cell holds a line break).
+
+    Returns:
+        The frame and, for its row ``i``, the line it starts on. In a file the line count
+        cannot be matched to the rows (a quoted cell of only spaces on a line of its own, a
+        cell too large for Python's ``csv`` module), rows are numbered as records instead:
+        the header's row 1, the first row 2, blank lines not counted.
+
+    Raises:
+        NoisyCleanError: as :func:`read_user_csv`.
+    """
+    frame = read_user_csv(path, what, columns)
+    starts = _record_lines(Path(path).expanduser())
+    if starts is None or len(starts) != len(frame) + 1:
+        return frame, list(range(2, len(frame) + 2))
+    return frame, starts[1:]
+
+
+def _record_lines(path: Path) -> list[int] | None:
+    """The line each record of a CSV file (header included) starts on, the blank lines
+    left out as pandas leaves them out; None when Python's ``csv`` module cannot read it."""
+    starts: list[int] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            previous = 0
+            for record in reader:
+                if len(record) > 1 or any(cell.strip(" \t") for cell in record):
+                    starts.append(previous + 1)
+                previous = reader.line_num
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return starts

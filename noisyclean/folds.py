@@ -16,6 +16,7 @@ every label; out-of-sample ones do not have that problem.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,19 +24,50 @@ from sklearn.model_selection import StratifiedKFold
 
 from .config import ScanConfig
 from .data.batches import DeviceImages
-from .errors import NoisyCleanError
+from .errors import NoisyCleanError, listing
 from .progress import Progress
 from .signals import Signals, compute_signals, finite
 from .train.loop import Precision
 
 
-def fold_assignment(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+def check_fold_sizes(
+    labels: np.ndarray, folds: int, classes: Sequence[str] | None = None
+) -> None:
+    """Refuse ``--folds K`` when some class has fewer than ``K`` images (a stratified split
+    needs one in every fold).
+
+    Args:
+        labels: ``(n,)`` given labels.
+        folds: ``K``.
+        classes: the class names, to name the classes short of images (else their index).
+
+    Raises:
+        NoisyCleanError: naming those classes, fewest images first.
+    """
+    found, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
+    short = sorted((int(count), int(label))
+                   for label, count in zip(found, counts, strict=True) if count < folds)
+    if not short:
+        return
+
+    def name(label: int) -> str:
+        return repr(classes[label]) if classes is not None else f"index {label}"
+
+    shown = listing((f"class {name(label)} has {count}" for count, label in short), 3,
+                    quote=False)
+    raise NoisyCleanError(f"--folds {folds} needs at least {folds} images in every class; {shown}")
+
+
+def fold_assignment(
+    labels: np.ndarray, folds: int, seed: int = 0, classes: Sequence[str] | None = None
+) -> np.ndarray:
     """The fold of every sample, stratified by label.
 
     Args:
         labels: ``(n,)`` given labels.
         folds: ``K``, at least 2.
-        seed: shuffles the samples before splitting.
+        seed: shuffles the samples before splitting (0 .. 2**32 - 1).
+        classes: the class names, for the message of :func:`check_fold_sizes`.
 
     Returns:
         ``(n,)`` int64 fold indices in ``0 .. K - 1``; each fold holds about ``n / K``
@@ -47,12 +79,7 @@ def fold_assignment(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray
     labels = np.asarray(labels, dtype=np.int64)
     if folds < 2:
         raise ValueError("folds must be at least 2")
-    classes, counts = np.unique(labels, return_counts=True)
-    if counts.min() < folds:
-        raise NoisyCleanError(
-            f"--folds {folds} needs at least {folds} images in every class; class index "
-            f"{int(classes[counts.argmin()])} has {int(counts.min())}"
-        )
+    check_fold_sizes(labels, folds, classes)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     assignment = np.empty(len(labels), dtype=np.int64)
     with warnings.catch_warnings():

@@ -23,6 +23,7 @@ from torch import nn
 
 from .errors import NoisyCleanError
 from .norm import ChannelsLastBatchNorm2d
+from .torchfile import load_torch_file
 
 SMALL_MODELS = ("small-cnn", "preact-resnet18")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -323,10 +324,7 @@ def _torchvision_model(name: str, num_classes: int, weights: str | None) -> nn.M
 
 def _load_state_dict_file(model: nn.Module, path: Path) -> None:
     """Load a state dict saved with ``torch.save``; a head of another size is left as built."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise NoisyCleanError(f"cannot read weights file {path}: {error}") from None
+    state = load_torch_file(path, "weights file")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -32,9 +32,9 @@ from .config import (
     LATE_GCE_MIN_RATE,
     LATE_GCE_Q,
     LATE_LOSSES,
-    MIXTURES,
     RESIZED_BATCHES,
     ScanConfig,
+    shared_checks,
 )
 from .cut import CUTS, effective_cut
 from .data.batches import DeviceImages
@@ -42,12 +42,15 @@ from .data.load import load_configured
 from .device import cpu_threads, device_text
 from .environment import run_environment
 from .errors import NoisyCleanError
+from .folds import check_fold_sizes
 from .models import GroupedSmallCNN, build_model
 from .outputs.table import relabeled_table
 from .outputs.write import (
+    check_inputs_outside_out,
     check_out_outside_data,
     prepare_out_dir,
     remove_stale_outputs,
+    stale_outputs_text,
     write_csv,
     write_json,
 )
@@ -62,6 +65,7 @@ from .signals import (
     compute_signals,
     finite,
 )
+from .train.checkpoint import CHECKPOINT_NAME
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup, mid_res_side
 
@@ -88,7 +92,7 @@ class ScanResult:
 def validate(config: ScanConfig) -> None:
     """Reject impossible option values with one clear message."""
     checks = [
-        (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
+        *shared_checks(config),
         (config.cut in CUTS, f"--cut must be one of {', '.join(CUTS)}"),
         (config.signal in SCAN_SIGNALS, f"--signal must be one of {', '.join(SCAN_SIGNALS)}"),
         (config.fusion in FUSIONS, f"--fusion must be one of {', '.join(FUSIONS)}"),
@@ -98,14 +102,7 @@ def validate(config: ScanConfig) -> None:
          "--low-res-epochs must be 0 or more"),
         (config.mid_res_epochs is None or config.mid_res_epochs >= 0,
          "--mid-res-epochs must be 0 or more"),
-        (config.batch_size >= 2, "--batch-size must be at least 2"),
-        (config.lr > 0, "--lr must be positive"),
         (config.loss_history >= 1, "--loss-history must be at least 1"),
-        (0.0 < config.threshold < 1.0, "--threshold must be between 0 and 1"),
-        (0.0 <= config.relabel_threshold <= 1.0, "--relabel-threshold must be between 0 and 1"),
-        (config.image_size is None or 8 <= config.image_size <= 1024,
-         "--image-size must be between 8 and 1024"),
-        (config.width >= 4, "--width must be at least 4"),
         (config.folds >= 1, "--folds must be at least 1 (1: in-sample losses)"),
         (config.folds == 1 or config.signal != "aum",
          "--folds and --signal aum exclude each other (AUM is measured while training)"),
@@ -225,16 +222,38 @@ def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model:
                     auto.mid_res if mid is None else mid)
 
 
+def epochs_text(n: int) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
 def schedule_text(schedule: Schedule, size: int) -> str:
     """``6 epochs at 16 px, 5 at 24 px, then 10 at 32 px`` (progressive resizing) or
-    ``15 epochs`` (the scan's log line and summary table)."""
+    ``15 epochs`` (the scan's log line and summary table; ``1 epoch`` for one)."""
     resized: list[str] = []
     for n, side in ((schedule.low_res, size // 2), (schedule.mid_res, mid_res_side(size))):
         if n:
-            resized.append(f"{n} {'' if resized else 'epochs '}at {side} px")
+            resized.append(f"{epochs_text(n)} at {side} px" if not resized
+                           else f"{n} at {side} px")
     if not resized:
-        return f"{schedule.epochs} epochs"
+        return epochs_text(schedule.epochs)
     return ", ".join(resized) + f", then {schedule.epochs} at {size} px"
+
+
+def refuse_training_checkpoint(out: Path) -> None:
+    """Refuse to scan into a folder that holds a ``train`` run's checkpoint: the scan would
+    replace that run's outputs and remove its networks, and the checkpoint would no longer
+    match the folder's results (as ``train`` refuses a fresh run into such a folder).
+
+    Raises:
+        NoisyCleanError: ``out`` holds a ``checkpoint.pt``.
+    """
+    checkpoint = Path(out) / CHECKPOINT_NAME
+    if checkpoint.exists():
+        raise NoisyCleanError(
+            f"{out} already holds a training checkpoint: a scan there would replace that "
+            f"training run's outputs; choose another --out, or delete {checkpoint} first"
+        )
 
 
 def _set_seed(seed: int) -> None:
@@ -474,6 +493,9 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     timings: dict[str, float] = {}
     if write:
         check_out_outside_data(config.out, config.data, config.labels)
+        check_inputs_outside_out(config.out, {"--labels": config.labels,
+                                              "--weights": config.weights})
+        refuse_training_checkpoint(config.out)
         prepare_out_dir(config.out)
 
     dataset = load_configured(config, progress)
@@ -481,6 +503,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
     size, model_name, device = dataset.image_size, dataset.model, dataset.device
     precision, skipped = dataset.precision, dataset.skipped
+    if config.folds > 1:  # before any training, naming the classes short of images
+        check_fold_sizes(labels, config.folds, samples.classes)
     schedule = resolve_schedule(config, len(paths), size, model_name)
     config = replace(config, image_size=size, model=model_name, epochs=schedule.epochs,
                      low_res_epochs=schedule.low_res, mid_res_epochs=schedule.mid_res)
@@ -593,8 +617,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         out = prepare_out_dir(config.out)
         stale = remove_stale_outputs(out, keep=(PROBS_NAME,) if config.save_probs else ())
         if stale:
-            progress.log(f"removed {', '.join(stale)} from {out}: an earlier scan's, which "
-                         "would not match this one")
+            progress.log(stale_outputs_text(stale, out))
         write_csv(table, out / "scores.csv")
         write_csv(relabeled, out / "relabeled.csv")
         write_csv(skipped, out / "skipped.csv")

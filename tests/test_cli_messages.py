@@ -84,7 +84,7 @@ def test_scan_log_lines_and_summary_take_paths_as_given(
     run = _run("scan", root, "--out", out, "--epochs", "1", "--width", "8", "--no-cache")
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr, run.stderr
-    assert (f"removed report.html from {out}: an earlier scan's, which would not match this "
+    assert (f"removed report.html from {out}: an earlier run's, which would not match this "
             "one") in run.stderr.splitlines(), run.stderr
     assert "o[/]" in "".join(run.stderr.split())  # the table may wrap, but shows the name
     assert (out / "scores.csv").is_file() and not (out / "report.html").exists()

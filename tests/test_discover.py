@@ -234,7 +234,7 @@ def test_manifest_label_not_in_classes(tmp_path: Path) -> None:
     with pytest.raises(NoisyCleanError, match="'zebra'") as info:
         discover(root, labels_csv=csv, classes=["x", "y"])
     assert "not in the given classes" in str(info.value)
-    assert "row 3" in str(info.value)
+    assert "(first on line 3)" in str(info.value)
 
 
 def test_manifest_missing_columns(tmp_path: Path) -> None:
@@ -323,7 +323,7 @@ def test_manifest_duplicate_paths(tmp_path: Path) -> None:
         discover(root, labels_csv=csv)
     message = str(info.value)
     assert "'cat/a.png'" in message
-    assert "rows 2, 4" in message
+    assert "(lines 2, 4)" in message
 
 
 def test_manifest_root_through_symlink(tmp_path: Path) -> None:
@@ -354,14 +354,14 @@ def test_manifest_duplicate_via_absolute_path(tmp_path: Path) -> None:
 def test_manifest_empty_label(tmp_path: Path) -> None:
     root = _two_classes(tmp_path / "data")
     csv = _csv(tmp_path / "l.csv", "path,label\ncat/a.png,cat\ndog/c.png,\n")
-    with pytest.raises(NoisyCleanError, match="empty 'label' in row 3"):
+    with pytest.raises(NoisyCleanError, match="empty 'label' on line 3$"):
         discover(root, labels_csv=csv)
 
 
 def test_manifest_empty_path(tmp_path: Path) -> None:
     root = _two_classes(tmp_path / "data")
     csv = _csv(tmp_path / "l.csv", "path,label\n  ,cat\ndog/c.png,dog\n")
-    with pytest.raises(NoisyCleanError, match="empty 'path' in row 2"):
+    with pytest.raises(NoisyCleanError, match="empty 'path' on line 2$"):
         discover(root, labels_csv=csv)
 
 

@@ -129,6 +129,8 @@ def test_schedule_text() -> None:
     assert schedule_text(Schedule(13, 6), 32) == "6 epochs at 16 px, then 13 at 32 px"
     assert schedule_text(Schedule(4, 0, 2), 64) == "2 epochs at 48 px, then 4 at 64 px"
     assert schedule_text(Schedule(15), 32) == "15 epochs"
+    assert schedule_text(Schedule(1), 32) == "1 epoch"
+    assert schedule_text(Schedule(2, 1, 1), 32) == "1 epoch at 16 px, 1 at 24 px, then 2 at 32 px"
     assert [mid_res_side(side) for side in (32, 64, 16, 30)] == [24, 48, 12, 22]
 
 
@@ -343,14 +345,14 @@ def test_scan_cli_with_low_res_epochs(tmp_path: Path) -> None:
     assert len(summary["training"]["epochs"]) == 4
     assert summary["correction"]["from_epoch"] == 3  # 1-based: after the 24 px epoch 2
     # the log line, then the summary's warm-up row
-    assert shown.count("1 epochs at 16 px, 1 at 24 px, then 2 at 32 px") == 2, shown
+    assert shown.count("1 epoch at 16 px, 1 at 24 px, then 2 at 32 px") == 2, shown
 
     summary, shown = _scan_epochs(root, tmp_path / "low", "--low-res-epochs", "1")
     assert (summary["training"]["low_res_epochs"], summary["training"]["mid_res_epochs"]) == (
         1, 0)
     assert len(summary["training"]["epochs"]) == 3
     assert summary["correction"]["from_epoch"] == 3  # after the full-resolution epoch 2
-    assert shown.count("1 epochs at 16 px, then 2 at 32 px") == 2, shown
+    assert shown.count("1 epoch at 16 px, then 2 at 32 px") == 2, shown
 
     summary, shown = _scan_epochs(root, tmp_path / "plain", "--low-res-epochs", "0")
     assert summary["training"]["low_res_epochs"] == 0

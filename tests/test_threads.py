@@ -102,7 +102,7 @@ def test_train_records_the_threads_and_a_resume_takes_them_from_the_command_line
         "--width", "8", "--batch-size", "16", "--threads", "1"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert _threads_recorded(out) == 1
-    assert "for 1 epochs on cpu (1 thread)" in result.output  # its first log line
+    assert "for 1 epoch on cpu (1 thread)" in result.output  # its first log line
     # how a run executes is never the checkpoint's: not reported as ignored, and used
     saved = TrainConfig(data=root, out=out, epochs=1, threads=1)
     merged, ignored = resume_config(TrainConfig(data=root, resume=out, threads=2), saved)

@@ -5,7 +5,8 @@ Each image is opened with Pillow, turned upright (EXIF orientation), converted t
 square. Files that cannot be decoded are skipped with a short reason; the run goes on.
 
 The result can be cached on disk (never inside the dataset folder): the cache key covers
-:data:`DECODE_VERSION`, ``size`` and every file's relative path, size and modification time.
+:data:`DECODE_VERSION`, ``size``, the resolved dataset folder and every file's relative path,
+size, modification and change times, device and inode (:func:`cache_key`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ REDUCING_GAP = 3.0
 _BLOCK = 64  # images per worker task (at most)
 
 
+def _quiet_pillow() -> None:
+    """Silence, until the enclosing ``warnings.catch_warnings()`` ends, the warnings Pillow
+    gives while decoding: :class:`~PIL.Image.DecompressionBombWarning` (:data:`MAX_PIXELS`
+    is checked per image instead) and its ``UserWarning``s about what it skips in an image
+    it still decodes (``Corrupt EXIF data``, a malformed MPO or APNG, ...). Neither is the
+    user's business: an image that cannot be decoded raises and is skipped with a reason.
+
+    The filters are process-wide (``catch_warnings`` cannot be used per thread), so they
+    also hold in the decoding threads started inside the block.
+    """
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+
+
 class ImageTooLargeError(ValueError):
     """An image has more than :data:`MAX_PIXELS` pixels."""
 
@@ -89,7 +104,7 @@ def probe_image_size(root: Path, paths: list[str], sample: int = 64) -> int | No
         picks = np.unique(np.linspace(0, len(paths) - 1, sample).round().astype(np.int64))
     sides: list[int] = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        _quiet_pillow()
         for i in picks:
             try:
                 with Image.open(Path(root) / paths[int(i)]) as img:
@@ -261,26 +276,41 @@ class DecodedImages:
 
 
 def cache_key(root: Path, paths: Sequence[str], size: int) -> str:
-    """The cache key of a decode: sha256 (hex) over the recipe and every file's identity.
+    """The cache key of a decode: sha256 (hex) over the recipe, the dataset folder and every
+    file's identity.
+
+    A cache hit hands back pixels without opening a file, so the key must change whenever
+    a file could hold other pixels: a hit on another folder's images, or on a file's old
+    content, is a wrong result, while a needless miss only costs a decode. So the key holds
+    the resolved dataset folder (two folders with the same relative paths, sizes and times,
+    as archives extracted with their stored times give, are two keys) and, per file, what
+    ``os.stat`` (following symbolic links) says of the file itself: its size, its
+    modification time, its change time (``st_ctime_ns``, which the system sets on every
+    write, rename or ``utime``; a program cannot set it back) and its device and inode
+    (another file put in its place, or a link pointed at another file). A folder moved or
+    copied elsewhere, or files whose status changed (``chmod``, a new hard link), are
+    decoded again.
 
     Args:
-        root: the dataset root (used to ``stat`` files; not itself part of the key).
+        root: the dataset root; its resolved path is part of the key.
         paths: the relative paths, in order.
         size: the output image side.
 
     Returns:
-        A 64-character hex digest over :data:`DECODE_VERSION`, ``size`` and, per path, the
-        relative path, file size and ``st_mtime_ns`` (``-1, -1`` for a file that cannot be
-        ``stat``-ed).
+        A 64-character hex digest over :data:`DECODE_VERSION`, ``size``, the resolved root
+        and, per path, the relative path, ``st_size``, ``st_mtime_ns``, ``st_ctime_ns``,
+        ``st_dev`` and ``st_ino`` (``-1`` each for a file that cannot be ``stat``-ed).
     """
+    root = Path(root).resolve()
     digest = hashlib.sha256()
     digest.update(f"noisyclean-decode\0{DECODE_VERSION}\0{size}\0{len(paths)}\n".encode())
+    digest.update(os.fsencode(root) + b"\n")
     for rel in paths:
         try:
-            st = os.stat(Path(root) / rel)
-            ident = f"{st.st_size}\0{st.st_mtime_ns}"
+            st = os.stat(root / rel)
+            ident = f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_dev}\0{st.st_ino}"
         except OSError:
-            ident = "-1\0-1"
+            ident = "-1\0-1\0-1\0-1\0-1"
         digest.update(f"{rel}\0{ident}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
@@ -346,6 +376,7 @@ def decode_images(
     workers: int | None = None,
     cache_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> DecodedImages:
     """Decode all images once, in parallel, into one uint8 array (or load it from the cache).
 
@@ -360,6 +391,11 @@ def decode_images(
         progress: called from the calling thread with the number of images finished since
             its previous call (the counts add up to ``len(paths)``); on a cache hit it is
             called once with ``len(paths)``.
+        warn: called with one line (no ``warning:`` prefix) when the cache is not written
+            (a cache folder inside ``root``, or one that cannot be written); None: a Python
+            ``UserWarning``. The CLI passes :meth:`~noisyclean.progress.Progress.warn`.
+            Pillow's own warnings are silenced while decoding (an image it decodes is
+            used; one it cannot decode is skipped with the reason).
 
     Returns:
         The :class:`DecodedImages`. Failed files are listed in ``skipped`` with one of the
@@ -386,9 +422,7 @@ def decode_images(
         block = max(1, min(_BLOCK, n // (n_workers * 8)))
         blocks = [range(start, min(start + block, n)) for start in range(0, n, block)]
         with warnings.catch_warnings():
-            # Pillow warns (from worker threads) between MAX_IMAGE_PIXELS and twice that;
-            # the pixel limit is enforced per image in decode_image instead.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            _quiet_pillow()  # in the worker threads too
             executor = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="decode")
             try:
                 # Keep a bounded number of blocks in flight.
@@ -431,18 +465,30 @@ def decode_images(
         from_cache=False,
     )
     if cache_file is not None:
-        cache_parent = cache_file.parent.resolve()
-        root_resolved = root.resolve()
-        if cache_parent == root_resolved or cache_parent.is_relative_to(root_resolved):
-            warnings.warn(
-                f"not writing the decode cache into the dataset folder ({cache_file.parent})",
-                stacklevel=2,
-            )
-        else:
-            try:
-                _save_cache(cache_file, result)
-            except OSError as error:
-                warnings.warn(
-                    f"could not write the decode cache {cache_file}: {error}", stacklevel=2
-                )
+        problem = _write_cache(cache_file, result, root)
+        if problem is not None:
+            if warn is not None:
+                warn(problem)
+            else:
+                warnings.warn(problem, stacklevel=2)
     return result
+
+
+def _write_cache(file: Path, result: DecodedImages, root: Path) -> str | None:
+    """Write the cache file; None when written, else why not (one line, for a warning)."""
+    folder = file.parent
+    folder_resolved, root_resolved = folder.resolve(), root.resolve()
+    if folder_resolved == root_resolved or folder_resolved.is_relative_to(root_resolved):
+        return f"not writing the decode cache into the dataset folder ({folder})"
+    try:
+        _save_cache(file, result)
+    except OSError as error:
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            reason = ("it is a file, not a folder" if blocker == folder
+                      else f"{blocker} is a file, not a folder")
+        else:
+            reason = error.strerror or str(error)
+        return (f"could not write the decode cache in {folder} ({reason}); the images "
+                "will be decoded again next time")
+    return None

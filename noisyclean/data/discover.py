@@ -9,14 +9,19 @@ Two layouts are understood:
   in both.
 
 Nothing here opens an image: every regular file is a sample, and the decoder later skips the
-files that are not images (recording why). The user's files are only listed and ``stat``-ed.
-A dataset that cannot be used raises :class:`~noisyclean.errors.NoisyCleanError` with one
-clear message.
+files that are not images (recording why). The user's files are only listed and ``stat``-ed,
+never opened, so a named pipe cannot block discovery. Entries that cannot be samples (a name
+that is not valid UTF-8, which no output file could hold; a named pipe, socket or device) are
+listed with the reason, for ``skipped.csv``, under a printable spelling (:func:`printable`):
+no name that is not text reaches the outputs. A dataset that cannot be used raises
+:class:`~noisyclean.errors.NoisyCleanError` with one clear message.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..csvread import read_user_csv
-from ..errors import NoisyCleanError, listing
+from ..csvread import read_user_csv_lines
+from ..errors import NoisyCleanError, is_utf8, listing, printable
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -63,6 +68,11 @@ class Samples:
         classes: the class names; sorted, or in the order given by ``discover(classes=...)``.
         not_followed: ``(path relative to root, reason)`` of each symbolic link that was
             not followed (a loop, or broken; ImageFolder layout), for ``skipped.csv``.
+        unusable: ``(path relative to root, reason)`` of each other file or folder that
+            cannot be used: a name that is not valid UTF-8 (:data:`NAME_NOT_UTF8`,
+            :data:`FOLDER_NOT_UTF8`; the path spelled by :func:`printable`) or an entry that
+            is not a regular file (:data:`NOT_REGULAR`); ImageFolder layout, for
+            ``skipped.csv``.
     """
 
     root: Path
@@ -70,6 +80,7 @@ class Samples:
     labels: np.ndarray
     classes: list[str]
     not_followed: list[tuple[str, str]] = field(default_factory=list)
+    unusable: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         """Number of samples."""
@@ -77,9 +88,9 @@ class Samples:
 
     @property
     def found(self) -> int:
-        """Entries found: the samples and the symbolic links not followed (a summary's
-        ``found`` count, of which the links are ``skipped``)."""
-        return len(self.paths) + len(self.not_followed)
+        """Entries found: the samples, the symbolic links not followed and the unusable
+        entries (a summary's ``found`` count, of which the last two are ``skipped``)."""
+        return len(self.paths) + len(self.not_followed) + len(self.unusable)
 
 
 def discover(
@@ -95,7 +106,7 @@ def discover(
             (ImageFolder layout); with ``labels_csv`` it is the folder the CSV paths are
             relative to.
         labels_csv: optional CSV manifest with header columns ``path`` and ``label`` (other
-            columns are ignored). Leading/trailing spaces around cells are stripped.
+            columns are ignored); how its paths and labels are matched: see below.
         classes: optional class names to use, in this order. ImageFolder layout: only these
             class folders are read. Manifest layout: every label must be one of them. Classes
             listed here are kept (with their position as label index) even when they have no
@@ -114,14 +125,40 @@ def discover(
     level, files directly in ``root`` are ignored, symbolic links are followed wherever they
     lead (to files and folders, class folders too) except into a loop, and empty class
     folders are dropped (unless named in ``classes``). The symbolic links not followed
-    (loops, broken links) are listed in the result's ``not_followed``.
+    (loops, broken links) are listed in the result's ``not_followed``. Files and folders whose
+    name is not valid UTF-8, class folders too, and entries that are not regular files (named
+    pipes, sockets, devices) are not used, and are listed in the result's ``unusable``.
+
+    Manifest rules: a path is the file so named as written; if there is none, the file named
+    without the cell's surrounding spaces; if there is none either, the one file whose path
+    is the same in Unicode NFC (a manifest written on macOS spells ``é`` as ``e`` and a
+    combining accent, NFD: each folder and file name is compared in NFC). A label is
+    taken as written when that names a class: one of ``classes``, or, without ``classes``,
+    a folder directly under ``root`` (``relabeled.csv`` of an ImageFolder scan, fed back
+    against that folder, keeps a class folder ``" sp"`` as ``" sp"``); otherwise it is read
+    without its surrounding spaces (``path, label`` typed with a space after the comma), and
+    with ``classes`` as the one class it equals in NFC. So ``cat`` and ``" cat"`` are one
+    class unless a class is so named. Error messages cite the line of the file a row is on.
+    The dataset folder's and the manifest's own paths must be valid UTF-8 (the outputs
+    name them).
     """
+    for what, given in (("dataset folder", root), ("labels CSV", labels_csv)):
+        if given is not None and not is_utf8(str(given)):
+            raise NoisyCleanError(
+                f"{what} {printable(str(given))} has a name that is not valid UTF-8, which "
+                "the outputs cannot hold: rename it"
+            )
     root_arg = Path(root).expanduser()
     if not root_arg.exists():
         raise NoisyCleanError(f"dataset folder {root_arg} does not exist")
     if not root_arg.is_dir():
         raise NoisyCleanError(f"dataset path {root_arg} is not a folder")
     root_dir = root_arg.resolve()
+    if not is_utf8(str(root_dir)):
+        raise NoisyCleanError(
+            f"dataset folder {root_arg} is {printable(str(root_dir))}, a path that is not "
+            "valid UTF-8, which the outputs cannot hold: rename it"
+        )
     if classes is not None:
         classes = _check_class_list(classes)
 
@@ -132,8 +169,11 @@ def discover(
 
     if len(samples) == 0:
         links = (f" ({len(samples.not_followed)} symbolic link(s) not followed, e.g. "
-                 f"{samples.not_followed[0][0]!r}: {samples.not_followed[0][1]})"
+                 f"'{samples.not_followed[0][0]}': {samples.not_followed[0][1]})"
                  if samples.not_followed else "")
+        if samples.unusable:
+            links += (f" ({len(samples.unusable)} file(s) or folder(s) not usable, e.g. "
+                      f"'{samples.unusable[0][0]}': {samples.unusable[0][1]})")
         raise NoisyCleanError(
             f"no images found under {root_dir}: expected {root_dir}/<class>/<image> "
             f"or a --labels CSV{links}"
@@ -151,13 +191,39 @@ def discover(
 # --------------------------------------------------------------------------- helpers
 
 
+#: ``skipped.csv`` reasons for entries :func:`discover` cannot use (``Samples.unusable``).
+NAME_NOT_UTF8 = "file name is not valid UTF-8: rename it"
+FOLDER_NOT_UTF8 = "folder name is not valid UTF-8: rename it (the files in it are not used)"
+NOT_REGULAR = "not a regular file"  # + " (a named pipe)", " (a socket)", " (a device)"
+
+
+def _not_regular(entry: os.DirEntry[str]) -> str:
+    """The ``skipped.csv`` reason for an entry that is neither a folder nor a regular file
+    (``stat`` only, never opened)."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError:
+        return NOT_REGULAR
+    kinds = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    kind = next((name for test, name in kinds if test(mode)), None)
+    return f"{NOT_REGULAR} ({kind})" if kind else NOT_REGULAR
+
+
 def _check_class_list(classes: list[str]) -> list[str]:
-    """Validate a user-given class list (non-empty, no duplicates, no blank names)."""
+    """Validate a user-given class list (non-empty, no duplicates, no blank names, valid
+    UTF-8)."""
     classes = [str(c) for c in classes]
     if not classes:
         raise NoisyCleanError("the list of classes is empty; give at least two class names")
     if any(not c.strip() for c in classes):
         raise NoisyCleanError(f"the list of classes contains an empty name: {classes!r}")
+    for name in classes:
+        if not is_utf8(name):
+            raise NoisyCleanError(
+                f"class '{printable(name)}' is not valid UTF-8, which the outputs cannot "
+                "hold: rename its folder"
+            )
     seen: set[str] = set()
     for name in classes:
         if name in seen:
@@ -185,7 +251,10 @@ def _holds(folder: str, path: str) -> bool:
 
 
 def _walk_files(
-    folder: str, not_followed: list[tuple[str, str]], ancestors: tuple[str, ...]
+    folder: str,
+    not_followed: list[tuple[str, str]],
+    ancestors: tuple[str, ...],
+    unusable: list[tuple[str, str]],
 ) -> Iterator[str]:
     """Paths (under ``folder``, as spelled there) of the sample files under ``folder``,
     recursively, hidden names left out.
@@ -194,7 +263,9 @@ def _walk_files(
     torchvision's ``ImageFolder`` does), except a link to a folder that holds one of
     ``ancestors`` (the real paths of the dataset folder and of the folders walked down to
     here), which would loop. Links not followed (loops, broken links) are appended to
-    ``not_followed`` as ``(path, reason)``. Unreadable subfolders are skipped.
+    ``not_followed`` as ``(path, reason)``; files and folders whose name is not valid UTF-8
+    (a folder is not walked) and entries that are not regular files (named pipes, ...; only
+    ``stat``-ed, never opened) to ``unusable``. Unreadable subfolders are skipped.
     """
     try:
         entries = list(os.scandir(folder))
@@ -205,64 +276,79 @@ def _walk_files(
             continue
         try:
             if entry.is_dir():
+                if not is_utf8(entry.name):
+                    unusable.append((entry.path, FOLDER_NOT_UTF8))
+                    continue
                 real = os.path.realpath(entry.path)
                 if entry.is_symlink() and any(_holds(real, a) for a in ancestors):
                     not_followed.append((entry.path, LINK_LOOP))
                     continue
-                yield from _walk_files(entry.path, not_followed, (*ancestors, real))
-            elif entry.is_file():
-                yield entry.path
+                yield from _walk_files(entry.path, not_followed, (*ancestors, real), unusable)
             elif entry.is_symlink() and not os.path.exists(entry.path):
                 not_followed.append((entry.path, LINK_BROKEN))
+            elif not is_utf8(entry.name):
+                unusable.append((entry.path, NAME_NOT_UTF8))
+            elif entry.is_file():
+                yield entry.path
+            else:
+                unusable.append((entry.path, _not_regular(entry)))
         except OSError:  # e.g. a link that points to itself
             if entry.is_symlink():
                 not_followed.append((entry.path, LINK_BROKEN))
 
 
-def _class_folders(root: Path) -> list[str]:
+def _class_folders(root: Path) -> tuple[list[str], list[str]]:
     """Names of the (non-hidden) subfolders of ``root``, symbolic links to folders
-    included."""
-    names = []
+    included: those that are valid UTF-8, and those that are not (not usable as classes),
+    each sorted."""
+    names, not_utf8 = [], []
     try:
         with os.scandir(root) as it:
             for entry in it:
                 try:
                     if not entry.name.startswith(".") and entry.is_dir():
-                        names.append(entry.name)
+                        (names if is_utf8(entry.name) else not_utf8).append(entry.name)
                 except OSError:  # a link that points to itself: not a folder
                     continue
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise NoisyCleanError(f"cannot read dataset folder {root}: {reason}") from None
-    return sorted(names)
+    return sorted(names), sorted(not_utf8)
 
 
 def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
-    """ImageFolder layout: one subfolder per class."""
-    folders = _class_folders(root)
+    """ImageFolder layout: one subfolder per class. A class folder whose name is not valid
+    UTF-8 is not read, and is listed in ``unusable`` (unless ``classes`` names the folders
+    to read)."""
+    folders, not_utf8 = _class_folders(root)
     not_followed: list[tuple[str, str]] = []
-    if classes is not None:
+    unusable: list[tuple[str, str]] = []
+    if classes is None:
+        unusable += [(printable(name), FOLDER_NOT_UTF8) for name in not_utf8]
+        names = folders
+    else:
         available = set(folders)
         for name in classes:
             if name not in available:
                 hint = f" (folders found: {listing(folders, 10)})" if folders else ""
                 raise NoisyCleanError(f"class {name!r} is not a folder under {root}{hint}")
         names = classes
-    else:
-        names = folders
 
     found: list[tuple[str, int]] = []
     kept: list[str] = []
     for name in names:
         folder, real = str(root / name), os.path.realpath(root / name)
         links: list[tuple[str, str]] = []
+        bad: list[tuple[str, str]] = []
         if _holds(real, str(root)):  # a class folder linked to the dataset folder or above
             links.append((folder, LINK_LOOP))
             files = []
         else:
-            files = list(_walk_files(folder, links, (str(root), real)))
+            files = list(_walk_files(folder, links, (str(root), real), bad))
         rels = [Path(p).relative_to(root).as_posix() for p in files]
-        not_followed += [(Path(p).relative_to(root).as_posix(), why) for p, why in links]
+        not_followed += [(printable(Path(p).relative_to(root).as_posix()), why)
+                         for p, why in links]
+        unusable += [(printable(Path(p).relative_to(root).as_posix()), why) for p, why in bad]
         if not rels and classes is None:
             continue  # empty class folder: dropped
         index = len(kept)
@@ -275,19 +361,25 @@ def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
         labels=np.array([label for _, label in found], dtype=np.int64),
         classes=kept,
         not_followed=sorted(not_followed),
+        unusable=sorted(unusable),
     )
 
 
 # --------------------------------------------------------------------------- manifest
 
 
-def _read_csv(csv_path: Path) -> pd.DataFrame:
-    """Read the manifest as text (:func:`~noisyclean.csvread.read_user_csv`); refuse one
-    without rows."""
-    frame = read_user_csv(csv_path, "labels CSV", ("path", "label"))
+def _read_csv(csv_path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """Read the manifest as text, with each row's line in the file
+    (:func:`~noisyclean.csvread.read_user_csv_lines`); refuse one without rows."""
+    frame, lines = read_user_csv_lines(csv_path, "labels CSV", ("path", "label"))
     if len(frame) == 0:
         raise NoisyCleanError(f"labels CSV {csv_path} has a header but no rows")
-    return frame
+    return frame, lines
+
+
+def _on_lines(lines: list[int]) -> str:
+    """``line 6`` or ``lines 3, 6`` (the first few, then how many more)."""
+    return f"line{'s' if len(lines) > 1 else ''} {listing(lines, quote=False)}"
 
 
 def _relative(given: str, root: Path, root_abs: Path) -> tuple[str | None, Path]:
@@ -309,37 +401,134 @@ def _relative(given: str, root: Path, root_abs: Path) -> tuple[str | None, Path]
     return None, resolved
 
 
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+class _Folders:
+    """Each folder's entry names by their NFC form, listed once per folder (for the
+    manifest paths that are not found as written)."""
+
+    def __init__(self) -> None:
+        self._names: dict[Path, dict[str, list[str]]] = {}
+
+    def named(self, folder: Path, form: str) -> list[str]:
+        """The names of ``folder``'s entries whose NFC form is ``form`` (none when the
+        folder cannot be listed)."""
+        if folder not in self._names:
+            forms: dict[str, list[str]] = {}
+            try:
+                for name in sorted(os.listdir(folder)):
+                    forms.setdefault(_nfc(name), []).append(name)
+            except (OSError, ValueError):
+                pass
+            self._names[folder] = forms
+        return self._names[folder].get(form, [])
+
+
+def _unicode_spellings(root: Path, rel: str, folders: _Folders) -> list[str]:
+    """The relative paths of the entries under ``root`` whose every folder and file name is
+    ``rel``'s in NFC (a path written in NFD for files named in NFC, or the other way)."""
+    found: list[tuple[str, ...]] = [()]
+    for part in rel.split("/"):
+        form = _nfc(part)
+        found = [(*parts, name) for parts in found
+                 for name in folders.named(root.joinpath(*parts), form)]
+        if not found:
+            return []
+    return ["/".join(parts) for parts in found if root.joinpath(*parts).exists()]
+
+
+def _match_path(
+    given: str, root: Path, root_abs: Path, folders: _Folders
+) -> tuple[str | None, Path, list[str]]:
+    """The file a manifest path names (see :func:`discover`'s manifest rules).
+
+    Returns:
+        ``(relative path, file, [])`` for the entry found as written or without the
+        cell's surrounding spaces, or the one entry that matches in NFC; else the path as
+        written (``None`` for a path outside the root) with the spellings that match in NFC
+        (several: which one is meant is unclear; none: nothing is there).
+    """
+    tried: list[tuple[str | None, Path]] = []
+    for text in dict.fromkeys((given, given.strip())):
+        rel, file = _relative(text, root, root_abs)
+        if rel is not None and file.exists():
+            return rel, file, []
+        tried.append((rel, file))
+    spellings = sorted({spelling for rel, _ in tried if rel is not None
+                        for spelling in _unicode_spellings(root, rel, folders)})
+    if len(spellings) == 1:
+        return spellings[0], root / spellings[0], []
+    rel, file = next(((rel, file) for rel, file in tried if rel is not None), tried[0])
+    return rel, file, spellings
+
+
+def _class_names(
+    given: list[str], root: Path, classes: list[str] | None
+) -> dict[str, str | None]:
+    """Each distinct label as written -> the class it names (see :func:`discover`'s
+    manifest rules); None for a label that is not one of ``classes``."""
+    by_nfc: dict[str, list[str]] = {}
+    for name in classes or []:
+        by_nfc.setdefault(_nfc(name.strip()), []).append(name)
+    known = set(classes or [])
+    names: dict[str, str | None] = {}
+    for label in dict.fromkeys(given):
+        stripped = label.strip()
+        if classes is not None:
+            if label in known or stripped in known:
+                names[label] = label if label in known else stripped
+            else:
+                matches = by_nfc.get(_nfc(stripped), [])
+                names[label] = matches[0] if len(matches) == 1 else None
+        else:
+            names[label] = label if label == stripped or _is_folder(root, label) else stripped
+    return names
+
+
+def _is_folder(root: Path, name: str) -> bool:
+    """Whether ``name`` is a folder directly under ``root``."""
+    if "/" in name or os.sep in name:
+        return False
+    try:
+        return (root / name).is_dir()
+    except (OSError, ValueError):  # e.g. a NUL in the name
+        return False
+
+
 def _discover_manifest(
     root: Path, root_abs: Path, csv_path: Path, classes: list[str] | None
 ) -> Samples:
-    """Manifest layout: a CSV with ``path`` and ``label`` columns."""
+    """Manifest layout: a CSV with ``path`` and ``label`` columns (rules in
+    :func:`discover`)."""
     csv_path = csv_path.expanduser()
-    frame = _read_csv(csv_path)
-    given_paths = [p.strip() for p in frame["path"].tolist()]
-    given_labels = [lab.strip() for lab in frame["label"].tolist()]
-
-    def row(i: int) -> int:
-        return i + 2  # spreadsheet numbering: row 1 is the header
+    frame, lines = _read_csv(csv_path)
+    given_paths = frame["path"].tolist()
+    given_labels = frame["label"].tolist()
 
     for column, values in (("path", given_paths), ("label", given_labels)):
-        empty = [row(i) for i, v in enumerate(values) if not v]
+        empty = [line for line, v in zip(lines, values, strict=True) if not v.strip()]
         if empty:
             raise NoisyCleanError(
-                f"labels CSV {csv_path} has an empty {column!r} in row "
-                f"{listing(empty, quote=False)} (row 1 is the header)"
+                f"labels CSV {csv_path} has an empty {column!r} on {_on_lines(empty)}"
             )
 
+    folders = _Folders()
     rels: list[str] = []
     outside: list[str] = []
     missing: list[str] = []
     not_files: list[str] = []
+    unclear: list[str] = []
     for given in given_paths:
-        rel, file = _relative(given, root, root_abs)
+        rel, file, spellings = _match_path(given, root, root_abs, folders)
         if rel is None:
             outside.append(given)
             continue
         rels.append(rel)
-        if not file.exists():
+        if spellings:
+            unclear.append(f"{given!r} ({listing(spellings, 3)})")
+        elif not file.exists():
             missing.append(given)
         elif not file.is_file():
             not_files.append(given)
@@ -353,46 +542,53 @@ def _discover_manifest(
             f"{len(missing)} path(s) in labels CSV {csv_path} do not exist under {root}: "
             f"{listing(missing)}"
         )
+    if unclear:
+        raise NoisyCleanError(
+            f"{len(unclear)} path(s) in labels CSV {csv_path} do not exist under {root} as "
+            "written, and match more than one file in another Unicode form (NFC/NFD): "
+            f"{listing(unclear, quote=False, sep='; ')}; write each path as its file is named"
+        )
     if not_files:
         raise NoisyCleanError(
             f"{len(not_files)} path(s) in labels CSV {csv_path} are not files: {listing(not_files)}"
         )
 
-    first_row: dict[str, int] = {}
+    first_line: dict[str, int] = {}
     duplicates: dict[str, list[int]] = {}
-    for i, rel in enumerate(rels):  # already normalised by _relative
-        if rel in first_row:
-            duplicates.setdefault(rel, [first_row[rel]]).append(row(i))
+    for line, rel in zip(lines, rels, strict=True):  # already normalised by _match_path
+        if rel in first_line:
+            duplicates.setdefault(rel, [first_line[rel]]).append(line)
         else:
-            first_row[rel] = row(i)
+            first_line[rel] = line
     if duplicates:
         shown = listing(
-            (f"{rel!r} (rows {', '.join(map(str, rows))})"
-             for rel, rows in duplicates.items()),
+            (f"{rel!r} (lines {', '.join(map(str, found))})"
+             for rel, found in duplicates.items()),
             quote=False, sep="; ",
         )
         raise NoisyCleanError(
             f"labels CSV {csv_path} lists {len(duplicates)} file(s) more than once: {shown}"
         )
 
+    spelled = _class_names(given_labels, root, classes)
     if classes is not None:
-        known = set(classes)
-        unknown = [(row(i), lab) for i, lab in enumerate(given_labels) if lab not in known]
+        unknown = [(line, lab) for line, lab in zip(lines, given_labels, strict=True)
+                   if spelled[lab] is None]
         if unknown:
             labels_shown = listing(sorted({lab for _, lab in unknown}))
             raise NoisyCleanError(
                 f"labels CSV {csv_path} has label(s) {labels_shown} that are not in the given "
-                f"classes {listing(classes, 10)} (first in row {unknown[0][0]})"
+                f"classes {listing(classes, 10)} (first on line {unknown[0][0]})"
             )
         names = list(classes)
     else:
-        names = sorted(set(given_labels))
+        names = sorted({name for name in spelled.values() if name is not None})
 
     index = {name: i for i, name in enumerate(names)}
     order = sorted(range(len(rels)), key=lambda i: rels[i])
     return Samples(
         root=root,
         paths=[rels[i] for i in order],
-        labels=np.array([index[given_labels[i]] for i in order], dtype=np.int64),
+        labels=np.array([index[spelled[given_labels[i]]] for i in order], dtype=np.int64),
         classes=names,
     )

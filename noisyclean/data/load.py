@@ -159,15 +159,20 @@ def load_dataset(
         workers=workers,
         cache_dir=cache,
         progress=lambda k: progress.advance(task, k),
+        warn=progress.warn,
     )
     progress.finish(task)
     timings["decode"] = time.perf_counter() - t0
-    skipped = pd.DataFrame(decoded.skipped + samples.not_followed, columns=["path", "reason"])
+    skipped = pd.DataFrame(decoded.skipped + samples.not_followed + samples.unusable,
+                           columns=["path", "reason"])
     if decoded.skipped:
         progress.log(f"skipped {len(decoded.skipped)} unreadable file(s); see skipped.csv")
     if samples.not_followed:
         progress.log(f"did not follow {len(samples.not_followed)} symbolic link(s), loops or "
                      "broken ones; see skipped.csv")
+    if samples.unusable:
+        progress.log(f"skipped {len(samples.unusable)} file(s) or folder(s) that cannot be "
+                     "used (a name that is not UTF-8, not a regular file); see skipped.csv")
 
     paths = [samples.paths[i] for i in decoded.ok]
     labels = samples.labels[decoded.ok]
@@ -175,7 +180,7 @@ def load_dataset(
     if len(paths) < (1 if validation else MIN_IMAGES):
         raise NoisyCleanError(
             f"only {len(paths)} usable image(s) under {samples.root} "
-            f"({len(decoded.skipped)} skipped); need at least {1 if validation else MIN_IMAGES}"
+            f"({len(skipped)} skipped); need at least {1 if validation else MIN_IMAGES}"
         )
     if len(present) < 2 and not validation:
         raise NoisyCleanError(

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,11 @@ def prepare_out_dir(out: Path) -> Path:
 def check_out_outside_data(
     out: Path, data: Path, labels: Path | None = None, option: str = "--out"
 ) -> None:
-    """Refuse an output folder that is an ImageFolder dataset folder or lies inside one: the
-    outputs would be written among the images and read as a class by the next run. With a
-    ``labels`` manifest, which lists its images, any output folder is fine."""
+    """Refuse an output folder that is an ImageFolder dataset folder or lies inside one, or
+    inside one of its class folders where that is a symbolic link to a folder elsewhere
+    (discovery follows it): the outputs would be written among the images and read as a
+    class, or as images of one, by the next run. With a ``labels`` manifest, which lists
+    its images, any output folder is fine."""
     if labels is not None:
         return
     out_abs, data_abs = Path(out).expanduser().resolve(), Path(data).expanduser().resolve()
@@ -41,15 +44,45 @@ def check_out_outside_data(
             f"{option} {out} lies inside the dataset folder {data}: its files would be written "
             "among the images and read as a class by the next run; choose a folder outside it"
         )
+    for folder, target in _linked_class_folders(Path(data).expanduser()):
+        if out_abs == target or out_abs.is_relative_to(target):
+            raise NoisyCleanError(
+                f"{option} {out} lies inside the class folder {folder}, a link to {target}: "
+                "its files would be read as images of that class by the next run; choose a "
+                "folder outside it"
+            )
+
+
+def _linked_class_folders(data: Path) -> list[tuple[Path, Path]]:
+    """The class folders of an ImageFolder tree (its folders not named ``.*``) that are
+    symbolic links, each with the folder it leads to; not those that lead to a folder
+    holding the dataset folder (a loop, which discovery does not follow)."""
+    data_abs = data.resolve()
+    try:
+        entries = sorted(data.iterdir())
+    except OSError:  # no such folder, or not one: discovery says so
+        return []
+    linked = []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_symlink() or not entry.is_dir():
+            continue
+        target = entry.resolve()
+        if not data_abs.is_relative_to(target):
+            linked.append((entry, target))
+    return linked
 
 
 #: Files that commands other than ``scan`` derive from a scan's outputs, in its folder
-#: (``scan --save-probs``, ``report``, ``evaluate``, ``export``): a new scan into the same
-#: folder removes them, so that none is left describing other results.
+#: (``scan --save-probs``, ``report``, ``evaluate``, ``export``): a new scan or ``train``
+#: run into the same folder removes them (:func:`remove_stale_outputs`), so that none is
+#: left describing other results.
 DERIVED_OUTPUTS = (
     "pred_probs.npy", "report.html", "evaluation.json", "labelstudio.json",
     "labelstudio.xml", "review.csv",
 )
+#: Files only ``train`` writes: its per-epoch history and checkpoint (and its networks
+#: ``net<k>.pt``, matched by ``_NETWORK_FILE``).
+TRAIN_OUTPUTS = ("history.csv", "checkpoint.pt")
 
 
 #: Files a scan (or ``train``) writes into its output folder: the results every review
@@ -57,7 +90,7 @@ DERIVED_OUTPUTS = (
 #: ``checkpoint.pt``, the networks ``net<k>.pt``, matched by ``_NETWORK_FILE``).
 SCAN_OUTPUTS = (
     "scores.csv", "summary.json", "relabeled.csv", "skipped.csv", "pred_probs.npy",
-    "history.csv", "checkpoint.pt",
+    *TRAIN_OUTPUTS,
 )
 _NETWORK_FILE = re.compile(r"net\d+\.pt")
 
@@ -82,22 +115,73 @@ def check_review_output(target: Path, out: Path, option: str = "--output") -> No
         )
 
 
-def remove_stale_outputs(out: Path, keep: tuple[str, ...] = ()) -> list[str]:
-    """Remove the :data:`DERIVED_OUTPUTS` (but ``keep``) that ``out`` holds; returns the
-    names removed."""
+def _run_file(name: str) -> bool:
+    """Whether a scan or ``train`` run writes or removes a file of this name in its output
+    folder (:data:`SCAN_OUTPUTS`, :data:`DERIVED_OUTPUTS`, ``net<k>.pt``)."""
+    return (name in SCAN_OUTPUTS or name in DERIVED_OUTPUTS
+            or _NETWORK_FILE.fullmatch(name) is not None)
+
+
+def check_inputs_outside_out(out: Path, inputs: Mapping[str, Path | str | None]) -> None:
+    """Refuse an input file (``--labels``, ``--truth``, a ``--weights`` file, ...) that is
+    one of the files the run writes or removes in its output folder ``out`` (``OUT/
+    relabeled.csv`` fed back with ``--out OUT``): the run would replace the user's file, and
+    a resumed ``train`` would no longer find the data it was trained on. Paths are compared
+    resolved, and as spelled with their folder resolved (a link in ``out`` named like an
+    output is replaced, not followed, when the run writes).
+
+    Args:
+        out: the run's output folder.
+        inputs: option name -> the file it names (None: not given).
+
+    Raises:
+        NoisyCleanError: one of them is such a file.
+    """
+    out_dir = Path(out).expanduser().resolve()
+    for option, value in inputs.items():
+        if value is None:
+            continue
+        path = Path(value).expanduser()
+        for spelled in (path.resolve(), path.absolute().parent.resolve() / path.name):
+            if spelled.parent == out_dir and _run_file(spelled.name):
+                raise NoisyCleanError(
+                    f"{option} {value} is the {spelled.name} in {out}, which this run "
+                    f"replaces or removes: the file would be lost; choose another --out (or "
+                    f"move the file out of {out})"
+                )
+
+
+def remove_stale_outputs(out: Path, keep: Collection[str] = ()) -> list[str]:
+    """Remove from ``out`` the files of earlier runs that a new run's results would leave
+    describing other results: the :data:`DERIVED_OUTPUTS`, ``train``'s ``history.csv`` and
+    networks ``net<k>.pt``, but those in ``keep`` (the files this run writes). Never a
+    ``checkpoint.pt``: ``train`` writes its own, and a scan refuses a folder holding one.
+    Returns the names removed."""
+    out = Path(out)
+    try:
+        networks = sorted(p.name for p in out.iterdir() if _NETWORK_FILE.fullmatch(p.name))
+    except OSError:
+        networks = []
     removed = []
-    for name in DERIVED_OUTPUTS:
-        path = Path(out) / name
+    for name in (*DERIVED_OUTPUTS, "history.csv", *networks):
+        path = out / name
         if name in keep or not path.is_file():
             continue
         try:
             path.unlink()
         except OSError as error:
             raise NoisyCleanError(
-                f"cannot remove {path}, left from an earlier scan: {error.strerror or error}"
+                f"cannot remove {path}, left from an earlier run: {error.strerror or error}"
             ) from None
         removed.append(name)
     return removed
+
+
+def stale_outputs_text(names: list[str], out: Path) -> str:
+    """The log line naming the files of earlier runs that :func:`remove_stale_outputs`
+    removed from ``out``."""
+    return (f"removed {', '.join(names)} from {out}: an earlier run's, which would not "
+            "match this one")
 
 
 def _current_umask() -> int:

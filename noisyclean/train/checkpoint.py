@@ -20,6 +20,7 @@ import torch
 
 from ..errors import NoisyCleanError
 from ..outputs.write import atomic_write_bytes
+from ..torchfile import load_torch_file
 from .loop import Learner
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -106,10 +107,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise NoisyCleanError(f"no {CHECKPOINT_NAME} in {path.parent}: nothing to resume")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: one clear message
-        raise NoisyCleanError(f"cannot read checkpoint {path}: {error}") from None
+    payload = load_torch_file(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise NoisyCleanError(f"{path} is not a noisyclean training checkpoint")
     return payload

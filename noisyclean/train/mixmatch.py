@@ -29,12 +29,21 @@ from scipy.special import betaincinv
 def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """Temperature sharpening: ``p_c^(1/T) / sum_k p_k^(1/T)`` over the last dimension.
 
-    ``T = 1`` leaves ``probs`` as they are; ``T -> 0`` tends to one-hot.
+    ``T = 1`` leaves ``probs`` as they are; ``T -> 0`` tends to one-hot. A row whose powers
+    underflow (sum below the dtype's smallest normal number: three classes at ``T = 0.01``
+    raise 1/3 to the 100th power, below float32's range) is computed in log space instead,
+    as ``softmax(log p / T)``, the same value without the underflow.
     """
     if temperature <= 0:
         raise ValueError("temperature must be positive")
-    powered = probs.clamp_min(0).pow(1.0 / temperature)
-    return powered / powered.sum(dim=-1, keepdim=True)
+    probs = probs.clamp_min(0)
+    powered = probs.pow(1.0 / temperature)
+    total = powered.sum(dim=-1, keepdim=True)
+    underflow = ~(total >= torch.finfo(total.dtype).tiny)
+    if not underflow.any():
+        return powered / total
+    in_log_space = torch.softmax(probs.log() / temperature, dim=-1)
+    return torch.where(underflow, in_log_space, powered / total)
 
 
 def co_refine(

@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 
 from .. import __version__
 from ..confident_joint import estimate_wrong_labels
-from ..config import METHODS, MIXTURES, RESUME_OVERRIDABLE, TrainConfig
+from ..config import METHODS, RESUME_OVERRIDABLE, TrainConfig, shared_checks
 from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
 from ..device import cpu_threads, device_text
@@ -45,13 +45,16 @@ from ..outputs.evaluation import (
 from ..outputs.table import relabeled_table
 from ..outputs.write import (
     atomic_write_bytes,
+    check_inputs_outside_out,
     check_out_outside_data,
     prepare_out_dir,
+    remove_stale_outputs,
+    stale_outputs_text,
     write_csv,
     write_json,
 )
 from ..progress import Progress
-from ..scan import _set_seed
+from ..scan import _set_seed, epochs_text
 from ..scoring import score_samples, table_summary
 from ..signals import FUSIONS, SIGNALS, compute_signals, finite, network_scores
 from .checkpoint import (
@@ -107,8 +110,8 @@ def validate(config: TrainConfig) -> None:
     """Reject impossible option values with one clear message."""
     dividemix = config.method == "dividemix"
     checks = [
+        *shared_checks(config),
         (config.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
-        (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
         (config.signal in SIGNALS, f"--signal must be one of {', '.join(SIGNALS)}"),
         (config.fusion in FUSIONS, f"--fusion must be one of {', '.join(FUSIONS)}"),
         (config.epochs >= 1, "--epochs must be at least 1"),
@@ -117,10 +120,6 @@ def validate(config: TrainConfig) -> None:
         (not dividemix or config.epochs > config.warmup_epochs,
          f"--epochs ({config.epochs}) must be larger than --warmup-epochs "
          f"({config.warmup_epochs}): dividemix needs at least one epoch after the warm-up"),
-        (config.batch_size >= 2, "--batch-size must be at least 2"),
-        (config.lr > 0, "--lr must be positive"),
-        (0 <= config.momentum < 1, "--momentum must be in [0, 1)"),
-        (config.weight_decay >= 0, "--weight-decay must not be negative"),
         (config.lr_drop_epoch is None or config.lr_drop_epoch >= 1,
          "--lr-drop-epoch must be at least 1"),
         (config.tau is None or 0.0 < config.tau < 1.0, "--tau must be between 0 and 1"),
@@ -132,11 +131,6 @@ def validate(config: TrainConfig) -> None:
         (config.rampup_epochs >= 0, "--rampup-epochs must not be negative"),
         (config.loss_history is None or config.loss_history >= 1,
          "--loss-history must be at least 1"),
-        (0.0 < config.threshold < 1.0, "--threshold must be between 0 and 1"),
-        (0.0 <= config.relabel_threshold <= 1.0, "--relabel-threshold must be between 0 and 1"),
-        (config.image_size is None or 8 <= config.image_size <= 1024,
-         "--image-size must be between 8 and 1024"),
-        (config.width >= 4, "--width must be at least 4"),
         *method_checks(config),
     ]
     for ok, message in checks:
@@ -181,6 +175,11 @@ def _same_setting(name: str, given: Any, saved: Any) -> bool:
     return given == saved
 
 
+def _same_folder(a: Path, b: Path) -> bool:
+    """Whether two folder paths name the same folder (compared resolved)."""
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def named_options(config: TrainConfig, explicit: Collection[str] | None) -> Collection[str]:
     """The settings a run was asked for: ``explicit`` (the options given on the command
     line) when known, else the fields whose value differs from the default."""
@@ -208,8 +207,18 @@ def resume_config(
     Returns:
         The merged settings and the options that were given with other values than the
         checkpoint's (and are ignored).
+
+    Raises:
+        NoisyCleanError: ``--out`` given as another folder than ``--resume``: a resumed run
+            writes into the folder it resumes, and the outputs would not be where asked.
     """
     named = named_options(given, explicit)
+    if "out" in named and given.resume is not None and not _same_folder(given.out, given.resume):
+        raise NoisyCleanError(
+            f"--out {given.out} and --resume {given.resume} name different folders: a resumed "
+            f"run writes into the folder it resumes; leave out --out (or give --out "
+            f"{given.resume})"
+        )
     ignored = []
     for f in fields(TrainConfig):
         if f.name in RESUME_OVERRIDABLE or f.name == "out":
@@ -227,9 +236,15 @@ def resume_config(
 
 def load_validation(
     config: TrainConfig, train: Dataset, progress: Progress
-) -> DeviceImages:
+) -> tuple[DeviceImages, pd.DataFrame]:
     """Decode the ``--val`` folder at the training size, normalised with the training set's
-    statistics, with labels mapped onto the training classes (by name)."""
+    statistics, with labels mapped onto the training classes (by name).
+
+    Returns:
+        The images, and the ``--val`` files that could not be used, as ``skipped.csv``
+        lists them after the training set's: ``path`` under the ``--val`` folder as given
+        (``val/cat/x.png``), ``reason`` starting ``--val:``.
+    """
     assert config.val is not None
     try:
         val = load_configured(
@@ -255,7 +270,11 @@ def load_validation(
     mapping = np.array([index[name] for name in val.classes], dtype=np.int64)
     val.data.labels = torch.as_tensor(mapping[val.labels], device=val.data.labels.device)
     progress.log(f"validation: {len(val.paths)} images from {config.val}")
-    return val.data
+    skipped = pd.DataFrame({
+        "path": [(Path(config.val) / p).as_posix() for p in val.skipped["path"]],
+        "reason": [f"--val: {reason}" for reason in val.skipped["reason"]],
+    }, columns=["path", "reason"])
+    return val.data, skipped
 
 
 def label_is_correct(
@@ -466,6 +485,8 @@ def _train(
         validate(config)
     check_out_outside_data(config.out, config.data, config.labels,
                            "--out" if config.resume is None else "--resume")
+    check_inputs_outside_out(config.out, {"--labels": config.labels, "--truth": config.truth,
+                                          "--weights": config.weights})
     out = prepare_out_dir(config.out)
     if config.resume is None:
         if (out / CHECKPOINT_NAME).exists():
@@ -497,11 +518,13 @@ def _train(
     progress.log(
         f"{len(paths)} images, {len(classes)} classes, {dataset.image_size}x"
         f"{dataset.image_size} px, {dataset.model} x{networks}, {config.method} for "
-        f"{config.epochs} epochs"
+        f"{epochs_text(config.epochs)}"
         + (f" ({config.warmup_epochs} warm-up)" if warmed else "")
         + f" on {device_text(device, precision.dtype)}"
     )
-    val = load_validation(config, dataset, progress) if config.val else None
+    val, val_skipped = (load_validation(config, dataset, progress) if config.val
+                        else (None, dataset.skipped.iloc[:0]))
+    skipped = pd.concat([dataset.skipped, val_skipped], ignore_index=True)
     truth = normalise_truth(read_truth(config.truth), config.truth) if config.truth else None
     correct = (label_is_correct(config, dataset, truth, progress.log)
                if truth is not None else None)
@@ -656,15 +679,19 @@ def _train(
         summary["truth_metrics"] = detection_metrics(normalise_table(table), truth)
 
     t0 = time.perf_counter()
+    networks_written = [f"net{k}.pt" for k in range(1, len(models) + 1)]
+    stale = remove_stale_outputs(out, keep=(HISTORY_NAME, *networks_written))
+    if stale:
+        progress.log(stale_outputs_text(stale, out))
     write_csv(table, out / "scores.csv")
     write_csv(relabeled, out / "relabeled.csv")
-    write_csv(dataset.skipped, out / "skipped.csv")
+    write_csv(skipped, out / "skipped.csv")
     write_csv(frame, out / HISTORY_NAME)
-    for k, model in enumerate(models, start=1):
-        _save_weights(model, out / f"net{k}.pt")
+    for model, name in zip(models, networks_written, strict=True):
+        _save_weights(model, out / name)
     timings["write"] = time.perf_counter() - t0
     write_json(_plain(summary), out / "summary.json")
-    return TrainResult(table, relabeled, dataset.skipped, frame, summary, out)
+    return TrainResult(table, relabeled, skipped, frame, summary, out)
 
 
 def history_frame(

@@ -1,0 +1,53 @@
+"""Reading a file written by ``torch.save`` (a ``--weights`` file, a training checkpoint)
+safely, with one plain line for the user when it cannot be read."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import NoisyCleanError
+
+
+def load_torch_file(path: Path, what: str) -> Any:
+    """``torch.load`` of ``path`` with ``weights_only=True`` (tensors and plain values
+    only: a file cannot run code) onto the CPU.
+
+    Args:
+        path: the file.
+        what: how messages call it (``weights file``, ``checkpoint``).
+
+    Returns:
+        What the file holds.
+
+    Raises:
+        NoisyCleanError: one line saying why the file cannot be read (empty, truncated,
+            not written by ``torch.save``, holding other objects), not torch's own
+            several-paragraph advice; torch's warnings about the file are not shown.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except IsADirectoryError:
+        raise NoisyCleanError(f"cannot read {what} {path}: it is a folder") from None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise NoisyCleanError(f"cannot read {what} {path}: {reason}") from None
+    except EOFError:
+        raise NoisyCleanError(f"cannot read {what} {path}: the file is empty or cut "
+                              "short") from None
+    except pickle.UnpicklingError:
+        raise NoisyCleanError(
+            f"cannot read {what} {path}: it is not a file written by torch.save, or it holds "
+            "objects other than tensors and plain values, which noisyclean does not load "
+            "(a file could run code)") from None
+    except Exception as error:  # a truncated archive, another format
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = ("it is cut short or not a file written by torch.save"
+                  if "zip archive" in first or not first else first)
+        raise NoisyCleanError(f"cannot read {what} {path}: {reason}") from None
