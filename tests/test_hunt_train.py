@@ -126,3 +126,18 @@ def test_an_output_folder_that_is_not_utf8_is_refused_up_front(
     assert result.exit_code == 2, result.output
     assert "is a path that is not valid UTF-8" in " ".join(result.output.split())
     assert not os.path.exists(os.fsencode(out))
+
+
+def test_an_output_folder_inside_the_validation_folder_is_refused(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The --val folder is an ImageFolder as the training set is: outputs written there
+    would be read as a class of it by the next run."""
+    root, _ = digits_folder
+    val = tmp_path / "val"
+    write_val_folder(val, per_class=3)
+    out = val / "out"
+    result = _train(root, "--out", out, "--val", val, "--method", "standard", *FAST)
+    assert result.exit_code == 2, result.output
+    assert f"lies inside the dataset folder {val}" in " ".join(result.output.split())
+    assert not out.exists()

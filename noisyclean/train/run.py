@@ -483,8 +483,10 @@ def _train(
                 f"resuming: {', '.join(ignored)} ignored; the checkpoint's settings are used"
             )
         validate(config)
-    check_out_outside_data(config.out, config.data, config.labels,
-                           "--out" if config.resume is None else "--resume")
+    option = "--out" if config.resume is None else "--resume"
+    check_out_outside_data(config.out, config.data, config.labels, option)
+    if config.val is not None:  # an ImageFolder too: the next run would read a class there
+        check_out_outside_data(config.out, config.val, None, option)
     check_inputs_outside_out(config.out, {"--labels": config.labels, "--truth": config.truth,
                                           "--weights": config.weights})
     out = prepare_out_dir(config.out)
