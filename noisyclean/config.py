@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import is_utf8, printable
+from .names import is_utf8, printable
 
 MIXTURES = ("gmm", "bmm")
 DEVICES = ("auto", "cpu", "cuda", "mps")

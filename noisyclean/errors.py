@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 
@@ -33,19 +32,3 @@ def listing(
     shown = sep.join(repr(x) if quote else str(x) for x in items[:limit])
     more = len(items) - limit
     return shown + (f" and {more} more" if more > 0 else "")
-
-
-def printable(path: str) -> str:
-    """``path`` as text that can be written and printed: a name that is not valid UTF-8
-    (which Python holds as lone surrogates) with each such byte as ``\\xNN``, e.g.
-    ``cat/caf\\xe9.png``; valid text unchanged."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def is_utf8(text: str) -> bool:
-    """Whether ``text`` (a name from the file system) is valid UTF-8 text."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import stat
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from ..csvread import read_user_csv_lines
-from ..errors import NoisyCleanError, is_utf8, listing, printable
+from ..errors import NoisyCleanError, listing
+from ..names import is_utf8, nfc, printable, unique_nfc_forms
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -401,10 +401,6 @@ def _relative(given: str, root: Path, root_abs: Path) -> tuple[str | None, Path]
     return None, resolved
 
 
-def _nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text)
-
-
 class _Folders:
     """Each folder's entry names by their NFC form, listed once per folder (for the
     manifest paths that are not found as written)."""
@@ -419,7 +415,7 @@ class _Folders:
             forms: dict[str, list[str]] = {}
             try:
                 for name in sorted(os.listdir(folder)):
-                    forms.setdefault(_nfc(name), []).append(name)
+                    forms.setdefault(nfc(name), []).append(name)
             except (OSError, ValueError):
                 pass
             self._names[folder] = forms
@@ -431,7 +427,7 @@ def _unicode_spellings(root: Path, rel: str, folders: _Folders) -> list[str]:
     ``rel``'s in NFC (a path written in NFD for files named in NFC, or the other way)."""
     found: list[tuple[str, ...]] = [()]
     for part in rel.split("/"):
-        form = _nfc(part)
+        form = nfc(part)
         found = [(*parts, name) for parts in found
                  for name in folders.named(root.joinpath(*parts), form)]
         if not found:
@@ -469,9 +465,7 @@ def _class_names(
 ) -> dict[str, str | None]:
     """Each distinct label as written -> the class it names (see :func:`discover`'s
     manifest rules); None for a label that is not one of ``classes``."""
-    by_nfc: dict[str, list[str]] = {}
-    for name in classes or []:
-        by_nfc.setdefault(_nfc(name.strip()), []).append(name)
+    by_nfc = unique_nfc_forms(classes or [])
     known = set(classes or [])
     names: dict[str, str | None] = {}
     for label in dict.fromkeys(given):
@@ -480,8 +474,7 @@ def _class_names(
             if label in known or stripped in known:
                 names[label] = label if label in known else stripped
             else:
-                matches = by_nfc.get(_nfc(stripped), [])
-                names[label] = matches[0] if len(matches) == 1 else None
+                names[label] = by_nfc.get(nfc(stripped))
         else:
             names[label] = label if label == stripped or _is_folder(root, label) else stripped
     return names

@@ -5,13 +5,13 @@ class name per image, overriding the scan's ``action`` row by row.
 
 from __future__ import annotations
 
-import unicodedata
 from pathlib import Path
 
 import pandas as pd
 
 from ..csvread import read_user_csv
 from ..errors import NoisyCleanError, listing
+from ..names import nfc, unique_nfc_forms
 from .load import safe_name
 
 #: Keywords of a decisions file's ``decision`` column (case-insensitive); any other value
@@ -95,7 +95,7 @@ def decide(
             row: there is no suggestion to take).
     """
     known = set(table["path"])
-    by_nfc = _by_nfc(known)
+    by_nfc = unique_nfc_forms(known)
     paths = [_match(p, known, by_nfc) for p in decisions["path"]]
     unknown = [p for p in paths if p not in known]
     if unknown:
@@ -111,8 +111,8 @@ def decide(
             f"{name} lists the same path more than once: {listing(twice, _SHOW)}; keep one "
             "row per image"
         )
-    spelled = _by_nfc(classes)
-    chosen = {p: spelled.get(_nfc(d), d)
+    spelled = unique_nfc_forms(classes)
+    chosen = {p: spelled.get(nfc(d), d)
               for p, d in zip(paths, decisions["decision"], strict=True) if d}
     table = table.copy()
     table["decision"] = table["path"].map(chosen).fillna("").astype(str)
@@ -144,19 +144,6 @@ def decide(
     return table[~drop].reset_index(drop=True), len(chosen), int(drop.sum())
 
 
-def _nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text.strip())
-
-
-def _by_nfc(names: set[str] | list[str]) -> dict[str, str]:
-    """Each name's NFC form (without surrounding spaces) -> the name, for the forms that
-    only one name has."""
-    forms: dict[str, list[str]] = {}
-    for name in names:
-        forms.setdefault(_nfc(name), []).append(name)
-    return {form: found[0] for form, found in forms.items() if len(found) == 1}
-
-
 def _match(path: str, known: set[str], by_nfc: dict[str, str]) -> str:
     """A decision's path as ``scores.csv`` writes it: as written, without surrounding
     spaces, or in NFC; unchanged when none is in the table."""
@@ -164,4 +151,4 @@ def _match(path: str, known: set[str], by_nfc: dict[str, str]) -> str:
         return path
     if path.strip() in known:
         return path.strip()
-    return by_nfc.get(_nfc(path), path)
+    return by_nfc.get(nfc(path.strip()), path)
