@@ -116,7 +116,7 @@ def _train_network(
     from noisyclean.config import ScanConfig
     from noisyclean.models import build_model
     from noisyclean.progress import Progress
-    from noisyclean.scan import _set_seed
+    from noisyclean.scanning import _set_seed
     from noisyclean.train.loop import make_learner, run_epochs
     from noisyclean.train.methods.warmup import Warmup
 
@@ -147,7 +147,7 @@ def worker(
     ``--amp``, None for the device's default precision)."""
     from noisyclean.data.load import load_dataset
     from noisyclean.mixture import normalise_losses
-    from noisyclean.scan import auto_epochs
+    from noisyclean.scanning import auto_epochs
     from noisyclean.signals import compute_signals
 
     data = load_dataset(images, model=model, use_cache=False, amp=amp)
@@ -240,7 +240,7 @@ def scan_epoch_args(options: list[str], budget: int, images: Path) -> list[str]:
     from noisyclean.cli import app
     from noisyclean.config import ScanConfig
     from noisyclean.data.load import choose_size_and_model
-    from noisyclean.scan import resolve_schedule
+    from noisyclean.scanning import resolve_schedule
 
     scan_command = typer.main.get_command(app).commands["scan"]
     params = scan_command.make_context("scan", [str(images), *options]).params

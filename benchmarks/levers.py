@@ -29,7 +29,7 @@ from noisyclean.data.load import load_dataset
 from noisyclean.mixture import fit_mixture, normalise_losses
 from noisyclean.models import build_model
 from noisyclean.progress import Progress
-from noisyclean.scan import _set_seed, auto_epochs
+from noisyclean.scanning import _set_seed, auto_epochs
 from noisyclean.signals import calibrated_margin, compute_signals, label_loss
 from noisyclean.train.loop import make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup

@@ -42,7 +42,7 @@ from sklearn.metrics import roc_auc_score
 
 from noisyclean.config import ScanConfig
 from noisyclean.data.load import load_dataset
-from noisyclean.scan import auto_epochs
+from noisyclean.scanning import auto_epochs
 from noisyclean.signals import compute_signals, eval_batch_size, noise_score
 from noisyclean.train.methods.warmup import Warmup
 

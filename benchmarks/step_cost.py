@@ -39,7 +39,7 @@ from noisyclean.config import RESIZED_BATCH_FACTORS, ScanConfig
 from noisyclean.data.batches import DeviceImages
 from noisyclean.models import build_model
 from noisyclean.progress import Progress
-from noisyclean.scan import auto_epochs, progressive_schedule
+from noisyclean.scanning import auto_epochs, progressive_schedule
 from noisyclean.train.loop import Precision, make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup
 

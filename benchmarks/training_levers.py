@@ -67,7 +67,7 @@ from noisyclean.confident_joint import (
 from noisyclean.config import ScanConfig
 from noisyclean.data.load import load_dataset
 from noisyclean.mixture import fit_mixture
-from noisyclean.scan import auto_epochs
+from noisyclean.scanning import auto_epochs
 from noisyclean.signals import compute_signals, noise_score
 from noisyclean.train.loop import Precision
 from noisyclean.train.losses import generalized_cross_entropy, mixup, mixup_cross_entropy

@@ -16,7 +16,7 @@ from .errors import NoisyCleanError  # noqa: E402
 
 def __getattr__(name: str):  # lazy: importing torch is slow and the CLI's --help needs none
     if name == "scan":
-        from .scan import scan
+        from .scanning import scan
 
         return scan
     raise AttributeError(name)

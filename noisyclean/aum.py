@@ -296,7 +296,7 @@ def aum_scores(
     Returns:
         :class:`AUMScores`.
     """
-    from .scan import _set_seed  # scan imports this module
+    from .scanning import _set_seed  # scanning imports this module
 
     n = len(data)
     epochs = int(config.epochs or 1)

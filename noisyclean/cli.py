@@ -13,7 +13,7 @@ from rich.text import Text
 
 from . import __version__
 from .config import METHOD_HELP, ScanConfig
-from .errors import NoisyCleanError, listing
+from .errors import NoisyCleanError, count_text, listing
 from .progress import print_line
 
 app = typer.Typer(
@@ -305,7 +305,7 @@ def scan(
 ) -> None:
     """Run a scan from the command line (its help text is :data:`_SCAN_HELP`)."""
     from .progress import Progress
-    from .scan import scan as run_scan
+    from .scanning import scan as run_scan
 
     config = ScanConfig(
         data=data,
@@ -421,7 +421,7 @@ def _add_flag_rows(table: Table, summary: dict) -> None:
 def _warmup_row(summary: dict) -> str:
     """``6 epochs at 16 px, 5 at 24 px, then 10 at 32 px`` (progressive resizing) or ``15
     epochs at 32 px``."""
-    from .scan import Schedule, schedule_text
+    from .scanning import Schedule, schedule_text
 
     training, size = summary["training"], summary["image_size"]
     low = training.get("low_res_epochs") or 0
@@ -535,13 +535,17 @@ def export(
                                   "OUT_DIR/labelstudio.json or OUT_DIR/review.csv).")
     ] = None,
     data: DataOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="csv: overwrite a review sheet that holds a "
+                           "reviewer's decisions or comments (refused otherwise).")
+    ] = False,
 ) -> None:
     """Export the images to review for Label Studio (with pre-annotations) or as a CSV."""
     from .outputs.export import export as run_export
 
     try:
         result = run_export(out_dir, fmt, output, all_images, url_prefix, document_root, data,
-                            top)
+                            top, force)
     except NoisyCleanError as error:
         _fail(str(error))
         return
@@ -603,11 +607,16 @@ def apply(
                     (("copy", "copied"), ("hard", "hard-linked"), ("symlink", "symlinked"))
                     if counts[k])
     decided = "" if decisions is None else (
-        f", {counts['decided']} decisions applied ({counts['dropped_by_decision']} images "
-        "dropped by decision)")
-    _say(f"wrote {written} images ({how or 'none'}) to {result.clean_dir}: "
-         f"{counts['relabeled']} relabeled, {counts['dropped']} review images left out"
+        f", {count_text(counts['decided'], 'decision')} applied "
+        f"({count_text(counts['dropped_by_decision'], 'image')} dropped by decision)")
+    _say(f"wrote {count_text(written, 'image')} ({how or 'none'}) to {result.clean_dir}: "
+         f"{counts['relabeled']} relabeled, "
+         f"{count_text(counts['dropped'], 'review image')} left out"
          f"{decided}; manifest {result.clean_dir / MANIFEST}")
+    skipped = counts["skipped_by_scan"]
+    if skipped:
+        _say(f"note: {count_text(skipped, 'file')} the scan skipped "
+             f"({out_dir / 'skipped.csv'}) {'is' if skipped == 1 else 'are'} not in the copy")
     if result.new_classes:
         source = "suggested_label of relabel rows" + (" or decisions" if decisions else "")
         _say(f"warning: new class folder(s), not among the scan's classes: "

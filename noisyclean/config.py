@@ -1,6 +1,6 @@
 """Every setting of a scan in one dataclass, with its default.
 
-The CLI builds a :class:`ScanConfig` from its options and calls :func:`noisyclean.scan.scan`;
+The CLI builds a :class:`ScanConfig` from its options and calls :func:`noisyclean.scanning.scan`;
 library users build the same object. ``asdict(config)`` is saved into ``summary.json``.
 """
 
@@ -95,13 +95,14 @@ LATE_GCE_MIN_RATE = 0.5
 
 @dataclass
 class ScanConfig(DataSettings):
-    """Settings of ``noisyclean scan``; each field, with those of :class:`DataSettings`, is
-    one CLI option of the same name.
+    """Settings of ``noisyclean scan``. The fields, with those of :class:`DataSettings`,
+    are the CLI's options of the same name (``use_cache`` is ``--cache/--no-cache``), but
+    for ``momentum`` and ``extra``, which only Python callers set.
 
     ``None`` means "choose automatically" for ``image_size``, ``model``, ``epochs``,
     ``low_res_epochs``, ``mid_res_epochs``, ``amp`` and ``channels_last``: resolved when
     the data is loaded (:func:`~noisyclean.data.load.load_configured`; the epochs by
-    :func:`~noisyclean.scan.resolve_schedule`).
+    :func:`~noisyclean.scanning.resolve_schedule`).
     """
 
     out: Path = Path("noisyclean-out")

@@ -32,3 +32,8 @@ def listing(
     shown = sep.join(repr(x) if quote else str(x) for x in items[:limit])
     more = len(items) - limit
     return shown + (f" and {more} more" if more > 0 else "")
+
+
+def count_text(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``: a count and its noun (plural by an ``s``) for a message."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

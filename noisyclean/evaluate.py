@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,11 @@ def read_truth(path: str | Path) -> pd.DataFrame:
     """Read a truth CSV with columns ``path`` and ``label`` (labels as strings), as
     :func:`~noisyclean.csvread.read_user_csv` reads a user's CSV: column names without
     surrounding spaces but, as for a scan's ``--labels`` manifest, in lower case, so that
-    one file serves as truth and manifest."""
-    return read_user_csv(path, "truth file", ("path", "label"))[["path", "label"]]
+    one file serves as truth and manifest. Rows with neither a path nor a label (a
+    spreadsheet's blank rows) are left out."""
+    frame = read_user_csv(path, "truth file", ("path", "label"))[["path", "label"]]
+    blank = (frame["path"].str.strip() == "") & (frame["label"].str.strip() == "")
+    return frame[~blank].reset_index(drop=True)
 
 
 def match_truth(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
@@ -37,7 +41,9 @@ def match_truth(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-def detection_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+def detection_metrics(
+    table: pd.DataFrame, truth: pd.DataFrame, classes: Iterable[str] = ()
+) -> dict[str, float]:
     """Precision, recall and F1 of ``is_noisy``, AUROC of ``1 - clean_prob`` as a noise
     score (from the order of ``clean_prob`` itself, so that no tiny probabilities tie), and
     the accuracy of ``suggested_label`` on the samples whose label was wrong.
@@ -47,15 +53,19 @@ def detection_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
             ``suggested_label``).
         truth: ``path`` and true ``label`` for every row of the table, or for a sample of
             them: the metrics are those of the rows it covers (:func:`match_truth`).
+        classes: the scan's classes, as they are written in the table; a true label
+            must be one of them or a given or suggested label of the table.
 
     Returns:
-        Dict with ``n`` (rows evaluated), ``n_wrong``, ``n_flagged``, ``precision``,
-        ``recall``, ``f1``, ``auroc`` (NaN when all labels are right or all wrong),
-        ``suggested_accuracy_on_wrong`` and ``suggested_accuracy`` (over all rows
-        evaluated).
+        Dict with ``n`` (rows evaluated), ``n_wrong``, ``n_flagged``, ``precision`` (NaN
+        when nothing is flagged), ``recall`` (NaN when no label is wrong), ``f1`` (NaN
+        when neither), ``auroc`` (NaN when all labels are right or all wrong),
+        ``suggested_accuracy_on_wrong`` (NaN when no label is wrong) and
+        ``suggested_accuracy`` (over all rows evaluated).
     """
     merged = match_truth(table, truth)
-    known = set(merged["label"].astype(str)) | set(merged["suggested_label"].astype(str))
+    known = (set(table["label"].astype(str)) | set(table["suggested_label"].astype(str))
+             | set(classes))
     unknown = sorted(set(merged["true_label"].astype(str)) - known)
     if unknown:
         raise NoisyCleanError(
@@ -64,9 +74,12 @@ def detection_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
     wrong = (merged["label"].astype(str) != merged["true_label"].astype(str)).to_numpy()
     flagged = merged["is_noisy"].astype(bool).to_numpy()
     tp = int((wrong & flagged).sum())
-    precision = tp / flagged.sum() if flagged.sum() else 0.0
-    recall = tp / wrong.sum() if wrong.sum() else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    nan = float("nan")
+    precision = tp / flagged.sum() if flagged.sum() else nan
+    recall = tp / wrong.sum() if wrong.sum() else nan
+    # 2TP / (2TP + FP + FN): defined (0 without a true positive) unless nothing is flagged
+    # and nothing is wrong
+    f1 = 2 * tp / (flagged.sum() + wrong.sum()) if flagged.sum() + wrong.sum() else nan
     # the noise score is -clean_prob, not 1 - clean_prob: AUROC needs only the order, and
     # 1 - p rounds every p below about 1e-17 to the same 1.0
     score = -merged["clean_prob"].to_numpy(dtype=np.float64)
@@ -81,6 +94,6 @@ def detection_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
         "recall": float(recall),
         "f1": float(f1),
         "auroc": float(auroc),
-        "suggested_accuracy_on_wrong": float(correct[wrong].mean()) if wrong.any() else 1.0,
+        "suggested_accuracy_on_wrong": float(correct[wrong].mean()) if wrong.any() else nan,
         "suggested_accuracy": float(correct.mean()),
     }

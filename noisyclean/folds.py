@@ -111,7 +111,7 @@ def cross_validated_signals(
         log of every fold's warm-up (each row with its ``fold``), and the fold of every
         sample.
     """
-    from .scan import warm_up  # scan imports this module
+    from .scanning import warm_up  # scanning imports this module
 
     labels = data.labels.cpu().numpy()
     assignment = fold_assignment(labels, config.folds, config.seed)

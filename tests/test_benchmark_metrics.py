@@ -111,7 +111,7 @@ def test_detect_gives_the_scan_its_own_split_of_the_epoch_budget(tmp_path) -> No
     scan's own options (its method's, ``--model``, ``--scan-args``) give it."""
     from PIL import Image
 
-    from noisyclean.scan import progressive_schedule
+    from noisyclean.scanning import progressive_schedule
 
     from .conftest import write_digits_folder
 

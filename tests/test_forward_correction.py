@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-import noisyclean.scan as scan_module
+import noisyclean.scanning as scan_module
 from noisyclean.cli import app
 from noisyclean.confident_joint import (
     BACKGROUND_SHARE,
@@ -25,7 +25,7 @@ from noisyclean.confident_joint import (
 from noisyclean.data.batches import DeviceImages
 from noisyclean.models import build_model
 from noisyclean.progress import Progress
-from noisyclean.scan import correction_start
+from noisyclean.scanning import correction_start
 from noisyclean.train.loop import Precision, make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup, forward_corrected_cross_entropy
 
@@ -284,7 +284,7 @@ def test_scan_corrects_the_flips_it_estimates_and_records_them(
         seen.append(transition_matrix(probs, labels))
         return flip
 
-    monkeypatch.setattr("noisyclean.scan.transition_matrix", estimate)
+    monkeypatch.setattr("noisyclean.scanning.transition_matrix", estimate)
     out, plain = tmp_path / "out", tmp_path / "plain"
     args = ["--epochs", "4", "--width", "8", "--batch-size", "16", "--quiet"]
     result = runner.invoke(app, ["scan", str(root), "--out", str(out), *args])

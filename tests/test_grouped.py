@@ -18,7 +18,7 @@ from noisyclean.config import ScanConfig
 from noisyclean.data.batches import DeviceImages
 from noisyclean.models import GroupedSmallCNN, SmallCNN
 from noisyclean.progress import Progress
-from noisyclean.scan import trains_grouped
+from noisyclean.scanning import trains_grouped
 from noisyclean.train.loop import Precision, make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup
 

@@ -18,7 +18,7 @@ from noisyclean.cli import app
 from noisyclean.confident_joint import estimate_wrong_labels, noise_rate
 from noisyclean.config import LATE_GCE_MIN_RATE, LATE_GCE_Q
 from noisyclean.data.batches import DeviceImages
-from noisyclean.scan import late_loss_for
+from noisyclean.scanning import late_loss_for
 from noisyclean.train.losses import generalized_cross_entropy
 from noisyclean.train.methods.warmup import Warmup, forward_corrected_gce
 
@@ -134,7 +134,7 @@ def test_scan_late_loss_end_to_end(
             != (runs["ce"] / "scores.csv").read_bytes())
 
     for forced, same_as in ((LATE_GCE_MIN_RATE + 0.1, "gce"), (LATE_GCE_MIN_RATE - 0.1, "ce")):
-        monkeypatch.setattr("noisyclean.scan.noise_rate", lambda probs, labels, r=forced: r)
+        monkeypatch.setattr("noisyclean.scanning.noise_rate", lambda probs, labels, r=forced: r)
         out = tmp_path / f"auto-{same_as}"
         result = runner.invoke(app, ["scan", str(root), "--out", str(out), "--late-loss",
                                      "auto", *TINY])

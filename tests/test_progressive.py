@@ -12,13 +12,13 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from noisyclean import scan as scan_module
+from noisyclean import scanning as scan_module
 from noisyclean.cli import app
 from noisyclean.config import ScanConfig
 from noisyclean.data.batches import DeviceImages
 from noisyclean.errors import NoisyCleanError
 from noisyclean.progress import Progress
-from noisyclean.scan import (
+from noisyclean.scanning import (
     LOW_RES_COST,
     MID_RES_COST,
     Schedule,

@@ -35,8 +35,8 @@ from noisyclean.errors import NoisyCleanError
 from noisyclean.folds import cross_validated_signals, fold_assignment
 from noisyclean.outputs.table import SCORE_COLUMNS
 from noisyclean.progress import Progress
-from noisyclean.scan import WarmupResult
 from noisyclean.scan_extras import probs_in_table_order
+from noisyclean.scanning import WarmupResult
 from noisyclean.train.loop import Precision
 
 runner = CliRunner()
@@ -189,8 +189,7 @@ def test_each_sample_is_scored_by_the_network_that_did_not_train_on_it(
         networks.append(_Constant(fold, num_classes))
         return WarmupResult([SimpleNamespace(model=networks[-1])], [], [{"epoch": 0}])
 
-    # noisyclean.scan is also the name of the scan() function the package exports
-    monkeypatch.setattr(importlib.import_module("noisyclean.scan"), "warm_up", fake_warm_up)
+    monkeypatch.setattr(importlib.import_module("noisyclean.scanning"), "warm_up", fake_warm_up)
     config = ScanConfig(folds=3, seed=0, tta=False)
     signals, log, assignment = cross_validated_signals(
         data, 3, config, Precision(torch.device("cpu")), Progress(quiet=True))

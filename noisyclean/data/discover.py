@@ -513,27 +513,29 @@ def _discover_manifest(
     missing: list[str] = []
     not_files: list[str] = []
     unclear: list[str] = []
-    for given in given_paths:
+    for given, line in zip(given_paths, lines, strict=True):
         rel, file, spellings = _match_path(given, root, root_abs, folders)
+        cited = f"{given!r} (line {line})"
         if rel is None:
-            outside.append(given)
+            outside.append(cited)
             continue
         rels.append(rel)
         if spellings:
-            unclear.append(f"{given!r} ({listing(spellings, 3)})")
+            unclear.append(f"{given!r} (line {line}; {listing(spellings, 3)})")
         elif not file.exists():
-            missing.append(given)
+            missing.append(cited)
         elif not file.is_file():
-            not_files.append(given)
+            not_files.append(cited)
     if outside:
         raise NoisyCleanError(
             f"{len(outside)} path(s) in labels CSV {csv_path} point outside the dataset root "
-            f"{root}: {listing(outside)}; paths must lie inside the root (relative to it)"
+            f"{root}: {listing(outside, quote=False)}; paths must lie inside the root "
+            "(relative to it)"
         )
     if missing:
         raise NoisyCleanError(
             f"{len(missing)} path(s) in labels CSV {csv_path} do not exist under {root}: "
-            f"{listing(missing)}"
+            f"{listing(missing, quote=False)}"
         )
     if unclear:
         raise NoisyCleanError(
@@ -543,7 +545,8 @@ def _discover_manifest(
         )
     if not_files:
         raise NoisyCleanError(
-            f"{len(not_files)} path(s) in labels CSV {csv_path} are not files: {listing(not_files)}"
+            f"{len(not_files)} path(s) in labels CSV {csv_path} are not files: "
+            f"{listing(not_files, quote=False)}"
         )
 
     first_line: dict[str, int] = {}

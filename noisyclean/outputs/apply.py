@@ -16,7 +16,9 @@ column filled in) override the scan's action row by row
 (:mod:`noisyclean.outputs.decisions`).
 
 A manifest, ``CLEAN_DIR/noisyclean-manifest.csv``, lists what was written (``source``,
-``dest``, ``label``, ``new_label``, ``action``, ``method``, ``decision``).
+``dest``, ``label``, ``new_label``, ``action``, ``method``, ``decision``). It is written
+first with every planned file (``method`` ``pending``), then again when all are written,
+so that a run stopped partway leaves one that the next ``--force`` run cleans up from.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import pandas as pd
 
 from ..errors import NoisyCleanError, listing
 from .decisions import decide, read_decisions
-from .load import inside, load_outputs, safe_name, safe_relative_path
+from .load import HIDDEN_FOLDERS_SKIPPED, inside, load_outputs, safe_name, safe_relative_path
 from .write import atomic_write_text
 
 MANIFEST = "noisyclean-manifest.csv"
@@ -40,6 +42,9 @@ MANIFEST_COLUMNS = [
 ]
 #: ``link`` values of :func:`apply_labels`.
 LINK_MODES = ("copy", "hard", "symlink")
+#: ``method`` of every row of the manifest written before the first file: what a run that
+#: stopped partway leaves.
+PENDING = "pending"
 #: How many offending paths or labels an error message lists.
 _SHOW = 3
 
@@ -55,7 +60,8 @@ class ApplyResult:
         counts: images written per method (``copy``, ``hard``, ``symlink``), and
             ``dropped`` (review rows left out), ``relabeled``, ``removed`` (files of a
             previous apply removed with ``force``), ``decided`` (rows with a non-empty
-            decision) and ``dropped_by_decision`` (rows decided ``drop``).
+            decision), ``dropped_by_decision`` (rows decided ``drop``) and
+            ``skipped_by_scan`` (files the scan skipped, :func:`scan_skipped`: not copied).
         new_classes: class folders written that are not among the scan's classes
             (``summary.json``): suggested labels or decisions a reviewer typed in, sorted.
     """
@@ -140,6 +146,12 @@ def plan(
             "scores.csv has label(s) that are not plain folder names: "
             f"{listing(bad_labels, _SHOW)}; refusing to apply"
         )
+    hidden = sorted({s for s in labels if s.startswith(".")})
+    if hidden:
+        raise NoisyCleanError(
+            f"label(s) {listing(hidden, _SHOW)} would be hidden class folders, which "
+            f"{HIDDEN_FOLDERS_SKIPPED}; refusing to apply"
+        )
     # Lexically inside the dataset folder (above); a symbolic link in the dataset is the
     # user's own and is followed wherever it leads, as the scan followed it.
     missing = [p for p in rows["path"] if not (data_root / safe_relative_path(p)).is_file()]
@@ -211,6 +223,27 @@ def _remove_previous(clean_dir: Path) -> int:
             target.unlink()
             removed += 1
     return removed
+
+
+def scan_skipped(out: Path) -> int:
+    """How many of the dataset's files the run in ``out`` skipped (rows of its
+    ``skipped.csv``, but for ``train --val``'s, whose reason starts ``--val:``): files that
+    are in no cleaned copy; 0 when the file is missing or unreadable."""
+    try:
+        skipped = pd.read_csv(out / "skipped.csv", dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return 0
+    if "reason" not in skipped.columns:
+        return len(skipped)
+    return int((~skipped["reason"].str.startswith("--val:")).sum())
+
+
+def _write_manifest(clean_dir: Path, manifest: pd.DataFrame) -> None:
+    """Write ``clean_dir``'s manifest (:data:`MANIFEST_COLUMNS` of ``manifest``)."""
+    atomic_write_text(
+        clean_dir / MANIFEST,
+        manifest[MANIFEST_COLUMNS].to_csv(index=False, lineterminator="\n"),
+    )
 
 
 def _place(source: Path, dest: Path, link: str) -> str:
@@ -291,31 +324,36 @@ def apply_labels(
             f"decisions file {decisions}")
     manifest = plan(table, outputs.data_root, clean_dir, drop_review)
     counts = {"copy": 0, "hard": 0, "symlink": 0}
+    doing = f"write {clean_dir / MANIFEST}"  # for the message of an error
     try:
         clean_dir.mkdir(parents=True, exist_ok=True)
         removed = _remove_previous(clean_dir) if force else 0
+        # Every planned file is listed before the first is written (method "pending"), so
+        # that a run stopped partway (a full disk, Ctrl-C) leaves a manifest from which
+        # the next --force run removes what it wrote.
+        _write_manifest(clean_dir, manifest.assign(method=PENDING))
         methods = []
         for source, dest in zip(manifest["source"], manifest["dest"], strict=True):
-            target = clean_dir / dest
+            target, origin = clean_dir / dest, outputs.data_root / safe_relative_path(source)
+            doing = f"write {target} (from {origin})"
             target.parent.mkdir(parents=True, exist_ok=True)
-            method = _place(outputs.data_root / safe_relative_path(source), target, link)
+            method = _place(origin, target, link)
             counts[method] += 1
             methods.append(method)
         manifest["method"] = methods
-        atomic_write_text(
-            clean_dir / MANIFEST,
-            manifest[MANIFEST_COLUMNS].to_csv(index=False, lineterminator="\n"),
-        )
+        doing = f"write {clean_dir / MANIFEST}"
+        _write_manifest(clean_dir, manifest)
     except OSError as error:
         raise NoisyCleanError(
-            f"cannot write {getattr(error, 'filename', None) or clean_dir}: "
-            f"{error.strerror or error}"
+            f"cannot {doing}: {error.strerror or error}; {clean_dir} is incomplete (rerun "
+            "with --force to replace what was written)"
         ) from None
     counts["relabeled"] = int((manifest["label"] != manifest["new_label"]).sum())
     counts["dropped"] = int((table["action"] == "review").sum()) if drop_review else 0
     counts["removed"] = removed
     counts["decided"] = decided
     counts["dropped_by_decision"] = decision_dropped
+    counts["skipped_by_scan"] = scan_skipped(outputs.out)
     new_classes = [] if outputs.scan_classes is None else \
         sorted(set(manifest["new_label"]) - set(outputs.scan_classes))
     return ApplyResult(clean_dir, manifest[MANIFEST_COLUMNS], counts, new_classes)

@@ -12,7 +12,7 @@ import pandas as pd
 from ..csvread import read_user_csv
 from ..errors import NoisyCleanError, listing
 from ..names import nfc, unique_nfc_forms
-from .load import safe_name
+from .load import HIDDEN_FOLDERS_SKIPPED, safe_name
 
 #: Keywords of a decisions file's ``decision`` column (case-insensitive); any other value
 #: is a class name. A class that is itself named ``keep``, ``relabel`` or ``drop`` is meant
@@ -49,6 +49,12 @@ def read_decisions(path: str | Path) -> pd.DataFrame:
         raise NoisyCleanError(
             f"{name} has decision(s) that are neither {', '.join(DECISION_KEYWORDS)} nor a "
             f"plain folder name for a class: {listing(bad, _SHOW)}; refusing to apply"
+        )
+    hidden = sorted({d for d in decisions["decision"] if d.startswith(".")})
+    if hidden:
+        raise NoisyCleanError(
+            f"{name} has decision(s) {listing(hidden, _SHOW)} that would be hidden class "
+            f"folders, which {HIDDEN_FOLDERS_SKIPPED}; refusing to apply"
         )
     return decisions.reset_index(drop=True)
 

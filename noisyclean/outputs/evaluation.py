@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,16 @@ def normalise_truth(truth: pd.DataFrame, source: str | Path = "truth file") -> p
     return out
 
 
-def evaluation_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
-    """:func:`~noisyclean.evaluate.detection_metrics` plus the accuracy of the ``relabel``
-    rows' suggested labels (``relabel_accuracy``, None without relabel rows) and
-    ``n_relabel``, both over the rows the truth covers; ``n_scored`` (the table's rows,
-    of which ``n`` were evaluated) and ``truth_rows_unused`` (truth rows that name no row
-    of the table: a skipped image, say); NaN values become None (valid JSON)."""
-    metrics: dict[str, Any] = dict(detection_metrics(table, truth))
+def evaluation_metrics(
+    table: pd.DataFrame, truth: pd.DataFrame, classes: Iterable[str] = ()
+) -> dict[str, Any]:
+    """:func:`~noisyclean.evaluate.detection_metrics` (with the scan's ``classes``) plus
+    the accuracy of the ``relabel`` rows' suggested labels (``relabel_accuracy``, None
+    without relabel rows) and ``n_relabel``, both over the rows the truth covers;
+    ``n_scored`` (the table's rows, of which ``n`` were evaluated) and
+    ``truth_rows_unused`` (truth rows that name no row of the table: a skipped image,
+    say); NaN values become None (valid JSON)."""
+    metrics: dict[str, Any] = dict(detection_metrics(table, truth, classes))
     merged = match_truth(table, truth)
     metrics["n_scored"] = int(len(table))
     metrics["truth_rows_unused"] = int((~truth["path"].isin(table["path"])).sum())
@@ -70,12 +74,17 @@ def evaluation_metrics(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, An
         float((merged.loc[relabel, "suggested_label"] == merged.loc[relabel, "true_label"])
               .mean()) if relabel.any() else None
     )
+    return _none_for_nan(metrics)
+
+
+def _none_for_nan(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with NaN values as None (valid JSON)."""
     return {k: (None if isinstance(v, float) and math.isnan(v) else v)
             for k, v in metrics.items()}
 
 
 def top_rows_metrics(
-    table: pd.DataFrame, truth: pd.DataFrame, count: int | None
+    table: pd.DataFrame, truth: pd.DataFrame, count: int | None, classes: Iterable[str] = ()
 ) -> dict[str, Any]:
     """How well the ``count`` most suspicious rows of the table (the scan's ranking,
     :func:`~noisyclean.outputs.table.review_order`: the rows ``export --top`` takes,
@@ -89,6 +98,7 @@ def top_rows_metrics(
         table: a scan's table.
         truth: ``path`` and true ``label`` for every row of the table, or for a sample.
         count: rows to take (None: a scan without the estimate).
+        classes: the scan's classes (:func:`~noisyclean.evaluate.detection_metrics`).
 
     Returns:
         ``{"n_estimated_wrong": count, "top_estimated": {"precision", "recall", "f1"}}``,
@@ -99,10 +109,10 @@ def top_rows_metrics(
     top = table.assign(is_noisy=False)
     ranked = review_order(top).index
     top.loc[ranked[: max(int(count), 0)], "is_noisy"] = True
-    metrics = detection_metrics(top, truth)
+    metrics = detection_metrics(top, truth, classes)
     return {
         "n_estimated_wrong": int(count),
-        "top_estimated": {k: metrics[k] for k in ("precision", "recall", "f1")},
+        "top_estimated": _none_for_nan({k: metrics[k] for k in ("precision", "recall", "f1")}),
     }
 
 
@@ -138,9 +148,10 @@ def evaluate_scan(
     wrong = outputs.estimated_wrong
     estimate = None if wrong is None else wrong["count"]
     table = normalise_table(outputs.table)
+    classes = normalise_labels(pd.Series(outputs.scan_classes or [], dtype=object)).tolist()
     metrics = {
-        **evaluation_metrics(table, truth_table),
-        **top_rows_metrics(table, truth_table, estimate),
+        **evaluation_metrics(table, truth_table, classes),
+        **top_rows_metrics(table, truth_table, estimate, classes),
         "scores": str(outputs.out / "scores.csv"),
         "truth": str(truth),
     }

@@ -239,6 +239,22 @@ def review_sheet(
     return sheet[REVIEW_COLUMNS]
 
 
+def filled_review_rows(path: Path) -> int:
+    """How many rows of the review sheet at ``path`` have a non-blank ``decision`` or
+    ``comment`` (a reviewer's work); 0 when there is no such file, or it cannot be read as
+    a CSV file with either column."""
+    try:
+        sheet = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return 0
+    sheet.columns = [str(c).strip().lower() for c in sheet.columns]
+    filled = pd.Series(False, index=sheet.index)
+    for column in ("decision", "comment"):
+        if column in sheet.columns:
+            filled |= sheet[column].str.strip() != ""
+    return int(filled.sum())
+
+
 def export(
     out: str | Path,
     fmt: str = "labelstudio",
@@ -248,6 +264,7 @@ def export(
     document_root: str | Path | None = None,
     data: str | Path | None = None,
     top: int | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """Export the scan in ``out`` for review (files written atomically).
 
@@ -266,6 +283,8 @@ def export(
         data: the dataset folder if it moved since the scan.
         top: the ``top`` most suspicious images, flagged or not (e.g. a close call's other
             count, ``summary.json["cut"]["close_call"]``); not with ``all_rows``.
+        force: CSV only: overwrite a target that holds a reviewer's decisions or comments
+            (:func:`filled_review_rows`), which is refused otherwise.
 
     Returns:
         An :class:`ExportResult`.
@@ -280,10 +299,18 @@ def export(
         raise NoisyCleanError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if top is not None and (all_rows or top < 1):
         raise NoisyCleanError("--top takes a count of 1 or more, and not with --all")
+    if fmt == "csv" and (url_prefix is not None or document_root is not None):
+        raise NoisyCleanError("--url-prefix and --document-root are for --format labelstudio "
+                              "(a review sheet names each image by its file path)")
     outputs = load_outputs(out, data)
     if fmt == "csv":
         target = Path(output) if output is not None else outputs.out / "review.csv"
         check_review_output(target, outputs.out)
+        filled = filled_review_rows(target)
+        if filled and not force:
+            raise NoisyCleanError(
+                f"{target} holds a reviewer's work: {filled} row(s) with a decision or a "
+                "comment; pass --force to overwrite it, or -o to write another file")
         sheet = review_sheet(outputs, all_rows, top)
         atomic_write_text(target, sheet.to_csv(index=False, lineterminator="\n"))
         return ExportResult([target], len(sheet), None)

@@ -28,6 +28,9 @@ NUMBER_COLUMNS = ("clean_prob", "loss", "predicted_prob")
 ACTIONS = ("keep", "relabel", "review")
 #: Whether names and paths follow Windows' rules (``\\`` a separator, ``C:`` a drive).
 WINDOWS = os.name == "nt"
+#: Why a class folder may not start with ``.``: the end of a message that names one.
+HIDDEN_FOLDERS_SKIPPED = (
+    "ImageFolder readers (noisyclean scan among them) skip: their images would be lost")
 
 
 @dataclass

@@ -88,12 +88,15 @@ class HistogramInput:
             values are then the min-max normalised loss).
         mixture: the first (global) fit's parameters from ``summary.json``, or None.
         networks: how many networks the scan trained (their fits are listed in order).
+        aum: the scan's ``--signal`` is ``aum``: ``values`` are AUM distances, and there is
+            no mixture.
     """
 
     values: np.ndarray
     column: str
     mixture: dict[str, Any] | None
     networks: int
+    aum: bool = False
 
 
 def histogram_input(outputs: ScanOutputs) -> HistogramInput:
@@ -117,7 +120,16 @@ def histogram_input(outputs: ScanOutputs) -> HistogramInput:
         fits = [fits]
     mixture = fits[0] if isinstance(fits, list) and fits and isinstance(fits[0], dict) else None
     networks = len(fits) if isinstance(fits, list) else 1
-    return HistogramInput(np.clip(values, 0.0, 1.0), column, mixture, networks)
+    return HistogramInput(np.clip(values, 0.0, 1.0), column, mixture, networks,
+                          aum=scan_signal(outputs) == "aum")
+
+
+def scan_signal(outputs: ScanOutputs) -> str | None:
+    """The scan's ``--signal`` (``summary.json``'s settings), None where it is not recorded
+    (a ``train`` run, an older scan, a hand-edited summary)."""
+    settings = outputs.summary.get("settings")
+    signal = settings.get("signal") if isinstance(settings, dict) else None
+    return signal if isinstance(signal, str) else None
 
 
 def _component_curves(
@@ -194,8 +206,12 @@ def histogram_png(hist: HistogramInput, bins: int = 40) -> tuple[bytes, bool]:
     ax.set_yticks([float(f"{t:.2g}") for t in ticks])
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.set_xlim(0, 1)
-    xlabel = "fit_loss (normalised score the mixture was fit on)" \
-        if hist.column == "fit_loss" else "loss, min-max normalised"
+    if hist.column != "fit_loss":
+        xlabel = "loss, min-max normalised"
+    elif hist.aum:
+        xlabel = "fit_loss (AUM below the cut, normalised)"
+    else:
+        xlabel = "fit_loss (normalised score the mixture was fit on)"
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density (square-root scale)")
     ax.spines[["top", "right"]].set_visible(False)
@@ -210,6 +226,14 @@ def histogram_caption(hist: HistogramInput, drew_components: bool) -> str:
     """The figure caption (plain text) explaining what the histogram shows."""
     kind = {"gmm": "Gaussian", "bmm": "Beta"}.get(str((hist.mixture or {}).get("kind")), "")
     parts = []
+    if hist.aum and hist.column == "fit_loss":
+        return (
+            "Histogram of fit_loss, which for --signal aum is how far each image's area "
+            "under the margin (AUM) lies below the threshold samples' cut, min-max "
+            "normalised (higher: more suspicious), as a density on a square-root scale. "
+            "AUM fits no mixture: an image is flagged when its AUM lies below the 99th "
+            "percentile of the threshold samples' (fake-class images')."
+        )
     if hist.column == "fit_loss":
         parts.append(
             "Histogram of fit_loss, the per-sample noise score that the mixture was fit on "
@@ -321,9 +345,9 @@ def _close_call_note(outputs: ScanOutputs) -> str:
 
 
 _CLASS_NOTE = (
-    '<p class="note">Flagged share: the rows the mixture flags. Est. wrong labels: the '
-    "calibrated confident joint's estimate (Northcutt et al. 2021), a closer count at low "
-    "noise rates, where the mixture flags too many; review from the top of the table.</p>"
+    '<p class="note">Flagged share: the rows the scan flags (is_noisy). Est. wrong labels: '
+    "the calibrated confident joint's estimate (Northcutt et al. 2021), a closer count at "
+    "low noise rates, where a mixture flags too many; review from the top of the table.</p>"
 )
 
 
@@ -456,12 +480,10 @@ def render_report(
     figure_uri = "data:image/png;base64," + base64.b64encode(png).decode()
     settings = outputs.summary.get("settings") if isinstance(
         outputs.summary.get("settings"), dict) else {}
-    about = ", ".join(
-        f"{key} {settings[key]}"
-        for key in ("model", "networks", "epochs", "low_res_epochs", "mid_res_epochs", "mixture",
-                    "threshold")
-        if key in settings
-    )
+    # an AUM scan fits no mixture: its signal instead of the unused --mixture setting
+    keys = ("model", "networks", "epochs", "low_res_epochs", "mid_res_epochs",
+            "signal" if hist.aum else "mixture", "threshold")
+    about = ", ".join(f"{key} {settings[key]}" for key in keys if key in settings)
     version = outputs.summary.get("noisyclean_version", "")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -475,7 +497,9 @@ def render_report(
         + "</p>"
         + _cards(outputs)
         + _close_call_note(outputs)
-        + '<h2>Losses and the fitted mixture</h2><div class="row">'
+        + "<h2>" + ("Area under the margin" if hist.aum else "Losses and the fitted mixture")
+        + "</h2>"
+        + '<div class="row">'
         f'<figure><img class="figure" src="{figure_uri}" alt="histogram of the per-sample '
         f'losses with the fitted mixture components"><figcaption>'
         f"{escape(histogram_caption(hist, drew))}</figcaption></figure>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import numpy as np
@@ -81,12 +82,16 @@ def build_table(
 
 
 def clean_prob_text(value: float) -> str:
-    """A clean probability for people to read: three decimals, or two significant digits
-    below 0.001 (flagged rows' values go down to 1e-50 and below, which three decimals
-    would all show as 0.000), ``0`` when it is exactly 0."""
+    """A clean probability for people to read: three decimals, cut rather than rounded (a
+    flagged 0.4999 reads 0.499, below a 0.5 threshold, not 0.500), or two significant
+    digits below 0.001 (flagged rows' values go down to 1e-50 and below, which three
+    decimals would all show as 0.000), ``0`` when it is exactly 0."""
     if value == 0:
         return "0"
-    return f"{value:.1e}" if value < 0.001 else f"{value:.3f}"
+    if value < 0.001:
+        return f"{value:.1e}"
+    # the shortest decimal that is the float (repr), so that 0.3 stays 0.300
+    return str(Decimal(repr(float(value))).quantize(Decimal("0.001"), rounding=ROUND_DOWN))
 
 
 def review_order(table: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def __getattr__(name: str) -> Any:  # lazy: run.py imports scan.py, which imports .loop
+def __getattr__(name: str) -> Any:  # lazy: run.py imports scanning.py, which imports .loop
     if name in ("train", "TrainResult"):
         from . import run
 

@@ -54,7 +54,7 @@ from ..outputs.write import (
     write_json,
 )
 from ..progress import Progress
-from ..scan import _set_seed, epochs_text
+from ..scanning import _set_seed, epochs_text
 from ..scoring import score_samples, table_summary
 from ..signals import FUSIONS, SIGNALS, compute_signals, finite, network_scores
 from .checkpoint import (
@@ -678,7 +678,8 @@ def _train(
             "events": method.events,
         }
     if truth is not None:
-        summary["truth_metrics"] = detection_metrics(normalise_table(table), truth)
+        summary["truth_metrics"] = detection_metrics(
+            normalise_table(table), truth, normalise_labels(pd.Series(classes, dtype=object)))
 
     t0 = time.perf_counter()
     networks_written = [f"net{k}.pt" for k in range(1, len(models) + 1)]

@@ -85,7 +85,7 @@ def test_review_sheet_round_trip(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = _flat(result)
     assert ("wrote 7 images (7 copied)" in text and "4 relabeled, 0 review images left out, "
-            "5 decisions applied (1 images dropped by decision)" in text), text
+            "5 decisions applied (1 image dropped by decision)" in text), text
     assert ("warning: new class folder(s), not among the scan's classes: 'bird' "
             "(suggested_label of relabel rows or decisions)") in text
     expected = {  # source -> (dest, action, decision)
@@ -120,7 +120,7 @@ def test_review_sheet_round_trip(tmp_path: Path) -> None:
     result = _invoke("apply", out, "--to", clean, "--force", "--drop-review",
                      "--decisions", sheet_path)
     assert result.exit_code == 0, result.output
-    assert ("2 review images left out, 1 decisions applied (0 images dropped by decision)"
+    assert ("2 review images left out, 1 decision applied (0 images dropped by decision)"
             in _flat(result))
     assert sorted(_manifest(clean)["source"]) == [
         "a/1.png", "a/2.png", "a/3.png", "b/5.png", "c/7.png", "c/8.png"]
@@ -146,7 +146,7 @@ def test_spreadsheet_csv_is_read(tmp_path: Path) -> None:
     clean = tmp_path / "clean"
     result = _invoke("apply", out, "--to", clean, "--decisions", sheet)
     assert result.exit_code == 0, result.output
-    assert "2 decisions applied (1 images dropped by decision)" in _flat(result)
+    assert "2 decisions applied (1 image dropped by decision)" in _flat(result)
     manifest = _manifest(clean).set_index("source")
     assert "a/3.png" not in manifest.index
     assert manifest.loc["b/4.png", ["dest", "action", "decision"]].to_list() == [

@@ -41,7 +41,7 @@ from .data.batches import DeviceImages
 from .data.load import load_configured
 from .device import cpu_threads, device_text
 from .environment import run_environment
-from .errors import NoisyCleanError
+from .errors import NoisyCleanError, count_text
 from .folds import check_fold_sizes
 from .models import GroupedSmallCNN, build_model
 from .outputs.table import relabeled_table
@@ -224,7 +224,7 @@ def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model:
 
 def epochs_text(n: int) -> str:
     """``1 epoch``, ``2 epochs``."""
-    return f"{n} epoch{'' if n == 1 else 's'}"
+    return count_text(n, "epoch")
 
 
 def schedule_text(schedule: Schedule, size: int) -> str:
@@ -473,7 +473,9 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     Args:
         config: every setting (see :class:`~noisyclean.config.ScanConfig`); its ``threads``
             holds for the scan only (torch's thread count is restored afterwards).
-        progress: progress bars and log lines; default: quiet per ``config.quiet``.
+        progress: progress bars and log lines (a :class:`~noisyclean.progress.Progress`,
+            entered as a context manager, as the CLI does); default: silent, whatever
+            ``config.quiet`` says (that field is the CLI's ``--quiet``).
         write: write scores.csv, relabeled.csv, skipped.csv and summary.json.
 
     Returns:

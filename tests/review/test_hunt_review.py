@@ -1,0 +1,237 @@
+"""Defects a bug hunt of the review commands found, each through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import noisyclean.outputs.apply as apply_module
+from noisyclean.cli import app
+from noisyclean.outputs.apply import MANIFEST, apply_labels
+from noisyclean.outputs.table import clean_prob_text
+
+from .conftest import clear_failure, make_outputs, write_image
+
+runner = CliRunner()
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+def _invoke(*args: object) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _flat(result: object) -> str:
+    return " ".join(result.output.split())
+
+
+def _outputs(tmp_path: Path) -> tuple[Path, Path]:
+    """Hand-made scan outputs over 9 real images: two relabel rows, two review rows."""
+    root = tmp_path / "images"
+    rows = []
+    for i, label in enumerate(CLASSES * 3):
+        path = f"{label}/{i:03d}.png"
+        write_image(root / path, 20 * i)
+        rows.append({"path": path, "label": label, "action": "keep"})
+    rows[0].update(action="relabel", suggested_label="dog")
+    rows[1].update(action="relabel", suggested_label="fox")
+    rows[2].update(action="review")
+    rows[3].update(action="review")
+    return make_outputs(tmp_path / "out", root, rows, CLASSES), root
+
+
+def test_a_sample_truth_file_may_hold_a_class_its_rows_do_not_show(tmp_path: Path) -> None:
+    """Two rows given 'dog', one truly a 'fox': 'fox' is a class of the scan, though no
+    row the truth covers has it as its given or suggested label."""
+    out, _ = _outputs(tmp_path)
+    truth = tmp_path / "truth.csv"
+    truth.write_text("path,label\ndog/004.png,fox\ndog/007.png,dog\n")
+    result = _invoke("evaluate", out, "--truth", truth)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert (metrics["n"], metrics["n_wrong"], metrics["n_flagged"]) == (2, 1, 0)
+    assert metrics["recall"] == 0.0 and metrics["f1"] == 0.0
+    assert metrics["precision"] is None  # nothing flagged: 0/0, not 0
+    # a label that is no class at all is still refused
+    truth.write_text("path,label\ndog/004.png,wolf\n")
+    clear_failure(_invoke("evaluate", out, "--truth", truth), "'wolf'", "not class names")
+
+
+def test_undefined_metrics_are_null_not_perfect_or_zero(tmp_path: Path) -> None:
+    """A sample with no wrong label: recall and the suggestions' accuracy on wrong labels
+    are undefined (they read 1.0 and 0.0 before), and shown as n/a."""
+    out, _ = _outputs(tmp_path)
+    truth = tmp_path / "truth.csv"
+    truth.write_text("path,label\ncat/006.png,cat\ndog/007.png,dog\n")
+    result = _invoke("evaluate", out, "--truth", truth)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert metrics["n_wrong"] == 0 and metrics["n_flagged"] == 0
+    for key in ("precision", "recall", "f1", "auroc", "suggested_accuracy_on_wrong"):
+        assert metrics[key] is None, key
+    assert "suggested label right, on wrong samples │ n/a" in result.output
+
+
+def test_blank_rows_of_a_truth_file_are_ignored(tmp_path: Path) -> None:
+    out, _ = _outputs(tmp_path)
+    scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
+    truth = tmp_path / "truth.csv"
+    lines = ["path,label", *(f"{p},{lab}" for p, lab in zip(scores["path"], scores["label"],
+                                                             strict=True)), ",", " , ", ""]
+    truth.write_text("\n".join(lines))
+    result = _invoke("evaluate", out, "--truth", truth)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert metrics["n"] == 9 and metrics["truth_rows_unused"] == 0
+    assert "truth row(s) name no image" not in result.output
+
+
+def test_an_apply_stopped_partway_is_cleaned_up_by_the_next_force_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after four files: the manifest already lists every planned file, so the
+    rerun with --force --drop-review removes the review images the first run wrote."""
+    out, _ = _outputs(tmp_path)
+    clean = tmp_path / "clean"
+    place, calls = apply_module._place, []
+
+    def interrupted(*args: object) -> str:
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        calls.append(args)
+        return place(*args)
+
+    monkeypatch.setattr(apply_module, "_place", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        apply_labels(out, clean)
+    monkeypatch.undo()
+    pending = pd.read_csv(clean / MANIFEST, dtype=str, keep_default_na=False)
+    assert len(pending) == 9 and set(pending["method"]) == {"pending"}
+    written = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*.png"))
+    assert written == ["cat/003.png", "cat/006.png", "dog/000.png", "fox/001.png"]
+    # cat/003.png is a review row
+    result = _invoke("apply", out, "--to", clean, "--force", "--drop-review")
+    assert result.exit_code == 0, result.output
+    images = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*.png"))
+    manifest = pd.read_csv(clean / MANIFEST, dtype=str, keep_default_na=False)
+    assert len(images) == 7 and sorted(manifest["dest"]) == images
+    assert "cat/003.png" not in images and "fox/002.png" not in images
+    assert set(manifest["method"]) == {"copy"}
+
+
+def test_a_failed_write_names_the_file_being_written(tmp_path: Path) -> None:
+    """A class folder of the new copy that cannot be created: the message names the file
+    in CLEAN_DIR (it named the source image in the dataset, which is never written)."""
+    out, root = _outputs(tmp_path)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "dog").write_text("a file where a class folder goes")
+    result = _invoke("apply", out, "--to", clean, "--force")
+    clear_failure(result, f"cannot write {clean / 'dog' / '000.png'} (from {root / 'cat'}",
+                  "is incomplete", "--force")
+
+
+def test_export_keeps_a_reviewer_s_filled_in_sheet(tmp_path: Path) -> None:
+    out, _ = _outputs(tmp_path)
+    assert _invoke("export", out, "-f", "csv").exit_code == 0
+    sheet_path = out / "review.csv"
+    sheet = pd.read_csv(sheet_path, dtype=str, keep_default_na=False)
+    sheet.loc[0, "comment"] = "blurry"
+    sheet.loc[1, "decision"] = "drop"
+    sheet.to_csv(sheet_path, index=False)
+    before = sheet_path.read_bytes()
+    result = _invoke("export", out, "-f", "csv", "--top", "6")
+    clear_failure(result, "holds a reviewer's work: 2 row(s)", "--force", "-o")
+    assert sheet_path.read_bytes() == before
+    other = tmp_path / "more.csv"
+    assert _invoke("export", out, "-f", "csv", "--top", "6", "-o", other).exit_code == 0
+    assert len(pd.read_csv(other)) == 6
+    result = _invoke("export", out, "-f", "csv", "--top", "6", "--force")
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(sheet_path)) == 6
+    # a sheet nobody filled in is replaced as before
+    assert _invoke("export", out, "-f", "csv").exit_code == 0
+
+
+def test_export_csv_refuses_label_studio_options(tmp_path: Path) -> None:
+    out, _ = _outputs(tmp_path)
+    for option in ("--url-prefix", "--document-root"):
+        clear_failure(_invoke("export", out, "-f", "csv", option, "/x/"),
+                      "are for --format labelstudio")
+
+
+def test_hidden_class_folders_are_refused(tmp_path: Path) -> None:
+    """A decision '.cat' made a class folder that ImageFolder readers skip: its images
+    vanished from the next scan of the cleaned copy."""
+    out, _ = _outputs(tmp_path)
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text("path,decision\ncat/000.png,.cat\n")
+    result = _invoke("apply", out, "--to", tmp_path / "clean", "--decisions", decisions)
+    clear_failure(result, "'.cat'", "hidden class folders", "skip")
+    assert not (tmp_path / "clean").exists()
+    scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
+    scores.loc[0, "suggested_label"] = ".dog"  # a table edited by hand
+    scores.to_csv(out / "scores.csv", index=False)
+    result = _invoke("apply", out, "--to", tmp_path / "clean")
+    clear_failure(result, "'.dog'", "hidden class folders")
+
+
+def test_apply_counts_the_files_the_scan_skipped(tmp_path: Path) -> None:
+    out, _ = _outputs(tmp_path)
+    (out / "skipped.csv").write_text(
+        "path,reason\ncat/bad.png,not an image\nval/x.png,--val: truncated\n")
+    result = _invoke("apply", out, "--to", tmp_path / "clean")
+    assert result.exit_code == 0, result.output
+    text = _flat(result)
+    assert "wrote 9 images" in text and "0 review images left out" in text
+    assert "note: 1 file the scan skipped" in text and "is not in the copy" in text
+
+
+def test_clean_probabilities_are_cut_not_rounded_up() -> None:
+    """A flagged 0.4999 read 0.500, as if at the threshold."""
+    assert clean_prob_text(0.4999) == "0.499"
+    assert clean_prob_text(0.5) == "0.500"
+    assert clean_prob_text(0.3) == "0.300"  # not 0.299 from the float's binary digits
+    assert clean_prob_text(0.9999) == "0.999"
+    assert clean_prob_text(8.8e-11) == "8.8e-11" and clean_prob_text(0.0) == "0"
+
+
+def test_the_report_of_an_aum_scan_names_no_mixture(tmp_path: Path) -> None:
+    out, _ = _outputs(tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["mixture"] = []
+    summary["settings"] = {"model": "small-cnn", "signal": "aum", "mixture": "gmm",
+                           "threshold": 0.5}
+    (out / "summary.json").write_text(json.dumps(summary))
+    result = _invoke("report", out, "--no-images")
+    assert result.exit_code == 0, result.output
+    html = (out / "report.html").read_text()
+    assert "signal aum, threshold 0.5" in html and "mixture gmm" not in html
+    assert "Area under the margin</h2>" in html and "AUM fits no mixture" in html
+    assert "no usable mixture parameters" not in html
+    assert "the rows the scan flags" in html
+
+
+@pytest.mark.parametrize("folder", ["train"])
+def test_train_truth_sample_with_an_unshown_class(tmp_path: Path, folder: str) -> None:
+    """``train --truth`` ran every epoch, then refused a sample whose true class no
+    sampled row was given: no scores.csv."""
+    root = tmp_path / "images"
+    for label in CLASSES:
+        for i in range(6):
+            write_image(root / label / f"{i}.png", 40 * CLASSES.index(label) + i)
+    truth = tmp_path / "truth.csv"
+    truth.write_text("path,label\ncat/0.png,fox\ncat/1.png,cat\n")
+    out = tmp_path / folder
+    result = _invoke("train", root, "--method", "standard", "--epochs", "1", "--width", "4",
+                     "--truth", truth, "--out", out, "--quiet", "--no-cache")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["truth_metrics"]["n"] == 2 and summary["truth_metrics"]["n_wrong"] == 1
+    assert (out / "scores.csv").is_file()
+    shutil.rmtree(out)
