@@ -224,8 +224,6 @@ def histogram_png(hist: HistogramInput, bins: int = 40) -> tuple[bytes, bool]:
 
 def histogram_caption(hist: HistogramInput, drew_components: bool) -> str:
     """The figure caption (plain text) explaining what the histogram shows."""
-    kind = {"gmm": "Gaussian", "bmm": "Beta"}.get(str((hist.mixture or {}).get("kind")), "")
-    parts = []
     if hist.aum and hist.column == "fit_loss":
         return (
             "Histogram of fit_loss, which for --signal aum is how far each image's area "
@@ -234,6 +232,8 @@ def histogram_caption(hist: HistogramInput, drew_components: bool) -> str:
             "AUM fits no mixture: an image is flagged when its AUM lies below the 99th "
             "percentile of the threshold samples' (fake-class images')."
         )
+    kind = {"gmm": "Gaussian", "bmm": "Beta"}.get(str((hist.mixture or {}).get("kind")), "")
+    parts = []
     if hist.column == "fit_loss":
         parts.append(
             "Histogram of fit_loss, the per-sample noise score that the mixture was fit on "
@@ -501,7 +501,7 @@ def render_report(
         + "</h2>"
         + '<div class="row">'
         f'<figure><img class="figure" src="{figure_uri}" alt="histogram of the per-sample '
-        f'losses with the fitted mixture components"><figcaption>'
+        f'scores"><figcaption>'
         f"{escape(histogram_caption(hist, drew))}</figcaption></figure>"
         f"<div><h3>Flagged and estimated wrong per class</h3>{_class_table(outputs)}"
         + _CLASS_NOTE + "</div></div>"
