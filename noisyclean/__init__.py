@@ -20,3 +20,7 @@ def __getattr__(name: str):  # lazy: importing torch is slow and the CLI's --hel
 
         return scan
     raise AttributeError(name)
+
+
+def __dir__() -> list[str]:  # the lazy names too, for tab completion
+    return sorted({*globals(), *__all__})

@@ -496,10 +496,6 @@ def report(
     ] = True,
 ) -> None:
     """Write a self-contained report.html of a scan, to review the flagged images."""
-    if top < 0:
-        _fail("--top must be 0 or more")
-    if not 16 <= thumb <= 512:
-        _fail("--thumb must be between 16 and 512")
     _write_report(out_dir, top, thumb, all_images, output, data, images=images)
 
 

@@ -28,6 +28,23 @@ import numpy as np
 from .signals import class_thresholds
 
 
+def checked_inputs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``probs`` as float64 and ``labels`` as int64 arrays, checked (:func:`confident_joint`'s
+    Raises): a wrong input would otherwise give a plausible but wrong count."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if probs.ndim != 2 or labels.ndim != 1 or len(labels) != len(probs):
+        raise ValueError(f"probs must be (n, C) and labels (n,); got {probs.shape} and "
+                         f"{labels.shape}")
+    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1 + 1e-6).any():
+        raise ValueError("probs must be probabilities in [0, 1] (not NaN, infinite or "
+                         "log-probabilities)")
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer)
+                        or labels.min() < 0 or labels.max() >= probs.shape[1]):
+        raise ValueError(f"labels must be class indices in 0..{probs.shape[1] - 1}")
+    return probs, labels.astype(np.int64)
+
+
 def confident_joint(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Counts ``C[i, j]`` of samples labelled ``i`` whose confident class is ``j``.
 
@@ -39,9 +56,13 @@ def confident_joint(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     Returns:
         ``(C, C)`` integer counts; samples with no class at or above its threshold are left
         out, so rows can sum to less than the class sizes.
+
+    Raises:
+        ValueError: ``probs`` that are not an ``(n, C)`` array of probabilities (NaN,
+            infinite, negative or above 1: log-probabilities, say), or ``labels`` that are
+            not ``n`` class indices in ``0..C-1``.
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
+    probs, labels = checked_inputs(probs, labels)
     num_classes = probs.shape[1]
     confident = probs >= class_thresholds(probs, labels) - 1e-9
     masked = np.where(confident, probs, -np.inf)
@@ -102,7 +123,13 @@ def estimate_wrong_labels(
     Returns:
         ``{"method", "count", "rate", "per_class": {name: rate or None}}``; a class with no
         samples has rate ``None``.
+
+    Raises:
+        ValueError: inputs :func:`confident_joint` refuses, or not ``C`` class names.
     """
+    if len(classes) != np.shape(probs)[-1]:
+        raise ValueError(f"classes must name the {np.shape(probs)[-1]} columns of probs, "
+                         f"got {len(classes)} names")
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
     joint = calibrated_joint(confident_joint(probs, labels), labels)

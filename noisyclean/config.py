@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import NoisyCleanError
 from .names import is_utf8, printable
 
 MIXTURES = ("gmm", "bmm")
@@ -175,12 +176,53 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: The setting types :func:`check_setting_types` checks, by the field's annotation.
+_SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+}
+
+
+def check_setting_types(config: ScanConfig | TrainConfig) -> None:
+    """Refuse a setting of the wrong type (a Python caller's ``ScanConfig(lr="0.1")``,
+    ``epochs=1.5``, ``classes="a,b"``) with one clear message, before any check compares
+    it; numpy numbers (``np.int64(3)`` from a sweep) are replaced by the Python ones, so
+    that they reach torch and ``summary.json`` as plain values.
+
+    Raises:
+        NoisyCleanError: the first setting of the wrong type.
+    """
+    import numpy as np  # here: the CLI's --help imports this module
+
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, np.generic):
+            value = value.item()
+            setattr(config, f.name, value)
+        kind, _, optional = str(f.type).partition(" | ")
+        if value is None and optional == "None":
+            continue
+        wanted = _SETTING_TYPES.get(kind)
+        if f.name == "classes":
+            ok = isinstance(value, list | tuple) and all(isinstance(c, str) for c in value)
+            wanted_text = "a list of class names"
+        elif wanted is not None:
+            ok = isinstance(value, wanted) and (kind == "bool" or not isinstance(value, bool))
+            wanted_text = {"int": "a whole number", "float": "a number", "bool": "True or False",
+                           "str": "a string"}[kind]
+        else:
+            continue
+        if not ok:
+            raise NoisyCleanError(f"{option_name(f.name)} must be {wanted_text}, not {value!r}")
+
+
 def shared_checks(config: ScanConfig | TrainConfig) -> list[tuple[bool, str]]:
     """The checks of the settings that ``scan`` and ``train`` share, as ``(ok, message)``
     pairs in the order to report them: first a finite value for every float setting (an
     infinite or NaN one would only show up as a diverged training), then the seed, the
     decoding and CPU thread counts, the optimiser, the images and network, the mixture and
-    the thresholds. Each command's ``validate`` adds its own."""
+    the thresholds. Each command's ``validate`` adds its own. The settings' types are
+    checked first (:func:`check_setting_types`, which raises)."""
+    check_setting_types(config)
     checks = [
         (math.isfinite(value), f"{option_name(f.name)} must be a finite number, not {value}")
         for f in fields(config)

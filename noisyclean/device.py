@@ -55,6 +55,38 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextmanager
+def library_run(threads: int | None) -> Iterator[None]:
+    """Run a scan or a training (the library's entry points) as the CLI would, whatever
+    the caller's torch and numpy state, and leave that state as it was: ``threads`` intra-op
+    threads (:func:`cpu_threads`), float32 as torch's default dtype (a notebook's
+    ``torch.set_default_dtype(torch.float64)`` made the networks' weights float64 and the
+    first batch fail), gradients on (a caller's ``torch.no_grad()`` made training fail),
+    and the global random states of torch and numpy saved and restored (the run seeds
+    them for its networks' initial weights; the caller's own streams go on as if the run
+    had not happened).
+
+    Raises:
+        NoisyCleanError: for a thread count below 1.
+    """
+    import numpy as np
+
+    dtype = torch.get_default_dtype()
+    numpy_state = np.random.get_state()
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    with cpu_threads(threads), torch.random.fork_rng(devices=[], enabled=True), \
+            torch.enable_grad():
+        cuda_states = torch.cuda.get_rng_state_all() if cuda else None
+        torch.set_default_dtype(torch.float32)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(dtype)
+            np.random.set_state(numpy_state)
+            if cuda_states is not None:
+                torch.cuda.set_rng_state_all(cuda_states)
+
+
 def device_text(device: torch.device, dtype: torch.dtype | None = None) -> str:
     """Where a run computes, as its first log line says it: the device, then in brackets
     its autocast precision (when there is one) and, on the CPU, torch's thread count (a

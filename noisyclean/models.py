@@ -307,7 +307,7 @@ def _torchvision_model(name: str, num_classes: int, weights: str | None) -> nn.M
         try:
             chosen = weights_enum.DEFAULT if weights == "DEFAULT" else weights_enum[weights]
         except KeyError:
-            names = ", ".join(["DEFAULT", *weights_enum.__members__])
+            names = ", ".join(dict.fromkeys(["DEFAULT", *weights_enum.__members__]))
             raise NoisyCleanError(
                 f"--weights {weights!r} is neither a file nor a weights name of {name} "
                 f"(known: {names})"

@@ -39,7 +39,7 @@ from .config import (
 from .cut import CUTS, effective_cut
 from .data.batches import DeviceImages
 from .data.load import load_configured
-from .device import cpu_threads, device_text
+from .device import device_text, library_run
 from .environment import run_environment
 from .errors import NoisyCleanError, count_text
 from .folds import check_fold_sizes
@@ -471,8 +471,10 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     """Run a scan and (with ``write``) write its outputs into ``config.out``.
 
     Args:
-        config: every setting (see :class:`~noisyclean.config.ScanConfig`); its ``threads``
-            holds for the scan only (torch's thread count is restored afterwards).
+        config: every setting (see :class:`~noisyclean.config.ScanConfig`; numpy numbers
+            are taken as Python ones). Its ``threads`` holds for the scan only: torch's
+            thread count, default dtype, grad mode and the global random states of torch
+            and numpy are as before afterwards (:func:`~noisyclean.device.library_run`).
         progress: progress bars and log lines (a :class:`~noisyclean.progress.Progress`,
             entered as a context manager, as the CLI does); default: silent, whatever
             ``config.quiet`` says (that field is the CLI's ``--quiet``).
@@ -484,7 +486,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     Raises:
         NoisyCleanError: for unusable data or options (one clear message).
     """
-    with cpu_threads(config.threads):
+    with library_run(config.threads):
         return _scan(config, progress, write)
 
 

@@ -143,7 +143,8 @@ def evaluate_scan(
     """
     outputs = load_outputs(out, images=False)  # the table alone: the images may be gone
     target = Path(output) if output is not None else outputs.out / "evaluation.json"
-    check_review_output(target, outputs.out)
+    check_review_output(target, outputs.out, data_root=outputs.data_root,
+                        inputs={"--truth": truth, "--labels": outputs.manifest})
     truth_table = normalise_truth(read_truth(truth), truth)
     wrong = outputs.estimated_wrong
     estimate = None if wrong is None else wrong["count"]

@@ -297,7 +297,8 @@ def export(
     """
     if fmt not in FORMATS:
         raise NoisyCleanError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if top is not None and (all_rows or top < 1):
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool) or all_rows
+                            or top < 1):
         raise NoisyCleanError("--top takes a count of 1 or more, and not with --all")
     if fmt == "csv" and (url_prefix is not None or document_root is not None):
         raise NoisyCleanError("--url-prefix and --document-root are for --format labelstudio "
@@ -305,7 +306,8 @@ def export(
     outputs = load_outputs(out, data)
     if fmt == "csv":
         target = Path(output) if output is not None else outputs.out / "review.csv"
-        check_review_output(target, outputs.out)
+        check_review_output(target, outputs.out, data_root=outputs.data_root,
+                            inputs={"--labels": outputs.manifest})
         filled = filled_review_rows(target)
         if filled and not force:
             raise NoisyCleanError(
@@ -320,8 +322,10 @@ def export(
             else default_document_root(outputs.data_root)
     target = Path(output) if output is not None else outputs.out / "labelstudio.json"
     config = config_path(target)
-    check_review_output(target, outputs.out)
-    check_review_output(config, outputs.out, "the labeling config for --output")
+    protected = {"--labels": outputs.manifest}
+    check_review_output(target, outputs.out, data_root=outputs.data_root, inputs=protected)
+    check_review_output(config, outputs.out, "the labeling config for --output",
+                        outputs.data_root, protected)
     tasks = labelstudio_tasks(outputs, all_rows, url_prefix, doc_root, top)
     atomic_write_text(target, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(config, labelstudio_config(outputs.classes))

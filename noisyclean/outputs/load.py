@@ -59,6 +59,14 @@ class ScanOutputs:
     scan_classes: list[str] | None = None
 
     @property
+    def manifest(self) -> Path | None:
+        """The scan's ``--labels`` manifest as ``summary.json``'s settings record it (as it
+        was given, relative to where the scan ran), or None."""
+        settings = self.summary.get("settings")
+        labels = settings.get("labels") if isinstance(settings, dict) else None
+        return Path(labels) if isinstance(labels, str) and labels else None
+
+    @property
     def estimated_wrong(self) -> dict[str, Any] | None:
         """``summary.json["estimated_wrong_labels"]`` when it is usable (an integer
         ``count`` and a numeric ``rate``); None for a scan from before the estimate or a

@@ -23,6 +23,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from ..data.decode import MAX_PIXELS, _to_rgb
+from ..errors import NoisyCleanError
 from .load import ScanOutputs, inside, load_outputs, safe_relative_path
 from .table import clean_prob_text, label_matrix, noise_rates, review_order
 from .write import atomic_write_text, check_review_output
@@ -540,15 +541,21 @@ def write_report(
         The path written.
 
     Raises:
-        NoisyCleanError: the output folder is missing or garbled, with ``images`` the
+        NoisyCleanError: ``top`` or ``thumb`` out of range, the output folder is missing
+            or garbled, with ``images`` the
             dataset folder is missing or holds none of its images, the target is one of
             the scan's own files (:func:`~noisyclean.outputs.write.check_review_output`)
             or cannot be written.
     """
+    if not isinstance(top, int) or isinstance(top, bool) or top < 0:
+        raise NoisyCleanError(f"--top must be a count of 0 or more, not {top!r}")
+    if not isinstance(thumb, int) or isinstance(thumb, bool) or not 16 <= thumb <= 512:
+        raise NoisyCleanError(f"--thumb must be between 16 and 512, not {thumb!r}")
     outputs = load_outputs(out, data, images=images,
                            alternative="or write the report without them: --no-images")
     target = Path(output) if output is not None else outputs.out / "report.html"
-    check_review_output(target, outputs.out)
+    check_review_output(target, outputs.out, data_root=outputs.data_root,
+                        inputs={"--labels": outputs.manifest})
     html = render_report(outputs, top, thumb, include_clean, images)
     atomic_write_text(target, html)
     return target

@@ -4,6 +4,7 @@ over the target, so a crash never leaves a half-written file."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -11,6 +12,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..errors import NoisyCleanError
@@ -95,14 +97,23 @@ SCAN_OUTPUTS = (
 _NETWORK_FILE = re.compile(r"net\d+\.pt")
 
 
-def check_review_output(target: Path, out: Path, option: str = "--output") -> None:
+def check_review_output(
+    target: Path,
+    out: Path,
+    option: str = "--output",
+    data_root: Path | None = None,
+    inputs: Mapping[str, Path | str | None] | None = None,
+) -> None:
     """Refuse to write a review command's file (``report``, ``export``, ``evaluate``) over
     one of the scan's own files in its output folder (:data:`SCAN_OUTPUTS`): that would
-    destroy the results every later command reads. Paths are compared resolved, so
-    ``OUT/./scores.csv``, a relative spelling or a symbolic link to it are refused too.
+    destroy the results every later command reads; into the dataset folder ``data_root``
+    (outside the output folder), whose images the review commands never modify; or over
+    one of the ``inputs`` (option -> file: ``--truth``, the scan's ``--labels``). Paths
+    are compared resolved, so ``OUT/./scores.csv``, a relative spelling or a symbolic link
+    to it are refused too.
 
     Raises:
-        NoisyCleanError: ``target`` is one of those files.
+        NoisyCleanError: ``target`` is one of those files, or lies in the dataset folder.
     """
     out_dir = Path(out).expanduser().resolve()
     resolved = Path(target).expanduser().resolve()
@@ -113,6 +124,19 @@ def check_review_output(target: Path, out: Path, option: str = "--output") -> No
             f"{option} {target} is the scan's own {name} in {out}: writing there would "
             "destroy the scan's results; choose another file name"
         )
+    for input_option, path in (inputs or {}).items():
+        if path is not None and Path(path).expanduser().resolve() == resolved:
+            raise NoisyCleanError(
+                f"{option} {target} is the {input_option} file this reads: writing there "
+                "would destroy it; choose another file name"
+            )
+    if data_root is not None:
+        data = Path(data_root).expanduser().resolve()
+        if resolved.is_relative_to(data) and not resolved.is_relative_to(out_dir):
+            raise NoisyCleanError(
+                f"{option} {target} lies in the dataset folder {data_root}, which the review "
+                "commands never write into; choose a file outside it"
+            )
 
 
 def _run_file(name: str) -> bool:
@@ -229,6 +253,22 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON can hold it: numpy numbers as Python ones, NaN and
+    infinities as None, tuples as lists, recursively."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(obj: Any, path: Path) -> None:
-    """Write JSON (indented, UTF-8) atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """Write ``obj`` (through :func:`json_safe`) as strict JSON, indented, UTF-8,
+    atomically."""
+    text = json.dumps(json_safe(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")

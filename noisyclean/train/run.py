@@ -31,7 +31,7 @@ from ..confident_joint import estimate_wrong_labels
 from ..config import METHODS, RESUME_OVERRIDABLE, TrainConfig, shared_checks
 from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
-from ..device import cpu_threads, device_text
+from ..device import device_text, library_run
 from ..environment import run_environment
 from ..errors import NoisyCleanError, listing
 from ..evaluate import detection_metrics, read_truth
@@ -116,7 +116,8 @@ def validate(config: TrainConfig) -> None:
         (config.fusion in FUSIONS, f"--fusion must be one of {', '.join(FUSIONS)}"),
         (config.epochs >= 1, "--epochs must be at least 1"),
         (config.warmup_epochs >= (1 if dividemix else 0),
-         "--warmup-epochs must be at least 1 for dividemix"),
+         "--warmup-epochs must be at least 1 for dividemix" if dividemix
+         else "--warmup-epochs must not be negative"),
         (not dividemix or config.epochs > config.warmup_epochs,
          f"--epochs ({config.epochs}) must be larger than --warmup-epochs "
          f"({config.warmup_epochs}): dividemix needs at least one epoch after the warm-up"),
@@ -385,19 +386,6 @@ def ensemble_accuracy(
     return float((probs.argmax(1) == data.labels.cpu().numpy()).mean())
 
 
-def _plain(value: Any) -> Any:
-    """JSON-safe value: NaN and infinities become None, numpy numbers Python ones."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _build_learners(
     config: TrainConfig, dataset: Dataset, n_networks: int
 ) -> list[Learner]:
@@ -438,7 +426,10 @@ def train(
     when resuming).
 
     Args:
-        config: every setting (see :class:`~noisyclean.config.TrainConfig`).
+        config: every setting (see :class:`~noisyclean.config.TrainConfig`; numpy numbers
+            are taken as Python ones). torch's thread count, default dtype, grad mode and
+            the global random states of torch and numpy are as before afterwards
+            (:func:`~noisyclean.device.library_run`).
         progress: progress bars and log lines; default: quiet.
         explicit: the settings given on the command line (None: those that differ from
             the defaults). Those the method does not use are reported as ignored, and
@@ -453,7 +444,7 @@ def train(
     """
     # the thread count is how the run executes, never the checkpoint's: a resumed run takes
     # it from ``config`` too (RESUME_OVERRIDABLE)
-    with cpu_threads(config.threads):
+    with library_run(config.threads):
         return _train(config, progress, explicit)
 
 
@@ -693,7 +684,7 @@ def _train(
     for model, name in zip(models, networks_written, strict=True):
         _save_weights(model, out / name)
     timings["write"] = time.perf_counter() - t0
-    write_json(_plain(summary), out / "summary.json")
+    write_json(summary, out / "summary.json")
     return TrainResult(table, relabeled, skipped, frame, summary, out)
 
 

@@ -1,0 +1,167 @@
+"""Defects a bug hunt of the Python library API found: what a researcher calling
+``scan``/``train`` and the pieces from a notebook or a sweep runs into."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import noisyclean
+from noisyclean import NoisyCleanError, ScanConfig, scan
+from noisyclean.confident_joint import estimate_wrong_labels
+from noisyclean.config import TrainConfig
+from noisyclean.models import build_model
+from noisyclean.outputs.evaluation import evaluate_scan
+from noisyclean.outputs.export import export
+from noisyclean.outputs.report import write_report
+from noisyclean.train import train
+
+from .conftest import write_digits_folder
+
+FAST = dict(epochs=2, width=4, batch_size=16, threads=1, use_cache=False)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("api") / "images"
+    write_digits_folder(root, per_class=20, flip=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def scanned(images: Path) -> Path:
+    out = images.parent / "out"
+    scan(ScanConfig(data=images, out=out, **FAST))
+    return out
+
+
+def test_numpy_settings_are_taken_as_python_ones(images: Path, tmp_path: Path) -> None:
+    """A sweep's ``np.int64`` and ``np.float32`` values crashed after the whole scan
+    ("Object of type int64 is not JSON serializable"), next to the earlier run's
+    summary.json; an integral numpy seed failed inside torch."""
+    out = tmp_path / "out"
+    scan(ScanConfig(data=images, out=out, **FAST))
+    config = ScanConfig(data=images, out=out, **{**FAST, "epochs": np.int64(3)},
+                        threshold=np.float32(0.5), seed=np.int64(1), tta=np.bool_(True))
+    result = scan(config)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["epochs"] == 3 and summary["settings"]["seed"] == 1
+    assert int(pd.read_csv(out / "scores.csv")["is_noisy"].sum()) == summary["counts"]["noisy"]
+    assert result.summary["settings"]["epochs"] == 3
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"lr": "0.1"}, "--lr must be a number, not '0.1'"),
+    ({"epochs": 1.5}, "--epochs must be a whole number, not 1.5"),
+    ({"seed": 1.5}, "--seed must be a whole number"),
+    ({"classes": "0,1"}, "--classes must be a list of class names"),
+    ({"amp": "yes"}, "--amp must be True or False"),
+])
+def test_settings_of_the_wrong_type_are_refused_up_front(
+    images: Path, tmp_path: Path, setting: dict, message: str
+) -> None:
+    with pytest.raises(NoisyCleanError, match=message):
+        scan(ScanConfig(data=images, out=tmp_path / "out", **{**FAST, **setting}))
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(NoisyCleanError, match=message):
+        train(TrainConfig(data=images, out=tmp_path / "t", method="standard",
+                          **{**FAST, **setting}))
+
+
+def test_a_run_leaves_the_caller_s_torch_and_numpy_state(images: Path) -> None:
+    """The scan reseeded the notebook's global random streams; a float64 default dtype or
+    a ``torch.no_grad()`` block made it fail with raw torch errors."""
+    np.random.seed(1)
+    torch.manual_seed(1)
+    expected = (np.random.random(), torch.rand(1).item())
+    np.random.seed(1)
+    torch.manual_seed(1)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.no_grad():
+            first = scan(ScanConfig(data=images, **FAST), write=False)
+            assert not torch.is_grad_enabled()
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(before)
+    assert (np.random.random(), torch.rand(1).item()) == expected
+    again = scan(ScanConfig(data=images, **FAST), write=False)
+    pd.testing.assert_frame_equal(first.table, again.table)
+
+
+def test_train_warmup_epochs_message_names_the_method(images: Path, tmp_path: Path) -> None:
+    with pytest.raises(NoisyCleanError, match="^--warmup-epochs must not be negative$"):
+        train(TrainConfig(data=images, out=tmp_path / "t", method="gce", warmup_epochs=-1))
+    with pytest.raises(NoisyCleanError, match="at least 1 for dividemix"):
+        train(TrainConfig(data=images, out=tmp_path / "t", warmup_epochs=0))
+
+
+def test_review_functions_refuse_their_inputs_and_the_dataset(
+    scanned: Path, images: Path, tmp_path: Path
+) -> None:
+    """``evaluate --output truth.csv`` replaced the truth file with its JSON; ``report``
+    and ``export`` wrote over images of the dataset."""
+    out = tmp_path / "out"
+    shutil.copytree(scanned, out)
+    truth = tmp_path / "truth.csv"
+    table = pd.read_csv(out / "scores.csv", dtype=str)
+    table[["path", "label"]].to_csv(truth, index=False)
+    before = truth.read_bytes()
+    with pytest.raises(NoisyCleanError, match="is the --truth file this reads"):
+        evaluate_scan(out, truth, output=truth)
+    assert truth.read_bytes() == before
+    image = images / table["path"].iloc[0]
+    pixels = image.read_bytes()
+    with pytest.raises(NoisyCleanError, match="lies in the dataset folder"):
+        write_report(out, output=image)
+    with pytest.raises(NoisyCleanError, match="lies in the dataset folder"):
+        export(out, "csv", output=image)
+    with pytest.raises(NoisyCleanError, match="lies in the dataset folder"):
+        export(out, output=images / "tasks.json")
+    assert image.read_bytes() == pixels
+    assert not (images / "tasks.json").exists()
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda out: write_report(out, thumb=0), "--thumb must be between 16 and 512"),
+    (lambda out: write_report(out, top=-1), "--top must be a count of 0 or more"),
+    (lambda out: export(out, top=2.5), "--top takes a count of 1 or more"),
+])
+def test_review_functions_check_their_numbers(scanned: Path, tmp_path: Path, call,
+                                              message: str) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(scanned, out)
+    with pytest.raises(NoisyCleanError, match=message):
+        call(out)
+
+
+def test_the_confident_joint_refuses_what_is_not_probabilities() -> None:
+    """Log-probabilities gave an estimate of 0 wrong labels, a NaN moved the per-class
+    rates, labels out of range raised an IndexError deep inside."""
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probs = 0.9 * np.eye(3)[[1, 0, 2, 1, 0, 2]] + 0.1 / 3
+    assert estimate_wrong_labels(probs, labels, ["a", "b", "c"])["count"] == 3
+    nan = probs.copy()
+    nan[0, 0] = np.nan
+    for bad in (np.log(probs), nan, -probs):
+        with pytest.raises(ValueError, match="probabilities in"):
+            estimate_wrong_labels(bad, labels, ["a", "b", "c"])
+    for bad_labels in (np.array([0, 0, 1, 1, 2, 3]), np.array([0, 0, 1, 1, 2, -1])):
+        with pytest.raises(ValueError, match="class indices in 0..2"):
+            estimate_wrong_labels(probs, bad_labels, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="name the 3 columns"):
+        estimate_wrong_labels(probs, labels, ["a", "b"])
+
+
+def test_small_api_details() -> None:
+    assert "scan" in dir(noisyclean)
+    with pytest.raises(NoisyCleanError) as info:
+        build_model("resnet18", 3, weights="BOGUS")
+    assert str(info.value).count("DEFAULT") == 1
