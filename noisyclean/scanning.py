@@ -49,6 +49,7 @@ from .outputs.write import (
     check_inputs_outside_out,
     check_out_outside_data,
     prepare_out_dir,
+    refuse_filled_review_sheet,
     remove_stale_outputs,
     stale_outputs_text,
     write_csv,
@@ -500,6 +501,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         check_inputs_outside_out(config.out, {"--labels": config.labels,
                                               "--weights": config.weights})
         refuse_training_checkpoint(config.out)
+        refuse_filled_review_sheet(config.out)
         prepare_out_dir(config.out)
 
     dataset = load_configured(config, progress)

@@ -25,7 +25,7 @@ from .. import __version__
 from ..errors import NoisyCleanError
 from .load import ScanOutputs, load_outputs, safe_relative_path
 from .table import clean_prob_text, review_order
-from .write import atomic_write_text, check_review_output
+from .write import atomic_write_text, check_review_output, filled_review_rows
 
 FORMATS = ("labelstudio", "csv")
 #: Label Studio's URL for files it serves from its local-files document root.
@@ -239,22 +239,6 @@ def review_sheet(
     return sheet[REVIEW_COLUMNS]
 
 
-def filled_review_rows(path: Path) -> int:
-    """How many rows of the review sheet at ``path`` have a non-blank ``decision`` or
-    ``comment`` (a reviewer's work); 0 when there is no such file, or it cannot be read as
-    a CSV file with either column."""
-    try:
-        sheet = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return 0
-    sheet.columns = [str(c).strip().lower() for c in sheet.columns]
-    filled = pd.Series(False, index=sheet.index)
-    for column in ("decision", "comment"):
-        if column in sheet.columns:
-            filled |= sheet[column].str.strip() != ""
-    return int(filled.sum())
-
-
 def export(
     out: str | Path,
     fmt: str = "labelstudio",
@@ -284,7 +268,7 @@ def export(
         top: the ``top`` most suspicious images, flagged or not (e.g. a close call's other
             count, ``summary.json["cut"]["close_call"]``); not with ``all_rows``.
         force: CSV only: overwrite a target that holds a reviewer's decisions or comments
-            (:func:`filled_review_rows`), which is refused otherwise.
+            (:func:`~noisyclean.outputs.write.filled_review_rows`), which is refused otherwise.
 
     Returns:
         An :class:`ExportResult`.

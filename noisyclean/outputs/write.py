@@ -201,6 +201,41 @@ def remove_stale_outputs(out: Path, keep: Collection[str] = ()) -> list[str]:
     return removed
 
 
+def filled_review_rows(path: Path) -> int:
+    """How many rows of the review sheet at ``path`` have a non-blank ``decision`` or
+    ``comment`` (a reviewer's work); 0 when there is no such file, or it cannot be read as
+    a CSV file with either column."""
+    try:
+        sheet = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return 0
+    sheet.columns = [str(c).strip().lower() for c in sheet.columns]
+    filled = pd.Series(False, index=sheet.index)
+    for column in ("decision", "comment"):
+        if column in sheet.columns:
+            filled |= sheet[column].str.strip() != ""
+    return int(filled.sum())
+
+
+def refuse_filled_review_sheet(out: Path) -> None:
+    """Refuse a run into ``out`` while its ``review.csv`` (``export --format csv``) holds a
+    reviewer's work (:func:`filled_review_rows`): the run would remove it with the other
+    files derived from an earlier run's results (:func:`remove_stale_outputs`), and a
+    person's decisions cannot be made again by rerunning a command.
+
+    Raises:
+        NoisyCleanError: such a sheet is there.
+    """
+    sheet = Path(out) / "review.csv"
+    filled = filled_review_rows(sheet) if sheet.is_file() else 0
+    if filled:
+        raise NoisyCleanError(
+            f"{sheet} holds a reviewer's work ({filled} row(s) with a decision or a comment), "
+            "which this run would remove with the earlier run's other outputs: move it out "
+            f"of {out} first (apply --decisions reads it from anywhere)"
+        )
+
+
 def stale_outputs_text(names: list[str], out: Path) -> str:
     """The log line naming the files of earlier runs that :func:`remove_stale_outputs`
     removed from ``out``."""

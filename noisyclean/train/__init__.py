@@ -1,6 +1,6 @@
 """Training: the one loop (:mod:`.loop`), its methods (:mod:`.methods`), checkpoints, and
 ``train`` (:mod:`.run`), what ``noisyclean train`` does: ``from noisyclean.train import
-train``."""
+train, TrainConfig``."""
 
 from __future__ import annotations
 
@@ -12,4 +12,8 @@ def __getattr__(name: str) -> Any:  # lazy: run.py imports scanning.py, which im
         from . import run
 
         return getattr(run, name)
+    if name == "TrainConfig":  # beside train, as ScanConfig is beside scan
+        from ..config import TrainConfig
+
+        return TrainConfig
     raise AttributeError(name)

@@ -36,6 +36,7 @@ from ..environment import run_environment
 from ..errors import NoisyCleanError, listing
 from ..evaluate import detection_metrics, read_truth
 from ..models import build_model
+from ..names import nfc, unique_nfc_forms
 from ..outputs.evaluation import (
     normalise_labels,
     normalise_paths,
@@ -48,6 +49,7 @@ from ..outputs.write import (
     check_inputs_outside_out,
     check_out_outside_data,
     prepare_out_dir,
+    refuse_filled_review_sheet,
     remove_stale_outputs,
     stale_outputs_text,
     write_csv,
@@ -70,6 +72,7 @@ from .methods.dividemix import DivideMix
 from .methods.registry import (
     METHOD_COLUMNS,
     build_method,
+    conditionally_unused,
     method_checks,
     n_networks,
     unused_options,
@@ -239,7 +242,8 @@ def load_validation(
     config: TrainConfig, train: Dataset, progress: Progress
 ) -> tuple[DeviceImages, pd.DataFrame]:
     """Decode the ``--val`` folder at the training size, normalised with the training set's
-    statistics, with labels mapped onto the training classes (by name).
+    statistics, with labels mapped onto the training classes (by name: as written, else in
+    NFC without surrounding spaces, when one training class has that form).
 
     Returns:
         The images, and the ``--val`` files that could not be used, as ``skipped.csv``
@@ -262,13 +266,16 @@ def load_validation(
     except NoisyCleanError as error:
         raise NoisyCleanError(f"--val {config.val}: {error}") from None
     index = {name: i for i, name in enumerate(train.classes)}
-    unknown = [name for name in val.classes if name not in index]
+    # a name as written, else its NFC form (a folder copied from macOS is named in NFD)
+    by_form = {form: index[name] for form, name in unique_nfc_forms(train.classes).items()}
+    found = {name: index.get(name, by_form.get(nfc(name.strip()))) for name in val.classes}
+    unknown = [name for name, i in found.items() if i is None]
     if unknown:
         raise NoisyCleanError(
             f"--val {config.val}: class(es) {', '.join(map(repr, unknown))} are not training "
             f"classes ({', '.join(map(repr, train.classes))})"
         )
-    mapping = np.array([index[name] for name in val.classes], dtype=np.int64)
+    mapping = np.array([found[name] for name in val.classes], dtype=np.int64)
     val.data.labels = torch.as_tensor(mapping[val.labels], device=val.data.labels.device)
     progress.log(f"validation: {len(val.paths)} images from {config.val}")
     skipped = pd.DataFrame({
@@ -303,19 +310,21 @@ def label_is_correct(
         is wrong, NaN where the truth has no row for the image.
 
     Raises:
-        NoisyCleanError: a truth label that is not a training class, or a truth file with
-            no row for any training image.
+        NoisyCleanError: a training image's truth label that is not a training class, or
+            a truth file with no row for any training image.
     """
     # matched as evaluate matches them: paths and names without surrounding spaces, in NFC
     classes = normalise_labels(pd.Series(train.classes, dtype=object)).tolist()
-    unknown = sorted(set(truth["label"]) - set(classes))
+    paths = normalise_paths(pd.Series(train.paths, dtype=object)).tolist()
+    # only the rows of training images: a whole dataset's truth serves a --classes subset
+    covered = truth[truth["path"].isin(set(paths))]
+    unknown = sorted(set(covered["label"]) - set(classes))
     if unknown:
         raise NoisyCleanError(
-            f"--truth {config.truth}: labels {listing(unknown, 3)} are not training classes "
-            f"({listing(train.classes, 10)})"
+            f"--truth {config.truth}: labels {listing(unknown, 3)} of training images are not "
+            f"training classes ({listing(train.classes, 10)})"
         )
     true_label = dict(zip(truth["path"], truth["label"], strict=True))
-    paths = normalise_paths(pd.Series(train.paths, dtype=object)).tolist()
     correct = np.array(
         [float(classes[label] == true_label[path]) if path in true_label else math.nan
          for path, label in zip(paths, np.asarray(train.labels).tolist(), strict=True)],
@@ -458,10 +467,13 @@ def _train(
     if config.resume is None:
         validate(config)
         config = absolute_paths(config)
-        unused = unused_options(config.method, named_options(config, explicit))
+        named = named_options(config, explicit)
+        unused = unused_options(config.method, named)
         if unused:
             progress.warn(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not "
                           f"apply to --method {config.method}: ignored")
+        for warning in conditionally_unused(config, named):
+            progress.warn(warning)
     else:  # the checkpoint's settings are validated once merged
         resume_dir = Path(config.resume)
         if not resume_dir.is_dir():
@@ -487,6 +499,11 @@ def _train(
                 f"{out} already holds a training checkpoint: continue it with --resume {out}, "
                 "or choose another --out"
             )
+    # a complete run resumed writes its outputs again, the same: the files derived from
+    # them (a filled-in review sheet among them) still describe them and are kept
+    complete = payload is not None and int(payload["epochs_done"]) >= config.epochs
+    if not complete:
+        refuse_filled_review_sheet(out)
 
     dataset = load_configured(config, progress)
     timings.update(dataset.timings)
@@ -498,6 +515,10 @@ def _train(
             f"{config.data} does not hold the images and labels the checkpoint in {out} was "
             "trained on"
         )
+    if (config.resume is None and config.lr_drop_epoch is not None
+            and config.lr_drop_epoch >= config.epochs):
+        progress.warn(f"--lr-drop-epoch {config.lr_drop_epoch} is not before the last of "
+                      f"{epochs_text(config.epochs)}: the learning rate never drops")
     config = replace(
         config,
         image_size=dataset.image_size,
@@ -522,7 +543,10 @@ def _train(
     correct = (label_is_correct(config, dataset, truth, progress.log)
                if truth is not None else None)
 
-    learners = _build_learners(config, dataset, networks)
+    # resuming, the checkpoint holds every weight: the initial --weights file (or a
+    # torchvision download) is not needed again, and may be gone
+    learners = _build_learners(
+        config if payload is None else replace(config, weights=None), dataset, networks)
     _set_seed(config.seed)
     models = [learner.model for learner in learners]
     method: Any
@@ -560,7 +584,8 @@ def _train(
         history = list(payload["history"])
         resumes = list(payload["extra"].get("resumes", []))
         start = int(payload["epochs_done"])
-        resumes.append(start)
+        if not complete:  # a complete run resumed trains no epoch
+            resumes.append(start)
         progress.log(
             f"resuming {out} after epoch {start} of {config.epochs}"
             if start < config.epochs else f"{out} is complete: writing its outputs again"
@@ -598,6 +623,11 @@ def _train(
             row[key] = method_column(stats, epoch_stats, key)
         if val is not None:
             row["val_acc"] = ensemble_accuracy(models, val, precision)
+        # stop at the first epoch whose weights are not finite, before its checkpoint: the
+        # epochs after it would only train NaN (and a resume of it diverge again)
+        if not all(torch.isfinite(p).all() for model in models for p in model.parameters()):
+            raise NoisyCleanError(f"training diverged in epoch {epoch + 1} (its weights are not "
+                                  "finite); try a lower --lr")
         history.append(row)
         save_checkpoint(out / CHECKPOINT_NAME, epoch + 1, learners, method.state_dict(),
                         history, extra)
@@ -674,7 +704,8 @@ def _train(
 
     t0 = time.perf_counter()
     networks_written = [f"net{k}.pt" for k in range(1, len(models) + 1)]
-    stale = remove_stale_outputs(out, keep=(HISTORY_NAME, *networks_written))
+    stale = [] if complete else remove_stale_outputs(
+        out, keep=(HISTORY_NAME, *networks_written))
     if stale:
         progress.log(stale_outputs_text(stale, out))
     write_csv(table, out / "scores.csv")

@@ -3,6 +3,8 @@ cross-entropy against a mix of the given label and the network's own prediction.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ...data.batches import DeviceImages
@@ -35,6 +37,11 @@ class Bootstrap(LossMethod):
         super().__init__(data, batch_size, seed)
         self.mode = mode
         self.beta = BOOTSTRAP_BETA[mode] if beta is None else beta
+
+    def summary(self) -> dict[str, Any]:
+        """What ``summary.json`` records about the run: the mode and the weight used (Reed
+        et al.'s value when none was given)."""
+        return {"mode": self.mode, "beta": self.beta}
 
     def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """:func:`~noisyclean.train.losses.bootstrap_loss`."""

@@ -76,6 +76,27 @@ def unused_options(method: str, given: Collection[str]) -> list[str]:
             if name in given and method not in methods]
 
 
+#: Options a method of :data:`METHOD_OPTIONS` uses only with another setting:
+#: ``(option, method) -> (when it is used, what the warning adds)``.
+CONDITIONAL_OPTIONS: dict[tuple[str, str], tuple[Callable[[TrainConfig], bool], str]] = {
+    ("mixup_alpha", "dynamic-bootstrap"): (lambda c: c.mixup, "without --mixup"),
+    ("warmup_epochs", "coteaching"): (lambda c: c.forget_rate is None,
+                                      "with --forget-rate (no warm-up estimates it)"),
+}
+
+
+def conditionally_unused(config: TrainConfig, given: Collection[str]) -> list[str]:
+    """Warnings for the options among ``given`` that ``config.method`` uses, but not with
+    the other settings given (:data:`CONDITIONAL_OPTIONS`): ``--mixup-alpha does not apply
+    to --method dynamic-bootstrap without --mixup: ignored``."""
+    warnings = []
+    for (name, method), (used, condition) in CONDITIONAL_OPTIONS.items():
+        if name in given and config.method == method and not used(config):
+            warnings.append(f"--{name.replace('_', '-')} does not apply to --method {method} "
+                            f"{condition}: ignored")
+    return warnings
+
+
 def n_networks(method: str) -> int:
     """Networks trained by ``method``."""
     return 2 if method in TWO_NETWORKS else 1
