@@ -584,8 +584,7 @@ def _train(
         history = list(payload["history"])
         resumes = list(payload["extra"].get("resumes", []))
         start = int(payload["epochs_done"])
-        if not complete:  # a complete run resumed trains no epoch
-            resumes.append(start)
+        resumes.append(start)
         progress.log(
             f"resuming {out} after epoch {start} of {config.epochs}"
             if start < config.epochs else f"{out} is complete: writing its outputs again"
