@@ -7,6 +7,7 @@ library users build the same object. ``asdict(config)`` is saved into ``summary.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,8 @@ def check_setting_types(config: ScanConfig | TrainConfig) -> None:
     """Refuse a setting of the wrong type (a Python caller's ``ScanConfig(lr="0.1")``,
     ``epochs=1.5``, ``classes="a,b"``) with one clear message, before any check compares
     it; numpy numbers (``np.int64(3)`` from a sweep) are replaced by the Python ones, so
-    that they reach torch and ``summary.json`` as plain values.
+    that they reach torch and ``summary.json`` as plain values, and a ``weights`` path by
+    its string.
 
     Raises:
         NoisyCleanError: the first setting of the wrong type.
@@ -197,6 +199,9 @@ def check_setting_types(config: ScanConfig | TrainConfig) -> None:
         value = getattr(config, f.name)
         if isinstance(value, np.generic):
             value = value.item()
+            setattr(config, f.name, value)
+        if f.name == "weights" and isinstance(value, os.PathLike):  # a local file
+            value = os.fspath(value)
             setattr(config, f.name, value)
         kind, _, optional = str(f.type).partition(" | ")
         if value is None and optional == "None":

@@ -15,7 +15,7 @@ import torch
 import noisyclean
 from noisyclean import NoisyCleanError, ScanConfig, scan
 from noisyclean.confident_joint import estimate_wrong_labels
-from noisyclean.config import TrainConfig
+from noisyclean.config import TrainConfig, check_setting_types
 from noisyclean.models import build_model
 from noisyclean.outputs.evaluation import evaluate_scan
 from noisyclean.outputs.export import export
@@ -162,6 +162,9 @@ def test_the_confident_joint_refuses_what_is_not_probabilities() -> None:
 
 def test_small_api_details() -> None:
     assert "scan" in dir(noisyclean)
+    config = ScanConfig(weights=Path("net1.pt"))  # a local weights file as a Path
+    check_setting_types(config)
+    assert config.weights == "net1.pt"
     with pytest.raises(NoisyCleanError) as info:
         build_model("resnet18", 3, weights="BOGUS")
     assert str(info.value).count("DEFAULT") == 1
