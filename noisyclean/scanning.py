@@ -51,6 +51,7 @@ from .outputs.write import (
     prepare_out_dir,
     refuse_filled_review_sheet,
     remove_stale_outputs,
+    removed_if_left_empty,
     stale_outputs_text,
     write_csv,
     write_json,
@@ -487,7 +488,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     Raises:
         NoisyCleanError: for unusable data or options (one clear message).
     """
-    with library_run(config.threads):
+    with library_run(config.threads), removed_if_left_empty(config.out if write else None):
         return _scan(config, progress, write)
 
 

@@ -168,3 +168,20 @@ def test_small_api_details() -> None:
     with pytest.raises(NoisyCleanError) as info:
         build_model("resnet18", 3, weights="BOGUS")
     assert str(info.value).count("DEFAULT") == 1
+
+
+def test_a_refused_run_leaves_no_empty_output_folder(images: Path, tmp_path: Path) -> None:
+    """A scan or training refused for its data left the new --out folder behind, empty;
+    an existing folder is kept."""
+    out = tmp_path / "new" / "out"
+    with pytest.raises(NoisyCleanError, match="does not exist|not found|no such"):
+        scan(ScanConfig(data=tmp_path / "missing", out=out, **FAST))
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(NoisyCleanError):
+        train(TrainConfig(data=tmp_path / "missing", out=out, method="standard", **FAST))
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(NoisyCleanError):
+        scan(ScanConfig(data=tmp_path / "missing", out=kept, **FAST))
+    assert kept.is_dir()

@@ -8,7 +8,8 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,34 @@ def prepare_out_dir(out: Path) -> Path:
     except OSError as error:
         raise NoisyCleanError(f"cannot create output folder {out}: {error.strerror}") from None
     return out
+
+
+@contextmanager
+def removed_if_left_empty(out: Path | None) -> Iterator[None]:
+    """Run the block; when it fails, remove the output folder ``out`` (and the parents
+    created with it) if it did not exist before and is still empty: a run refused for its
+    data or options leaves no empty folder behind. None: nothing to watch."""
+    if out is None:
+        yield
+        return
+    out = Path(out).absolute()
+    first_missing = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        first_missing = folder
+    try:
+        yield
+    except BaseException:
+        if first_missing is not None:
+            for folder in (out, *out.parents):
+                try:
+                    folder.rmdir()  # only an empty folder
+                except OSError:
+                    break
+                if folder == first_missing:
+                    break
+        raise
 
 
 def check_out_outside_data(

@@ -51,6 +51,7 @@ from ..outputs.write import (
     prepare_out_dir,
     refuse_filled_review_sheet,
     remove_stale_outputs,
+    removed_if_left_empty,
     stale_outputs_text,
     write_csv,
     write_json,
@@ -453,7 +454,7 @@ def train(
     """
     # the thread count is how the run executes, never the checkpoint's: a resumed run takes
     # it from ``config`` too (RESUME_OVERRIDABLE)
-    with library_run(config.threads):
+    with library_run(config.threads), removed_if_left_empty(config.out):
         return _train(config, progress, explicit)
 
 
