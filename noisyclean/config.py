@@ -225,9 +225,8 @@ def shared_checks(config: ScanConfig | TrainConfig) -> list[tuple[bool, str]]:
     pairs in the order to report them: first a finite value for every float setting (an
     infinite or NaN one would only show up as a diverged training), then the seed, the
     decoding and CPU thread counts, the optimiser, the images and network, the mixture and
-    the thresholds. Each command's ``validate`` adds its own. The settings' types are
-    checked first (:func:`check_setting_types`, which raises)."""
-    check_setting_types(config)
+    the thresholds. Each command's ``validate`` adds its own. The settings' types must have
+    been checked (:func:`check_setting_types`, which ``scan`` and ``train`` call first)."""
     checks = [
         (math.isfinite(value), f"{option_name(f.name)} must be a finite number, not {value}")
         for f in fields(config)

@@ -34,6 +34,7 @@ from .config import (
     LATE_LOSSES,
     RESIZED_BATCHES,
     ScanConfig,
+    check_setting_types,
     shared_checks,
 )
 from .cut import CUTS, effective_cut
@@ -488,6 +489,7 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     Raises:
         NoisyCleanError: for unusable data or options (one clear message).
     """
+    check_setting_types(config)  # before anything reads a setting, the thread count too
     with library_run(config.threads), removed_if_left_empty(config.out if write else None):
         return _scan(config, progress, write)
 

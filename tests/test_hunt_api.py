@@ -62,6 +62,7 @@ def test_numpy_settings_are_taken_as_python_ones(images: Path, tmp_path: Path) -
     ({"seed": 1.5}, "--seed must be a whole number"),
     ({"classes": "0,1"}, "--classes must be a list of class names"),
     ({"amp": "yes"}, "--amp must be True or False"),
+    ({"threads": "2"}, "--threads must be a whole number"),  # read before the others
 ])
 def test_settings_of_the_wrong_type_are_refused_up_front(
     images: Path, tmp_path: Path, setting: dict, message: str

@@ -28,7 +28,13 @@ from sklearn.metrics import roc_auc_score
 
 from .. import __version__
 from ..confident_joint import estimate_wrong_labels
-from ..config import METHODS, RESUME_OVERRIDABLE, TrainConfig, shared_checks
+from ..config import (
+    METHODS,
+    RESUME_OVERRIDABLE,
+    TrainConfig,
+    check_setting_types,
+    shared_checks,
+)
 from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
 from ..device import device_text, library_run
@@ -454,6 +460,7 @@ def train(
     """
     # the thread count is how the run executes, never the checkpoint's: a resumed run takes
     # it from ``config`` too (RESUME_OVERRIDABLE)
+    check_setting_types(config)  # before anything reads a setting, the thread count too
     with library_run(config.threads), removed_if_left_empty(config.out):
         return _train(config, progress, explicit)
 
