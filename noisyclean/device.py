@@ -6,10 +6,11 @@ import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from .config import DEVICES
-from .errors import NoisyCleanError
+from .errors import NoisyCleanError, count_text
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,8 +70,6 @@ def library_run(threads: int | None) -> Iterator[None]:
     Raises:
         NoisyCleanError: for a thread count below 1.
     """
-    import numpy as np
-
     dtype = torch.get_default_dtype()
     numpy_state = np.random.get_state()
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
@@ -95,7 +94,7 @@ def device_text(device: torch.device, dtype: torch.dtype | None = None) -> str:
     details = [str(dtype)] if dtype else []
     if device.type == "cpu":
         count = torch.get_num_threads()
-        details.append(f"{count} thread" + ("" if count == 1 else "s"))
+        details.append(count_text(count, "thread"))
     return str(device) + (f" ({', '.join(details)})" if details else "")
 
 

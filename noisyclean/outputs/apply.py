@@ -34,7 +34,7 @@ import pandas as pd
 from ..errors import NoisyCleanError, listing
 from .decisions import decide, read_decisions
 from .load import HIDDEN_FOLDERS_SKIPPED, inside, load_outputs, safe_name, safe_relative_path
-from .write import atomic_write_text
+from .write import atomic_write_text, read_csv_if_readable
 
 MANIFEST = "noisyclean-manifest.csv"
 MANIFEST_COLUMNS = [
@@ -205,11 +205,8 @@ def _remove_previous(clean_dir: Path) -> int:
     """Remove the files a previous ``apply`` listed in ``clean_dir``'s manifest (only
     files and links inside ``clean_dir``); return how many."""
     manifest = clean_dir / MANIFEST
-    if not manifest.is_file():
-        return 0
-    try:
-        previous = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+    previous = read_csv_if_readable(manifest) if manifest.is_file() else None
+    if previous is None:
         return 0
     removed = 0
     for dest in previous.get("dest", []):
@@ -229,9 +226,8 @@ def scan_skipped(out: Path) -> int:
     """How many of the dataset's files the run in ``out`` skipped (rows of its
     ``skipped.csv``, but for ``train --val``'s, whose reason starts ``--val:``): files that
     are in no cleaned copy; 0 when the file is missing or unreadable."""
-    try:
-        skipped = pd.read_csv(out / "skipped.csv", dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+    skipped = read_csv_if_readable(out / "skipped.csv")
+    if skipped is None:
         return 0
     if "reason" not in skipped.columns:
         return len(skipped)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from ..errors import NoisyCleanError
 from ..evaluate import detection_metrics, match_truth, read_truth
 from .load import load_outputs
 from .table import review_order
-from .write import atomic_write_text, check_review_output
+from .write import json_safe, write_json
 
 
 def normalise_paths(paths: pd.Series) -> pd.Series:
@@ -74,13 +72,7 @@ def evaluation_metrics(
         float((merged.loc[relabel, "suggested_label"] == merged.loc[relabel, "true_label"])
               .mean()) if relabel.any() else None
     )
-    return _none_for_nan(metrics)
-
-
-def _none_for_nan(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics`` with NaN values as None (valid JSON)."""
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-            for k, v in metrics.items()}
+    return json_safe(metrics)
 
 
 def top_rows_metrics(
@@ -112,7 +104,7 @@ def top_rows_metrics(
     metrics = detection_metrics(top, truth, classes)
     return {
         "n_estimated_wrong": int(count),
-        "top_estimated": _none_for_nan({k: metrics[k] for k in ("precision", "recall", "f1")}),
+        "top_estimated": json_safe({k: metrics[k] for k in ("precision", "recall", "f1")}),
     }
 
 
@@ -143,8 +135,7 @@ def evaluate_scan(
     """
     outputs = load_outputs(out, images=False)  # the table alone: the images may be gone
     target = Path(output) if output is not None else outputs.out / "evaluation.json"
-    check_review_output(target, outputs.out, data_root=outputs.data_root,
-                        inputs={"--truth": truth, "--labels": outputs.manifest})
+    outputs.check_output(target, inputs={"--truth": truth})
     truth_table = normalise_truth(read_truth(truth), truth)
     wrong = outputs.estimated_wrong
     estimate = None if wrong is None else wrong["count"]
@@ -156,5 +147,5 @@ def evaluate_scan(
         "scores": str(outputs.out / "scores.csv"),
         "truth": str(truth),
     }
-    atomic_write_text(target, json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    write_json(metrics, target)
     return metrics, target

@@ -25,7 +25,7 @@ from .. import __version__
 from ..errors import NoisyCleanError
 from .load import ScanOutputs, load_outputs, safe_relative_path
 from .table import clean_prob_text, review_order
-from .write import atomic_write_text, check_review_output, filled_review_rows
+from .write import atomic_write_text, filled_review_rows
 
 FORMATS = ("labelstudio", "csv")
 #: Label Studio's URL for files it serves from its local-files document root.
@@ -290,8 +290,7 @@ def export(
     outputs = load_outputs(out, data)
     if fmt == "csv":
         target = Path(output) if output is not None else outputs.out / "review.csv"
-        check_review_output(target, outputs.out, data_root=outputs.data_root,
-                            inputs={"--labels": outputs.manifest})
+        outputs.check_output(target)
         filled = filled_review_rows(target)
         if filled and not force:
             raise NoisyCleanError(
@@ -306,10 +305,8 @@ def export(
             else default_document_root(outputs.data_root)
     target = Path(output) if output is not None else outputs.out / "labelstudio.json"
     config = config_path(target)
-    protected = {"--labels": outputs.manifest}
-    check_review_output(target, outputs.out, data_root=outputs.data_root, inputs=protected)
-    check_review_output(config, outputs.out, "the labeling config for --output",
-                        outputs.data_root, protected)
+    outputs.check_output(target)
+    outputs.check_output(config, "the labeling config for --output")
     tasks = labelstudio_tasks(outputs, all_rows, url_prefix, doc_root, top)
     atomic_write_text(target, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(config, labelstudio_config(outputs.classes))

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..errors import NoisyCleanError
 from .table import SCORE_COLUMNS
+from .write import check_review_output
 
 #: Columns of ``scores.csv`` that hold text (class names may look like numbers: "007").
 TEXT_COLUMNS = ("path", "label", "predicted", "suggested_label", "action")
@@ -59,12 +60,27 @@ class ScanOutputs:
     scan_classes: list[str] | None = None
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """``summary.json``'s settings of the run (empty where the summary lacks them)."""
+        settings = self.summary.get("settings")
+        return settings if isinstance(settings, dict) else {}
+
+    @property
     def manifest(self) -> Path | None:
         """The scan's ``--labels`` manifest as ``summary.json``'s settings record it (as it
         was given, relative to where the scan ran), or None."""
-        settings = self.summary.get("settings")
-        labels = settings.get("labels") if isinstance(settings, dict) else None
+        labels = self.settings.get("labels")
         return Path(labels) if isinstance(labels, str) and labels else None
+
+    def check_output(
+        self, target: Path, option: str = "--output",
+        inputs: dict[str, Path | str | None] | None = None,
+    ) -> None:
+        """:func:`~noisyclean.outputs.write.check_review_output` for a review command's file
+        ``target`` of this run: not one of its own files, not in its dataset folder, not its
+        ``--labels`` manifest nor one of the other ``inputs`` (option -> file)."""
+        check_review_output(target, self.out, option, self.data_root,
+                            {"--labels": self.manifest, **(inputs or {})})
 
     @property
     def estimated_wrong(self) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from ..data.decode import MAX_PIXELS, _to_rgb
 from ..errors import NoisyCleanError
 from .load import ScanOutputs, inside, load_outputs, safe_relative_path
 from .table import clean_prob_text, label_matrix, noise_rates, review_order
-from .write import atomic_write_text, check_review_output
+from .write import atomic_write_text
 
 #: Default number of images in the gallery.
 DEFAULT_TOP = 100
@@ -122,15 +122,7 @@ def histogram_input(outputs: ScanOutputs) -> HistogramInput:
     mixture = fits[0] if isinstance(fits, list) and fits and isinstance(fits[0], dict) else None
     networks = len(fits) if isinstance(fits, list) else 1
     return HistogramInput(np.clip(values, 0.0, 1.0), column, mixture, networks,
-                          aum=scan_signal(outputs) == "aum")
-
-
-def scan_signal(outputs: ScanOutputs) -> str | None:
-    """The scan's ``--signal`` (``summary.json``'s settings), None where it is not recorded
-    (a ``train`` run, an older scan, a hand-edited summary)."""
-    settings = outputs.summary.get("settings")
-    signal = settings.get("signal") if isinstance(settings, dict) else None
-    return signal if isinstance(signal, str) else None
+                          aum=outputs.settings.get("signal") == "aum")
 
 
 def _component_curves(
@@ -479,8 +471,7 @@ def render_report(
     hist = histogram_input(outputs)
     png, drew = histogram_png(hist)
     figure_uri = "data:image/png;base64," + base64.b64encode(png).decode()
-    settings = outputs.summary.get("settings") if isinstance(
-        outputs.summary.get("settings"), dict) else {}
+    settings = outputs.settings
     # an AUM scan fits no mixture: its signal instead of the unused --mixture setting
     keys = ("model", "networks", "epochs", "low_res_epochs", "mid_res_epochs",
             "signal" if hist.aum else "mixture", "threshold")
@@ -544,7 +535,7 @@ def write_report(
         NoisyCleanError: ``top`` or ``thumb`` out of range, the output folder is missing
             or garbled, with ``images`` the
             dataset folder is missing or holds none of its images, the target is one of
-            the scan's own files (:func:`~noisyclean.outputs.write.check_review_output`)
+            the scan's own files (:meth:`~noisyclean.outputs.load.ScanOutputs.check_output`)
             or cannot be written.
     """
     if not isinstance(top, int) or isinstance(top, bool) or top < 0:
@@ -554,8 +545,7 @@ def write_report(
     outputs = load_outputs(out, data, images=images,
                            alternative="or write the report without them: --no-images")
     target = Path(output) if output is not None else outputs.out / "report.html"
-    check_review_output(target, outputs.out, data_root=outputs.data_root,
-                        inputs={"--labels": outputs.manifest})
+    outputs.check_output(target)
     html = render_report(outputs, top, thumb, include_clean, images)
     atomic_write_text(target, html)
     return target

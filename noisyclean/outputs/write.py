@@ -230,13 +230,23 @@ def remove_stale_outputs(out: Path, keep: Collection[str] = ()) -> list[str]:
     return removed
 
 
+def read_csv_if_readable(path: Path) -> pd.DataFrame | None:
+    """A CSV file the tool wrote, or a person edited, as text cells (a byte-order mark
+    skipped), or None where it is missing, empty or unreadable: for files whose absence
+    only means there is nothing to do (a manifest of an earlier ``apply``, ``skipped.csv``,
+    a review sheet)."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+
+
 def filled_review_rows(path: Path) -> int:
     """How many rows of the review sheet at ``path`` have a non-blank ``decision`` or
     ``comment`` (a reviewer's work); 0 when there is no such file, or it cannot be read as
     a CSV file with either column."""
-    try:
-        sheet = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+    sheet = read_csv_if_readable(path)
+    if sheet is None:
         return 0
     sheet.columns = [str(c).strip().lower() for c in sheet.columns]
     filled = pd.Series(False, index=sheet.index)

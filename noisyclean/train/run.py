@@ -595,7 +595,7 @@ def _train(
         resumes.append(start)
         progress.log(
             f"resuming {out} after epoch {start} of {config.epochs}"
-            if start < config.epochs else f"{out} is complete: writing its outputs again"
+            if not complete else f"{out} is complete: writing its outputs again"
         )
     extra = {"config": config.to_json(), "fingerprint": fingerprint, "resumes": resumes}
 
