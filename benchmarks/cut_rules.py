@@ -29,7 +29,8 @@ halfway would have flagged when the estimate lay within
 :data:`noisyclean.cut.CLOSE_CALL_BAND` of halfway (:func:`noisyclean.cut.close_call`).
 
 The table is printed and, with ``--results``, appended to that file with the date,
-machine and versions.
+machine and versions. The folders of the ``--results`` and ``--json`` files are made, if
+missing, before any scan runs.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ from noisyclean.evaluate import detection_metrics, read_truth
 from noisyclean.outputs.evaluation import normalise_truth, top_rows_metrics
 from noisyclean.outputs.load import load_outputs
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detect import fail, output_file  # noqa: E402  (the sibling script's)
+
 RULES = ("mixture", "loss mixture", "estimate", "nearer", "arbitrated")
 
 
@@ -71,8 +75,7 @@ def run_scan(folder: Path, scan_args: list[str], out: Path | None = None) -> flo
     with open(log_path, "w") as log:
         done = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     if done.returncode != 0:
-        sys.exit(f"error: the scan of {folder} failed (exit {done.returncode}); "
-                 f"see {log_path}")
+        fail(f"the scan of {folder} failed (exit {done.returncode}); see {log_path}")
     return time.perf_counter() - t0
 
 
@@ -106,7 +109,7 @@ def score_folder(folder: Path, scan: Path | None = None) -> dict:
     truth = normalise_truth(read_truth(folder / "truth.csv"), folder / "truth.csv")
     cut = outputs.summary.get("cut") or {}
     if cut.get("rule") != "arbitrated":
-        sys.exit(f"error: {scan} was not made with the arbitrated cut")
+        fail(f"{scan} was not made with the arbitrated cut")
     counts, chosen = rule_counts(cut["counts"])
     n_wrong = detection_metrics(outputs.table, truth)["n_wrong"]
     f1 = {rule: top_rows_metrics(outputs.table, truth, n)["top_estimated"]["f1"]
@@ -152,10 +155,13 @@ def main() -> None:
     runs = [parse_run(text) for text in args.runs]
     for folder, _ in runs:
         if not (folder / "truth.csv").is_file():
-            sys.exit(f"error: {folder / 'truth.csv'} not found (write it with make_noisy.py)")
+            fail(f"{folder / 'truth.csv'} not found (write it with make_noisy.py)")
     missing = [(f, s) for f, s in runs if not (s / "summary.json").is_file()]
     if missing and not args.scan:
-        sys.exit(f"error: no scan in {missing[0][1]}; pass --scan to run it")
+        fail(f"no scan in {missing[0][1]}; pass --scan to run it")
+    # the files written at the end: their folders now, before any scan runs
+    output_file(args.results, "--results")
+    output_file(args.json, "--json")
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         for (folder, _), wall in zip(missing, pool.map(
                 lambda run: run_scan(run[0], shlex.split(args.scan_args), run[1]), missing),

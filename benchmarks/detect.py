@@ -25,9 +25,11 @@ them in the page cache):
 
 * ``scan-gmm``, ``scan-bmm``, ``scan-n2``: the installed CLI, ``noisyclean scan`` with its
   defaults and ``--mixture gmm``, ``--mixture bmm``, ``--networks 2``; each decodes the
-  images itself (a fresh decode cache). On request (``--methods``) also the scan signals
-  ``scan-loss-gmm``, ``scan-loss-bmm`` (``--signal loss``), ``scan-aum`` (``--signal aum``)
-  and ``scan-folds`` (``--folds 5``). The other methods train ``--epochs`` (default: the
+  images itself (a fresh decode cache, ``WORK/cache-<method>``, emptied before the scan
+  starts and removed when it ends, so a rerun in the same ``--work`` decodes again too).
+  On request (``--methods``) also the scan signals ``scan-loss-gmm``, ``scan-loss-bmm``
+  (``--signal loss``), ``scan-aum`` (``--signal aum``) and ``scan-folds``
+  (``--folds 5``). The other methods train ``--epochs`` (default: the
   scan's budget, ``auto_epochs``) at full resolution; the scan spends the same budget its
   own way (``resolve_schedule``): for the small CNN at 32 px, 6 epochs at half resolution,
   5 at three quarters, then 10 at full, for 15. ``--scan-args`` adds options to every
@@ -38,11 +40,14 @@ them in the page cache):
   out-of-sample predicted probabilities (flip TTA) into ``cleanlab.filter.find_label_issues``
   (default ``prune_by_noise_rate``) and ``cleanlab.rank.get_label_quality_scores``.
 * ``plain``: the one-run DivideMix recipe with the same backbone, epochs and augmentation:
-  trained as DivideMix warms up (SGD, constant learning rate 0.02, momentum 0.9, weight
-  decay 5e-4, batches of 128), the last epoch's per-sample losses, min-max normalised, a
-  GaussianMixture(2, max_iter=10, tol=1e-2, reg_covar=5e-4), flagged where the low-mean
-  component's posterior is below 0.5; no other tricks. Its losses also give the ``oracle``
-  row: flag the top-n losses, n = the true number of wrong labels.
+  trained as DivideMix warms up (SGD, constant learning rate 0.02, momentum 0.9, batches
+  of 128), with weight decay 5e-4 on the weights of the convolutions and linear layers but,
+  as every optimiser of the library (``make_learner``), none on biases and normalisation
+  weights (DivideMix's reference code decays every parameter); the last epoch's
+  per-sample losses, min-max normalised, a GaussianMixture(2, max_iter=10, tol=1e-2,
+  reg_covar=5e-4), flagged where the low-mean component's posterior is below 0.5; no
+  other tricks. Its losses also give the ``oracle`` row: flag the top-n losses, n = the
+  true number of wrong labels.
 * ``plain-onecycle``: the same recipe on the scan's own training (its optimiser and
   one-cycle schedule, plain cross-entropy: the scan's training without its forward
   correction), which separates what the schedule gives from what the scan's scoring
@@ -55,7 +60,13 @@ method writes (``fixed``: a flagged sample gets the predicted class, except wher
 noisyclean marks it ``review``) and of its predicted class (``pred``), wall time and peak
 memory. The table is printed and appended to ``--results`` with the date, machine,
 versions and exact command. ``--rescore --work DIR`` prints the figures again from the
-outputs a finished run left in ``DIR``, training nothing.
+outputs a finished run left in ``DIR``, training nothing (each scan's row named by the
+options it ran with, which the run records in ``DIR/detect-run.json``).
+
+The true classes come from ``truth.csv``: a class that no image is given (every bird
+labelled airplane, ``make_noisy.py --noise asym --rate 1``) still counts. ``--json`` and
+``--results`` may name files in folders that do not exist yet: those are made before the
+first method runs.
 """
 
 from __future__ import annotations
@@ -67,12 +78,13 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -82,6 +94,8 @@ if TYPE_CHECKING:
     import torch
 
 HERE = Path(__file__).resolve().parent
+#: what a run records in its work folder (each scan's options, as its row names them)
+RUN_RECORD = "detect-run.json"
 METHODS = ("scan-gmm", "scan-bmm", "scan-n2", "cleanlab", "plain", "plain-onecycle")
 SCAN_ARGS = {
     "scan-gmm": ["--mixture", "gmm"],
@@ -93,6 +107,31 @@ SCAN_ARGS = {
     "scan-aum": ["--signal", "aum"],
     "scan-folds": ["--folds", "5"],
 }
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def fail(message: str) -> NoReturn:
+    """Stop with ``error: message`` on one line of standard error and exit status 2 (the
+    benchmark scripts' way of refusing bad options or inputs)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def output_file(path: Path | None, option: str) -> None:
+    """Get ready to write ``path``, the file an option such as ``--json`` or ``--results``
+    names (None: not given): create its missing parent folders now, before any work whose
+    results would be lost, and refuse (:func:`fail`) a path that is a folder or whose
+    folder cannot be made."""
+    if path is None:
+        return
+    if path.is_dir():
+        fail(f"{option} {path} is a folder, not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(f"{option} {path}: cannot create the folder {path.parent} ({error.strerror})")
 
 
 # --------------------------------------------------------------------------- workers
@@ -108,7 +147,9 @@ def _train_network(
 ):
     """Cross-entropy training of the scan's default backbone through the library's loop:
     the scan's optimiser and one-cycle schedule, or (``dividemix_sgd``) DivideMix's warm-up
-    optimiser, SGD with a constant learning rate of 0.02, momentum 0.9, weight decay 5e-4.
+    optimiser, SGD with a constant learning rate of 0.02 and momentum 0.9, batches of 128,
+    weight decay 5e-4 on convolution and linear weights and none on biases and
+    normalisation weights (``make_learner``'s rule; DivideMix's code decays every one).
     ``method`` replaces the scan's warm-up (another objective; ``indices`` is then the
     method's own business) and ``width`` the scan's default width."""
     import torch
@@ -209,10 +250,23 @@ def read_truth(folder: Path) -> dict[str, str]:
     return dict(zip(truth["path"], truth["label"], strict=True))
 
 
+def class_index(classes: list[str], truth: dict[str, str]) -> dict[str, int]:
+    """``{class name: index}``: ``classes`` (the classes a method found, given to at least
+    one image) at their own indices, then the true classes of ``truth`` that no image is
+    given, after them: a true class can be missing from the folders (every bird labelled
+    airplane), and its images still count as wrong, never as predicted right."""
+    index = {c: i for i, c in enumerate(classes)}
+    for c in sorted(set(truth.values()) - set(index)):
+        index[c] = len(index)
+    return index
+
+
 def true_labels(folder: Path, paths: list[str], classes: list[str]) -> np.ndarray:
-    """Class index of every image's true label, in ``paths`` order."""
+    """Class index of every image's true label, in ``paths`` order (a true class that is not
+    among ``classes`` gets an index past them, :func:`class_index`)."""
     truth = read_truth(folder)
-    return np.array([classes.index(truth[p]) for p in paths])
+    index = class_index(classes, truth)
+    return np.array([index[truth[p]] for p in paths])
 
 
 @functools.cache
@@ -302,8 +356,11 @@ def best_cut_f1(wrong: np.ndarray, score: np.ndarray) -> tuple[float, int]:
 def metrics(
     paths: list[str], flag, score, predicted, fixed, truth: dict[str, str], classes, labels
 ) -> dict[str, float]:
-    """Detection and correction figures against the truth labels."""
-    true = np.array([classes.index(truth[p]) for p in paths])
+    """Detection and correction figures against the truth labels (``classes``: the names of
+    the indices in ``labels``, ``predicted`` and ``fixed``; a true class not among them
+    counts too, :func:`class_index`)."""
+    index = class_index(list(classes), truth)
+    true = np.array([index[truth[p]] for p in paths])
     wrong = np.asarray(labels) != true
     flag = np.asarray(flag, dtype=bool)
     tp = int((flag & wrong).sum())
@@ -431,25 +488,46 @@ def collect(
     return rows
 
 
+def read_run_record(work: Path) -> dict:
+    """What a run recorded in ``work`` (:data:`RUN_RECORD`): ``{"scan_options": {method:
+    options as its row names them}}``; empty for a folder without one."""
+    path = work / RUN_RECORD
+    if not path.is_file():
+        return {"scan_options": {}}
+    return json.loads(path.read_text())
+
+
 def rescore_table(
     work: Path, methods: list[str], truth: dict[str, str], noise: dict, folds: int
 ) -> str:
     """A markdown table of the detection figures recomputed from the outputs a finished run
-    left in ``work`` (no training; methods without outputs there are left out)."""
+    left in ``work`` (no training; methods without outputs there are left out). A scan's
+    row is named by the options it ran with, as the run recorded them (else its method's
+    own options)."""
     lines = ["| method | flags | F1 | AUROC | best-cut F1 | flags at the best cut |",
              "|---|---|---|---|---|---|"]
+    recorded = read_run_record(work).get("scan_options", {})
     for name in methods:
         found = (work / name / "scores.csv").is_file() or (work / f"{name}.npz").is_file()
         if not found:
             continue
-        for row in collect(name, work, truth, noise, folds):
+        for row in collect(name, work, truth, noise, folds,
+                           scan_options=recorded.get(name, "")):
             lines.append(f"| {row['method']} | {row['flags']} | {row['f1']:.3f} "
                          f"| {row['auroc']:.3f} | {row['best_cut_f1']:.3f} "
                          f"| {row['best_cut_n']} |")
     return "\n".join(lines) + "\n"
 
 
+def fresh_cache(path: Path) -> Path:
+    """``path``, with whatever an earlier run left there removed: a decode cache that the
+    method starts from nothing, as on a first run."""
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run (or ``--rescore``) the benchmark, as the module docstring says."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="a folder made by make_noisy.py")
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -489,28 +567,38 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        known = ", ".join(dict.fromkeys([*METHODS, *SCAN_ARGS]))
+        fail(f"--methods names no method; choose from {known}")
     unknown = set(methods) - set(METHODS) - set(SCAN_ARGS)
     if unknown:
-        raise SystemExit(f"unknown method(s): {', '.join(sorted(unknown))}")
+        fail(f"unknown method(s): {', '.join(sorted(unknown))}")
+    for name in ("truth.csv", "noise.json"):
+        if not (args.folder / name).is_file():
+            fail(f"{args.folder / name} not found (make the folder with make_noisy.py)")
     truth = read_truth(args.folder)
     noise = json.loads((args.folder / "noise.json").read_text())
     if args.rescore:  # reads the outputs only: no cleanlab, no work folder to make
         if args.work is None or not args.work.is_dir():
-            raise SystemExit("--rescore reads a finished run's outputs: give its --work folder")
+            fail("--rescore reads a finished run's outputs: give its --work folder")
         print(rescore_table(args.work, methods, truth, noise, args.folds))
         return 0
     if "cleanlab" in methods:
         try:
             import cleanlab  # noqa: F401
         except ImportError:
-            raise SystemExit("cleanlab is not installed: pip install -e \".[bench]\"") from None
+            fail("cleanlab is not installed: pip install -e \".[bench]\"")
     if args.full:
         every = int(noise.get("train_size", 50000))
         if noise.get("dataset", "cifar10") != "cifar10" or int(noise["n"]) != every:
-            raise SystemExit(f"--full wants every CIFAR-10 training image of the data file "
-                             f"({every}); {args.folder} has {noise['n']} (make it with "
-                             "make_noisy.py --n all)")
+            fail(f"--full wants every CIFAR-10 training image of the data file ({every}); "
+                 f"{args.folder} has {noise['n']} (make it with make_noisy.py --n all)")
         args.model = args.model or "preact-resnet18"
+    if args.work is not None and args.work.exists() and not args.work.is_dir():
+        fail(f"--work {args.work} exists and is not a folder")
+    # the files written at the end: their folders now, before any training
+    output_file(args.results, "--results")
+    output_file(args.json, "--json")
     method_args = ["--model", args.model] if args.model else []
     if args.amp is not None:
         method_args.append("--amp" if args.amp else "--no-amp")
@@ -544,8 +632,11 @@ def main(argv: list[str] | None = None) -> int:
                 {"title": title, **header, "complete": complete, "rows": rows}, indent=2))
 
     rows = []
+    record = read_run_record(work)  # the methods not run now keep their entries
     for name in methods:
-        env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(work / f"cache-{name}"))
+        # a fresh decode cache: a scan decodes the images itself on every run
+        cache = fresh_cache(work / f"cache-{name}")
+        env = dict(os.environ, NOISYCLEAN_CACHE_DIR=str(cache))
         given: list[str] = []  # the scan's options, as its row shows them
         if name in SCAN_ARGS:
             options = [*SCAN_ARGS[name], *method_args, *shlex.split(args.scan_args)]
@@ -560,10 +651,14 @@ def main(argv: list[str] | None = None) -> int:
                    "--seed", str(args.seed), "--folds", str(args.folds), *method_args]
             if args.epochs:
                 cmd += ["--epochs", str(args.epochs)]
+        if name in SCAN_ARGS:  # what --rescore will name its row by
+            record.setdefault("scan_options", {})[name] = " ".join(given)
+            (work / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
         seconds, counted = run_timed(cmd, env)
-        for row in collect(name, work, truth, noise, args.folds, scan_options=" ".join(given)):
-            rows.append({**row, "seconds": seconds, **counted})
-        r = rows[-1]
+        shutil.rmtree(cache, ignore_errors=True)
+        found = collect(name, work, truth, noise, args.folds, scan_options=" ".join(given))
+        rows += [{**row, "seconds": seconds, **counted} for row in found]
+        r = rows[-len(found)]  # the method's own row, not plain-onecycle's oracle row
         print(f"{r['method']}: F1 {r['f1']:.3f} P {r['precision']:.3f} R {r['recall']:.3f} "
               f"AUROC {r['auroc']:.3f} {r['seconds']:.0f}s", flush=True)
         write_json(complete=False)

@@ -16,7 +16,8 @@ one network and ``--loss-history 1`` (the defaults), or it cannot be rescored fr
 predictions.
 
 Figures per fusion: flags, F1, best-cut F1 and AUROC of the table's ranking, computed as in
-``detect.py``. Printed as a markdown table.
+``detect.py``. Printed as a markdown table; ``--json`` also writes the rows (its folder is
+made if missing, before any scan is read).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from noisyclean.scoring import score_samples
 from noisyclean.signals import FUSIONS, Signals, network_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect import metrics, read_truth  # noqa: E402
+from detect import fail, metrics, output_file, read_truth  # noqa: E402
 
 
 def _scan_signals(folder: Path, scan: Path) -> tuple[list[str], Signals, np.ndarray, dict,
@@ -47,13 +48,13 @@ def _scan_signals(folder: Path, scan: Path) -> tuple[list[str], Signals, np.ndar
     summary = json.loads((scan / "summary.json").read_text())
     settings = summary["settings"]
     if settings.get("networks", 1) != 1 or settings.get("loss_history", 1) != 1:
-        sys.exit(f"error: {scan} used several networks or epochs of scores; rescoring needs "
-                 "one network and --loss-history 1")
+        fail(f"{scan} used several networks or epochs of scores; rescoring needs one network "
+             "and --loss-history 1")
     if settings.get("signal") != "loss+margin":
-        sys.exit(f"error: {scan} was not made with --signal loss+margin")
+        fail(f"{scan} was not made with --signal loss+margin")
     probs_file = scan / "pred_probs.npy"
     if not probs_file.is_file():
-        sys.exit(f"error: {probs_file} not found (scan with --save-probs)")
+        fail(f"{probs_file} not found (scan with --save-probs)")
     paths = [str(p) for p in discover(folder / "images").paths]
     row = {path: i for i, path in enumerate(table["path"])}
     order = np.array([row[path] for path in paths])
@@ -116,11 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="FOLDER[:SCAN] (SCAN default FOLDER/scan)")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    rows = []
+    runs = []
     for run in args.runs:
         folder, _, scan = run.partition(":")
         folder_path = Path(folder)
-        rows.append(rescore(folder_path, Path(scan) if scan else folder_path / "scan"))
+        runs.append((folder_path, Path(scan) if scan else folder_path / "scan"))
+    for folder_path, scan_path in runs:
+        if not (folder_path / "truth.csv").is_file():
+            fail(f"{folder_path / 'truth.csv'} not found (write it with make_noisy.py)")
+        if not (scan_path / "summary.json").is_file():
+            fail(f"no finished scan in {scan_path} (scan {folder_path / 'images'} with "
+                 "--save-probs, or name the scan: FOLDER:SCAN)")
+    output_file(args.json, "--json")
+    rows = [rescore(folder_path, scan_path) for folder_path, scan_path in runs]
     print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

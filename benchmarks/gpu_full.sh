@@ -17,8 +17,11 @@
 # It unpacks the images (checking every pixel against the packed SHA-256), then for each
 # setting in SETTINGS, in that order, writes the folder (`make_noisy.py --n all`) and runs
 # `detect.py --full` with METHODS, until BUDGET_S seconds from its start are spent: a
-# setting starts only with MIN_LEFT_S left, and `timeout` stops the one running when the
-# budget ends (the methods it finished stay in its JSON, "complete": false). Into $OUT:
+# setting starts only with MIN_LEFT_S left, and so does its detect.py once the folder is
+# written (the time left is counted again then); `timeout` stops the step running when the
+# budget ends (the methods it finished stay in its JSON, "complete": false). A folder
+# without noise.json (make_noisy.py writes it last) was left half-written by a stopped
+# run: it is removed and written again; a complete one is reused. Into $OUT:
 # results.md (each finished setting's table, as appended to RESULTS.md), SETTING.json per
 # setting (rows, machine, versions, command), machine.txt (nvidia-smi) and log.txt.
 #
@@ -88,8 +91,25 @@ for setting in $SETTINGS; do
         *) echo "unknown setting $setting"; exit 2 ;;
     esac
     folder="$WORK/full-$setting"
-    [ -f "$folder/noise.json" ] || $PY benchmarks/make_noisy.py --data-dir "$WORK/data" \
-        --n all "${noise[@]}" --out "$folder"
+    if [ ! -f "$folder/noise.json" ]; then
+        rm -rf "$folder"  # half-written by a run stopped while writing it (or not there)
+        status=0
+        timeout "$left" $PY benchmarks/make_noisy.py --data-dir "$WORK/data" \
+            --n all "${noise[@]}" --out "$folder" || status=$?
+        if [ "$status" -eq 124 ]; then
+            echo "$setting: stopped while writing $folder, the budget was spent"
+            break
+        elif [ "$status" -ne 0 ]; then
+            echo "$setting: make_noisy.py failed ($status)"
+            exit "$status"
+        fi
+    fi
+    # the budget left now that the folder is written
+    left=$(( BUDGET_S - ($(date +%s) - start) ))
+    if [ "$left" -lt "$MIN_LEFT_S" ]; then
+        echo "stopping before $setting's detect.py: ${left} s of the budget left"
+        break
+    fi
     echo "$setting: detect.py --full, ${left} s of the budget left"
     # shellcheck disable=SC2086
     status=0

@@ -11,6 +11,8 @@ in several ways and report F1 (precision / recall) of the flags (clean probabili
 the scoring's alone: the loss of the last epoch (the plain recipe), the loss averaged over
 epochs, flip TTA, the Beta mixture, per-class mixtures, the uncalibrated and the
 class-calibrated margin, and the loss plus the calibrated margin (the scan's default).
+The averages over epochs take the last 5 (all of them in a run of fewer, ``--epochs``
+below 5, and their rows say how many).
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ from noisyclean.train.loop import make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect import true_labels  # noqa: E402  (the sibling script's)
+from detect import fail, true_labels  # noqa: E402  (the sibling script's)
+
+#: epochs of the rows that average the scores over the last epochs
+AVERAGED_EPOCHS = 5
 
 
 def record_predictions(folder: Path, epochs: int | None, seed: int) -> dict[str, np.ndarray]:
@@ -99,19 +104,22 @@ def levers(rec: dict[str, np.ndarray], seed: int) -> list[tuple[str, np.ndarray,
         return np.mean([normalise_losses(fn(probs(e, tta), y))
                         for e in range(epochs - last, epochs)], axis=0)
 
+    # the last AVERAGED_EPOCHS epochs, or every epoch of a shorter run
+    k = min(AVERAGED_EPOCHS, epochs)
+    over = f"averaged over {k} epoch{'s' if k != 1 else ''}"
     loss1 = avg(label_loss, 1, False)
-    loss5 = avg(label_loss, 5, False)
+    loss5 = avg(label_loss, k, False)
     loss_tta = avg(label_loss, 1, True)
     margin_tta = avg(uncalibrated_margin, 1, True)
     cal_tta = avg(calibrated_margin, 1, True)
     both = normalise_losses(loss_tta + cal_tta)
-    both5 = normalise_losses(avg(label_loss, 5, True) + avg(calibrated_margin, 5, True))
+    both5 = normalise_losses(avg(label_loss, k, True) + avg(calibrated_margin, k, True))
     gmm = lambda s: fit_mixture(s, "gmm", seed).clean_prob  # noqa: E731
     bmm = lambda s: fit_mixture(s, "bmm", seed).clean_prob  # noqa: E731
     return [
         ("loss, last epoch, GMM raw posterior (the plain recipe)", plain_gmm(loss1, seed), loss1),
         ("loss, last epoch, GMM monotone", gmm(loss1), loss1),
-        ("loss averaged over 5 epochs", gmm(loss5), loss5),
+        (f"loss {over}", gmm(loss5), loss5),
         ("loss with flip TTA", gmm(loss_tta), loss_tta),
         ("loss with flip TTA, BMM", bmm(loss_tta), loss_tta),
         ("loss with flip TTA, one GMM per class", per_class(loss_tta, y, seed), loss_tta),
@@ -119,16 +127,22 @@ def levers(rec: dict[str, np.ndarray], seed: int) -> list[tuple[str, np.ndarray,
         ("class-calibrated margin (TTA)", gmm(cal_tta), cal_tta),
         ("loss + calibrated margin (TTA): scan default, gmm", gmm(both), both),
         ("loss + calibrated margin (TTA), bmm", bmm(both), both),
-        ("loss + calibrated margin (TTA), averaged over 5 epochs", gmm(both5), both5),
+        (f"loss + calibrated margin (TTA), {over}", gmm(both5), both5),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train once per folder, score every lever, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        fail("--epochs must be 1 or more")
+    for folder in args.folders:
+        if not (folder / "truth.csv").is_file():
+            fail(f"{folder / 'truth.csv'} not found (make the folder with make_noisy.py)")
     results: dict[str, list[str]] = {}
     names = []
     for folder in args.folders:

@@ -19,21 +19,26 @@ Noise kinds:
   bird -> airplane, deer -> horse, cat <-> dog): a fraction ``--rate`` of all samples is
   drawn and those of the five source classes are flipped, so ``rate`` of each source
   class is wrong and the real noise rate is about ``rate / 2``.
-* ``human``: CIFAR-10N's human labels (``--human aggre|random1|random2|random3|worst``),
-  real annotator errors; ``--rate`` is ignored.
+* ``human``: CIFAR-10N's human labels (``--human aggre|random1|random2|random3|worst``,
+  read from ``cifar10n_labels.npz`` in ``--data-dir``), real annotator errors; ``--rate``
+  is ignored.
 
 The training images are ``--n`` of the CIFAR-10 training set in its original order, from
 ``--start`` (Fashion-MNIST and MNIST: of their training sets); ``--n all`` takes every one.
 ``../shared/data``'s ``cifar10.npz`` holds the first 30,000 of CIFAR-10's 50,000 (its
-README says why); ``noise.json``'s ``train_size`` records how many the data file held.
+README says why); ``noise.json``'s ``train_size`` and ``test_size`` record how many
+training and test images the data file held. ``noise.json`` is written last (whole, under
+its final name only once complete): a folder without it was left half-written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from PIL import Image
@@ -60,11 +65,17 @@ HUMAN_KEYS = {
 }
 
 
+def fail(message: str) -> NoReturn:
+    """Stop with ``error: message`` on one line of standard error and exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def load_arrays(dataset: str, data_dir: Path) -> tuple[np.ndarray, ...]:
     """Return ``x_train, y_train, x_test, y_test, classes`` of a dataset in ``data_dir``."""
     path = data_dir / FILES[dataset]
     if not path.is_file():
-        sys.exit(f"error: {path} not found (the benchmark data lives in ../shared/data)")
+        fail(f"{path} not found (the benchmark data lives in ../shared/data)")
     with np.load(path) as arrays:
         x_train, y_train = arrays["x_train"], arrays["y_train"].astype(np.int64)
         x_test, y_test = arrays["x_test"], arrays["y_test"].astype(np.int64)
@@ -134,36 +145,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DATA)
     args = parser.parse_args(argv)
 
-    if args.out.exists() and any(args.out.iterdir()):
-        sys.exit(f"error: {args.out} exists and is not empty")
+    # every check before the first file is written
+    if args.out.exists() and not args.out.is_dir():
+        fail(f"--out {args.out} exists and is not a folder")
+    if args.out.is_dir() and any(args.out.iterdir()):
+        fail(f"{args.out} exists and is not empty")
+    if args.test_n < 0:
+        fail("--test-n must be 0 or more")
+    if args.noise in ("sym", "asym") and not 0.0 <= args.rate <= 1.0:
+        fail("--rate must be between 0 and 1")
+    if args.noise == "asym" and args.dataset != "cifar10":
+        fail("--noise asym is defined for cifar10 only")
+    human_file = args.data_dir / "cifar10n_labels.npz"
+    if args.noise == "human":
+        if args.dataset != "cifar10":
+            fail("--noise human (CIFAR-10N) is defined for cifar10 only")
+        if not human_file.is_file():
+            fail(f"{human_file} not found (--noise human reads CIFAR-10N's labels from it)")
     x_train, y_train, x_test, y_test, classes = load_arrays(args.dataset, args.data_dir)
     if args.n is None:
         if not 0 <= args.start < len(x_train):
-            sys.exit(f"error: --start must be between 0 and {len(x_train) - 1} for --n all")
+            fail(f"--start must be between 0 and {len(x_train) - 1} for --n all")
         args.n = len(x_train) - args.start
     if not 1 <= args.n <= len(x_train):
-        sys.exit(f"error: --n must be between 1 and {len(x_train)}")
+        fail(f"--n must be between 1 and {len(x_train)}")
     if not 0 <= args.start <= len(x_train) - args.n:
-        sys.exit(f"error: --start must be between 0 and {len(x_train) - args.n} for --n {args.n}")
-    if not 0.0 <= args.rate <= 1.0:
-        sys.exit("error: --rate must be between 0 and 1")
+        fail(f"--start must be between 0 and {len(x_train) - args.n} for --n {args.n}")
     rng = np.random.default_rng(args.seed)
     chosen = slice(args.start, args.start + args.n)
     x, truth = x_train[chosen], y_train[chosen]
     if args.noise == "sym":
         given = symmetric_noise(truth, args.rate, len(classes), rng, args.sym_convention)
     elif args.noise == "asym":
-        if args.dataset != "cifar10":
-            sys.exit("error: --noise asym is defined for cifar10 only")
         given = asymmetric_noise(truth, args.rate, rng)
     elif args.noise == "human":
-        if args.dataset != "cifar10":
-            sys.exit("error: --noise human (CIFAR-10N) is defined for cifar10 only")
-        with np.load(args.data_dir / "cifar10n_labels.npz") as human:
+        with np.load(human_file) as human:
             clean = human["clean_label"][chosen]
             given = human[HUMAN_KEYS[args.human]][chosen].astype(np.int64)
         if not np.array_equal(clean, truth):
-            sys.exit("error: CIFAR-10N clean labels do not match cifar10.npz")
+            fail("CIFAR-10N clean labels do not match cifar10.npz")
     else:
         given = truth.copy()
 
@@ -182,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": args.n,
         "start": args.start,
         "train_size": len(x_train),
+        "test_size": len(x_test),
         "noise": args.noise,
         "rate": args.rate if args.noise in ("sym", "asym") else None,
         "human": args.human if args.noise == "human" else None,
@@ -191,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         "wrong": int(np.sum(given != truth)),
         "test_n": int(min(args.test_n, len(x_test))),
     }
-    (args.out / "noise.json").write_text(json.dumps(info, indent=2) + "\n")
+    # written last, and whole: its presence says the folder is complete
+    partial = args.out / "noise.json.partial"
+    partial.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(partial, args.out / "noise.json")
     print(json.dumps(info))
     return 0
 

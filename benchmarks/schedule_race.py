@@ -17,7 +17,8 @@ compares each round's ``scores.csv`` with it, byte for byte.
         [--recipe NAME=SCAN-OPTIONS ...] [--no-plain] [--check] [--work DIR]
 
 ``FOLDER`` is one written by ``make_noisy.py`` (``FOLDER/images``). ``--recipe default=``
-is the scan with its defaults; ``--recipe 'b128=--batch-size 128 --lr 0.1'`` a variant.
+is the scan with its defaults; ``--recipe 'b128=--batch-size 128 --lr 0.1'`` a variant
+(every ``--recipe`` needs its ``=``, and its name must not be ``plain``).
 Without ``--recipe``: the default scan only (with the plain recipe). The rounds rotate
 which recipe starts. Prints seconds per recipe and round, the median, and each recipe's
 ratio to the plain recipe's time per round; the same table of the CPU seconds (user and
@@ -40,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -199,7 +201,36 @@ def ratio_table(rows: list[dict[str, float]], names: list[str], recipes: list[st
     return lines
 
 
+def fail(message: str) -> NoReturn:
+    """Stop with ``error: message`` on one line of standard error and exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_recipes(texts: list[str]) -> dict[str, str]:
+    """``NAME=SCAN-OPTIONS`` texts -> ``{name: options}`` (:func:`fail` on a text without
+    ``=``, an empty or repeated name, the name ``plain`` or options shlex cannot split)."""
+    recipes: dict[str, str] = {}
+    for text in texts:
+        name, equals, options = text.partition("=")
+        if not equals:
+            fail(f"--recipe {text!r}: give NAME=SCAN-OPTIONS, e.g. 'b128=--batch-size 128' "
+                 "(or 'default=' for the scan's defaults)")
+        if not name or name == "plain" or "/" in name:
+            fail(f"--recipe {text!r}: the name must be non-empty, without '/', and not "
+                 "'plain' (the plain recipe's)")
+        if name in recipes:
+            fail(f"--recipe {name!r} given twice")
+        try:
+            shlex.split(options)
+        except ValueError as error:
+            fail(f"--recipe {text!r}: {error}")
+        recipes[name] = options
+    return recipes
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Race the recipes for ``--rounds`` rounds and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="a folder made by make_noisy.py")
     parser.add_argument("--rounds", type=int, default=3)
@@ -212,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="keep outputs here")
     args = parser.parse_args(argv)
 
-    recipes = dict(text.split("=", 1) for text in (args.recipe or ["default="]))
+    recipes = parse_recipes(args.recipe or ["default="])
+    if args.rounds < 1:
+        fail("--rounds must be 1 or more")
     work = args.work or Path(tempfile.mkdtemp(prefix="race-"))
     images = args.folder / "images"
     race = Race()

@@ -11,16 +11,18 @@ method, one table.
 Steps and measurements are those of ``train_cifar.py`` (whose functions this script
 uses): the data is written once into ``WORK/data``; each method runs the installed CLI in a
 subprocess into ``WORK/<name>`` (an interrupted run is resumed, a finished one reused,
-``--force`` reruns); reported per method: the final and best clean test accuracy
-(``history.csv``'s ``val_acc``, the ensemble of both networks for the two-network
-methods), the final ``relabeled.csv`` against the truth (labels right before and after,
-precision and recall of its changes), precision / recall / AUROC of ``is_noisy``, wall time
-and seconds per epoch.
+only when started with the same options on the same data; ``--force`` reruns); reported
+per method: the final and best clean test accuracy (``history.csv``'s ``val_acc``, the
+ensemble of both networks for the two-network methods), the final ``relabeled.csv``
+against the truth (labels right before and after, precision and recall of its changes),
+precision / recall / AUROC of ``is_noisy``, wall time and seconds per epoch.
 
 Names beside the methods themselves: ``m-dyr-h`` (``dynamic-bootstrap --mixup``) and
 ``bootstrap-soft`` (``bootstrap --bootstrap soft``). Every method gets the same
 ``--epochs`` and ``--warmup-epochs`` (used by dividemix, dynamic-bootstrap and co-teaching's
-forget-rate estimate) and its own defaults otherwise.
+forget-rate estimate) and its own defaults otherwise. ``--noise human`` takes the
+CIFAR-10N label set ``--human`` names (default ``worst``). The folder of the ``--results``
+file is made, if missing, before any training.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import train_cifar  # noqa: E402  (the sibling script, for its data, run and report steps)
+from detect import output_file  # noqa: E402
 
 #: name -> (--method, extra options)
 VARIANTS = {
@@ -95,18 +98,26 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--method-args: unknown method {name!r}")
         per_method[name] = options
 
+    output_file(args.results, "--results")  # its folder now, before any training
     args.work.mkdir(parents=True, exist_ok=True)
     data = args.work / "data"
     noise = train_cifar.make_data(args, data)
     truth = pd.read_csv(data / "truth.csv", dtype=str, keep_default_na=False)
-    rows = []
+    runs = {}
     for name in names:
         method, options = VARIANTS[name]
         run_args = argparse.Namespace(**vars(args))
         run_args.extra = " ".join(
             [args.extra, shlex.join(options), per_method.get(name, "")]).strip()
+        runs[name] = (method, run_args)
+        # every run to reuse or resume is checked before any training
+        train_cifar.check_run(args.work / name,
+                              train_cifar.method_record(run_args, method, data, noise),
+                              args.force)
+    rows = []
+    for name, (method, run_args) in runs.items():
         out = args.work / name
-        wall = train_cifar.run_method(run_args, method, data, out)
+        wall = train_cifar.run_method(run_args, method, data, out, noise)
         row = train_cifar.report(method, out, truth, wall)
         row.update(name=name, options=run_args.extra, settings=method_settings(out, method))
         rows.append(row)

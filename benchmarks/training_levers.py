@@ -38,13 +38,14 @@ training images. Variants:
   images, so the schedule and the budget do not change). The final scoring covers every
   image.
 
-Cut rules (``--cut-rules``). Read the ``ce`` predictions saved by a first run (``--save``)
-and cut the same ranking in several ways: the scan's GMM, its Beta mixture, a GMM with one
-variance shared by both components, the loss alone, a 3-component GMM flagging its top
-component, and the top n at the calibrated confident joint's count of wrong labels
-(overall, and per given class with its per-class counts). Two ceilings close the table:
-the top n per class at the true per-class counts, and the best cut of the ranking. No
-training.
+Cut rules (``--cut-rules``). Read the ``ce`` predictions saved by a first run (``--save``;
+the variant named exactly ``ce``, ``DIR/FOLDER-ce.npz``, which the first form writes with
+``--variants ce``) and cut the same ranking in several ways: the scan's GMM, its Beta
+mixture, a GMM with one variance shared by both components, the loss alone, a 3-component
+GMM flagging its top component, and the top n at the calibrated confident joint's count
+of wrong labels (overall, and per given class with its per-class counts). Two ceilings
+close the table: the top n per class at the true per-class counts, and the best cut of
+the ranking. No training.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ from noisyclean.train.losses import generalized_cross_entropy, mixup, mixup_cros
 from noisyclean.train.methods.warmup import Warmup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect import _train_network, best_cut_f1, true_labels  # noqa: E402  (the sibling's)
+from detect import _train_network, best_cut_f1, fail, true_labels  # noqa: E402  (sibling's)
 
 OBJECTIVES = ("ce", "gce", "penalty", "mixup", "elr")
 #: ELR's temporal-ensemble momentum (the paper's CIFAR-10 value).
@@ -303,6 +304,7 @@ def cut_rules(both: np.ndarray, loss: np.ndarray, seed: int,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train and score each variant, or (``--cut-rules``) cut the saved ``ce`` predictions."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", type=Path, nargs="+")
     parser.add_argument("--variants", default="ce",
@@ -317,6 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.cut_rules:
         if args.save is None:
             parser.error("--cut-rules reads the predictions of --save")
+        for folder in args.folders:  # every file before the first is read
+            path = args.save / f"{folder.name}-ce.npz"
+            if not path.is_file():
+                kept = sorted(p.name for p in args.save.glob(f"{folder.name}-*.npz"))
+                fail(f"{path} not found: --cut-rules reads the predictions of the variant "
+                     f"named exactly 'ce' (a run with --variants ce --save {args.save}); "
+                     + (f"saved there for {folder.name}: {', '.join(kept)}" if kept else
+                        f"none saved there for {folder.name}"))
         rows: dict[str, list[str]] = {}
         wrong_counts = []
         for folder in args.folders:
@@ -337,14 +347,20 @@ def main(argv: list[str] | None = None) -> int:
         print_table("cut rule: F1 (flags)", columns, rows)
         return 0
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants:
+        fail("--variants names no variant (e.g. ce,gce,ce@epochs=25)")
     for spec in variants:
         parse_variant(spec)
+    if args.save is not None:  # the folder now, before any training
+        try:
+            args.save.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            fail(f"--save {args.save}: cannot create that folder ({error.strerror})")
     cells: dict[str, list[str]] = {spec: [] for spec in variants}
     for folder in args.folders:
         for spec in variants:
             rec = train_predictions(folder, spec, args.seed)
             if args.save is not None:
-                args.save.mkdir(parents=True, exist_ok=True)
                 np.savez(args.save / f"{folder.name}-{spec}.npz", **rec)
             cells[spec].append(lever_cell(rec, args.seed))
             pruned = f" (pruned {'+'.join(map(str, rec['pruned']))})" if len(rec["pruned"]) else ""

@@ -313,10 +313,15 @@ def aum_scores(
     )
     steps = method.total_steps(epochs)
     learners = []
+
+    def warn_extra_class(message: str) -> None:
+        progress.warn(f"{message} (--signal aum gives the network one more output than the "
+                      "classes, for its threshold samples)")
+
     for k in range(len(assigned)):
         _set_seed(config.seed + 1000 * k)
         model = build_model(config.model or "small-cnn", num_classes + 1, config.weights,
-                            config.width)
+                            config.width, warn_extra_class)
         model = model.to(data.device)
         if data.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -35,7 +35,8 @@ def read_user_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> pd.D
     Raises:
         NoisyCleanError: the file is missing, a folder, unreadable, empty, not UTF-8 text or
             not CSV (ragged rows), or lacks one of ``columns`` (the columns found are
-            listed, and which to rename when only their case differs) or has one twice.
+            listed, and which to rename when only their case differs, or that the file is
+            separated by semicolons, tabs or bars) or has one twice.
     """
     path = Path(path).expanduser()
     needs = f"it needs a header with columns {listing(columns, quote=True)}"
@@ -54,7 +55,8 @@ def read_user_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> pd.D
             "CSV UTF-8)"
         ) from None
     except (pd.errors.ParserError, ValueError) as error:
-        message = " ".join(str(error).split())
+        # pandas says "Error tokenizing data. C error: Expected 2 fields in line 3, saw 3"
+        message = " ".join(str(error).split()).replace("Error tokenizing data. C error: ", "")
         raise NoisyCleanError(f"{what} {path} is not a readable CSV file: {message}") from None
     except OSError as error:
         reason = error.strerror or str(error)
@@ -66,6 +68,13 @@ def read_user_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> pd.D
         cased = [name for name in frame.columns if name.lower() in missing]
         hint = (f"; column names are case-sensitive: rename {listing(cased)} to "
                 f"{listing(name.lower() for name in cased)}" if cased else "")
+        separators = [sep for sep in (";", "\t", "|") if any(
+            set(missing) <= {part.strip().lower() for part in header.split(sep)}
+            for header in frame.columns)]
+        if separators and not hint:
+            shown = "a tab" if separators[0] == "\t" else f"'{separators[0]}'"
+            hint = (f"; its columns seem separated by {shown}: save it with commas (in a "
+                    "spreadsheet, as CSV with comma separators)")
         raise NoisyCleanError(
             f"{what} {path} lacks column(s) {listing(missing)}: {needs} (columns found: "
             f"{listing(frame.columns, 10) or 'none'}){hint}"

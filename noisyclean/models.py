@@ -6,16 +6,18 @@ torchvision classification models, optionally with pretrained weights.
 - ``small-cnn``: a 3-block VGG-style CNN with batch norm (default for images up to 64 px),
 - ``preact-resnet18``: PreAct ResNet-18 as used by DivideMix for CIFAR,
 - any torchvision classification model name (``resnet18``, ``resnet50``,
-  ``mobilenet_v3_small``, ``efficientnet_b0``, ...); its classifier head is replaced by one
-  with ``num_classes`` outputs.
+  ``mobilenet_v3_small``, ``efficientnet_b0``, ...), built with a classifier head of
+  ``num_classes`` outputs (pretrained weights: their head is replaced by one).
 
 ``weights`` is either a torchvision weights name (``DEFAULT``, ``IMAGENET1K_V1``, ...,
 downloaded to / read from torch's hub cache) or the path of a local state dict file saved
-with ``torch.save(model.state_dict(), path)``.
+with ``torch.save(model.state_dict(), path)``. A file's tensors that do not fit (a head for
+another number of classes) are left as built, and the ``warn`` callback says which.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -260,30 +262,34 @@ def _replace_head(model: nn.Module, num_classes: int) -> nn.Module:
 AUX_LOGITS_MODELS = ("googlenet", "inception_v3")
 
 
-def check_input_size(name: str, num_classes: int, image_size: int) -> None:
+def check_input_size(name: str, num_classes: int, image_size: int,
+                     resized_by: str | None = None) -> None:
     """Refuse, with one clear message, a torchvision model that cannot train on images of
     ``image_size`` px (a kernel or pooling window larger than its feature map, a vision
     transformer's fixed input size, ...): one training-mode step's forward pass on two blank
     images, on a throwaway network, leaving torch's random state as it was. The models of
-    this package run at any size the data allows."""
+    this package run at any size the data allows. ``resized_by``: the option whose epochs
+    train at that size (``--low-res-epochs``), which the message then names."""
     if name in ("small-cnn", "preact-resnet18"):
         return
+    where = f", the side of the {resized_by} epochs" if resized_by else ""
+    advice = f"set {resized_by} 0" if resized_by else "try a larger --image-size"
     with torch.random.fork_rng(devices=[]):
         model = _torchvision_model(name, num_classes, None)
         try:
             out = model.train()(torch.zeros(2, 3, image_size, image_size))
         except Exception as error:  # noqa: BLE001 - any failure is the same answer
             raise NoisyCleanError(
-                f"--model {name} cannot run on {image_size}x{image_size} px images "
-                f"({str(error).strip() or type(error).__name__}); try a larger --image-size "
-                "or another --model"
+                f"--model {name} cannot run on {image_size}x{image_size} px images{where} "
+                f"({str(error).strip() or type(error).__name__}); {advice} or another --model"
             ) from None
     if not isinstance(out, torch.Tensor) or out.shape != (2, num_classes):
         raise NoisyCleanError(f"--model {name} does not return one row of class logits per "
                               "image; use another --model")
 
 
-def _torchvision_model(name: str, num_classes: int, weights: str | None) -> nn.Module:
+def _torchvision_model(name: str, num_classes: int, weights: str | None,
+                       warn: Callable[[str], None] | None = None) -> nn.Module:
     import torchvision
 
     available = set(torchvision.models.list_models(module=torchvision.models))
@@ -297,51 +303,87 @@ def _torchvision_model(name: str, num_classes: int, weights: str | None) -> nn.M
     # explicitly, as torchvision asks, where no weights replace it)
     options = {"aux_logits": False} if name in AUX_LOGITS_MODELS else {}
     own_init = {**options, "init_weights": True} if options else {}
-    if weights is None:
-        model = torchvision.models.get_model(name, weights=None, **own_init)
-    elif Path(weights).is_file():
-        model = torchvision.models.get_model(name, weights=None, **own_init)
-        _load_state_dict_file(model, Path(weights))
-    else:
-        weights_enum = torchvision.models.get_model_weights(name)
-        try:
-            chosen = weights_enum.DEFAULT if weights == "DEFAULT" else weights_enum[weights]
-        except KeyError:
-            names = ", ".join(dict.fromkeys(["DEFAULT", *weights_enum.__members__]))
-            raise NoisyCleanError(
-                f"--weights {weights!r} is neither a file nor a weights name of {name} "
-                f"(known: {names})"
-            ) from None
-        try:
-            model = torchvision.models.get_model(name, weights=chosen, **options)
-        except Exception as error:  # network failure, corrupt download, ...
-            raise NoisyCleanError(
-                f"cannot load weights {chosen} for {name}: {error}. Without internet, put the "
-                f"file in {torch.hub.get_dir()}/checkpoints or pass a local file to --weights"
-            ) from None
+    if weights is None or Path(weights).is_file():
+        # built with its own head of num_classes outputs, which a file saved from a network
+        # trained on these classes fills too
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes,
+                                             **own_init)
+        if weights is not None:
+            _load_state_dict_file(model, name, Path(weights), warn)
+        return model
+    weights_enum = torchvision.models.get_model_weights(name)
+    try:
+        chosen = weights_enum.DEFAULT if weights == "DEFAULT" else weights_enum[weights]
+    except KeyError:
+        names = ", ".join(dict.fromkeys(["DEFAULT", *weights_enum.__members__]))
+        raise NoisyCleanError(
+            f"--weights {weights!r} is neither a file nor a weights name of {name} "
+            f"(known: {names})"
+        ) from None
+    try:
+        model = torchvision.models.get_model(name, weights=chosen, **options)
+    except Exception as error:  # network failure, corrupt download, ...
+        raise NoisyCleanError(
+            f"cannot load weights {chosen} for {name}: {error}. Without internet, put the "
+            f"file in {torch.hub.get_dir()}/checkpoints or pass a local file to --weights"
+        ) from None
     return _replace_head(model, num_classes)
 
 
-def _load_state_dict_file(model: nn.Module, path: Path) -> None:
-    """Load a state dict saved with ``torch.save``; a head of another size is left as built."""
-    state = load_torch_file(path, "weights file")
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+def _shape(tensor: object) -> str:
+    """``10x512``: a tensor's shape as a message writes it (``?`` for what is no tensor)."""
+    shape = getattr(tensor, "shape", None)
+    return "x".join(map(str, shape)) if shape is not None else "?"
+
+
+def _state_dict_in(state: object) -> dict | None:
+    """The state dict a ``torch.save`` file holds: the file's dict itself, or the one under
+    ``state_dict`` or ``model`` (a training checkpoint), with the ``module.`` prefix of a
+    network saved inside ``DataParallel`` or ``DistributedDataParallel`` removed; None if
+    it holds none."""
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
     if not isinstance(state, dict):
+        return None
+    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
+
+
+def _load_state_dict_file(model: nn.Module, name: str, path: Path,
+                          warn: Callable[[str], None] | None) -> None:
+    """Load a state dict saved with ``torch.save`` into ``model`` (``--model name``).
+    Tensors the file lacks or holds in another shape (a classifier head for another number
+    of classes) are left as built, and ``warn`` is told which; a file of which more than a
+    fifth does not fit is refused."""
+    state = _state_dict_in(load_torch_file(path, "weights file"))
+    if state is None:
         raise NoisyCleanError(f"weights file {path} does not hold a state dict")
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    usable = {k: v for k, v in state.items()
+              if k in own and getattr(v, "shape", None) == own[k].shape}
     missing = [k for k in own if k not in usable]
     if not usable or len(missing) > 0.2 * len(own):
+        width = " and --width" if name == "small-cnn" else ""
         raise NoisyCleanError(
-            f"weights file {path} does not match the model: {len(missing)} of {len(own)} "
-            f"tensors missing or of another shape"
+            f"weights file {path} does not fit --model {name}: {len(missing)} of its "
+            f"{len(own)} tensors are not in the file or have another shape; give the --model"
+            f"{width} the file was saved from"
         )
     model.load_state_dict(usable, strict=False)
+    if missing and warn is not None:
+        named = [f"{k} (file {_shape(state[k])}, network {_shape(own[k])})" if k in state
+                 else f"{k} (not in the file)" for k in missing[:3]]
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        warn(f"--weights {path}: {', '.join(named)}{more} not loaded, left at random weights")
 
 
 def build_model(
-    name: str, num_classes: int, weights: str | None = None, width: int = 32
+    name: str, num_classes: int, weights: str | None = None, width: int = 32,
+    warn: Callable[[str], None] | None = None,
 ) -> nn.Module:
     """Build a classifier with ``num_classes`` outputs.
 
@@ -351,6 +393,8 @@ def build_model(
         weights: torchvision weights name or local state-dict file; ``None`` for random init.
             For ``small-cnn`` and ``preact-resnet18`` only a local file is accepted.
         width: base width of ``small-cnn`` (``preact-resnet18`` always uses 64).
+        warn: told, in one line, which tensors of a weights file were not loaded (absent,
+            or of another shape: a head for another number of classes).
 
     Returns:
         The model in training mode, on the CPU.
@@ -360,11 +404,11 @@ def build_model(
     elif name == "preact-resnet18":
         model = PreActResNet18(num_classes)
     else:
-        return _torchvision_model(name, num_classes, weights)
+        return _torchvision_model(name, num_classes, weights, warn)
     if weights is not None:
         if not Path(weights).is_file():
             raise NoisyCleanError(
                 f"--weights for {name} must be a local state-dict file; {weights!r} is not a file"
             )
-        _load_state_dict_file(model, Path(weights))
+        _load_state_dict_file(model, name, Path(weights), warn)
     return model

@@ -31,6 +31,7 @@ class Progress:
         self.quiet = quiet
         self.console = console or Console(stderr=True)
         self._rich: RichProgress | None = None
+        self._warned: set[str] = set()
 
     def __enter__(self) -> Progress:
         if not self.quiet:
@@ -79,5 +80,8 @@ class Progress:
 
     def warn(self, message: str) -> None:
         """Print one line starting ``warning:``, quiet or not: something asked for is not
-        done as asked."""
-        print_line(self.console, f"warning: {message}")
+        done as asked. A warning already printed is not printed again (each network of a
+        run may meet the same thing)."""
+        if message not in self._warned:
+            self._warned.add(message)
+            print_line(self.console, f"warning: {message}")

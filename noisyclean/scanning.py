@@ -8,7 +8,7 @@ The method follows DivideMix (Li et al. 2020, the co-divide step) and Arazo et a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,7 +44,7 @@ from .device import device_text, library_run
 from .environment import run_environment
 from .errors import NoisyCleanError, count_text
 from .folds import check_fold_sizes
-from .models import GroupedSmallCNN, build_model
+from .models import GroupedSmallCNN, build_model, check_input_size
 from .outputs.table import relabeled_table
 from .outputs.write import (
     check_inputs_outside_out,
@@ -70,7 +70,7 @@ from .signals import (
 )
 from .train.checkpoint import CHECKPOINT_NAME
 from .train.loop import Learner, Precision, make_learner, run_epochs
-from .train.methods.warmup import Warmup, mid_res_side
+from .train.methods.warmup import Warmup, mid_res_side, penalty_confidence_cap
 
 
 @dataclass
@@ -243,6 +243,57 @@ def schedule_text(schedule: Schedule, size: int) -> str:
     return ", ".join(resized) + f", then {schedule.epochs} at {size} px"
 
 
+#: settings ``--signal aum`` does not use: it trains on cross-entropy at full resolution and
+#: flags by its own margin threshold, with no mixture, cut, fusion or loss history.
+AUM_IGNORED = ("correction", "late_loss", "resized_batches", "fusion", "loss_history",
+               "mixture", "cut", "flip_ranking")
+
+
+def aum_ignored(config: ScanConfig) -> list[str]:
+    """The options of :data:`AUM_IGNORED` that ``config`` sets to other than their
+    defaults, as the command line writes them (``--mixture``, ``--no-flip-ranking``)."""
+    defaults = {f.name: f.default for f in fields(ScanConfig)}
+    names = []
+    for name in AUM_IGNORED:
+        value = getattr(config, name)
+        if value != defaults[name]:
+            option = name.replace("_", "-")
+            names.append(f"--{option}" if not isinstance(value, bool) or value
+                         else f"--no-{option}")
+    return names
+
+
+def check_resized_sides(schedule: Schedule, size: int, model: str, num_classes: int) -> None:
+    """:func:`~noisyclean.models.check_input_size` at the side of each kind of resized epoch
+    the schedule has (a torchvision model can run at the full side and not at half of it).
+
+    Raises:
+        NoisyCleanError: the model cannot run at one of those sides.
+    """
+    for epochs, side, option in ((schedule.low_res, size // 2, "--low-res-epochs"),
+                                 (schedule.mid_res, mid_res_side(size), "--mid-res-epochs")):
+        if epochs:
+            check_input_size(model, num_classes, side, option)
+
+
+def warn_of_settings(config: ScanConfig, num_classes: int, progress: Progress) -> None:
+    """Warn of settings that will not work as a user may expect: options ``--signal aum``
+    ignores (:func:`aum_ignored`), and ``--penalty`` with a ``--relabel-threshold`` above
+    the confidence the penalty lets the network reach (:func:`penalty_confidence_cap`)."""
+    ignored = aum_ignored(config) if config.signal == "aum" else []
+    if ignored:
+        progress.warn(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not "
+                      "apply to --signal aum: ignored")
+    cap = penalty_confidence_cap(num_classes) if config.penalty else 1.0
+    if cap < config.relabel_threshold:
+        progress.warn(
+            f"--penalty keeps the network's confidence low (on an image it fits perfectly "
+            f"it settles at about {cap:.2f} with {num_classes} classes), under "
+            f"--relabel-threshold {config.relabel_threshold:g}: most flagged images will be "
+            "marked review rather than relabel; a lower --relabel-threshold gives more "
+            "suggestions")
+
+
 def refuse_training_checkpoint(out: Path) -> None:
     """Refuse to scan into a folder that holds a ``train`` run's checkpoint: the scan would
     replace that run's outputs and remove its networks, and the checkpoint would no longer
@@ -395,7 +446,8 @@ def warm_up(
     models: list[torch.nn.Module] = []
     for k in range(config.networks):
         _set_seed(config.seed + 1000 * k)
-        model = build_model(config.model or "small-cnn", num_classes, config.weights, config.width)
+        model = build_model(config.model or "small-cnn", num_classes, config.weights, config.width,
+                            progress.warn)
         models.append(model.to(data.device))
     if grouped:  # the same networks, initialised as above, in one grouped network
         models = [GroupedSmallCNN.from_networks(models)]
@@ -450,11 +502,13 @@ def warm_up(
                 if late_losses[-1] == "gce":
                     method.gce_with(k, LATE_GCE_Q)
         if correct:
-            flipped = sum(flip_counts)
             identity = all(flipped_classes(t) == 0 for t in estimated)
+            # per network: two networks' counts summed could exceed the classes
+            counts = " and ".join(map(str, flip_counts))
+            found = (f"{counts} class(es) with systematic flips"
+                     + (", one count per network" if len(flip_counts) > 1 else ""))
             progress.log(f"forward correction from epoch {start + 1}: "
-                         + (f"{flipped} class(es) with systematic flips" if flipped
-                            else "no systematic flips found")
+                         + (found if any(flip_counts) else "no systematic flips found")
                          + (", cross-entropy goes on" if identity
                             else ", plus a background" if background else ""))
         if late_losses:
@@ -515,8 +569,10 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     if config.folds > 1:  # before any training, naming the classes short of images
         check_fold_sizes(labels, config.folds, samples.classes)
     schedule = resolve_schedule(config, len(paths), size, model_name)
+    check_resized_sides(schedule, size, model_name, len(samples.classes))
     config = replace(config, image_size=size, model=model_name, epochs=schedule.epochs,
                      low_res_epochs=schedule.low_res, mid_res_epochs=schedule.mid_res)
+    warn_of_settings(config, len(samples.classes), progress)
     if config.signal == "aum":  # AUM trains its own networks, on cross-entropy
         config = replace(config, correction="none", late_loss="ce")
     if config.signal == "aum" and config.networks != AUM_RUNS:

@@ -13,6 +13,17 @@ import torch
 from .errors import NoisyCleanError
 
 
+def _starts_like_torch_save(path: Path) -> bool:
+    """Whether the file begins as ``torch.save`` writes: a zip archive (``PK``), or a
+    pickle of protocol 2 or later (the legacy format)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+    except OSError:
+        return True  # no better answer than the loader's own
+    return head == b"PK" or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
 def load_torch_file(path: Path, what: str) -> Any:
     """``torch.load`` of ``path`` with ``weights_only=True`` (tensors and plain values
     only: a file cannot run code) onto the CPU.
@@ -50,4 +61,6 @@ def load_torch_file(path: Path, what: str) -> Any:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         reason = ("it is cut short or not a file written by torch.save"
                   if "zip archive" in first or not first else first)
+        if not _starts_like_torch_save(Path(path)):  # text, an image: pickle's own error
+            reason = "it is not a file written by torch.save"
         raise NoisyCleanError(f"cannot read {what} {path}: {reason}") from None

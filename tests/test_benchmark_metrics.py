@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -17,14 +17,11 @@ from noisyclean.cut import close_call, estimate_position
 from noisyclean.data.batches import DeviceImages
 from noisyclean.outputs.evaluation import evaluate_scan
 
-from .conftest import ROOT, write_digits_folder
+from .conftest import ROOT, load_script, write_digits_folder
 
 
-def _detect():
-    spec = importlib.util.spec_from_file_location("detect", ROOT / "benchmarks" / "detect.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _detect() -> ModuleType:
+    return load_script(ROOT / "benchmarks" / "detect.py")
 
 
 def test_best_cut_f1_is_the_highest_f1_of_any_top_n_cut() -> None:
@@ -56,13 +53,8 @@ def test_metrics_report_the_best_cut_beside_the_flags() -> None:
     assert row["fixed_acc_on_wrong"] == pytest.approx(0.5)  # a fixed to cat, c kept as cat
 
 
-def _training_levers():
-    spec = importlib.util.spec_from_file_location(
-        "training_levers", ROOT / "benchmarks" / "training_levers.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _training_levers() -> ModuleType:
+    return load_script(ROOT / "benchmarks" / "training_levers.py")
 
 
 def test_early_learning_penalty_is_the_mean_log_of_one_minus_the_agreement() -> None:
@@ -190,13 +182,15 @@ def test_cut_rules_scores_each_count_as_the_scans_first_rows(tmp_path) -> None:
     assert refused.returncode != 0 and "pass --scan" in refused.stderr
     results, rows_json = tmp_path / "RESULTS.md", tmp_path / "rows.json"
     results.write_text("# results\n")
+    # a --json in a folder that does not exist yet: made before the scan runs
+    nested = tmp_path / "new" / "deep" / "rows.json"
     done = subprocess.run(
         [sys.executable, script, str(folder), "--scan", "--scan-args",
          "--epochs 3 --width 8 --batch-size 16", "--results", str(results),
-         "--json", str(rows_json)],
+         "--json", str(nested)],
         capture_output=True, text=True, timeout=600, check=True)
     assert "note:" not in done.stderr
-    (row,) = json.loads(rows_json.read_text())
+    (row,) = json.loads(nested.read_text())
     assert row["wrong"] == 12
     scores = pd.read_csv(folder / "scan" / "scores.csv", dtype={"label": str})
     assert row["n"]["arbitrated"] == row["scan_flagged"] == int(scores["is_noisy"].sum())
@@ -265,6 +259,16 @@ def test_paired_scans_runs_both_variants_and_scores_each(tmp_path) -> None:
     stamps = sorted(p.stat().st_mtime_ns for p in (folder / "paired").glob("*/summary.json"))
     again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
     assert "noisy seed 1: F1" in again.stdout
+    assert sorted(p.stat().st_mtime_ns for p in (folder / "paired").glob("*/summary.json")) \
+        == stamps
+    # each run keeps the options it was made with; changed options under the same name
+    # are refused before any scan runs (the old outputs would be reported as the new ones)
+    recorded = json.loads((folder / "paired" / "ce-s1" / "paired-options.json").read_text())
+    assert recorded["scan_args"] == ["--seed", "1", *tiny.split(), "--late-loss", "ce"]
+    changed = [*args[:8], f"{tiny} --late-loss ce --mixture bmm", *args[9:]]
+    refused = subprocess.run(changed, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--mixture bmm" in refused.stderr
+    assert "ce-s0 holds a scan made with" in refused.stderr
     assert sorted(p.stat().st_mtime_ns for p in (folder / "paired").glob("*/summary.json")) \
         == stamps
 

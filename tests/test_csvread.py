@@ -36,12 +36,18 @@ def test_a_spreadsheet_csv_is_read_as_text(tmp_path: Path) -> None:
     (b"Path,Label\na.png,b\n", ["lacks column(s) 'path', 'label'",
                                 "rename 'Path', 'Label' to 'path', 'label'"]),
     (b"path,label,label\na.png,b,c\n", ["more than one column 'label'"]),
+    # a spreadsheet saved with the separator of a locale that writes decimal commas
+    (b"path;label\na.png;b\n", ["columns found: 'path;label'", "separated by ';': save it "
+                                "with commas"]),
+    (b"Path;Label;note\na.png;b;c\n", ["separated by ';'"]),
+    (b"path\tlabel\na.png\tb\n", ["separated by a tab"]),
 ])
 def test_each_way_a_file_is_refused(tmp_path: Path, data: bytes, needles: list[str]) -> None:
     with pytest.raises(NoisyCleanError) as info:
         read_user_csv(_file(tmp_path, data), "truth file", ("path", "label"))
     for needle in needles:
         assert needle in str(info.value)
+    assert "C error" not in str(info.value)
 
 
 def test_a_missing_file_or_a_folder_is_refused(tmp_path: Path) -> None:

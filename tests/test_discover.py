@@ -263,6 +263,20 @@ def test_manifest_nonexistent_path(tmp_path: Path) -> None:
     assert "cat/a.png" not in str(info.value)
 
 
+@pytest.mark.skipif(os.name == "nt", reason="'\\' separates folders on Windows")
+def test_manifest_windows_separators_get_a_hint(tmp_path: Path) -> None:
+    root = _two_classes(tmp_path / "data")
+    csv = _csv(tmp_path / "l.csv", "path,label\ncat\\a.png,cat\n")
+    with pytest.raises(NoisyCleanError, match="do not exist") as info:
+        discover(root, labels_csv=csv)
+    assert str(info.value).endswith("folders are separated by '/' (on this system a '\\' is "
+                                    "part of a file name): write the paths with '/'")
+    plain = _csv(tmp_path / "p.csv", "path,label\ncat/ghost.png,cat\n")
+    with pytest.raises(NoisyCleanError) as info:
+        discover(root, labels_csv=plain)
+    assert "separated by" not in str(info.value)
+
+
 def test_manifest_many_nonexistent_paths(tmp_path: Path) -> None:
     root = _two_classes(tmp_path / "data")
     rows = "".join(f"missing/{i}.png,cat\n" for i in range(12))

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import time
 
 import numpy as np
 import pytest
@@ -114,3 +115,39 @@ def test_gpu_full_script_runs_every_step_on_a_bare_python(tmp_path):
                    timeout=300)
     assert "stopping before sym50" in (out / "log.txt").read_text()
     assert not (out / "sym50.json").exists()
+
+
+def test_gpu_full_rewrites_a_half_written_folder_and_keeps_to_its_budget(tmp_path):
+    """A folder left without noise.json by a stopped run is written again, and the time
+    detect.py gets is what is left of BUDGET_S once the folder is written (here writing it
+    takes 4 s more, and detect.py would run until stopped)."""
+    _data_dir(tmp_path / "data")
+    gpu_dir, work = tmp_path / "gpu", tmp_path / "work"
+    env = {**os.environ, "GPU_DIR": str(gpu_dir), "PACK_DATA_DIR": str(tmp_path / "data"),
+           "NO_WHEELS": "1", "PYTHON": sys.executable}
+    subprocess.run(["bash", str(SCRIPT), "--prepare"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    python = tmp_path / "python3"  # make_noisy.py slower by 4 s; detect.py never ends
+    python.write_text(f"""#!/usr/bin/env bash
+case "$1" in
+    *make_noisy.py) sleep 4 ;;
+    *detect.py) exec sleep 600 ;;
+esac
+exec {sys.executable} "$@"
+""")
+    python.chmod(0o755)
+    half = work / "full-sym50" / "images" / "cat"
+    half.mkdir(parents=True)
+    (half / "stale.png").write_bytes(b"half-written")
+    env.update(WORK=str(work), PYTHON=str(python), SETTINGS="sym50", BUDGET_S="20",
+               MIN_LEFT_S="1")
+    start = time.perf_counter()
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    took = time.perf_counter() - start
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((work / "full-sym50" / "noise.json").read_text())["n"] == 200
+    assert not (half / "stale.png").exists()
+    log = (work / "out" / "log.txt").read_text()
+    assert "sym50: stopped, the budget was spent" in log
+    assert took < 20 + 3, log

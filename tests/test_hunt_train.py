@@ -48,9 +48,14 @@ def test_dividemix_at_temperature_0_01_trains(
 
 def _files(tmp_path: Path) -> dict[str, Path]:
     """Files a user might give as --weights or find as checkpoint.pt."""
-    files = {name: tmp_path / f"{name}.pt" for name in ("empty", "text", "cut", "pickle")}
+    files = {name: tmp_path / f"{name}.pt"
+             for name in ("empty", "text", "cut", "pickle", "prose", "png")}
     files["empty"].write_bytes(b"")
     files["text"].write_text("print('hello')\n")
+    # text and an image that pickle reads as opcodes: its errors were "101", "pop from
+    # empty list"
+    files["prose"].write_text("hello this is not a torch file\n")
+    files["png"].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     torch.save({"w": torch.zeros(64)}, tmp_path / "whole.pt")
     whole = (tmp_path / "whole.pt").read_bytes()
     files["cut"].write_bytes(whole[: len(whole) // 2])
@@ -61,7 +66,9 @@ def _files(tmp_path: Path) -> dict[str, Path]:
 def test_unreadable_torch_files_are_one_plain_line(tmp_path: Path) -> None:
     reasons = {"empty": "empty or cut short", "text": "not a file written by torch.save",
                "cut": "cut short or not a file written by torch.save",
-               "pickle": "not a file written by torch.save"}
+               "pickle": "not a file written by torch.save",
+               "prose": "it is not a file written by torch.save",
+               "png": "it is not a file written by torch.save"}
     for name, path in _files(tmp_path).items():
         with pytest.raises(NoisyCleanError) as caught:
             load_torch_file(path, "weights file")

@@ -16,7 +16,7 @@ from noisyclean.data.batches import DeviceImages
 from noisyclean.models import build_model
 from noisyclean.progress import Progress
 from noisyclean.train.loop import Precision, make_learner, one_cycle_lr, run_epochs
-from noisyclean.train.methods.warmup import Warmup, negative_entropy
+from noisyclean.train.methods.warmup import Warmup, negative_entropy, penalty_confidence_cap
 
 
 def test_one_cycle_lr_hand_values() -> None:
@@ -36,6 +36,31 @@ def test_negative_entropy_hand_values() -> None:
     logits = torch.tensor([[math.log(3.0), 0.0]])  # p = (0.75, 0.25)
     expected = 0.75 * math.log(0.75) + 0.25 * math.log(0.25)
     assert negative_entropy(logits).item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 10])
+def test_the_penalty_confidence_cap_is_where_free_logits_settle(classes: int) -> None:
+    """Free logits of one sample, trained on cross-entropy plus the confidence penalty until
+    they stop moving, give its label the cap's probability; the cap solves its equation."""
+    cap = penalty_confidence_cap(classes)
+    assert math.log(cap * (classes - 1) / (1 - cap)) == pytest.approx(1 / cap, rel=1e-9)
+    logits = torch.zeros(1, classes, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([logits], max_iter=500, tolerance_grad=1e-12,
+                                  tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    label = torch.tensor([0])
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        log_p = torch.log_softmax(logits, dim=1)
+        loss = torch.nn.functional.nll_loss(log_p, label) + (log_p.exp() * log_p).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    assert torch.softmax(logits, 1)[0, 0].item() == pytest.approx(cap, abs=1e-6)
+    assert {2: 0.78, 3: 0.68, 10: 0.48}[classes] == pytest.approx(cap, abs=0.005)
+    with pytest.raises(ValueError):
+        penalty_confidence_cap(1)
 
 
 def _separable(n: int = 64) -> tuple[np.ndarray, np.ndarray]:

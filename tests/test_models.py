@@ -37,9 +37,51 @@ def test_local_state_dict_file_is_loaded(tmp_path: Path) -> None:
     source = torchvision.models.resnet18(weights=None)  # 1000-class head, like ImageNet
     path = tmp_path / "r18.pt"
     torch.save(source.state_dict(), path)
-    model = build_model("resnet18", num_classes=3, weights=str(path))
+    said: list[str] = []
+    model = build_model("resnet18", num_classes=3, weights=str(path), warn=said.append)
     assert torch.equal(model.conv1.weight, source.conv1.weight)
     assert model.fc.out_features == 3  # head replaced, backbone kept
+    assert said == [f"--weights {path}: fc.weight (file 1000x512, network 3x512), fc.bias (file "
+                    "1000, network 3) not loaded, left at random weights"]
+
+
+def test_a_torchvision_file_for_the_same_classes_keeps_its_head(tmp_path: Path) -> None:
+    # a resnet18 fine-tuned on the user's 3 classes, passed back as --weights: nothing of
+    # it, the head included, is replaced by random weights
+    torch.manual_seed(3)
+    source = build_model("resnet18", 3)
+    torch.save(source.state_dict(), tmp_path / "mine.pt")
+    said: list[str] = []
+    model = build_model("resnet18", 3, weights=str(tmp_path / "mine.pt"), warn=said.append)
+    for a, b in zip(model.state_dict().values(), source.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert said == []
+
+
+def test_a_small_cnn_file_for_other_classes_warns_of_its_head(tmp_path: Path) -> None:
+    source = build_model("small-cnn", 5, width=8)
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    said: list[str] = []
+    model = build_model("small-cnn", 3, weights=str(tmp_path / "w.pt"), width=8,
+                        warn=said.append)
+    assert torch.equal(model.features[0].weight, source.features[0].weight)
+    assert len(said) == 1
+    assert "classifier.weight (file 5x32, network 3x32)" in said[0]
+    assert "classifier.bias (file 5, network 3)" in said[0]
+
+
+def test_a_checkpoint_or_data_parallel_state_dict_loads(tmp_path: Path) -> None:
+    """Files as other training code saves them: the state dict under ``model`` or
+    ``state_dict``, and keys prefixed ``module.`` by ``DataParallel``."""
+    source = build_model("small-cnn", 3, width=8)
+    state = source.state_dict()
+    wrapped = {"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 7}
+    for name, saved in (("ddp", {f"module.{k}": v for k, v in state.items()}),
+                        ("ckpt", {"state_dict": state, "optimizer": {}}), ("both", wrapped)):
+        torch.save(saved, tmp_path / f"{name}.pt")
+        model = build_model("small-cnn", 3, weights=str(tmp_path / f"{name}.pt"), width=8)
+        for a, b in zip(model.state_dict().values(), state.values(), strict=True):
+            assert torch.equal(a, b), name
 
 
 def test_named_torchvision_weights_load_from_the_hub_cache(
@@ -77,7 +119,8 @@ def test_bad_model_and_weights_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(NoisyCleanError, match="cannot read weights file"):
         build_model("small-cnn", 3, weights=str(tmp_path / "junk.pt"))
     torch.save({"x": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(NoisyCleanError, match="does not match the model"):
+    with pytest.raises(NoisyCleanError, match="does not fit --model small-cnn: 37 of its 37 "
+                       "tensors .* give the --model and --width the file was saved from"):
         build_model("small-cnn", 3, weights=str(tmp_path / "other.pt"))
 
 

@@ -106,6 +106,22 @@ def test_a_torchvision_model_too_big_for_the_images_is_refused(
     assert torch.equal(torch.random.get_rng_state(), state)
 
 
+def test_a_torchvision_model_too_big_for_the_resized_epochs_is_refused(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """alexnet runs at 64 px but not at the 32 px of --low-res-epochs nor at the 48 px of
+    --mid-res-epochs: one line naming the option, before any training (it was a
+    traceback from the first resized step)."""
+    root, _ = digits_folder
+    for option, side in (("--low-res-epochs", 32), ("--mid-res-epochs", 48)):
+        out = tmp_path / option.strip("-")
+        result = _scan(root, "--out", out, "--model", "alexnet", "--image-size", "64",
+                       option, "1", "--epochs", "1", "--quiet")
+        _clear_failure(result, f"--model alexnet cannot run on {side}x{side} px images, the "
+                       f"side of the {option} epochs", f"set {option} 0")
+        assert not out.exists()
+
+
 def test_googlenet_trains_on_its_main_head() -> None:
     """GoogLeNet returns its auxiliary heads' logits too in training mode; it is built
     without them, so a training step gets one row of logits per image."""
@@ -120,7 +136,7 @@ def test_a_file_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> Non
     with pytest.raises(NoisyCleanError, match="cannot write .*scores.csv"):
         atomic_write_bytes(tmp_path / "scores.csv", b"path,label\n")
     assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]  # no temporary file left
-    with pytest.raises(NoisyCleanError, match="cannot write"):
+    with pytest.raises(NoisyCleanError, match="there is no folder .*missing; create it first"):
         atomic_write_bytes(tmp_path / "missing" / "x.csv", b"")
 
 
@@ -174,3 +190,34 @@ def test_a_link_farm_scans_applies_and_rescans(
     result = _scan(clean, "--out", tmp_path / "again", *FAST)
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "again" / "scores.csv")) == 120
+
+
+def test_a_weights_file_for_other_classes_is_said_once(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """A small-cnn state dict saved for 5 classes, given to a scan of the digits' classes:
+    the backbone loads, the head cannot and starts from random weights. The scan says so
+    once, though each of its two networks meets it, --quiet or not."""
+    root, _ = digits_folder
+    torch.save(build_model("small-cnn", 5, width=8).state_dict(), tmp_path / "five.pt")
+    result = _scan(root, "--out", tmp_path / "out", "--weights", tmp_path / "five.pt",
+                   "--networks", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1, result.output
+    assert "classifier.weight (file 5x32, network " in lines[0]
+    assert "left at random weights" in lines[0]
+
+
+def test_the_penalty_under_the_relabel_threshold_is_said(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """With --penalty a network's confidence on 3 classes settles near 0.68, under the
+    default --relabel-threshold 0.7: the scan says that its flags will mostly be review."""
+    root, _ = digits_folder
+    result = _scan(root, "--out", tmp_path / "out", "--penalty", *FAST)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert ("warning: --penalty keeps the network's confidence low (on an image it fits "
+            "perfectly it settles at about 0.68 with 3 classes), under --relabel-threshold "
+            "0.7") in text

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,7 +37,7 @@ from noisyclean.folds import cross_validated_signals, fold_assignment
 from noisyclean.outputs.table import SCORE_COLUMNS
 from noisyclean.progress import Progress
 from noisyclean.scan_extras import probs_in_table_order
-from noisyclean.scanning import WarmupResult
+from noisyclean.scanning import WarmupResult, aum_ignored
 from noisyclean.train.loop import Precision
 
 runner = CliRunner()
@@ -228,8 +229,10 @@ def _flagged_wrong(scores: pd.DataFrame, truth: dict[str, str]) -> np.ndarray:
 def test_scan_signal_aum(digits_folder: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     root, truth = digits_folder
     out = tmp_path / "out"
-    result = _scan(root, "--signal", "aum", "--out", out, *TINY)
+    # --mixture means nothing to AUM: said, not silently dropped
+    result = _scan(root, "--signal", "aum", "--mixture", "bmm", "--out", out, *TINY)
     assert result.exit_code == 0, result.output
+    assert "warning: --mixture does not apply to --signal aum: ignored" in result.output
     scores = pd.read_csv(out / "scores.csv", dtype=STRINGS)
     assert list(scores.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
     assert sorted(scores["path"]) == sorted(truth)  # threshold samples are rows like any
@@ -242,6 +245,14 @@ def test_scan_signal_aum(digits_folder: tuple[Path, dict[str, str]], tmp_path: P
     assert aum["flagged"] == int(scores["is_noisy"].sum())
     assert summary["settings"]["networks"] == 2 and summary["mixture"] == []
     assert set(scores["predicted"]) <= {"0", "1", "7"}  # the fake class is never predicted
+
+
+def test_the_options_aum_ignores_are_named_as_written() -> None:
+    base = ScanConfig(data=Path("d"), signal="aum")
+    assert aum_ignored(base) == []
+    assert aum_ignored(replace(base, mixture="bmm", flip_ranking=False, loss_history=3,
+                               correction="none")) == [
+        "--correction", "--loss-history", "--mixture", "--no-flip-ranking"]
 
 
 def test_scan_folds_two(digits_folder: tuple[Path, dict[str, str]], tmp_path: Path) -> None:

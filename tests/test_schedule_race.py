@@ -3,22 +3,22 @@ one with the least time so far going next, and each scan writes what it writes a
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
+import pytest
+
+from .conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "schedule_race.py"
 
 
-def load_race_module():
-    spec = importlib.util.spec_from_file_location("schedule_race", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_race_module() -> ModuleType:
+    return load_script(SCRIPT)
 
 
 def test_race_runs_one_at_a_time_and_times_each_runner_alone() -> None:
@@ -121,3 +121,16 @@ def test_schedule_race_times_real_scans_and_the_plain_recipe(tmp_path, digits_fo
         arrays = np.load(work / f"round{r}-plain.npz")
         assert len(arrays["flag"]) == 120
         assert (work / f"round{r}-tiny" / "summary.json").is_file()
+
+
+def test_schedule_race_refuses_a_recipe_without_its_name_in_one_line(tmp_path, capsys) -> None:
+    """``--recipe b128`` (no ``=``) and a recipe named like the plain recipe: one
+    ``error:`` line and exit status 2, before any run."""
+    main = load_race_module().main
+    for recipe, said in (("b128", "give NAME=SCAN-OPTIONS"), ("plain=--epochs 1", "'plain'")):
+        with pytest.raises(SystemExit) as stop:
+            main([str(tmp_path), "--recipe", recipe, "--work", str(tmp_path / "work")])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == 2 and len(lines) == 1, lines
+        assert lines[0].startswith("error: --recipe") and said in lines[0]
+    assert not any(tmp_path.iterdir())

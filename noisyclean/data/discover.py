@@ -533,9 +533,13 @@ def _discover_manifest(
             "(relative to it)"
         )
     if missing:
+        slashed = [p for p in given_paths if "\\" in p]
+        hint = ("; folders are separated by '/' (on this system a '\\' is part of a file "
+                "name): write the paths with '/'"
+                if os.name != "nt" and slashed else "")
         raise NoisyCleanError(
             f"{len(missing)} path(s) in labels CSV {csv_path} do not exist under {root}: "
-            f"{listing(missing, quote=False)}"
+            f"{listing(missing, quote=False)}{hint}"
         )
     if unclear:
         raise NoisyCleanError(

@@ -403,12 +403,13 @@ def ensemble_accuracy(
 
 
 def _build_learners(
-    config: TrainConfig, dataset: Dataset, n_networks: int
+    config: TrainConfig, dataset: Dataset, n_networks: int, warn: Callable[[str], None]
 ) -> list[Learner]:
     learners = []
     for k in range(n_networks):
         _set_seed(config.seed + 1000 * k)
-        model = build_model(dataset.model, len(dataset.classes), config.weights, config.width)
+        model = build_model(dataset.model, len(dataset.classes), config.weights, config.width,
+                            warn)
         model = model.to(dataset.device)
         if dataset.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -554,7 +555,8 @@ def _train(
     # resuming, the checkpoint holds every weight: the initial --weights file (or a
     # torchvision download) is not needed again, and may be gone
     learners = _build_learners(
-        config if payload is None else replace(config, weights=None), dataset, networks)
+        config if payload is None else replace(config, weights=None), dataset, networks,
+        progress.warn)
     _set_seed(config.seed)
     models = [learner.model for learner in learners]
     method: Any
