@@ -37,3 +37,13 @@ def unique_nfc_forms(names: Iterable[str]) -> dict[str, str]:
     for name in names:
         forms.setdefault(nfc(name.strip()), []).append(name)
     return {form: found[0] for form, found in forms.items() if len(found) == 1}
+
+
+def case_twins(names: Iterable[str]) -> list[list[str]]:
+    """Groups of two or more ``names`` that differ only in case (or Unicode form or
+    surrounding spaces): ``cat`` and ``CAT``, which would be separate classes. In the
+    order of their first member."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(nfc(name.strip()).casefold(), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]

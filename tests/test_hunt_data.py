@@ -24,6 +24,7 @@ from noisyclean.cli import app
 from noisyclean.data.decode import cache_key, decode_image, decode_images, probe_image_size
 from noisyclean.data.discover import discover
 from noisyclean.errors import NoisyCleanError
+from noisyclean.names import case_twins
 
 from .test_discover import _csv, _png, _two_classes
 
@@ -385,3 +386,22 @@ def test_a_folder_with_only_unusable_entries_says_why(tmp_path: Path) -> None:
     os.mkfifo(root / "cat" / "p")
     with pytest.raises(NoisyCleanError, match="not usable, e.g. 'cat/p': not a regular file"):
         discover(root)
+
+
+def test_classes_that_differ_only_in_case_are_named_in_a_warning(tmp_path: Path) -> None:
+    """A labels CSV with ``cat`` and ``CAT`` (a typo, most likely) makes two classes: the
+    scan says so, as it cannot know which was meant."""
+    assert case_twins(["cat", "dog", "CAT", " Dog", "caf\u00e9", "cafe\u0301", "fox"]) == [
+        ["cat", "CAT"], ["dog", " Dog"], ["caf\u00e9", "cafe\u0301"]]
+    assert case_twins(["cat", "dog"]) == []
+    root = tmp_path / "flat"
+    rows = []
+    for i in range(30):
+        _png(root / f"{i}.png", (8 * i, 40, 90 if i % 3 else 200))
+        rows.append(f"{i}.png,{('cat', 'CAT', 'dog')[i % 3]}\n")
+    csv = _csv(tmp_path / "labels.csv", "path,label\n" + "".join(rows))
+    result = runner.invoke(app, ["scan", str(root), "--labels", str(csv), "--out",
+                                 str(tmp_path / "out"), *FAST, "--batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    assert ("warning: classes 'CAT', 'cat' differ only in letter case (or Unicode form) and "
+            "are separate classes; rename one if they are the same") in result.output

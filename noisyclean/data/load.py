@@ -14,8 +14,9 @@ import pandas as pd
 import torch
 
 from ..device import resolve_device
-from ..errors import NoisyCleanError
+from ..errors import NoisyCleanError, listing
 from ..models import SMALL_MODELS, check_input_size
+from ..names import case_twins
 from ..progress import Progress
 from ..train.loop import Precision
 from .batches import DeviceImages
@@ -143,6 +144,9 @@ def load_dataset(
     t0 = time.perf_counter()
     samples = discover(root, labels_csv, classes, min_classes=1 if validation else 2)
     timings["discover"] = time.perf_counter() - t0
+    for twins in case_twins(samples.classes):
+        progress.warn(f"classes {listing(twins, quote=True)} differ only in letter case (or "
+                      "Unicode form) and are separate classes; rename one if they are the same")
 
     t0 = time.perf_counter()
     size, model_name = choose_size_and_model(
