@@ -56,7 +56,7 @@ from noisyclean.outputs.evaluation import normalise_truth, top_rows_metrics
 from noisyclean.outputs.load import load_outputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect import fail, output_file  # noqa: E402  (the sibling script's)
+from detect import check_noisy_folder, fail, output_file  # noqa: E402  (the sibling script's)
 
 RULES = ("mixture", "loss mixture", "estimate", "nearer", "arbitrated")
 
@@ -154,8 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = [parse_run(text) for text in args.runs]
     for folder, _ in runs:
-        if not (folder / "truth.csv").is_file():
-            fail(f"{folder / 'truth.csv'} not found (write it with make_noisy.py)")
+        check_noisy_folder(folder)
     missing = [(f, s) for f, s in runs if not (s / "summary.json").is_file()]
     if missing and not args.scan:
         fail(f"no scan in {missing[0][1]}; pass --scan to run it")

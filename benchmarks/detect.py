@@ -84,10 +84,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from make_noisy import fail  # the sibling script's (this folder is on sys.path)
 from sklearn.metrics import roc_auc_score
 
 if TYPE_CHECKING:
@@ -112,11 +113,12 @@ SCAN_ARGS = {
 # --------------------------------------------------------------------------- errors
 
 
-def fail(message: str) -> NoReturn:
-    """Stop with ``error: message`` on one line of standard error and exit status 2 (the
-    benchmark scripts' way of refusing bad options or inputs)."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+def check_noisy_folder(folder: Path, files: tuple[str, ...] = ("truth.csv",)) -> None:
+    """:func:`fail` unless ``folder`` holds each of ``files`` as ``make_noisy.py`` writes
+    them (its truth, its ``noise.json``)."""
+    for name in files:
+        if not (folder / name).is_file():
+            fail(f"{folder / name} not found (make the folder with make_noisy.py)")
 
 
 def output_file(path: Path | None, option: str) -> None:
@@ -573,9 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(methods) - set(METHODS) - set(SCAN_ARGS)
     if unknown:
         fail(f"unknown method(s): {', '.join(sorted(unknown))}")
-    for name in ("truth.csv", "noise.json"):
-        if not (args.folder / name).is_file():
-            fail(f"{args.folder / name} not found (make the folder with make_noisy.py)")
+    check_noisy_folder(args.folder, ("truth.csv", "noise.json"))
     truth = read_truth(args.folder)
     noise = json.loads((args.folder / "noise.json").read_text())
     if args.rescore:  # reads the outputs only: no cleanlab, no work folder to make

@@ -35,7 +35,7 @@ from noisyclean.scoring import score_samples
 from noisyclean.signals import FUSIONS, Signals, network_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect import fail, metrics, output_file, read_truth  # noqa: E402
+from detect import check_noisy_folder, fail, metrics, output_file, read_truth  # noqa: E402
 
 
 def _scan_signals(folder: Path, scan: Path) -> tuple[list[str], Signals, np.ndarray, dict,
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         folder_path = Path(folder)
         runs.append((folder_path, Path(scan) if scan else folder_path / "scan"))
     for folder_path, scan_path in runs:
-        if not (folder_path / "truth.csv").is_file():
-            fail(f"{folder_path / 'truth.csv'} not found (write it with make_noisy.py)")
+        check_noisy_folder(folder_path)
         if not (scan_path / "summary.json").is_file():
             fail(f"no finished scan in {scan_path} (scan {folder_path / 'images'} with "
                  "--save-probs, or name the scan: FOLDER:SCAN)")

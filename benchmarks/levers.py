@@ -37,7 +37,7 @@ from noisyclean.train.loop import make_learner, run_epochs
 from noisyclean.train.methods.warmup import Warmup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detect import fail, true_labels  # noqa: E402  (the sibling script's)
+from detect import check_noisy_folder, fail, true_labels  # noqa: E402  (the sibling script's)
 
 #: epochs of the rows that average the scores over the last epochs
 AVERAGED_EPOCHS = 5
@@ -108,18 +108,18 @@ def levers(rec: dict[str, np.ndarray], seed: int) -> list[tuple[str, np.ndarray,
     k = min(AVERAGED_EPOCHS, epochs)
     over = f"averaged over {k} epoch{'s' if k != 1 else ''}"
     loss1 = avg(label_loss, 1, False)
-    loss5 = avg(label_loss, k, False)
+    loss_avg = avg(label_loss, k, False)
     loss_tta = avg(label_loss, 1, True)
     margin_tta = avg(uncalibrated_margin, 1, True)
     cal_tta = avg(calibrated_margin, 1, True)
     both = normalise_losses(loss_tta + cal_tta)
-    both5 = normalise_losses(avg(label_loss, k, True) + avg(calibrated_margin, k, True))
+    both_avg = normalise_losses(avg(label_loss, k, True) + avg(calibrated_margin, k, True))
     gmm = lambda s: fit_mixture(s, "gmm", seed).clean_prob  # noqa: E731
     bmm = lambda s: fit_mixture(s, "bmm", seed).clean_prob  # noqa: E731
     return [
         ("loss, last epoch, GMM raw posterior (the plain recipe)", plain_gmm(loss1, seed), loss1),
         ("loss, last epoch, GMM monotone", gmm(loss1), loss1),
-        (f"loss {over}", gmm(loss5), loss5),
+        (f"loss {over}", gmm(loss_avg), loss_avg),
         ("loss with flip TTA", gmm(loss_tta), loss_tta),
         ("loss with flip TTA, BMM", bmm(loss_tta), loss_tta),
         ("loss with flip TTA, one GMM per class", per_class(loss_tta, y, seed), loss_tta),
@@ -127,7 +127,7 @@ def levers(rec: dict[str, np.ndarray], seed: int) -> list[tuple[str, np.ndarray,
         ("class-calibrated margin (TTA)", gmm(cal_tta), cal_tta),
         ("loss + calibrated margin (TTA): scan default, gmm", gmm(both), both),
         ("loss + calibrated margin (TTA), bmm", bmm(both), both),
-        (f"loss + calibrated margin (TTA), {over}", gmm(both5), both5),
+        (f"loss + calibrated margin (TTA), {over}", gmm(both_avg), both_avg),
     ]
 
 
@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None and args.epochs < 1:
         fail("--epochs must be 1 or more")
     for folder in args.folders:
-        if not (folder / "truth.csv").is_file():
-            fail(f"{folder / 'truth.csv'} not found (make the folder with make_noisy.py)")
+        check_noisy_folder(folder)
     results: dict[str, list[str]] = {}
     names = []
     for folder in args.folders:

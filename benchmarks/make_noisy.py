@@ -66,7 +66,8 @@ HUMAN_KEYS = {
 
 
 def fail(message: str) -> NoReturn:
-    """Stop with ``error: message`` on one line of standard error and exit status 2."""
+    """Stop with ``error: message`` on one line of standard error and exit status 2 (every
+    benchmark script's way of refusing bad options or inputs)."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 

@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cut_rules import run_scan  # noqa: E402  (the sibling scripts')
 from detect import (  # noqa: E402
+    check_noisy_folder,
     fail,
     machine,
     metrics,
@@ -135,8 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:
         fail(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. 0,1")
     for folder in args.folders:
-        if not (folder / "truth.csv").is_file():
-            fail(f"{folder / 'truth.csv'} not found (write it with make_noisy.py)")
+        check_noisy_folder(folder)
     try:
         variants = {"a": (args.name_a, shlex.split(args.a)),
                     "b": (args.name_b, shlex.split(args.b))}

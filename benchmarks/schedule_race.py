@@ -41,13 +41,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import torch
 
 from noisyclean.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_noisy import fail  # noqa: E402  (the sibling script's)
 
 
 class Race:
@@ -199,12 +199,6 @@ def ratio_table(rows: list[dict[str, float]], names: list[str], recipes: list[st
                   for n in recipes]
     lines.append("| median | " + " | ".join(cells) + " |")
     return lines
-
-
-def fail(message: str) -> NoReturn:
-    """Stop with ``error: message`` on one line of standard error and exit status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def parse_recipes(texts: list[str]) -> dict[str, str]:

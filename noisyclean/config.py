@@ -177,6 +177,13 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def ignored_text(options: list[str], applies_to: str) -> str:
+    """The warning for options given where they do nothing: ``--mixture, --cut do not
+    apply to --signal aum: ignored``."""
+    verb = "does" if len(options) == 1 else "do"
+    return f"{', '.join(options)} {verb} not apply to {applies_to}: ignored"
+
+
 #: The setting types :func:`check_setting_types` checks, by the field's annotation.
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),

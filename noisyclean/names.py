@@ -30,20 +30,24 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+def _by_form(names: Iterable[str], casefold: bool = False) -> dict[str, list[str]]:
+    """``names`` grouped by their NFC form without surrounding spaces (and case-folded with
+    ``casefold``), in the order of each group's first name."""
+    forms: dict[str, list[str]] = {}
+    for name in names:
+        form = nfc(name.strip())
+        forms.setdefault(form.casefold() if casefold else form, []).append(name)
+    return forms
+
+
 def unique_nfc_forms(names: Iterable[str]) -> dict[str, str]:
     """Each name's NFC form without surrounding spaces -> the name, for the forms that only
     one of ``names`` has (a form two names share says neither)."""
-    forms: dict[str, list[str]] = {}
-    for name in names:
-        forms.setdefault(nfc(name.strip()), []).append(name)
-    return {form: found[0] for form, found in forms.items() if len(found) == 1}
+    return {form: found[0] for form, found in _by_form(names).items() if len(found) == 1}
 
 
 def case_twins(names: Iterable[str]) -> list[list[str]]:
     """Groups of two or more ``names`` that differ only in case (or Unicode form or
     surrounding spaces): ``cat`` and ``CAT``, which would be separate classes. In the
     order of their first member."""
-    groups: dict[str, list[str]] = {}
-    for name in names:
-        groups.setdefault(nfc(name.strip()).casefold(), []).append(name)
-    return [group for group in groups.values() if len(group) > 1]
+    return [group for group in _by_form(names, casefold=True).values() if len(group) > 1]

@@ -35,6 +35,8 @@ from .config import (
     RESIZED_BATCHES,
     ScanConfig,
     check_setting_types,
+    ignored_text,
+    option_name,
     shared_checks,
 )
 from .cut import CUTS, effective_cut
@@ -253,14 +255,9 @@ def aum_ignored(config: ScanConfig) -> list[str]:
     """The options of :data:`AUM_IGNORED` that ``config`` sets to other than their
     defaults, as the command line writes them (``--mixture``, ``--no-flip-ranking``)."""
     defaults = {f.name: f.default for f in fields(ScanConfig)}
-    names = []
-    for name in AUM_IGNORED:
-        value = getattr(config, name)
-        if value != defaults[name]:
-            option = name.replace("_", "-")
-            names.append(f"--{option}" if not isinstance(value, bool) or value
-                         else f"--no-{option}")
-    return names
+    return [option_name(name) if value is not False else option_name(f"no_{name}")
+            for name in AUM_IGNORED
+            if (value := getattr(config, name)) != defaults[name]]
 
 
 def check_resized_sides(schedule: Schedule, size: int, model: str, num_classes: int) -> None:
@@ -282,8 +279,7 @@ def warn_of_settings(config: ScanConfig, num_classes: int, progress: Progress) -
     the confidence the penalty lets the network reach (:func:`penalty_confidence_cap`)."""
     ignored = aum_ignored(config) if config.signal == "aum" else []
     if ignored:
-        progress.warn(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not "
-                      "apply to --signal aum: ignored")
+        progress.warn(ignored_text(ignored, "--signal aum"))
     cap = penalty_confidence_cap(num_classes) if config.penalty else 1.0
     if cap < config.relabel_threshold:
         progress.warn(

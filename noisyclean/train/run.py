@@ -33,6 +33,7 @@ from ..config import (
     RESUME_OVERRIDABLE,
     TrainConfig,
     check_setting_types,
+    ignored_text,
     shared_checks,
 )
 from ..data.batches import DeviceImages
@@ -479,8 +480,7 @@ def _train(
         named = named_options(config, explicit)
         unused = unused_options(config.method, named)
         if unused:
-            progress.warn(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not "
-                          f"apply to --method {config.method}: ignored")
+            progress.warn(ignored_text(unused, f"--method {config.method}"))
         for warning in conditionally_unused(config, named):
             progress.warn(warning)
     else:  # the checkpoint's settings are validated once merged

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ...config import TrainConfig
+from ...config import TrainConfig, ignored_text, option_name
 from ...data.batches import DeviceImages
 from ..loop import Method, Precision
 from ..losses import BOOTSTRAP_MODES
@@ -72,7 +72,7 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
 def unused_options(method: str, given: Collection[str]) -> list[str]:
     """The options among ``given`` (field names) that ``method`` does not use, as
     ``--option`` names, in :data:`METHOD_OPTIONS`' order."""
-    return [f"--{name.replace('_', '-')}" for name, methods in METHOD_OPTIONS.items()
+    return [option_name(name) for name, methods in METHOD_OPTIONS.items()
             if name in given and method not in methods]
 
 
@@ -92,8 +92,7 @@ def conditionally_unused(config: TrainConfig, given: Collection[str]) -> list[st
     warnings = []
     for (name, method), (used, condition) in CONDITIONAL_OPTIONS.items():
         if name in given and config.method == method and not used(config):
-            warnings.append(f"--{name.replace('_', '-')} does not apply to --method {method} "
-                            f"{condition}: ignored")
+            warnings.append(ignored_text([option_name(name)], f"--method {method} {condition}"))
     return warnings
 
 
