@@ -22,6 +22,14 @@ Noise kinds:
 * ``human``: CIFAR-10N's human labels (``--human aggre|random1|random2|random3|worst``,
   read from ``cifar10n_labels.npz`` in ``--data-dir``), real annotator errors; ``--rate``
   is ignored.
+* ``verified``: the TEST set with its own published labels, whose known errors are the
+  ones people confirmed (``test_label_errors.json`` in ``--data-dir``, from
+  cleanlab/label-errors: 54 for CIFAR-10, 15 for MNIST); ``--n``/``--start`` count test
+  images (``--n all``: all of them), named ``t<index>``. In ``truth.csv`` a confirmed error
+  has the class the reviewers agreed on, or :data:`UNKNOWN_CLASS` where they agreed on
+  none (it is still wrong: no image is given that class). Two limits: the confirmed
+  errors are the ones confident learning proposed (a wrong label it missed counts as
+  right here), and the rest of the test set is taken to be right. ``--rate`` is ignored.
 
 The training images are ``--n`` of the CIFAR-10 training set in its original order, from
 ``--start`` (Fashion-MNIST and MNIST: of their training sets); ``--n all`` takes every one.
@@ -56,6 +64,9 @@ FILES = {"cifar10": "cifar10.npz", "fashion-mnist": "fashion_mnist.npz", "mnist"
 # DivideMix's asymmetric noise for CIFAR-10: truck->automobile, bird->airplane,
 # deer->horse, cat<->dog
 CIFAR10_ASYM = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+#: ``truth.csv``'s class for a confirmed error whose reviewers agreed on no class
+UNKNOWN_CLASS = "unknown"
+VERIFIED_FILE = "test_label_errors.json"
 HUMAN_KEYS = {
     "aggre": "aggre_label",
     "worst": "worse_label",
@@ -110,6 +121,33 @@ def asymmetric_noise(labels: np.ndarray, rate: float, rng: np.random.Generator) 
     return noisy
 
 
+def verified_truth(
+    labels: np.ndarray, start: int, classes: list[str], dataset: str, data_dir: Path
+) -> tuple[list[str], dict[str, int]]:
+    """The true class name of test images ``start .. start + len(labels) - 1``: the given
+    one, except for the confirmed errors of :data:`VERIFIED_FILE` (the agreed class, or
+    :data:`UNKNOWN_CLASS`); and the count of those errors in that range by category."""
+    path = data_dir / VERIFIED_FILE
+    if not path.is_file():
+        fail(f"{path} not found (--noise verified reads the confirmed errors from it)")
+    errors = json.loads(path.read_text()).get(dataset)
+    if errors is None:
+        fail(f"{path} has no confirmed errors for {dataset}")
+    truth = [classes[label] for label in labels]
+    counts: dict[str, int] = {}
+    for error in errors:
+        row = int(error["index"]) - start
+        if not 0 <= row < len(labels):
+            continue
+        if int(error["given"]) != int(labels[row]):
+            fail(f"{path}: test image {error['index']} is given {error['given']} there, "
+                 f"{labels[row]} in {FILES[dataset]}")
+        agreed = error.get("true_guess")
+        truth[row] = UNKNOWN_CLASS if agreed is None else classes[int(agreed)]
+        counts[error["category"]] = counts.get(error["category"], 0) + 1
+    return truth, counts
+
+
 def write_folder(
     root: Path, images: np.ndarray, labels: np.ndarray, classes: list[str], names: list[str]
 ) -> list[str]:
@@ -133,10 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=sorted(FILES), default="cifar10")
     parser.add_argument("--n", type=_count, default=5000,
-                        help="training images (n of them, from --start), or 'all' of them")
+                        help="training images (n of them, from --start), or 'all' of them "
+                        "(test images with --noise verified)")
     parser.add_argument("--start", type=int, default=0,
                         help="index of the first training image (default 0)")
-    parser.add_argument("--noise", choices=["sym", "asym", "human", "none"], default="sym")
+    parser.add_argument("--noise", choices=["sym", "asym", "human", "verified", "none"],
+                        default="sym")
     parser.add_argument("--rate", type=float, default=0.2)
     parser.add_argument("--human", choices=sorted(HUMAN_KEYS), default="worst")
     parser.add_argument("--sym-convention", choices=["other", "all"], default="other")
@@ -163,7 +203,15 @@ def main(argv: list[str] | None = None) -> int:
             fail("--noise human (CIFAR-10N) is defined for cifar10 only")
         if not human_file.is_file():
             fail(f"{human_file} not found (--noise human reads CIFAR-10N's labels from it)")
+    if args.noise == "verified":
+        if args.dataset not in ("cifar10", "mnist"):
+            fail("--noise verified (the confirmed test-set errors) covers cifar10 and mnist only")
+        if args.test_n:
+            fail("--noise verified writes test images already; --test-n does not apply")
     x_train, y_train, x_test, y_test, classes = load_arrays(args.dataset, args.data_dir)
+    train_size = len(x_train)
+    if args.noise == "verified":  # the test set takes the training set's place
+        x_train, y_train = x_test, y_test
     if args.n is None:
         if not 0 <= args.start < len(x_train):
             fail(f"--start must be between 0 and {len(x_train) - 1} for --n all")
@@ -175,7 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     chosen = slice(args.start, args.start + args.n)
     x, truth = x_train[chosen], y_train[chosen]
-    if args.noise == "sym":
+    verified: dict[str, int] | None = None
+    if args.noise == "verified":
+        given = truth.copy()
+        truth_names, verified = verified_truth(given, args.start, classes, args.dataset,
+                                               args.data_dir)
+    elif args.noise == "sym":
         given = symmetric_noise(truth, args.rate, len(classes), rng, args.sym_convention)
     elif args.noise == "asym":
         given = asymmetric_noise(truth, args.rate, rng)
@@ -188,29 +241,34 @@ def main(argv: list[str] | None = None) -> int:
     else:
         given = truth.copy()
 
-    names = [f"{i:05d}" for i in range(args.start, args.start + args.n)]
+    if verified is None:
+        truth_names = [classes[t] for t in truth]
+    prefix = "t" if verified is not None else ""
+    names = [f"{prefix}{i:05d}" for i in range(args.start, args.start + args.n)]
     paths = write_folder(args.out / "images", x, given, classes, names)
     truth_rows = ["path,label"] + [
-        f"{p},{classes[t]}" for p, t in zip(paths, truth, strict=True)
+        f"{p},{t}" for p, t in zip(paths, truth_names, strict=True)
     ]
     (args.out / "truth.csv").write_text("\n".join(truth_rows) + "\n")
     if args.test_n:
         k = min(args.test_n, len(x_test))
         write_folder(args.out / "test", x_test[:k], y_test[:k], classes,
                      [f"t{i:05d}" for i in range(k)])
+    wrong = np.array([classes[g] != t for g, t in zip(given, truth_names, strict=True)])
     info = {
         "dataset": args.dataset,
         "n": args.n,
         "start": args.start,
-        "train_size": len(x_train),
+        "train_size": train_size,
         "test_size": len(x_test),
         "noise": args.noise,
         "rate": args.rate if args.noise in ("sym", "asym") else None,
         "human": args.human if args.noise == "human" else None,
         "sym_convention": args.sym_convention if args.noise == "sym" else None,
         "seed": args.seed,
-        "real_noise_rate": float(np.mean(given != truth)),
-        "wrong": int(np.sum(given != truth)),
+        "real_noise_rate": float(np.mean(wrong)),
+        "wrong": int(np.sum(wrong)),
+        "verified": verified,
         "test_n": int(min(args.test_n, len(x_test))),
     }
     # written last, and whole: its presence says the folder is complete

@@ -133,10 +133,13 @@ def estimate_wrong_labels(
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
     joint = calibrated_joint(confident_joint(probs, labels), labels)
-    wrong = float(joint.sum() - np.trace(joint))
-    row = joint.sum(axis=1)
+    # the off-diagonal entries summed (not the total less the trace, whose rounding left
+    # -2e-16 where no label was counted wrong, shown as "-0.0%")
+    off = joint * (1 - np.eye(len(joint)))
+    wrong = float(off.sum())
+    row, row_off = joint.sum(axis=1), off.sum(axis=1)
     per_class = {
-        name: (float(1.0 - joint[k, k] / row[k]) if row[k] > 0 else None)
+        name: (float(row_off[k] / row[k]) if row[k] > 0 else None)
         for k, name in enumerate(classes)
     }
     return {

@@ -100,6 +100,110 @@ def test_make_noisy_checks_every_option_before_writing(tmp_path: Path) -> None:
                   "--data-dir", data, "--out", tmp_path / "sym"), "--rate must be between")
 
 
+def test_make_noisy_verified_writes_the_test_set_with_its_confirmed_errors(
+        tmp_path: Path) -> None:
+    """``--noise verified``: the test images under their own labels, named ``t<index>``;
+    in ``truth.csv`` a confirmed error gets its agreed class, or ``unknown`` where the
+    reviewers agreed on none; errors outside ``--start``/``--n`` are left out."""
+    data = _data_dir(tmp_path / "data")  # test labels 0, 1, 2, 3, 4
+    errors = {"cifar10": [
+        {"index": 1, "given": 1, "true_guess": 7, "category": "correctable"},
+        {"index": 3, "given": 3, "true_guess": None, "category": "non-agreement"},
+        {"index": 0, "given": 0, "true_guess": None, "category": "neither"},
+    ]}
+    (data / "test_label_errors.json").write_text(json.dumps(errors))
+    out = tmp_path / "out"
+    done = _run("make_noisy.py", "--noise", "verified", "--n", "4", "--start", "1",
+                "--data-dir", data, "--out", out)
+    assert done.returncode == 0, done.stderr
+    truth = pd.read_csv(out / "truth.csv")
+    assert truth.values.tolist() == [
+        ["automobile/t00001.png", "horse"], ["bird/t00002.png", "bird"],
+        ["cat/t00003.png", "unknown"], ["deer/t00004.png", "deer"]]
+    assert sorted(p.relative_to(out / "images").as_posix()
+                  for p in (out / "images").rglob("*.png")) == truth["path"].tolist()
+    noise = json.loads((out / "noise.json").read_text())
+    assert (noise["noise"], noise["wrong"], noise["real_noise_rate"]) == ("verified", 2, 0.5)
+    assert noise["verified"] == {"correctable": 1, "non-agreement": 1}
+    assert (noise["train_size"], noise["test_size"], noise["n"]) == (30, 5, 4)
+    # every check before the first file: a given label that disagrees, no file, --test-n
+    errors["cifar10"][0]["given"] = 2
+    (data / "test_label_errors.json").write_text(json.dumps(errors))
+    _refused(_run("make_noisy.py", "--noise", "verified", "--n", "all", "--data-dir", data,
+                  "--out", tmp_path / "o2"), "test image 1 is given 2 there, 1 in cifar10.npz")
+    _refused(_run("make_noisy.py", "--noise", "verified", "--n", "2", "--test-n", "2",
+                  "--data-dir", data, "--out", tmp_path / "o2"), "--test-n does not apply")
+    (data / "test_label_errors.json").unlink()
+    _refused(_run("make_noisy.py", "--noise", "verified", "--n", "2", "--data-dir", data,
+                  "--out", tmp_path / "o2"), "test_label_errors.json not found")
+    _refused(_run("make_noisy.py", "--noise", "verified", "--dataset", "fashion-mnist",
+                  "--data-dir", data, "--out", tmp_path / "o2"), "cifar10 and mnist only")
+    assert not (tmp_path / "o2").exists()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "test_label_errors.json").is_file()
+                    or not (SHARED_DATA / "cifar10.npz").is_file(),
+                    reason="needs ../shared/data/cifar10.npz and test_label_errors.json")
+def test_make_noisy_verified_on_the_real_cifar10_test_set(tmp_path: Path) -> None:
+    """The first 400 CIFAR-10 test images: every confirmed error among them (the JSON's
+    indices below 400) is wrong in ``truth.csv``, with its agreed class or ``unknown``,
+    and no other image is."""
+    errors = json.loads((SHARED_DATA / "test_label_errors.json").read_text())["cifar10"]
+    first = {e["index"]: e for e in errors if e["index"] < 400}
+    assert first  # test image 165 (given deer) is one
+    out = tmp_path / "v"
+    done = _run("make_noisy.py", "--noise", "verified", "--n", "400", "--out", out)
+    assert done.returncode == 0, done.stderr
+    truth = pd.read_csv(out / "truth.csv")
+    given = truth["path"].str.split("/").str[0]
+    index = truth["path"].str.extract(r"t(\d+)\.png")[0].astype(int)
+    wrong = truth[given != truth["label"]]
+    assert sorted(index[wrong.index]) == sorted(first)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck"]
+    for row, i in zip(wrong["label"], index[wrong.index], strict=True):
+        agreed = first[i]["true_guess"]
+        assert row == ("unknown" if agreed is None else names[agreed])
+    assert json.loads((out / "noise.json").read_text())["wrong"] == len(first)
+
+
+def test_review_depth_counts_the_wrong_labels_in_each_rankings_first_rows(
+        tmp_path: Path) -> None:
+    """``review_depth.py`` on a hand-made ``detect.py`` work folder: the plain recipe's
+    arrays (ranked by score) and a scan's table (``--folds 5``, a method outside
+    ``detect.METHODS``; its order is its ranking), five images of which two are wrong, one
+    of them with no agreed class."""
+    folder, work = tmp_path / "folder", tmp_path / "work"
+    folder.mkdir()
+    (work / "scan-folds").mkdir(parents=True)
+    paths = ["a/1.png", "a/2.png", "b/3.png", "b/4.png", "b/5.png"]
+    truth = ["a", "b", "b", "unknown", "b"]  # 2.png is a "b", 4.png wrong with no class
+    pd.DataFrame({"path": paths, "label": truth}).to_csv(folder / "truth.csv", index=False)
+    (folder / "noise.json").write_text(json.dumps({"wrong": 2}))
+    # the scan: 4.png, 1.png, 2.png first; flags the first two; writes "b" for 1.png
+    order = [3, 0, 1, 2, 4]
+    pd.DataFrame({
+        "path": [paths[i] for i in order], "label": ["b", "a", "a", "b", "b"],
+        "is_noisy": [True, True, False, False, False],
+        "predicted": ["a", "b", "b", "b", "b"],
+        "suggested_label": ["b", "b", "a", "b", "b"],
+    }).to_csv(work / "scan-folds" / "scores.csv", index=False)
+    (work / "scan-folds" / "summary.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    # the plain recipe: 2.png then 4.png first; flags 2.png and sets it right
+    np.savez(work / "plain.npz", paths=np.array(paths), classes=np.array(["a", "b"]),
+             labels=np.array([0, 0, 1, 1, 1]), flag=np.array([0, 1, 0, 0, 0], dtype=bool),
+             score=np.array([0.1, 0.9, 0.2, 0.3, 0.0]), fixed=np.array([0, 1, 1, 1, 1]))
+    done = _run("review_depth.py", folder, "--work", work, "--depths", "1,2,3")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0] == ("| method | flags | flagged wrong | top 1 | top 2 | top 3 | set right "
+                       "| with a class |")
+    assert rows[1:] == ["| plain | 1 | 1 | 1 | 2 | 2 | 1 | 1 |",
+                        "| noisyclean --folds 5 | 2 | 1 | 1 | 1 | 2 | 0 | 1 |"]
+    _refused(_run("review_depth.py", folder, "--work", tmp_path / "none"), "is not a folder")
+    _refused(_run("review_depth.py", folder, "--work", folder), "holds no method's outputs")
+
+
 # --------------------------------------------------------------------------- detect.py
 
 

@@ -87,3 +87,20 @@ def test_symmetric_noise_is_counted_from_the_predictions() -> None:
     estimate = estimate_wrong_labels(probs, labels, list("abcd"))
     assert estimate["count"] == 25
     assert estimate["rate"] == pytest.approx(0.25)
+
+
+def test_no_label_counted_wrong_gives_exactly_zero() -> None:
+    """A network that fits every given label (a small clean dataset, memorised): every
+    sample counts as its own class, and the estimate is 0 wrong labels at a rate of exactly
+    0, overall and per class, never a rounding residue such as -2e-16 (shown as -0.0%)."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.integers(0, 10, 1000)
+        probs = np.full((1000, 10), 0.001)
+        probs[np.arange(1000), labels] = 0.991
+        probs += rng.uniform(0, 1e-4, probs.shape)
+        probs /= probs.sum(axis=1, keepdims=True)
+        estimate = estimate_wrong_labels(probs, labels, list("abcdefghij"))
+        assert (estimate["count"], estimate["rate"]) == (0, 0.0)
+        assert f"{estimate['rate']:.1%}" == "0.0%"
+        assert set(estimate["per_class"].values()) == {0.0}
