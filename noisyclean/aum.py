@@ -321,7 +321,7 @@ def aum_scores(
     for k in range(len(assigned)):
         _set_seed(config.seed + 1000 * k)
         model = build_model(config.model or "small-cnn", num_classes + 1, config.weights,
-                            config.width, warn_extra_class)
+                            config.width, warn_extra_class, download_progress=not progress.quiet)
         model = model.to(data.device)
         if data.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -289,7 +289,8 @@ def check_input_size(name: str, num_classes: int, image_size: int,
 
 
 def _torchvision_model(name: str, num_classes: int, weights: str | None,
-                       warn: Callable[[str], None] | None = None) -> nn.Module:
+                       warn: Callable[[str], None] | None = None,
+                       download_progress: bool = True) -> nn.Module:
     import torchvision
 
     available = set(torchvision.models.list_models(module=torchvision.models))
@@ -321,7 +322,8 @@ def _torchvision_model(name: str, num_classes: int, weights: str | None,
             f"(known: {names})"
         ) from None
     try:
-        model = torchvision.models.get_model(name, weights=chosen, **options)
+        model = torchvision.models.get_model(name, weights=chosen,
+                                             progress=download_progress, **options)
     except Exception as error:  # network failure, corrupt download, ...
         raise NoisyCleanError(
             f"cannot load weights {chosen} for {name}: {error}. Without internet, put the "
@@ -383,7 +385,7 @@ def _load_state_dict_file(model: nn.Module, name: str, path: Path,
 
 def build_model(
     name: str, num_classes: int, weights: str | None = None, width: int = 32,
-    warn: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None, download_progress: bool = True,
 ) -> nn.Module:
     """Build a classifier with ``num_classes`` outputs.
 
@@ -395,6 +397,8 @@ def build_model(
         width: base width of ``small-cnn`` (``preact-resnet18`` always uses 64).
         warn: told, in one line, which tensors of a weights file were not loaded (absent,
             or of another shape: a head for another number of classes).
+        download_progress: show torch's progress bar while named torchvision weights
+            download (False under ``--quiet``).
 
     Returns:
         The model in training mode, on the CPU.
@@ -404,7 +408,7 @@ def build_model(
     elif name == "preact-resnet18":
         model = PreActResNet18(num_classes)
     else:
-        return _torchvision_model(name, num_classes, weights, warn)
+        return _torchvision_model(name, num_classes, weights, warn, download_progress)
     if weights is not None:
         if not Path(weights).is_file():
             raise NoisyCleanError(

@@ -443,7 +443,7 @@ def warm_up(
     for k in range(config.networks):
         _set_seed(config.seed + 1000 * k)
         model = build_model(config.model or "small-cnn", num_classes, config.weights, config.width,
-                            progress.warn)
+                            progress.warn, download_progress=not progress.quiet)
         models.append(model.to(data.device))
     if grouped:  # the same networks, initialised as above, in one grouped network
         models = [GroupedSmallCNN.from_networks(models)]

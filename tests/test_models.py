@@ -142,3 +142,57 @@ def test_small_cnn_trains_on_a_batch_of_one() -> None:
     out = model(torch.rand(1, 3, 16, 16))
     out.sum().backward()
     assert out.shape == (1, 3)
+
+
+def _fake_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[list, dict]:
+    """An empty torch.hub cache, and a download of ResNet-18's weights that writes a
+    locally made state dict (no network) and records the ``progress`` it was asked for."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    torch.manual_seed(2)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    shown: list[bool] = []
+
+    def download(url: str, dst: str, hash_prefix: str | None = None,
+                 progress: bool = True) -> None:
+        shown.append(progress)
+        torch.save(state, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return shown, state
+
+
+@pytest.mark.parametrize("download_progress", [True, False])
+def test_a_weights_download_shows_torchs_progress_bar_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, download_progress: bool
+) -> None:
+    shown, state = _fake_download(monkeypatch, tmp_path)
+    model = build_model("resnet18", 4, weights="IMAGENET1K_V1",
+                        download_progress=download_progress)
+    assert shown == [download_progress]
+    assert torch.equal(model.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+@pytest.mark.parametrize("command", ["scan", "train"])
+def test_quiet_downloads_weights_without_a_progress_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, quiet: bool
+) -> None:
+    """``scan --quiet --weights NAME`` and ``train --quiet ...`` print nothing while the
+    weights download (torch's bar went to standard error before); without ``--quiet`` the
+    bar is shown."""
+    from typer.testing import CliRunner
+
+    from noisyclean.cli import app
+
+    from .conftest import write_digits_folder
+
+    write_digits_folder(tmp_path / "data", per_class=8, flip=0, size=32)
+    shown, _ = _fake_download(monkeypatch, tmp_path)
+    options = {"scan": ["--low-res-epochs", "0", "--mid-res-epochs", "0"],
+               "train": ["--method", "standard"]}[command]
+    args = [command, str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--model",
+            "resnet18", "--weights", "IMAGENET1K_V1", "--epochs", "1", "--no-cache",
+            *options, *(["--quiet"] if quiet else [])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert shown == [not quiet]

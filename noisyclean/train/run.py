@@ -404,13 +404,14 @@ def ensemble_accuracy(
 
 
 def _build_learners(
-    config: TrainConfig, dataset: Dataset, n_networks: int, warn: Callable[[str], None]
+    config: TrainConfig, dataset: Dataset, n_networks: int, warn: Callable[[str], None],
+    download_progress: bool = True,
 ) -> list[Learner]:
     learners = []
     for k in range(n_networks):
         _set_seed(config.seed + 1000 * k)
         model = build_model(dataset.model, len(dataset.classes), config.weights, config.width,
-                            warn)
+                            warn, download_progress)
         model = model.to(dataset.device)
         if dataset.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -556,7 +557,7 @@ def _train(
     # torchvision download) is not needed again, and may be gone
     learners = _build_learners(
         config if payload is None else replace(config, weights=None), dataset, networks,
-        progress.warn)
+        progress.warn, download_progress=not progress.quiet)
     _set_seed(config.seed)
     models = [learner.model for learner in learners]
     method: Any
