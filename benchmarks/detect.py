@@ -459,34 +459,61 @@ def markdown(title: str, rows: list[dict], header: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the per-sample arrays of every method's outputs (:func:`method_outputs`), as
+#: :func:`metrics` takes them
+ARRAY_KEYS = ("labels", "flag", "score", "predicted", "fixed")
+
+
+def outputs_path(work: Path, name: str) -> Path | None:
+    """Where method ``name`` left its outputs in ``work``: a scan's folder (with its
+    ``scores.csv``) or a worker's ``.npz``; None where it left none."""
+    if (work / name / "scores.csv").is_file():
+        return work / name
+    if (work / f"{name}.npz").is_file():
+        return work / f"{name}.npz"
+    return None
+
+
+def method_outputs(work: Path, name: str) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+    """``(paths, classes, arrays)`` of method ``name``'s outputs in ``work``: the
+    :data:`ARRAY_KEYS` (``score``: higher is more suspicious), and a worker's ``loss``
+    where it saved one; :func:`fail` where it left none."""
+    path = outputs_path(work, name)
+    if path is None:
+        fail(f"{work} holds no outputs of {name}")
+    if path.is_dir():
+        return scan_arrays(path)
+    with np.load(path) as d:
+        arrays = {key: d[key] for key in (*ARRAY_KEYS, "loss") if key in d}
+        return d["paths"].tolist(), d["classes"].tolist(), arrays
+
+
 def collect(
     name: str, work: Path, truth: dict[str, str], noise: dict, folds: int,
     scan_options: str = "",
 ) -> list[dict]:
     """The rows of one method from its outputs in ``work`` (a scan's folder or a worker's
     ``.npz``), without timings; ``plain-onecycle`` also gives the ``oracle`` row."""
+    paths, classes, arrays = method_outputs(work, name)
+    figures = metrics(paths, truth=truth, classes=classes, **{k: arrays[k] for k in ARRAY_KEYS})
     if name in SCAN_ARGS:
-        paths, classes, arrays = scan_arrays(work / name)
         options = scan_options or " ".join(SCAN_ARGS[name])
-        return [{"method": f"noisyclean {options}".strip(),
-                 **metrics(paths, classes=classes, truth=truth, **arrays)}]
-    d = np.load(work / f"{name}.npz")
-    paths, classes = d["paths"].tolist(), d["classes"].tolist()
-    common = {"paths": paths, "classes": classes, "truth": truth, "labels": d["labels"]}
+        return [{"method": f"noisyclean {options}".strip(), **figures}]
     label = {
         "cleanlab": f"cleanlab, {folds}-fold CV",
         "plain": "plain one-run recipe (DivideMix warm-up SGD, last-epoch loss, GMM)",
         "plain-onecycle": "plain recipe on the scan's training (one-cycle)",
     }[name]
-    rows = [{"method": label, **metrics(flag=d["flag"], score=d["score"],
-             predicted=d["predicted"], fixed=d["fixed"], **common)}]
+    rows = [{"method": label, **figures}]
     if name == "plain-onecycle":
-        top = np.argsort(-d["loss"], kind="stable")[: int(noise["wrong"])]
+        top = np.argsort(-arrays["loss"], kind="stable")[: int(noise["wrong"])]
         flag = np.zeros(len(paths), dtype=bool)
         flag[top] = True
         rows.append({"method": "oracle: top-n one-cycle losses, n = true count",
-                     **metrics(flag=flag, score=d["loss"], predicted=d["predicted"],
-                               fixed=np.where(flag, d["predicted"], d["labels"]), **common)})
+                     **metrics(paths, flag=flag, score=arrays["loss"],
+                               predicted=arrays["predicted"],
+                               fixed=np.where(flag, arrays["predicted"], arrays["labels"]),
+                               truth=truth, classes=classes, labels=arrays["labels"])})
     return rows
 
 
@@ -510,8 +537,7 @@ def rescore_table(
              "|---|---|---|---|---|---|"]
     recorded = read_run_record(work).get("scan_options", {})
     for name in methods:
-        found = (work / name / "scores.csv").is_file() or (work / f"{name}.npz").is_file()
-        if not found:
+        if outputs_path(work, name) is None:
             continue
         for row in collect(name, work, truth, noise, folds,
                            scan_options=recorded.get(name, "")):

@@ -31,24 +31,13 @@ from detect import (  # the sibling script's (this folder is on sys.path)
     SCAN_ARGS,
     check_noisy_folder,
     class_index,
+    method_outputs,
     output_file,
+    outputs_path,
     read_run_record,
     read_truth,
-    scan_arrays,
 )
 from make_noisy import UNKNOWN_CLASS, fail
-
-
-def method_arrays(work: Path, name: str) -> tuple[list[str], list[str], dict] | None:
-    """``(paths, classes, arrays)`` of one method's outputs in ``work`` (``labels``,
-    ``flag``, ``score``: higher is more suspicious, ``fixed``), or None where it has none."""
-    if (work / name / "scores.csv").is_file():
-        return scan_arrays(work / name)
-    if (work / f"{name}.npz").is_file():
-        d = np.load(work / f"{name}.npz")
-        keys = ("labels", "flag", "score", "fixed")
-        return d["paths"].tolist(), d["classes"].tolist(), {k: d[k] for k in keys}
-    return None
 
 
 def depth_row(paths: list[str], classes: list[str], arrays: dict, truth: dict[str, str],
@@ -80,10 +69,9 @@ def table(folder: Path, work: Path, depths: list[int] | None) -> str:
     names = read_run_record(work).get("scan_options", {})
     lines = []
     for name in dict.fromkeys([*METHODS, *SCAN_ARGS]):  # every method detect.py runs
-        found = method_arrays(work, name)
-        if found is None:
+        if outputs_path(work, name) is None:
             continue
-        row = depth_row(*found, truth, depths)
+        row = depth_row(*method_outputs(work, name), truth, depths)
         label = (f"noisyclean {names.get(name) or ' '.join(SCAN_ARGS[name])}"
                  if name in SCAN_ARGS else name)
         if not lines:

@@ -404,14 +404,13 @@ def ensemble_accuracy(
 
 
 def _build_learners(
-    config: TrainConfig, dataset: Dataset, n_networks: int, warn: Callable[[str], None],
-    download_progress: bool = True,
+    config: TrainConfig, dataset: Dataset, n_networks: int, progress: Progress
 ) -> list[Learner]:
     learners = []
     for k in range(n_networks):
         _set_seed(config.seed + 1000 * k)
         model = build_model(dataset.model, len(dataset.classes), config.weights, config.width,
-                            warn, download_progress)
+                            progress.warn, download_progress=not progress.quiet)
         model = model.to(dataset.device)
         if dataset.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -557,7 +556,7 @@ def _train(
     # torchvision download) is not needed again, and may be gone
     learners = _build_learners(
         config if payload is None else replace(config, weights=None), dataset, networks,
-        progress.warn, download_progress=not progress.quiet)
+        progress)
     _set_seed(config.seed)
     models = [learner.model for learner in learners]
     method: Any
