@@ -631,12 +631,18 @@ def evaluate(
         Path | None, typer.Option("--output", "-o",
                                   help="File to write (default: OUT_DIR/evaluation.json).")
     ] = None,
+    no_class: Annotated[
+        list[str] | None, typer.Option(
+            "--no-class", help="A truth label meaning the image belongs to none of the "
+            "classes (an outlier, a blank image): its given label counts as wrong, and no "
+            "suggested label as right. Repeat for several.")
+    ] = None,
 ) -> None:
     """Score a scan against the true labels and write evaluation.json."""
     from .outputs.evaluation import evaluate_scan
 
     try:
-        metrics, path = evaluate_scan(out_dir, truth, output)
+        metrics, path = evaluate_scan(out_dir, truth, output, no_class or ())
     except NoisyCleanError as error:
         _fail(str(error))
         return
@@ -647,6 +653,8 @@ def evaluate(
     table = Table(title="noisyclean evaluate", show_header=False)
     table.add_row("images evaluated", f"{metrics['n']} of {metrics['n_scored']} scored")
     table.add_row("wrong labels (truth)", str(metrics["n_wrong"]))
+    if metrics["n_no_class"]:
+        table.add_row("  of which of no class (--no-class)", str(metrics["n_no_class"]))
     table.add_row("flagged noisy", str(metrics["n_flagged"]))
     table.add_row("precision", fmt(metrics["precision"]))
     table.add_row("recall", fmt(metrics["recall"]))
@@ -657,7 +665,8 @@ def evaluate(
         table.add_row(f"top {metrics['n_estimated_wrong']} rows (estimated wrong): "
                       "precision / recall / F1",
                       f"{fmt(top['precision'])} / {fmt(top['recall'])} / {fmt(top['f1'])}")
-    table.add_row("suggested label right, on wrong samples",
+    table.add_row("suggested label right, on wrong samples"
+                  + (" with a class" if metrics["n_no_class"] else ""),
                   fmt(metrics["suggested_accuracy_on_wrong"]))
     table.add_row("relabel rows right", f"{fmt(metrics['relabel_accuracy'])} "
                   f"(of {metrics['n_relabel']})")
@@ -710,6 +719,11 @@ def train(
         Path | None,
         typer.Option(help="CSV path,label with the TRUE labels of DATA's images: the "
                      "division's AUROC, precision and recall go into history.csv every epoch."),
+    ] = None,
+    no_class: Annotated[
+        list[str] | None,
+        typer.Option("--no-class", help="A --truth label meaning the image belongs to none of "
+                     "the classes: its given label counts as wrong. Repeat for several."),
     ] = None,
     labels: LabelsOption = None,
     classes: ClassesOption = None,
@@ -886,6 +900,7 @@ def train(
         resume=resume,
         val=val,
         truth=truth,
+        no_class=no_class or None,
         image_size=image_size,
         workers=workers,
         cache_dir=cache_dir,

@@ -214,9 +214,9 @@ def check_setting_types(config: ScanConfig | TrainConfig) -> None:
         if value is None and optional == "None":
             continue
         wanted = _SETTING_TYPES.get(kind)
-        if f.name == "classes":
+        if f.name in ("classes", "no_class"):
             ok = isinstance(value, list | tuple) and all(isinstance(c, str) for c in value)
-            wanted_text = "a list of class names"
+            wanted_text = "a list of class names" if f.name == "classes" else "a list of labels"
         elif wanted is not None:
             ok = isinstance(value, wanted) and (kind == "bool" or not isinstance(value, bool))
             wanted_text = {"int": "a whole number", "float": "a number", "bool": "True or False",
@@ -283,6 +283,8 @@ class TrainConfig(DataSettings):
     resume: Path | None = None
     val: Path | None = None
     truth: Path | None = None
+    #: labels of the ``truth`` file that mean "none of the classes" (``--no-class``)
+    no_class: list[str] | None = None
 
     # networks and optimiser
     model: str | None = None

@@ -34,10 +34,11 @@ PATHS = ["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.png"]
 LABELS = np.array([0, 0, 1, 1])
 
 
-def _correct(rows: list[tuple[str, str]], log: list[str] | None = None) -> np.ndarray:
+def _correct(rows: list[tuple[str, str]], log: list[str] | None = None,
+             no_class: list[str] | None = None) -> np.ndarray:
     train = SimpleNamespace(classes=CLASSES, paths=PATHS, labels=LABELS)
     truth = normalise_truth(pd.DataFrame(rows, columns=["path", "label"]))
-    config = TrainConfig(truth=Path("truth.csv"))
+    config = TrainConfig(truth=Path("truth.csv"), no_class=no_class)
     return label_is_correct(config, train, truth,  # type: ignore[arg-type]
                             None if log is None else log.append)
 
@@ -67,6 +68,20 @@ def test_a_truth_file_that_matches_no_image_or_names_unknown_classes_is_refused(
         _correct([("elsewhere/a.png", "cat"), ("elsewhere/c.png", "dog")])
     with pytest.raises(NoisyCleanError, match="'bird'.* not training classes"):
         _correct([("cat/a.png", "bird")])
+
+
+def test_a_no_class_truth_label_makes_the_given_label_wrong() -> None:
+    """``--no-class unknown``: an image of none of the classes has a wrong given label;
+    without it the label is refused, and a --no-class label that is a class too."""
+    rows = [("cat/a.png", "unknown"), ("cat/b.png", "cat"), ("dog/c.png", "other"),
+            ("dog/d.png", "dog")]
+    correct = _correct(rows, no_class=[" unknown", "other"])  # written as the truth's are
+    np.testing.assert_array_equal(correct, [0.0, 1.0, 0.0, 1.0])
+    with pytest.raises(NoisyCleanError, match="'other', 'unknown'.* not training classes.*"
+                       "--no-class LABEL"):
+        _correct(rows)
+    with pytest.raises(NoisyCleanError, match="--no-class 'dog' is a class name"):
+        _correct(rows, no_class=["unknown", "other", "dog"])
 
 
 # --------------------------------------------------------------------------- division metrics
@@ -204,3 +219,26 @@ def test_a_truth_file_for_no_training_image_is_refused(
     text = " ".join(result.output.split())
     assert f"has no row for any of the {len(truth)} training images" in text
     assert "Traceback" not in result.output
+
+
+def test_train_with_no_class_truth_labels(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """A real run whose truth file says two images are of none of the classes: they count
+    as wrong labels in the summary's metrics; without --truth, --no-class is refused."""
+    root, truth = digits_folder
+    outliers = sorted(truth)[:2]
+    csv = write_truth(tmp_path / "truth.csv",
+                      {p: ("none" if p in outliers else label) for p, label in truth.items()})
+    wrong = sum(p in outliers or p.split("/")[0] != label for p, label in truth.items())
+    out = tmp_path / "out"
+    result = _train(root, "--out", out, "--method", "coteaching", "--truth", csv,
+                    "--no-class", "none", *TINY)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "summary.json").read_text())["truth_metrics"]
+    assert (metrics["n_wrong"], metrics["n_no_class"]) == (wrong, 2)
+    assert json.loads((out / "summary.json").read_text())["settings"]["no_class"] == ["none"]
+    refused = _train(root, "--out", tmp_path / "o2", "--method", "coteaching", "--no-class",
+                     "none", *TINY)
+    assert refused.exit_code == 2
+    assert "--no-class names labels of a --truth file" in " ".join(refused.output.split())

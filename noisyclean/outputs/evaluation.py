@@ -54,15 +54,18 @@ def normalise_truth(truth: pd.DataFrame, source: str | Path = "truth file") -> p
 
 
 def evaluation_metrics(
-    table: pd.DataFrame, truth: pd.DataFrame, classes: Iterable[str] = ()
+    table: pd.DataFrame, truth: pd.DataFrame, classes: Iterable[str] = (),
+    no_class: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """:func:`~noisyclean.evaluate.detection_metrics` (with the scan's ``classes``) plus
-    the accuracy of the ``relabel`` rows' suggested labels (``relabel_accuracy``, None
-    without relabel rows) and ``n_relabel``, both over the rows the truth covers;
+    """:func:`~noisyclean.evaluate.detection_metrics` (with the scan's ``classes`` and the
+    truth's ``no_class`` labels) plus the accuracy of the ``relabel`` rows' suggested
+    labels (``relabel_accuracy``, None without relabel rows; a relabelled image of none of
+    the classes counts as a wrong relabel) and ``n_relabel``, both over the rows the truth
+    covers;
     ``n_scored`` (the table's rows, of which ``n`` were evaluated) and
     ``truth_rows_unused`` (truth rows that name no row of the table: a skipped image,
     say); NaN values become None (valid JSON)."""
-    metrics: dict[str, Any] = dict(detection_metrics(table, truth, classes))
+    metrics: dict[str, Any] = dict(detection_metrics(table, truth, classes, no_class))
     merged = match_truth(table, truth)
     metrics["n_scored"] = int(len(table))
     metrics["truth_rows_unused"] = int((~truth["path"].isin(table["path"])).sum())
@@ -76,7 +79,8 @@ def evaluation_metrics(
 
 
 def top_rows_metrics(
-    table: pd.DataFrame, truth: pd.DataFrame, count: int | None, classes: Iterable[str] = ()
+    table: pd.DataFrame, truth: pd.DataFrame, count: int | None, classes: Iterable[str] = (),
+    no_class: Iterable[str] = (),
 ) -> dict[str, Any]:
     """How well the ``count`` most suspicious rows of the table (the scan's ranking,
     :func:`~noisyclean.outputs.table.review_order`: the rows ``export --top`` takes,
@@ -91,6 +95,7 @@ def top_rows_metrics(
         truth: ``path`` and true ``label`` for every row of the table, or for a sample.
         count: rows to take (None: a scan without the estimate).
         classes: the scan's classes (:func:`~noisyclean.evaluate.detection_metrics`).
+        no_class: true labels that mean none of the classes (the same).
 
     Returns:
         ``{"n_estimated_wrong": count, "top_estimated": {"precision", "recall", "f1"}}``,
@@ -101,7 +106,7 @@ def top_rows_metrics(
     top = table.assign(is_noisy=False)
     ranked = review_order(top).index
     top.loc[ranked[: max(int(count), 0)], "is_noisy"] = True
-    metrics = detection_metrics(top, truth, classes)
+    metrics = detection_metrics(top, truth, classes, no_class)
     return {
         "n_estimated_wrong": int(count),
         "top_estimated": json_safe({k: metrics[k] for k in ("precision", "recall", "f1")}),
@@ -109,7 +114,8 @@ def top_rows_metrics(
 
 
 def evaluate_scan(
-    out: str | Path, truth: str | Path, output: str | Path | None = None
+    out: str | Path, truth: str | Path, output: str | Path | None = None,
+    no_class: Iterable[str] = (),
 ) -> tuple[dict[str, Any], Path]:
     """Score the scan in ``out`` against ``truth`` and write ``evaluation.json``.
 
@@ -119,6 +125,9 @@ def evaluate_scan(
             the true ``label`` of every scored image, or of a sample of them: the metrics
             are then those of the rows it covers.
         output: where to write; default ``out/evaluation.json``.
+        no_class: labels (or one label) of the truth file that mean the image belongs to
+            none of the scan's classes (``--no-class``): those rows count as wrong labels that no
+            suggestion can set right (:func:`~noisyclean.evaluate.detection_metrics`).
 
     Returns:
         ``(metrics, path written)``. Metrics: ``n`` (rows evaluated), ``n_scored``
@@ -126,12 +135,15 @@ def evaluate_scan(
         ``precision``, ``recall``, ``f1`` of ``is_noisy`` as a detector of wrong labels,
         ``auroc`` of ``1 - clean_prob`` (None when all labels are right or all wrong),
         ``suggested_accuracy_on_wrong``, ``suggested_accuracy``, ``n_relabel``,
-        ``relabel_accuracy``, ``n_estimated_wrong`` and ``top_estimated`` (see
-        :func:`top_rows_metrics`), plus ``scores`` and ``truth`` (the files read).
+        ``relabel_accuracy``, ``n_no_class``, ``n_estimated_wrong`` and
+        ``top_estimated`` (see :func:`top_rows_metrics`), plus ``scores`` and ``truth``
+        (the files read) and ``no_class`` (the labels given).
 
     Raises:
         NoisyCleanError: missing or garbled files, a truth file that covers none of the
-            scored images, or an ``output`` that is one of the scan's own files.
+            scored images or has labels that are neither classes nor ``no_class``, a
+            ``no_class`` label that is a class, or an ``output`` that is one of the scan's
+            own files.
     """
     outputs = load_outputs(out, images=False)  # the table alone: the images may be gone
     target = Path(output) if output is not None else outputs.out / "evaluation.json"
@@ -141,11 +153,14 @@ def evaluate_scan(
     estimate = None if wrong is None else wrong["count"]
     table = normalise_table(outputs.table)
     classes = normalise_labels(pd.Series(outputs.scan_classes or [], dtype=object)).tolist()
+    no_class = [no_class] if isinstance(no_class, str) else list(no_class)  # one label
+    no_class = normalise_labels(pd.Series(no_class, dtype=object)).tolist()
     metrics = {
-        **evaluation_metrics(table, truth_table, classes),
-        **top_rows_metrics(table, truth_table, estimate, classes),
+        **evaluation_metrics(table, truth_table, classes, no_class),
+        **top_rows_metrics(table, truth_table, estimate, classes, no_class),
         "scores": str(outputs.out / "scores.csv"),
         "truth": str(truth),
+        "no_class": no_class,
     }
     write_json(metrics, target)
     return metrics, target

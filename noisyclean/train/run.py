@@ -41,7 +41,7 @@ from ..data.load import Dataset, load_configured
 from ..device import device_text, library_run
 from ..environment import run_environment
 from ..errors import NoisyCleanError, listing
-from ..evaluate import detection_metrics, read_truth
+from ..evaluate import check_no_class, detection_metrics, read_truth
 from ..models import build_model
 from ..names import nfc, unique_nfc_forms
 from ..outputs.evaluation import (
@@ -143,6 +143,8 @@ def validate(config: TrainConfig) -> None:
         (config.rampup_epochs >= 0, "--rampup-epochs must not be negative"),
         (config.loss_history is None or config.loss_history >= 1,
          "--loss-history must be at least 1"),
+        (not config.no_class or config.truth is not None,
+         "--no-class names labels of a --truth file: give --truth"),
         *method_checks(config),
     ]
     for ok, message in checks:
@@ -293,6 +295,12 @@ def load_validation(
     return val.data, skipped
 
 
+def truth_no_class(config: TrainConfig) -> list[str]:
+    """``config.no_class`` written as the truth's labels are
+    (:func:`~noisyclean.outputs.evaluation.normalise_labels`)."""
+    return normalise_labels(pd.Series(list(config.no_class or ()), dtype=object)).tolist()
+
+
 def label_is_correct(
     config: TrainConfig, train: Dataset, truth: pd.DataFrame,
     log: Callable[[str], None] | None = None,
@@ -317,20 +325,26 @@ def label_is_correct(
         ``(n,)`` float64 per usable sample: 1.0 where the given label is right, 0.0 where it
         is wrong, NaN where the truth has no row for the image.
 
+    A truth label among ``config.no_class`` (``--no-class``: the image belongs to none of
+    the classes) makes the given label wrong.
+
     Raises:
-        NoisyCleanError: a training image's truth label that is not a training class, or
+        NoisyCleanError: a training image's truth label that is neither a training class
+            nor a ``--no-class`` label, a ``--no-class`` label that is a training class, or
             a truth file with no row for any training image.
     """
     # matched as evaluate matches them: paths and names without surrounding spaces, in NFC
     classes = normalise_labels(pd.Series(train.classes, dtype=object)).tolist()
     paths = normalise_paths(pd.Series(train.paths, dtype=object)).tolist()
+    no_class = check_no_class(truth_no_class(config), classes)
     # only the rows of training images: a whole dataset's truth serves a --classes subset
     covered = truth[truth["path"].isin(set(paths))]
-    unknown = sorted(set(covered["label"]) - set(classes))
+    unknown = sorted(set(covered["label"]) - set(classes) - set(no_class))
     if unknown:
         raise NoisyCleanError(
             f"--truth {config.truth}: labels {listing(unknown, 3)} of training images are not "
-            f"training classes ({listing(train.classes, 10)})"
+            f"training classes ({listing(train.classes, 10)}); --no-class LABEL names a label "
+            "that means none of the classes"
         )
     true_label = dict(zip(truth["path"], truth["label"], strict=True))
     correct = np.array(
@@ -709,7 +723,8 @@ def _train(
         }
     if truth is not None:
         summary["truth_metrics"] = detection_metrics(
-            normalise_table(table), truth, normalise_labels(pd.Series(classes, dtype=object)))
+            normalise_table(table), truth, normalise_labels(pd.Series(classes, dtype=object)),
+            truth_no_class(config))
 
     t0 = time.perf_counter()
     networks_written = [f"net{k}.pt" for k in range(1, len(models) + 1)]

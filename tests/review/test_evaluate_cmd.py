@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from noisyclean.cli import app
 from noisyclean.evaluate import detection_metrics
+from noisyclean.outputs.evaluation import evaluate_scan
 
 from .conftest import Scanned, clear_failure, make_outputs, write_image
 
@@ -183,6 +184,42 @@ def test_truth_files_that_cannot_be_right(small: tuple[Path, Path], tmp_path: Pa
     renamed.write_text(truth.read_text().replace(",a\n", ",class_a\n"))
     clear_failure(_evaluate(out, "--truth", renamed), "not class names", "class_a")
     assert not (out / "evaluation.json").exists()
+
+
+def test_truth_labels_of_no_class(small: tuple[Path, Path], tmp_path: Path) -> None:
+    """``--no-class other``: a/2 (given a, suggested b, relabelled) is of none of the
+    classes. It is still one of the three wrong labels, so the detection metrics are the
+    hand count's; the suggestions are scored on the rows with a class: on the wrong ones
+    b/5 (b for a: wrong) and b/6 (a: right), 1/2; on all five, 4/5; the relabel of a/2
+    is wrong, b/6's right: 1/2."""
+    out, truth = small
+    other = tmp_path / "other.csv"
+    other.write_text(truth.read_text().replace("./a/2.png,b", "./a/2.png,other"))
+    clear_failure(_evaluate(out, "--truth", other), "'other'", "not class names",
+                  "--no-class LABEL")
+    clear_failure(_evaluate(out, "--truth", other, "--no-class", "other", "--no-class", "b"),
+                  "--no-class 'b' is a class name")
+    assert not (out / "evaluation.json").exists()
+    result = _evaluate(out, "--truth", other, "--no-class", " other", "--no-class", "junk")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert (metrics["n"], metrics["n_wrong"], metrics["n_no_class"]) == (6, 3, 1)
+    assert metrics["no_class"] == ["other", "junk"]
+    assert metrics["f1"] == pytest.approx(2 / 3) and metrics["auroc"] == pytest.approx(8 / 9)
+    assert metrics["suggested_accuracy_on_wrong"] == pytest.approx(1 / 2)
+    assert metrics["suggested_accuracy"] == pytest.approx(4 / 5)
+    assert (metrics["n_relabel"], metrics["relabel_accuracy"]) == (2, 0.5)
+    text = " ".join(result.output.split())
+    assert "of which of no class (--no-class) │ 1" in text
+    assert "on wrong samples with a class │ 0.500" in text
+    # from Python, one label may be given as a string
+    assert (evaluate_scan(out, other, tmp_path / "e.json", no_class="other")[0]
+            == {**metrics, "no_class": ["other"]})
+    # the same truth file without its odd row: no such row, and no "with a class"
+    result = _evaluate(out, "--truth", truth, "--no-class", "other")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "evaluation.json").read_text())["n_no_class"] == 0
+    assert "of no class" not in result.output and "with a class" not in result.output
 
 
 def test_auroc_orders_tiny_clean_probabilities_exactly() -> None:
