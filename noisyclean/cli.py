@@ -169,7 +169,8 @@ def scan(
                      "45,000 samples seen, 15..25 epochs; where progressive resizing is on by "
                      "default (small-cnn, 32 px and more), 10 for a budget of 15, the other "
                      "5 epochs' time going to 6 at half and 5 at three-quarter "
-                     "resolution]."),
+                     "resolution]. 0: no warm-up, score with the network of a --weights "
+                     "file as it is (one trained on these classes, such as train's net1.pt)."),
     ] = None,
     low_res_epochs: Annotated[
         int | None,
@@ -424,6 +425,9 @@ def _warmup_row(summary: dict) -> str:
     from .scanning import Schedule, schedule_text
 
     training, size = summary["training"], summary["image_size"]
+    if "agreement_with_given_labels" in training:  # --epochs 0
+        return (f"none: the --weights network as loaded (it agrees with "
+                f"{training['agreement_with_given_labels']:.1%} of the given labels)")
     low = training.get("low_res_epochs") or 0
     mid = training.get("mid_res_epochs") or 0
     rows = training["epochs"]

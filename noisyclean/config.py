@@ -177,6 +177,15 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def changed_options(config: ScanConfig, names: tuple[str, ...]) -> list[str]:
+    """The settings among ``names`` that ``config`` sets to other than their defaults, as
+    the command line writes them (``--mixture``; ``--no-flip-ranking`` for a switch turned
+    off)."""
+    defaults = {f.name: f.default for f in fields(ScanConfig)}
+    return [option_name(name) if value is not False else option_name(f"no_{name}")
+            for name in names if (value := getattr(config, name)) != defaults[name]]
+
+
 def ignored_text(options: list[str], applies_to: str) -> str:
     """The warning for options given where they do nothing: ``--mixture, --cut do not
     apply to --signal aum: ignored``."""

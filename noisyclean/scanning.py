@@ -8,7 +8,7 @@ The method follows DivideMix (Li et al. 2020, the co-divide step) and Arazo et a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -17,6 +17,15 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .as_loaded import (
+    agreement_text,
+    as_loaded_checks,
+    as_loaded_ignored,
+    check_run_classes,
+    refuse_partial_weights,
+    scores_as_loaded,
+    trained_run,
+)
 from .aum import AUM_RUNS
 from .confident_joint import (
     BACKGROUND_SHARE,
@@ -34,9 +43,9 @@ from .config import (
     LATE_LOSSES,
     RESIZED_BATCHES,
     ScanConfig,
+    changed_options,
     check_setting_types,
     ignored_text,
-    option_name,
     shared_checks,
 )
 from .cut import CUTS, effective_cut
@@ -102,7 +111,8 @@ def validate(config: ScanConfig) -> None:
         (config.signal in SCAN_SIGNALS, f"--signal must be one of {', '.join(SCAN_SIGNALS)}"),
         (config.fusion in FUSIONS, f"--fusion must be one of {', '.join(FUSIONS)}"),
         (config.networks in (1, 2), "--networks must be 1 or 2"),
-        (config.epochs is None or config.epochs >= 1, "--epochs must be at least 1"),
+        (config.epochs is None or config.epochs >= 0,
+         "--epochs must be 0 (score with --weights as loaded) or more"),
         (config.low_res_epochs is None or config.low_res_epochs >= 0,
          "--low-res-epochs must be 0 or more"),
         (config.mid_res_epochs is None or config.mid_res_epochs >= 0,
@@ -119,6 +129,7 @@ def validate(config: ScanConfig) -> None:
          f"--resized-batches must be one of {', '.join(RESIZED_BATCHES)}"),
         (config.folds == 1 or config.loss_history == 1,
          "--folds uses each fold's final out-of-sample predictions: --loss-history must be 1"),
+        *as_loaded_checks(config),
     ]
     for ok, message in checks:
         if not ok:
@@ -204,6 +215,8 @@ def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model:
         NoisyCleanError: explicit resized epochs with ``--signal aum`` or with images under
             16 px.
     """
+    if scores_as_loaded(config):  # --epochs 0: no warm-up
+        return Schedule(0)
     low, mid = config.low_res_epochs, config.mid_res_epochs
     for value, option in ((low, "--low-res-epochs"), (mid, "--mid-res-epochs")):
         if not value:
@@ -254,10 +267,7 @@ AUM_IGNORED = ("correction", "late_loss", "resized_batches", "fusion", "loss_his
 def aum_ignored(config: ScanConfig) -> list[str]:
     """The options of :data:`AUM_IGNORED` that ``config`` sets to other than their
     defaults, as the command line writes them (``--mixture``, ``--no-flip-ranking``)."""
-    defaults = {f.name: f.default for f in fields(ScanConfig)}
-    return [option_name(name) if value is not False else option_name(f"no_{name}")
-            for name in AUM_IGNORED
-            if (value := getattr(config, name)) != defaults[name]]
+    return changed_options(config, AUM_IGNORED)
 
 
 def check_resized_sides(schedule: Schedule, size: int, model: str, num_classes: int) -> None:
@@ -419,7 +429,8 @@ def warm_up(
     labels; the cross-entropy otherwise.
     """
     low, mid = int(config.low_res_epochs or 0), int(config.mid_res_epochs or 0)
-    epochs = low + mid + int(config.epochs or auto_epochs(len(data)))
+    full = config.epochs if config.epochs is not None else auto_epochs(len(data))
+    epochs = low + mid + int(full)  # 0 (--epochs 0): the networks as built from --weights
     correct = config.correction != "none"
     background = config.correction == "forward+background"
     # the second half, where the correction and the late loss start
@@ -443,7 +454,8 @@ def warm_up(
     for k in range(config.networks):
         _set_seed(config.seed + 1000 * k)
         model = build_model(config.model or "small-cnn", num_classes, config.weights, config.width,
-                            progress.warn, download_progress=not progress.quiet)
+                            refuse_partial_weights if epochs == 0 else progress.warn,
+                            download_progress=not progress.quiet)
         models.append(model.to(data.device))
     if grouped:  # the same networks, initialised as above, in one grouped network
         models = [GroupedSmallCNN.from_networks(models)]
@@ -557,7 +569,12 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         refuse_filled_review_sheet(config.out)
         prepare_out_dir(config.out)
 
-    dataset = load_configured(config, progress)
+    # --epochs 0 with a run's weights file: its images are normalised as that run's were
+    run = trained_run(config.weights) if scores_as_loaded(config) else None
+    dataset = load_configured(config, progress,
+                              normalisation=None if run is None else run.normalisation)
+    if run is not None:
+        check_run_classes(run, dataset.samples.classes)
     timings.update(dataset.timings)
     samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
     size, model_name, device = dataset.image_size, dataset.model, dataset.device
@@ -569,6 +586,12 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     config = replace(config, image_size=size, model=model_name, epochs=schedule.epochs,
                      low_res_epochs=schedule.low_res, mid_res_epochs=schedule.mid_res)
     warn_of_settings(config, len(samples.classes), progress)
+    as_loaded = scores_as_loaded(config)
+    if as_loaded:  # nothing trains: no correction, no late loss
+        ignored = as_loaded_ignored(config)
+        if ignored:
+            progress.warn(ignored_text(ignored, "--epochs 0"))
+        config = replace(config, correction="none", late_loss="ce")
     if config.signal == "aum":  # AUM trains its own networks, on cross-entropy
         config = replace(config, correction="none", late_loss="ce")
     if config.signal == "aum" and config.networks != AUM_RUNS:
@@ -577,10 +600,13 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     progress.log(
         f"{len(paths)} images, {len(samples.classes)} classes, {size}x{size} px, "
         f"{model_name} x{config.networks}, "
-        + f"{schedule_text(schedule, size)} on {device_text(device, precision.dtype)}"
+        + ("no training (--epochs 0: the --weights network as loaded)" if as_loaded
+           else schedule_text(schedule, size))
+        + f" on {device_text(device, precision.dtype)}"
     )
 
     t0 = time.perf_counter()
+    agreement = None  # --epochs 0: how often the loaded network predicts the given label
     extra = extra_scores(dataset, config, progress) if uses_extra_scores(config) else None
     if extra is not None:  # --signal aum or --folds K
         table, fits, log, probs = extra.table, extra.fits, extra.log, extra.probs
@@ -600,6 +626,11 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
             history.add(signals[-1].probs, labels, config.signal, config.fusion)
             progress.advance(task)
         timings["score"] = time.perf_counter() - t0
+        if as_loaded:
+            agreement, line, warning = agreement_text(signals[0].probs, labels, samples.classes)
+            progress.log(line)
+            if warning:
+                progress.warn(warning)
 
         t0 = time.perf_counter()
         scores = score_samples(
@@ -631,11 +662,14 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         "mixture": [fit.params for fit in fits],
         "cut": cut,
         "training": {
-            "final_train_loss": log[-1].get("loss"),
-            "final_train_acc": log[-1].get("acc"),
+            # --epochs 0: no epoch, and no training figure
+            "final_train_loss": log[-1].get("loss") if log else None,
+            "final_train_acc": log[-1].get("acc") if log else None,
             "low_res_epochs": schedule.low_res,
             "mid_res_epochs": schedule.mid_res,
             "epochs": log,
+            **({"agreement_with_given_labels": agreement,
+                "weights_run": None if run is None else str(run.summary)} if as_loaded else {}),
         },
         "settings": config.to_json(),
         **run_environment(dataset),

@@ -1,0 +1,153 @@
+"""``scan --epochs 0 --weights FILE``: scoring with a network trained elsewhere, as loaded:
+a real ``train`` run's ``net1.pt`` scoring a digits folder through the CLI, the run's
+classes and normalisation taken from its ``summary.json``, and every refusal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from noisyclean.as_loaded import TrainedRun, agreement_text, trained_run
+from noisyclean.cli import app
+
+runner = CliRunner()
+NET = ["--width", "8"]
+
+
+def _run(*args: object) -> object:
+    return runner.invoke(app, [*map(str, args)])
+
+
+@pytest.fixture
+def trained(digits_folder: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, Path]:
+    """The digits folder and a ``train --method standard`` run's ``net1.pt`` on it."""
+    root, _ = digits_folder
+    out = tmp_path / "run"
+    result = _run("train", root, "--out", out, "--method", "standard", "--epochs", "20",
+                  "--batch-size", "16", "--quiet", *NET)
+    assert result.exit_code == 0, result.output
+    return root, out / "net1.pt"
+
+
+def test_scan_with_a_trained_network_as_loaded(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, weights = trained
+    out = tmp_path / "scan"
+    result = _run("scan", root, "--out", out, "--epochs", "0", "--weights", weights, *NET)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "no training (--epochs 0: the --weights network as loaded)" in text
+    summary = json.loads((out / "summary.json").read_text())
+    training = summary["training"]
+    assert training["epochs"] == [] and training["final_train_acc"] is None
+    # the run's own normalisation, not ImageNet's, and the run named
+    run = json.loads((weights.parent / "summary.json").read_text())
+    assert summary["normalisation"] == run["normalisation"]
+    assert training["weights_run"] == str(weights.parent / "summary.json")
+    # the agreement is that of the table's predicted classes with the given labels
+    scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
+    agreement = float((scores["predicted"] == scores["label"]).mean())
+    assert training["agreement_with_given_labels"] == pytest.approx(agreement)
+    assert f"agrees with {agreement:.1%} of the given labels" in text
+    assert 0.5 < agreement <= 1.0  # a network trained on these very labels
+    # the same network, the same images as normalised in its run: the run's own table's
+    # predicted classes, image by image
+    own = pd.read_csv(weights.parent / "scores.csv", dtype=str, keep_default_na=False)
+    assert (dict(zip(scores["path"], scores["predicted"], strict=True))
+            == dict(zip(own["path"], own["predicted"], strict=True)))
+    assert summary["settings"]["correction"] == "none"
+    assert len(scores) == 120 and scores["clean_prob"].astype(float).between(0, 1).all()
+    # the network as loaded: scoring twice gives the same table
+    again = _run("scan", root, "--out", tmp_path / "again", "--epochs", "0", "--weights",
+                 weights, "--quiet", *NET)
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again" / "scores.csv").read_bytes() == (out / "scores.csv").read_bytes()
+    # options of the warm-up are said to do nothing
+    warned = _run("scan", root, "--out", tmp_path / "w", "--epochs", "0", "--weights", weights,
+                  "--lr", "0.1", "--no-augment", "--quiet", *NET)
+    assert warned.exit_code == 0, warned.output
+    assert ("--lr, --no-augment do not apply to --epochs 0: ignored"
+            in " ".join(warned.output.split()))
+
+
+def test_what_epochs_0_refuses(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, weights = trained
+    out = tmp_path / "scan"
+
+    def refused(*args: object) -> str:
+        result = _run("scan", root, "--out", out, "--epochs", "0", *args, *NET)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        return " ".join(result.output.split())
+
+    assert "scores with the network of a --weights file" in refused()
+    assert "--weights DEFAULT is not a file" in refused("--weights", "DEFAULT")
+    for option, said in ((["--folds", "2"], "--epochs 0 and --folds"),
+                         (["--networks", "2"], "--networks must be 1"),
+                         (["--signal", "aum"], "--epochs 0 and --signal aum"),
+                         (["--low-res-epochs", "2"], "--low-res-epochs and --mid-res-epochs")):
+        assert said in refused("--weights", weights, *option)
+    # the classes of the run's summary.json, in another order
+    text = refused("--weights", weights, "--classes", "7,1,0")
+    assert "trained on the classes 0, 1, 7" in text and "this scan's are 7, 1, 0" in text
+    # without the run's summary.json, a network of 3 classes for a 2-class scan: its head
+    # would be left at random weights
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(weights, alone / "net1.pt")
+    text = refused("--weights", alone / "net1.pt", "--classes", "0,1")
+    assert "not loaded, left at random weights" in text and "every weight must come from" in text
+    assert not out.exists()
+
+
+def test_a_weights_file_without_its_run_uses_imagenet_statistics(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """No summary.json beside the file: nothing says how its images were normalised, and
+    the scan normalises as for any --weights (ImageNet's statistics); it still scores."""
+    root, weights = trained
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(weights, alone / "net1.pt")
+    out = tmp_path / "scan"
+    result = _run("scan", root, "--out", out, "--epochs", "0", "--weights", alone / "net1.pt",
+                  "--quiet", *NET)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["normalisation"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert summary["training"]["weights_run"] is None
+
+
+def test_trained_run_reads_a_runs_summary_or_nothing(tmp_path: Path) -> None:
+    weights = tmp_path / "net1.pt"
+    torch.save({}, weights)
+    assert trained_run(weights) is None  # no summary.json
+    summary = tmp_path / "summary.json"
+    for garbled in ("{", "[]", '{"classes": ["a"]}', '{"classes": "ab", "normalisation": '
+                    '{"mean": [0.5], "std": [0.2]}}', '{"classes": ["a", "b"], "normalisation":'
+                    ' {"mean": [0.5], "std": [0]}}'):
+        summary.write_text(garbled)
+        assert trained_run(weights) is None, garbled
+    summary.write_text(json.dumps({"classes": ["a", "b"],
+                                   "normalisation": {"mean": [0.5, 0.4, 0.3],
+                                                     "std": [0.2, 0.2, 0.25]}}))
+    assert trained_run(weights) == TrainedRun(summary, ["a", "b"],
+                                              ([0.5, 0.4, 0.3], [0.2, 0.2, 0.25]))
+
+
+def test_agreement_warns_at_no_better_than_the_most_common_class() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
+    # predicted 0, 1, 1, 0
+    rate, line, warning = agreement_text(probs, np.array([0, 1, 1, 0]), ["a", "b"])
+    assert (rate, warning) == (1.0, None) and "agrees with 100.0%" in line
+    # given 0, 0, 0, 1: agrees on 1 of 4; the most common class is 3 of 4
+    rate, _, warning = agreement_text(probs, np.array([0, 0, 0, 1]), ["a", "b"])
+    assert rate == 0.25 and warning is not None
+    assert "only 25.0% of the given labels" in warning and "(75.0%)" in warning
+    assert "in this order (a, b)?" in warning
