@@ -46,8 +46,8 @@ def as_loaded_checks(config: ScanConfig) -> list[tuple[bool, str]]:
     weights = config.weights
     return [
         (weights is not None and Path(weights).expanduser().is_file(),
-         "--epochs 0 scores with the network of a --weights file as it is loaded (one trained "
-         "on these classes, in this order, such as train's net1.pt)"
+         "--epochs 0 needs a --weights file, whose network scores the images as it is loaded "
+         "(one trained on these classes, in this order, such as train's net1.pt)"
          + ("" if weights is None else f"; --weights {weights} is not a file (a torchvision "
             "weights name gives an ImageNet classifier, not one for these classes)")),
         (config.folds == 1, "--epochs 0 and --folds exclude each other (--folds trains a "

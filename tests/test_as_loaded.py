@@ -86,7 +86,7 @@ def test_what_epochs_0_refuses(trained: tuple[Path, Path], tmp_path: Path) -> No
         assert "Traceback" not in result.output
         return " ".join(result.output.split())
 
-    assert "scores with the network of a --weights file" in refused()
+    assert "--epochs 0 needs a --weights file" in refused()
     assert "--weights DEFAULT is not a file" in refused("--weights", "DEFAULT")
     for option, said in ((["--folds", "2"], "--epochs 0 and --folds"),
                          (["--networks", "2"], "--networks must be 1"),
