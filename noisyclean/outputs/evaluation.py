@@ -29,6 +29,12 @@ def normalise_labels(labels: pd.Series) -> pd.Series:
     return labels.astype(str).str.strip().str.normalize("NFC")
 
 
+def normalise_label_list(labels: Iterable[str]) -> list[str]:
+    """Class names or truth labels (the scan's classes, ``--no-class``) as
+    :func:`normalise_labels` writes them, as a list."""
+    return normalise_labels(pd.Series(list(labels), dtype=object)).tolist()
+
+
 def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
     """A scan's table with its paths (:func:`normalise_paths`) and its given and suggested
     labels (:func:`normalise_labels`) written as :func:`normalise_truth` writes the truth's,
@@ -152,9 +158,8 @@ def evaluate_scan(
     wrong = outputs.estimated_wrong
     estimate = None if wrong is None else wrong["count"]
     table = normalise_table(outputs.table)
-    classes = normalise_labels(pd.Series(outputs.scan_classes or [], dtype=object)).tolist()
-    no_class = [no_class] if isinstance(no_class, str) else list(no_class)  # one label
-    no_class = normalise_labels(pd.Series(no_class, dtype=object)).tolist()
+    classes = normalise_label_list(outputs.scan_classes or [])
+    no_class = normalise_label_list([no_class] if isinstance(no_class, str) else no_class)
     metrics = {
         **evaluation_metrics(table, truth_table, classes, no_class),
         **top_rows_metrics(table, truth_table, estimate, classes, no_class),

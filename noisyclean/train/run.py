@@ -45,7 +45,7 @@ from ..evaluate import check_no_class, detection_metrics, read_truth
 from ..models import build_model
 from ..names import nfc, unique_nfc_forms
 from ..outputs.evaluation import (
-    normalise_labels,
+    normalise_label_list,
     normalise_paths,
     normalise_table,
     normalise_truth,
@@ -295,12 +295,6 @@ def load_validation(
     return val.data, skipped
 
 
-def truth_no_class(config: TrainConfig) -> list[str]:
-    """``config.no_class`` written as the truth's labels are
-    (:func:`~noisyclean.outputs.evaluation.normalise_labels`)."""
-    return normalise_labels(pd.Series(list(config.no_class or ()), dtype=object)).tolist()
-
-
 def label_is_correct(
     config: TrainConfig, train: Dataset, truth: pd.DataFrame,
     log: Callable[[str], None] | None = None,
@@ -334,9 +328,9 @@ def label_is_correct(
             a truth file with no row for any training image.
     """
     # matched as evaluate matches them: paths and names without surrounding spaces, in NFC
-    classes = normalise_labels(pd.Series(train.classes, dtype=object)).tolist()
+    classes = normalise_label_list(train.classes)
     paths = normalise_paths(pd.Series(train.paths, dtype=object)).tolist()
-    no_class = check_no_class(truth_no_class(config), classes)
+    no_class = check_no_class(normalise_label_list(config.no_class or ()), classes)
     # only the rows of training images: a whole dataset's truth serves a --classes subset
     covered = truth[truth["path"].isin(set(paths))]
     unknown = sorted(set(covered["label"]) - set(classes) - set(no_class))
@@ -723,8 +717,8 @@ def _train(
         }
     if truth is not None:
         summary["truth_metrics"] = detection_metrics(
-            normalise_table(table), truth, normalise_labels(pd.Series(classes, dtype=object)),
-            truth_no_class(config))
+            normalise_table(table), truth, normalise_label_list(classes),
+            normalise_label_list(config.no_class or ()))
 
     t0 = time.perf_counter()
     networks_written = [f"net{k}.pt" for k in range(1, len(models) + 1)]
