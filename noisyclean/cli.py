@@ -641,12 +641,17 @@ def evaluate(
             "classes (an outlier, a blank image): its given label counts as wrong, and no "
             "suggested label as right. Repeat for several.")
     ] = None,
+    top: Annotated[
+        list[int] | None, typer.Option(
+            "--top", help="Also count the wrong labels in the first K rows of the ranking "
+            "(what a review that stops there finds). Repeat for several depths.")
+    ] = None,
 ) -> None:
     """Score a scan against the true labels and write evaluation.json."""
     from .outputs.evaluation import evaluate_scan
 
     try:
-        metrics, path = evaluate_scan(out_dir, truth, output, no_class or ())
+        metrics, path = evaluate_scan(out_dir, truth, output, no_class or (), top or ())
     except NoisyCleanError as error:
         _fail(str(error))
         return
@@ -669,6 +674,10 @@ def evaluate(
         table.add_row(f"top {metrics['n_estimated_wrong']} rows (estimated wrong): "
                       "precision / recall / F1",
                       f"{fmt(top['precision'])} / {fmt(top['recall'])} / {fmt(top['f1'])}")
+    for depth in metrics["top_rows"]:
+        table.add_row(f"first {depth['rows']} rows: wrong found / precision / recall",
+                      f"{depth['wrong_found']} / {fmt(depth['precision'])} / "
+                      f"{fmt(depth['recall'])}")
     table.add_row("suggested label right, on wrong samples"
                   + (" with a class" if metrics["n_no_class"] else ""),
                   fmt(metrics["suggested_accuracy_on_wrong"]))

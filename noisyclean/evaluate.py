@@ -83,7 +83,8 @@ def detection_metrics(
         no_class: true labels that mean "none of the classes" (:func:`check_no_class`).
 
     Returns:
-        Dict with ``n`` (rows evaluated), ``n_wrong``, ``n_flagged``, ``precision`` (NaN
+        Dict with ``n`` (rows evaluated), ``n_wrong``, ``n_flagged``, ``n_flagged_wrong``
+        (the wrong labels among the flags), ``precision`` (NaN
         when nothing is flagged), ``recall`` (NaN when no label is wrong), ``f1`` (NaN
         when neither), ``auroc`` (NaN when all labels are right or all wrong),
         ``suggested_accuracy_on_wrong`` (over the wrong rows that have a true class; NaN
@@ -122,6 +123,7 @@ def detection_metrics(
         "n": int(len(merged)),
         "n_wrong": int(wrong.sum()),
         "n_flagged": int(flagged.sum()),
+        "n_flagged_wrong": tp,
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),

@@ -109,19 +109,41 @@ def top_rows_metrics(
     """
     if count is None:
         return {"n_estimated_wrong": None, "top_estimated": None}
-    top = table.assign(is_noisy=False)
-    ranked = review_order(top).index
-    top.loc[ranked[: max(int(count), 0)], "is_noisy"] = True
-    metrics = detection_metrics(top, truth, classes, no_class)
+    metrics = first_rows_metrics(table, truth, count, classes, no_class)
     return {
         "n_estimated_wrong": int(count),
-        "top_estimated": json_safe({k: metrics[k] for k in ("precision", "recall", "f1")}),
+        "top_estimated": {k: metrics[k] for k in ("precision", "recall", "f1")},
     }
+
+
+def first_rows_metrics(
+    table: pd.DataFrame, truth: pd.DataFrame, rows: int, classes: Iterable[str] = (),
+    no_class: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The wrong labels among the first ``rows`` rows of the scan's ranking
+    (:func:`~noisyclean.outputs.table.review_order`, as :func:`top_rows_metrics` takes
+    them): what a review that stops there finds.
+
+    Returns:
+        ``rows``; ``evaluated`` (of those rows, the ones the truth covers);
+        ``wrong_found`` (wrong labels among them); ``precision``, ``recall`` (of all wrong
+        labels the truth covers) and ``f1`` (None where undefined).
+    """
+    top = table.assign(is_noisy=False)
+    ranked = review_order(top).index
+    top.loc[ranked[: max(int(rows), 0)], "is_noisy"] = True
+    metrics = detection_metrics(top, truth, classes, no_class)
+    return json_safe({
+        "rows": int(rows),
+        "evaluated": metrics["n_flagged"],
+        "wrong_found": metrics["n_flagged_wrong"],
+        **{k: metrics[k] for k in ("precision", "recall", "f1")},
+    })
 
 
 def evaluate_scan(
     out: str | Path, truth: str | Path, output: str | Path | None = None,
-    no_class: Iterable[str] = (),
+    no_class: Iterable[str] = (), top: Iterable[int] = (),
 ) -> tuple[dict[str, Any], Path]:
     """Score the scan in ``out`` against ``truth`` and write ``evaluation.json``.
 
@@ -134,6 +156,9 @@ def evaluate_scan(
         no_class: labels (or one label) of the truth file that mean the image belongs to
             none of the scan's classes (``--no-class``): those rows count as wrong labels that no
             suggestion can set right (:func:`~noisyclean.evaluate.detection_metrics`).
+        top: depths of the review (``--top``): for each, the wrong labels among that many
+            first rows of the scan's ranking (:func:`first_rows_metrics`), in
+            ``top_rows``.
 
     Returns:
         ``(metrics, path written)``. Metrics: ``n`` (rows evaluated), ``n_scored``
@@ -141,16 +166,20 @@ def evaluate_scan(
         ``precision``, ``recall``, ``f1`` of ``is_noisy`` as a detector of wrong labels,
         ``auroc`` of ``1 - clean_prob`` (None when all labels are right or all wrong),
         ``suggested_accuracy_on_wrong``, ``suggested_accuracy``, ``n_relabel``,
-        ``relabel_accuracy``, ``n_no_class``, ``n_estimated_wrong`` and
-        ``top_estimated`` (see :func:`top_rows_metrics`), plus ``scores`` and ``truth``
-        (the files read) and ``no_class`` (the labels given).
+        ``relabel_accuracy``, ``n_no_class``, ``n_flagged_wrong``, ``n_estimated_wrong``
+        and ``top_estimated`` (see :func:`top_rows_metrics`), ``top_rows`` (one entry per
+        ``top`` depth, in increasing order), plus ``scores`` and ``truth`` (the files
+        read) and ``no_class`` (the labels given).
 
     Raises:
         NoisyCleanError: missing or garbled files, a truth file that covers none of the
             scored images or has labels that are neither classes nor ``no_class``, a
             ``no_class`` label that is a class, or an ``output`` that is one of the scan's
-            own files.
+            own files, or a ``top`` depth below 1.
     """
+    depths = sorted({int(k) for k in top})
+    if depths and depths[0] < 1:
+        raise NoisyCleanError(f"--top must be at least 1, not {depths[0]}")
     outputs = load_outputs(out, images=False)  # the table alone: the images may be gone
     target = Path(output) if output is not None else outputs.out / "evaluation.json"
     outputs.check_output(target, inputs={"--truth": truth})
@@ -163,6 +192,8 @@ def evaluate_scan(
     metrics = {
         **evaluation_metrics(table, truth_table, classes, no_class),
         **top_rows_metrics(table, truth_table, estimate, classes, no_class),
+        "top_rows": [first_rows_metrics(table, truth_table, k, classes, no_class)
+                     for k in depths],
         "scores": str(outputs.out / "scores.csv"),
         "truth": str(truth),
         "no_class": no_class,

@@ -116,6 +116,36 @@ def test_top_rows_down_to_the_estimated_count(small: tuple[Path, Path]) -> None:
         assert json.loads((out / "evaluation.json").read_text())["top_estimated"] is None
 
 
+def test_wrong_labels_in_the_first_rows(small: tuple[Path, Path]) -> None:
+    """``--top K``: the ranking is a/2 (.05, wrong), b/6 (.10, wrong), a/3 (.30), b/5 (.60,
+    wrong), b/4, a/1. The first row holds 1 of the 3 wrong labels; the first 3 hold 2; a
+    depth past the table takes every row (3 found, precision 1/2)."""
+    out, truth = small
+    result = _evaluate(out, "--truth", truth, "--top", "3", "--top", "1", "--top", "10",
+                       "--top", "3")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert metrics["n_flagged_wrong"] == 2
+    assert metrics["top_rows"] == [
+        {"rows": 1, "evaluated": 1, "wrong_found": 1, "precision": 1.0,
+         "recall": pytest.approx(1 / 3), "f1": pytest.approx(1 / 2)},
+        {"rows": 3, "evaluated": 3, "wrong_found": 2, "precision": pytest.approx(2 / 3),
+         "recall": pytest.approx(2 / 3), "f1": pytest.approx(2 / 3)},
+        {"rows": 10, "evaluated": 6, "wrong_found": 3, "precision": 0.5, "recall": 1.0,
+         "f1": pytest.approx(2 / 3)},
+    ]
+    text = " ".join(result.output.split())
+    assert "first 3 rows: wrong found / precision / recall │ 2 / 0.667 / 0.667" in text
+    assert "first 10 rows" in text and "first 2 rows" not in text
+    # no --top: no rows of the kind
+    result = _evaluate(out, "--truth", truth)
+    assert json.loads((out / "evaluation.json").read_text())["top_rows"] == []
+    assert "rows: wrong found" not in result.output
+    (out / "evaluation.json").unlink()
+    clear_failure(_evaluate(out, "--truth", truth, "--top", "0"), "--top must be at least 1")
+    assert not (out / "evaluation.json").exists()
+
+
 def test_all_labels_right_gives_null_auroc(small: tuple[Path, Path], tmp_path: Path) -> None:
     out, _ = small
     scores = pd.read_csv(out / "scores.csv", dtype=str, keep_default_na=False)
