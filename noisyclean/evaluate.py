@@ -84,9 +84,9 @@ def detection_metrics(
 
     Returns:
         Dict with ``n`` (rows evaluated), ``n_wrong``, ``n_flagged``, ``n_flagged_wrong``
-        (the wrong labels among the flags), ``precision`` (NaN
-        when nothing is flagged), ``recall`` (NaN when no label is wrong), ``f1`` (NaN
-        when neither), ``auroc`` (NaN when all labels are right or all wrong),
+        (the wrong labels among the flags), ``precision`` (NaN when nothing is flagged),
+        ``recall`` (NaN when no label is wrong), ``f1`` (NaN when neither), ``auroc``
+        (NaN when all labels are right or all wrong),
         ``suggested_accuracy_on_wrong`` (over the wrong rows that have a true class; NaN
         without one), ``suggested_accuracy`` (over the rows evaluated that have a true
         class; NaN without one) and ``n_no_class`` (rows whose true label is in
