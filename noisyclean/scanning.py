@@ -215,8 +215,6 @@ def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model:
         NoisyCleanError: explicit resized epochs with ``--signal aum`` or with images under
             16 px.
     """
-    if scores_as_loaded(config):  # --epochs 0: no warm-up
-        return Schedule(0)
     low, mid = config.low_res_epochs, config.mid_res_epochs
     for value, option in ((low, "--low-res-epochs"), (mid, "--mid-res-epochs")):
         if not value:
@@ -233,9 +231,9 @@ def resolve_schedule(config: ScanConfig, n_samples: int, image_size: int, model:
             and image_size >= LOW_RES_MIN_SIZE):
         epochs = config.epochs
         auto = (Schedule(epochs, low_res_epochs_for(epochs), mid_res_epochs_for(epochs))
-                if epochs else progressive_schedule(budget))
+                if epochs is not None else progressive_schedule(budget))
     else:
-        auto = Schedule(config.epochs or budget)
+        auto = Schedule(budget if config.epochs is None else config.epochs)  # 0: --epochs 0
     return Schedule(auto.epochs, auto.low_res if low is None else low,
                     auto.mid_res if mid is None else mid)
 
@@ -569,8 +567,9 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         refuse_filled_review_sheet(config.out)
         prepare_out_dir(config.out)
 
+    as_loaded = scores_as_loaded(config)
     # --epochs 0 with a run's weights file: its images are normalised as that run's were
-    run = trained_run(config.weights) if scores_as_loaded(config) else None
+    run = trained_run(config.weights) if as_loaded else None
     dataset = load_configured(config, progress,
                               normalisation=None if run is None else run.normalisation)
     if run is not None:
@@ -586,7 +585,6 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     config = replace(config, image_size=size, model=model_name, epochs=schedule.epochs,
                      low_res_epochs=schedule.low_res, mid_res_epochs=schedule.mid_res)
     warn_of_settings(config, len(samples.classes), progress)
-    as_loaded = scores_as_loaded(config)
     if as_loaded:  # nothing trains: no correction, no late loss
         ignored = as_loaded_ignored(config)
         if ignored:
