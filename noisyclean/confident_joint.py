@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .signals import class_thresholds
+from .thresholds import class_thresholds
 
 
 def checked_inputs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

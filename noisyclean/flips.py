@@ -31,7 +31,7 @@ import numpy as np
 
 from .confident_joint import structured_part, transition_matrix
 from .mixture import normalise_losses
-from .signals import class_thresholds
+from .thresholds import class_thresholds
 
 #: Smallest share of a true class given one other label (above the row's background) that
 #: the ranking treats as a systematic flip. Higher than the forward correction's
@@ -44,7 +44,7 @@ FLIP_RANK_MIN = 0.2
 
 def calibrated_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Each class's probability divided by its threshold
-    (:func:`~noisyclean.signals.class_thresholds`), rows renormalised to sum to 1."""
+    (:func:`~noisyclean.thresholds.class_thresholds`), rows renormalised to sum to 1."""
     scaled = np.asarray(probs, dtype=np.float64) / class_thresholds(probs, labels)
     return scaled / np.maximum(scaled.sum(axis=1, keepdims=True), 1e-300)
 

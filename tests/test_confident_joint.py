@@ -3,6 +3,9 @@ writes into ``summary.json``."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -104,3 +107,13 @@ def test_no_label_counted_wrong_gives_exactly_zero() -> None:
         assert (estimate["count"], estimate["rate"]) == (0, 0.0)
         assert f"{estimate['rate']:.1%}" == "0.0%"
         assert set(estimate["per_class"].values()) == {0.0}
+
+
+def test_importing_the_confident_joint_does_not_import_torch() -> None:
+    """The confident joint and the flip posterior are numpy-only: importing them (in a
+    fresh interpreter) must not pull in torch, which takes about a second."""
+    code = "import sys, noisyclean.confident_joint, noisyclean.flips; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
