@@ -1,8 +1,14 @@
-"""Errors that reach the user as one clear message (the CLI prints it and exits non-zero)."""
+"""Errors that reach the user as one clear message (the CLI prints it and exits non-zero),
+and the small helpers that check a value and write the message."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeGuard
+
+#: How many offending items (paths, labels, decisions) a message lists when it names only a
+#: few: ``listing(items, FEW)``.
+FEW = 3
 
 
 class NoisyCleanError(Exception):
@@ -37,3 +43,14 @@ def listing(
 def count_text(n: int, noun: str) -> str:
     """``1 image``, ``2 images``: a count and its noun (plural by an ``s``) for a message."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is a Python ``int`` and not a ``bool`` (``True`` is an ``int`` to
+    ``isinstance``, but never a count). NumPy integers are not ``int``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """Whether ``value`` is a Python ``int`` or ``float`` and not a ``bool``."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from .csvread import read_user_csv
-from .errors import NoisyCleanError, listing
+from .errors import FEW, NoisyCleanError, listing
 
 
 def read_truth(path: str | Path) -> pd.DataFrame:
@@ -36,8 +36,8 @@ def match_truth(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     if merged.empty:
         raise NoisyCleanError(
             f"truth file has no row for any of the {len(table)} scored images: its paths "
-            f"({listing(truth['path'], 3)}) must be written as scores.csv writes them, "
-            f"relative to the dataset folder ({listing(table['path'], 3)})")
+            f"({listing(truth['path'], FEW)}) must be written as scores.csv writes them, "
+            f"relative to the dataset folder ({listing(table['path'], FEW)})")
     return merged
 
 
@@ -54,7 +54,7 @@ def check_no_class(no_class: Iterable[str], classes: Iterable[str]) -> list[str]
     clash = sorted(set(no_class) & set(classes))
     if clash:
         raise NoisyCleanError(
-            f"--no-class {listing(clash, 3)} is a class name of the scored images: name the "
+            f"--no-class {listing(clash, FEW)} is a class name of the scored images: name the "
             "label the truth file uses for images of none of the classes")
     return no_class
 
@@ -100,7 +100,7 @@ def detection_metrics(
     unknown = sorted(set(true_label) - known - set(no_class))
     if unknown:
         raise NoisyCleanError(
-            f"truth file labels {listing(unknown, 3)} are not class names of the scored images "
+            f"truth file labels {listing(unknown, FEW)} are not class names of the scored images "
             "(true labels must be written as the class names are; --no-class LABEL names a "
             "label that means none of the classes)")
     has_class = ~true_label.isin(no_class).to_numpy()

@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from .config import ScanConfig
 from .data.batches import DeviceImages
-from .errors import NoisyCleanError, listing
+from .errors import FEW, NoisyCleanError, listing
 from .progress import Progress
 from .signals import Signals, compute_signals, finite
 from .train.loop import Precision
@@ -53,7 +53,7 @@ def check_fold_sizes(
     def name(label: int) -> str:
         return repr(classes[label]) if classes is not None else f"index {label}"
 
-    shown = listing((f"class {name(label)} has {count}" for count, label in short), 3,
+    shown = listing((f"class {name(label)} has {count}" for count, label in short), FEW,
                     quote=False)
     raise NoisyCleanError(f"--folds {folds} needs at least {folds} images in every class; {shown}")
 

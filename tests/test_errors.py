@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from noisyclean.errors import listing
+from noisyclean.errors import is_int, is_number, listing
 
 
 @pytest.mark.parametrize("items,kwargs,expected", [
@@ -22,3 +23,20 @@ from noisyclean.errors import listing
 ])
 def test_listing(items: object, kwargs: dict, expected: str) -> None:
     assert listing(items, **kwargs) == expected
+
+
+@pytest.mark.parametrize("value,integer,number", [
+    (0, True, True),
+    (-3, True, True),
+    (2.5, False, True),
+    (2.0, False, True),  # a float is not a count, even a whole one
+    (True, False, False),  # an int to isinstance, never a count or a rate
+    (False, False, False),
+    (np.int64(3), False, False),  # as before: only Python's own numbers
+    (np.float64(0.5), False, True),  # a subclass of float
+    ("3", False, False),
+    (None, False, False),
+])
+def test_is_int_and_is_number(value: object, integer: bool, number: bool) -> None:
+    assert is_int(value) is integer
+    assert is_number(value) is number

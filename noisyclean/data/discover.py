@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..csvread import read_user_csv_lines
-from ..errors import NoisyCleanError, listing
+from ..errors import FEW, NoisyCleanError, listing
 from ..names import is_utf8, nfc, printable, unique_nfc_forms
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -521,7 +521,7 @@ def _discover_manifest(
             continue
         rels.append(rel)
         if spellings:
-            unclear.append(f"{given!r} (line {line}; {listing(spellings, 3)})")
+            unclear.append(f"{given!r} (line {line}; {listing(spellings, FEW)})")
         elif not file.exists():
             missing.append(cited)
         elif not file.is_file():

@@ -31,9 +31,9 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from ..errors import NoisyCleanError, listing
+from ..errors import FEW, NoisyCleanError, listing
 from .decisions import decide, read_decisions
-from .load import HIDDEN_FOLDERS_SKIPPED, inside, load_outputs, safe_name, safe_relative_path
+from .load import inside, load_outputs, refuse_hidden_names, safe_name, safe_relative_path
 from .write import atomic_write_text, read_csv_if_readable
 
 MANIFEST = "noisyclean-manifest.csv"
@@ -45,8 +45,6 @@ LINK_MODES = ("copy", "hard", "symlink")
 #: ``method`` of every row of the manifest written before the first file: what a run that
 #: stopped partway leaves.
 PENDING = "pending"
-#: How many offending paths or labels an error message lists.
-_SHOW = 3
 
 
 @dataclass
@@ -99,8 +97,8 @@ def _check_given_labels(table: pd.DataFrame, classes: list[str] | None) -> None:
     if unknown:
         raise NoisyCleanError(
             f"scores.csv has given label(s) that are not among the scan's "
-            f"{len(classes)} classes ({listing(classes, _SHOW)}): "
-            f"{listing(unknown, _SHOW)}; the table was altered (a spreadsheet may have "
+            f"{len(classes)} classes ({listing(classes, FEW)}): "
+            f"{listing(unknown, FEW)}; the table was altered (a spreadsheet may have "
             "reformatted them, e.g. '007' into '7'): refusing to apply"
         )
 
@@ -137,21 +135,16 @@ def plan(
     if unsafe:
         raise NoisyCleanError(
             "scores.csv has path(s) that are absolute or contain '..': "
-            f"{listing(unsafe, _SHOW)}; refusing to apply"
+            f"{listing(unsafe, FEW)}; refusing to apply"
         )
     labels = new_labels(rows)
     bad_labels = sorted({s for s in labels if not safe_name(s)})
     if bad_labels:
         raise NoisyCleanError(
             "scores.csv has label(s) that are not plain folder names: "
-            f"{listing(bad_labels, _SHOW)}; refusing to apply"
+            f"{listing(bad_labels, FEW)}; refusing to apply"
         )
-    hidden = sorted({s for s in labels if s.startswith(".")})
-    if hidden:
-        raise NoisyCleanError(
-            f"label(s) {listing(hidden, _SHOW)} would be hidden class folders, which "
-            f"{HIDDEN_FOLDERS_SKIPPED}; refusing to apply"
-        )
+    refuse_hidden_names(labels, "label(s)")
     # Lexically inside the dataset folder (above); a symbolic link in the dataset is the
     # user's own and is followed wherever it leads, as the scan followed it.
     missing = [p for p in rows["path"] if not (data_root / safe_relative_path(p)).is_file()]
@@ -162,7 +155,7 @@ def plan(
                     "file name")
         raise NoisyCleanError(
             f"{len(missing)} image(s) listed in scores.csv are missing under {data_root}: "
-            f"{listing(missing, _SHOW)}{hint}"
+            f"{listing(missing, FEW)}{hint}"
         )
     taken: set[str] = set()
     dests = []

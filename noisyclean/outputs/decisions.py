@@ -10,16 +10,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..csvread import read_user_csv
-from ..errors import NoisyCleanError, listing
+from ..errors import FEW, NoisyCleanError, listing
 from ..names import nfc, unique_nfc_forms
-from .load import HIDDEN_FOLDERS_SKIPPED, safe_name
+from .load import refuse_hidden_names, safe_name
 
 #: Keywords of a decisions file's ``decision`` column (case-insensitive); any other value
 #: is a class name. A class that is itself named ``keep``, ``relabel`` or ``drop`` is meant
 #: only when written exactly as the class is.
 DECISION_KEYWORDS = ("keep", "relabel", "drop")
-#: How many offending paths or decisions an error message lists.
-_SHOW = 3
 
 
 def read_decisions(path: str | Path) -> pd.DataFrame:
@@ -48,14 +46,9 @@ def read_decisions(path: str | Path) -> pd.DataFrame:
     if bad:
         raise NoisyCleanError(
             f"{name} has decision(s) that are neither {', '.join(DECISION_KEYWORDS)} nor a "
-            f"plain folder name for a class: {listing(bad, _SHOW)}; refusing to apply"
+            f"plain folder name for a class: {listing(bad, FEW)}; refusing to apply"
         )
-    hidden = sorted({d for d in decisions["decision"] if d.startswith(".")})
-    if hidden:
-        raise NoisyCleanError(
-            f"{name} has decision(s) {listing(hidden, _SHOW)} that would be hidden class "
-            f"folders, which {HIDDEN_FOLDERS_SKIPPED}; refusing to apply"
-        )
+    refuse_hidden_names(decisions["decision"], f"{name} has decision(s)", "that would be")
     return decisions.reset_index(drop=True)
 
 
@@ -107,14 +100,14 @@ def decide(
     if unknown:
         raise NoisyCleanError(
             f"{name} has {len(unknown)} path(s) that are not in scores.csv: "
-            f"{listing(unknown, _SHOW)}; paths must be written as scores.csv writes them "
+            f"{listing(unknown, FEW)}; paths must be written as scores.csv writes them "
             f"(e.g. {listing(table['path'], 2)}): is it the review sheet of this scan?"
         )
     listed = pd.Series(paths, dtype=object)
     twice = sorted(set(listed[listed.duplicated()]))
     if twice:
         raise NoisyCleanError(
-            f"{name} lists the same path more than once: {listing(twice, _SHOW)}; keep one "
+            f"{name} lists the same path more than once: {listing(twice, FEW)}; keep one "
             "row per image"
         )
     spelled = unique_nfc_forms(classes)
@@ -136,7 +129,7 @@ def decide(
     if len(no_suggestion):
         raise NoisyCleanError(
             f"{name} decides 'relabel' for image(s) whose suggested label is their given "
-            f"label (no other suggestion to take): {listing(no_suggestion, _SHOW)}; "
+            f"label (no other suggestion to take): {listing(no_suggestion, FEW)}; "
             "write the class name as the decision instead"
         )
     to_class = what.str.startswith("=")

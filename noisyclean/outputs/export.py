@@ -22,7 +22,7 @@ from xml.sax.saxutils import quoteattr
 import pandas as pd
 
 from .. import __version__
-from ..errors import NoisyCleanError
+from ..errors import NoisyCleanError, is_int
 from .load import ScanOutputs, load_outputs, safe_relative_path
 from .table import clean_prob_text, review_order
 from .write import atomic_write_text, filled_review_rows
@@ -281,8 +281,7 @@ def export(
     """
     if fmt not in FORMATS:
         raise NoisyCleanError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if top is not None and (not isinstance(top, int) or isinstance(top, bool) or all_rows
-                            or top < 1):
+    if top is not None and (not is_int(top) or all_rows or top < 1):
         raise NoisyCleanError("--top takes a count of 1 or more, and not with --all")
     if fmt == "csv" and (url_prefix is not None or document_root is not None):
         raise NoisyCleanError("--url-prefix and --document-root are for --format labelstudio "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import NoisyCleanError
+from ..errors import FEW, NoisyCleanError, is_int, is_number, listing
 from .table import SCORE_COLUMNS
 from .write import check_review_output
 
@@ -91,9 +92,7 @@ class ScanOutputs:
         if not isinstance(wrong, dict):
             return None
         count, rate = wrong.get("count"), wrong.get("rate")
-        if not isinstance(count, int) or isinstance(count, bool):
-            return None
-        return wrong if isinstance(rate, int | float) and not isinstance(rate, bool) else None
+        return wrong if is_int(count) and is_number(rate) else None
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
@@ -300,6 +299,30 @@ def safe_name(name: str) -> bool:
     a name, as in a class folder ``a\\b`` that the scan read."""
     forbidden = "/\\:\x00" if WINDOWS else "/\x00"
     return bool(name) and name not in (".", "..") and not any(c in name for c in forbidden)
+
+
+def refuse_hidden_names(names: Iterable[str], before: str, after: str = "would be") -> None:
+    """Refuse would-be class folder names that start with ``.``: hidden folders, which
+    ImageFolder readers skip (:data:`HIDDEN_FOLDERS_SKIPPED`).
+
+    The message reads ``{before} '.a', '.b' {after} hidden class folders, which ...;
+    refusing to apply``, the names sorted, each once, the first :data:`~noisyclean.errors.FEW`
+    shown.
+
+    Args:
+        names: the names (an empty one is not hidden).
+        before: the message up to the names, e.g. ``"label(s)"``.
+        after: the words between the names and ``hidden class folders``.
+
+    Raises:
+        NoisyCleanError: a name that starts with ``.``.
+    """
+    hidden = sorted({name for name in names if name.startswith(".")})
+    if hidden:
+        raise NoisyCleanError(
+            f"{before} {listing(hidden, FEW)} {after} hidden class folders, which "
+            f"{HIDDEN_FOLDERS_SKIPPED}; refusing to apply"
+        )
 
 
 def inside(path: Path, root: Path) -> bool:

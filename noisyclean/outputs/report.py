@@ -23,7 +23,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from ..data.decode import MAX_PIXELS, _to_rgb
-from ..errors import NoisyCleanError
+from ..errors import NoisyCleanError, is_int
 from .load import ScanOutputs, inside, load_outputs, safe_relative_path
 from .table import clean_prob_text, label_matrix, noise_rates, review_order
 from .write import atomic_write_text
@@ -538,9 +538,9 @@ def write_report(
             the scan's own files (:meth:`~noisyclean.outputs.load.ScanOutputs.check_output`)
             or cannot be written.
     """
-    if not isinstance(top, int) or isinstance(top, bool) or top < 0:
+    if not is_int(top) or top < 0:
         raise NoisyCleanError(f"--top must be a count of 0 or more, not {top!r}")
-    if not isinstance(thumb, int) or isinstance(thumb, bool) or not 16 <= thumb <= 512:
+    if not is_int(thumb) or not 16 <= thumb <= 512:
         raise NoisyCleanError(f"--thumb must be between 16 and 512, not {thumb!r}")
     outputs = load_outputs(out, data, images=images,
                            alternative="or write the report without them: --no-images")

@@ -40,7 +40,7 @@ from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
 from ..device import device_text, library_run
 from ..environment import run_environment
-from ..errors import NoisyCleanError, listing
+from ..errors import FEW, NoisyCleanError, listing
 from ..evaluate import check_no_class, detection_metrics, read_truth
 from ..models import build_model
 from ..names import nfc, unique_nfc_forms
@@ -336,7 +336,7 @@ def label_is_correct(
     unknown = sorted(set(covered["label"]) - set(classes) - set(no_class))
     if unknown:
         raise NoisyCleanError(
-            f"--truth {config.truth}: labels {listing(unknown, 3)} of training images are not "
+            f"--truth {config.truth}: labels {listing(unknown, FEW)} of training images are not "
             f"training classes ({listing(train.classes, 10)}); --no-class LABEL names a label "
             "that means none of the classes"
         )
@@ -350,8 +350,8 @@ def label_is_correct(
     if matched == 0:
         raise NoisyCleanError(
             f"--truth {config.truth} has no row for any of the {len(paths)} training images: "
-            f"its paths ({listing(truth['path'], 3)}) must be written as scores.csv writes "
-            f"them, relative to the dataset folder ({listing(train.paths, 3)})"
+            f"its paths ({listing(truth['path'], FEW)}) must be written as scores.csv writes "
+            f"them, relative to the dataset folder ({listing(train.paths, FEW)})"
         )
     unused = len(truth) - matched
     if log is not None and (matched < len(paths) or unused):

@@ -12,7 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from noisyclean.cli import app
-from noisyclean.outputs.apply import MANIFEST
+from noisyclean.errors import NoisyCleanError
+from noisyclean.outputs.apply import MANIFEST, plan
+from noisyclean.outputs.decisions import read_decisions
 from noisyclean.outputs.load import safe_name, safe_relative_path
 
 from .conftest import make_outputs, write_image
@@ -27,6 +29,28 @@ def test_safe_name_on_posix() -> None:
     assert safe_name("a\\b") and safe_name("..\\x") and safe_name("C:x")
     for bad in ("", ".", "..", "a/b", "a\x00b"):
         assert not safe_name(bad), bad
+
+
+def test_hidden_class_folders_are_refused_in_full_words(tmp_path: Path) -> None:
+    """A label or a decision starting with '.' would be a class folder that ImageFolder
+    readers skip; both messages, word for word (they share one check)."""
+    tail = ("hidden class folders, which ImageFolder readers (noisyclean scan among them) "
+            "skip: their images would be lost; refusing to apply")
+    table = pd.DataFrame({
+        "path": ["a/1.png", "a/2.png", "a/3.png", "a/4.png", "a/5.png"],
+        "label": ["a"] * 5,
+        "suggested_label": [".d", ".b", ".c", ".a", ".b"],
+        "action": ["relabel"] * 5,
+    })
+    with pytest.raises(NoisyCleanError) as error:
+        plan(table, tmp_path / "data", tmp_path / "clean")
+    assert str(error.value) == f"label(s) '.a', '.b', '.c' and 1 more would be {tail}"
+    sheet = tmp_path / "decisions.csv"
+    sheet.write_text("path,decision\na/1.png,keep\na/2.png,.cat\na/3.png,\n")
+    with pytest.raises(NoisyCleanError) as error:
+        read_decisions(sheet)
+    assert str(error.value) == (
+        f"decisions file {sheet} has decision(s) '.cat' that would be {tail}")
 
 
 def test_safe_names_and_paths_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
