@@ -1,17 +1,24 @@
 """Wall time of several recipes on the same images, measured so that a machine whose speed
-drifts in phases slows each of them alike: the recipes run in one process, taking turns
-epoch by epoch.
+drifts in phases slows each of them alike: the recipes take turns, epoch by epoch.
 
-Each recipe is a real run in a thread of its own: a ``noisyclean scan`` (the CLI, with the
-given options) or ``detect.py``'s plain one-run recipe (DivideMix's warm-up SGD,
-last-epoch losses, GMM). Only one runs at a time. Every run hands over at each epoch's
-end (whenever ``Progress.finish`` is called: decoding, each training epoch, scoring), and
-the run with the least time so far goes next, so the recipes advance side by side in
-time. A recipe's time is the sum of its own turns, from its start (loading the images
-included) to its end (outputs written). Each scan decodes the images into a fresh decode
-cache, as ``detect.py``'s scans do (the plain recipe decodes without one, as there), and
-writes what a scan run alone writes: ``--check`` first runs each scan alone and then
-compares each round's ``scores.csv`` with it, byte for byte.
+Each recipe is a real run in a process of its own, as a user's run is: a ``noisyclean
+scan`` (the CLI, with the given options) or ``detect.py``'s plain one-run recipe
+(DivideMix's warm-up SGD, last-epoch losses, GMM). Only one runs at a time; the others are
+stopped (``SIGSTOP``), their threads too. Every run hands over at each epoch's end
+(whenever ``Progress.finish`` is called: decoding, each training epoch, scoring), and the
+run with the least time so far goes next, so the recipes advance side by side in time. A
+recipe's time is the sum of its own turns, from its start (loading the images included;
+its imports not) to its end (outputs written). Each scan decodes the images into a fresh
+decode cache, as ``detect.py``'s scans do (the plain recipe decodes without one, as
+there), and writes what a scan run alone writes: ``--check`` first runs each scan alone
+and then compares each round's ``scores.csv`` with it, byte for byte.
+
+Until 2026-12-07 the recipes ran as threads of one process. Each thread that calls torch
+gets its own OpenMP team, and with two teams in one process on 2 cores every training step
+paid a fixed extra cost (on an AMD EPYC with AVX512-BF16, 16 px steps of 128 images took
+15.7 ms against 11.6 ms with one team), which weighs on the scan's 2.4 times as many steps
+more than on the plain recipe's: that race put the scan at 1.22 of the plain recipe's time
+where runs taken in turns as whole processes gave 1.08 (``benchmarks/RESULTS.md``).
 
     python benchmarks/schedule_race.py FOLDER [--rounds 3] [--seed 0] \
         [--recipe NAME=SCAN-OPTIONS ...] [--no-plain] [--check] [--work DIR]
@@ -26,20 +33,21 @@ system) each recipe's turns took, which the same work raises in a slow phase of 
 machine; then, for each scan recipe, where its time
 went (medians over the rounds): its warm-up epochs at each image side (the epochs' own
 timing, from its ``summary.json``) and the rest of its time (decoding, setting up,
-scoring, the mixtures, writing).
+scoring, the mixtures, writing). Each run's error output is in ``WORK/roundR-NAME.log``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -49,83 +57,138 @@ from noisyclean.progress import Progress
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_noisy import fail  # noqa: E402  (the sibling script's)
 
+#: The environment variable that gives a runner process the pipe it reports its turns on.
+TURN_FD = "RACE_TURN_FD"
+
+
+class Turns:
+    """A runner's side of the race, in its own process: it stops itself between turns
+    (``SIGSTOP``, until the race continues it) and reports, at each handover, its wall and
+    CPU seconds so far (user and system, all its threads) on the pipe the race gave it.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._out = os.fdopen(fd, "w", buffering=1)
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0
+        self._started = self._started_cpu = 0.0
+
+    @classmethod
+    def from_env(cls) -> Turns:
+        """The turns of a runner started by :meth:`Race.run` (the pipe in ``$RACE_TURN_FD``)."""
+        return cls(int(os.environ[TURN_FD]))
+
+    def wait(self) -> None:
+        """Stop until the race continues this process; the turn's clocks start then."""
+        os.kill(os.getpid(), signal.SIGSTOP)
+        self._started, self._started_cpu = time.perf_counter(), time.process_time()
+
+    def _report(self, word: str) -> None:
+        self.seconds += time.perf_counter() - self._started
+        self.cpu_seconds += time.process_time() - self._started_cpu
+        self._out.write(f"{word} {self.seconds!r} {self.cpu_seconds!r}\n")
+
+    def handover(self) -> None:
+        """End this turn: report, and stop until the next one."""
+        self._report("turn")
+        self.wait()
+
+    def done(self) -> None:
+        """Report the last turn's end (the runner has finished)."""
+        self._report("done")
+        self._out.close()
+
 
 class Race:
-    """Runs callables in threads, one at a time, switching at each ``Progress.finish``.
+    """Runs commands as processes, one at a time, each stopped between its turns.
 
-    Besides each runner's wall time (``run``'s result) it keeps, in :attr:`cpu_seconds`,
-    the process's CPU time (user and system, all threads, torch's pool included) spent in
-    each runner's turns: only one runs at a time, so that is the runner's own. The same
-    work in a slow phase of the machine shows more of it.
+    Each command is a runner (:func:`runner_command`, or any program that uses
+    :class:`Turns`): it stops itself once set up, and at each handover. The race starts
+    every runner, waits until each has stopped, then continues the one with the least time
+    so far until it hands over or finishes, and so on. Besides each runner's wall seconds
+    (``run``'s result) it keeps, in :attr:`cpu_seconds`, the CPU seconds of its turns.
     """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.cpu_seconds: dict[str, float] = {}
-        self._started_cpu = 0.0
-        self._turn: dict[str, threading.Event] = {}
-        self._back = threading.Event()
-        self._started = 0.0
-        self._done: set[str] = set()
-        self._errors: dict[str, BaseException] = {}
 
-    def handover(self) -> None:
-        """Called in a runner's thread: add its turn's time and wait for its next turn
-        (a no-op in any other thread)."""
-        name = threading.current_thread().name
-        if name not in self._turn:
-            return
-        self._add_turn(name)
-        self._back.set()
-        self._wait_turn(name)
-
-    def _add_turn(self, name: str) -> None:
-        self.seconds[name] += time.perf_counter() - self._started
-        self.cpu_seconds[name] += time.process_time() - self._started_cpu
-
-    def _wait_turn(self, name: str) -> None:
-        """Block until ``name``'s turn; its turn's clock starts when it wakes."""
-        self._turn[name].wait()
-        self._turn[name].clear()
-        self._started = time.perf_counter()
-        self._started_cpu = time.process_time()
-
-    def run(self, runners: dict[str, Callable[[], None]]) -> dict[str, float]:
-        """Run every callable to its end; returns each one's seconds (its CPU seconds are
-        then in :attr:`cpu_seconds`)."""
+    def run(self, runners: dict[str, list[str]],
+            logs: dict[str, Path] | None = None) -> dict[str, float]:
+        """Run every command to its end; returns each one's seconds (its CPU seconds are
+        then in :attr:`cpu_seconds`). ``logs``: where each runner's error output goes
+        (default: discarded). A runner that fails, or ends without reporting its end,
+        fails the race (``RuntimeError``, with its exit status); the others are killed."""
         self.seconds = dict.fromkeys(runners, 0.0)
         self.cpu_seconds = dict.fromkeys(runners, 0.0)
-        self._turn = {name: threading.Event() for name in runners}
-        self._done.clear()
-        threads = []
-        for name, target in runners.items():
-            threads.append(threading.Thread(target=self._body, args=(name, target), name=name))
-            threads[-1].start()
-        while len(self._done) < len(runners):
-            name = min((n for n in runners if n not in self._done),
-                       key=self.seconds.__getitem__)
-            self._back.clear()
-            self._turn[name].set()
-            self._back.wait()
-        for thread in threads:
-            thread.join()
-        if self._errors:
-            name, error = next(iter(self._errors.items()))
-            raise RuntimeError(f"{name} failed") from error
+        procs: dict[str, subprocess.Popen] = {}
+        pipes = {}
+        try:
+            for name, command in runners.items():
+                read, write = os.pipe()
+                log = open(logs[name], "wb") if logs else subprocess.DEVNULL  # noqa: SIM115
+                try:
+                    procs[name] = subprocess.Popen(
+                        command, env={**os.environ, TURN_FD: str(write)}, pass_fds=(write,),
+                        stdout=subprocess.DEVNULL, stderr=log)
+                finally:
+                    os.close(write)
+                    if logs:
+                        log.close()
+                pipes[name] = os.fdopen(read)
+                self._wait_stopped(name, procs[name])
+            pending = list(runners)
+            while pending:
+                name = min(pending, key=self.seconds.__getitem__)
+                os.kill(procs[name].pid, signal.SIGCONT)
+                word, seconds, cpu = (pipes[name].readline().split() + ["", "", ""])[:3]
+                if word not in ("turn", "done"):
+                    self._failed(name, procs[name])
+                self.seconds[name], self.cpu_seconds[name] = float(seconds), float(cpu)
+                if word == "turn":
+                    self._wait_stopped(name, procs[name])
+                    continue
+                _, status = os.waitpid(procs[name].pid, 0)
+                procs[name].returncode = os.waitstatus_to_exitcode(status)
+                if procs[name].returncode != 0:
+                    self._failed(name, procs[name])
+                pending.remove(name)
+        finally:
+            for proc in procs.values():
+                if proc.returncode is None:
+                    proc.kill()
+                    os.kill(proc.pid, signal.SIGCONT)
+                    proc.wait()
+            for pipe in pipes.values():
+                pipe.close()
         return dict(self.seconds)
 
-    def _body(self, name: str, target: Callable[[], None]) -> None:
-        self._wait_turn(name)
-        try:
-            target()
-        except BaseException as error:  # noqa: BLE001 - reported by run()
-            self._errors[name] = error
-        self._add_turn(name)
-        self._done.add(name)
-        self._back.set()
+    def _wait_stopped(self, name: str, proc: subprocess.Popen) -> None:
+        """Block until the runner has stopped itself (or fail the race if it ended)."""
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            self._failed(name, proc)
+
+    @staticmethod
+    def _failed(name: str, proc: subprocess.Popen) -> None:
+        if proc.returncode is None:
+            _, status = os.waitpid(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        raise RuntimeError(f"{name} failed (exit status {proc.returncode})")
 
 
-def scan_runner(images: Path, out: Path, options: list[str], seed: int) -> Callable[[], None]:
+def runner_command(kind: str, path: Path, out: Path, seed: int,
+                   options: list[str] | None = None) -> list[str]:
+    """The command of one race runner: this script, run as a ``scan`` (``path``: the
+    images; ``options``: the scan's) or as the ``plain`` recipe (``path``: the folder made
+    by ``make_noisy.py``; ``out``: its ``.npz``)."""
+    spec = {"kind": kind, "path": str(path), "out": str(out), "seed": seed,
+            "options": options or []}
+    return [sys.executable, str(Path(__file__).resolve()), "--runner", json.dumps(spec)]
+
+
+def scan_runner(images: Path, out: Path, options: list[str], seed: int):
     """A ``noisyclean scan`` of ``images`` into ``out`` through the CLI, with a fresh
     decode cache (``out`` plus ``-cache``), as ``detect.py`` runs it."""
     from noisyclean.cli import app
@@ -137,13 +200,34 @@ def scan_runner(images: Path, out: Path, options: list[str], seed: int) -> Calla
     return run
 
 
-def plain_runner(folder: Path, out: Path, seed: int) -> Callable[[], None]:
+def plain_runner(folder: Path, out: Path, seed: int):
     """``detect.py``'s plain one-run recipe on ``folder``'s images."""
     from detect import worker
 
     def run() -> None:
         worker("plain", folder / "images", out, None, seed, 5)
     return run
+
+
+def run_runner(spec_text: str) -> int:
+    """A runner process (:func:`runner_command`): set up (imports), stop until the race
+    starts it, run, handing over at each ``Progress.finish``."""
+    spec = json.loads(spec_text)
+    path, out, seed = Path(spec["path"]), Path(spec["out"]), int(spec["seed"])
+    run = (plain_runner(path, out, seed) if spec["kind"] == "plain"
+           else scan_runner(path, out, list(spec["options"]), seed))
+    turns = Turns.from_env()
+    original = Progress.finish
+
+    def finish(self: Progress, task: int | None) -> None:
+        original(self, task)
+        turns.handover()
+
+    Progress.finish = finish  # type: ignore[method-assign]
+    turns.wait()
+    run()
+    turns.done()
+    return 0
 
 
 def stage_seconds(summary: dict) -> list[tuple[int, int, float]]:
@@ -175,7 +259,7 @@ def stage_table(work: Path, recipes: list[str], rows: list[dict[str, float]]) ->
             (work / f"round{r + 1}-{name}" / "summary.json").read_text()))
             for r in range(len(rows))]
         epochs = [sum(s for _, _, s in stages) for stages in per_round]
-        cells = [f"{n} at {side} px: {statistics.median(stages[k][2] for stages in per_round):.1f}"
+        cells = [f"{n} at {side} px: {statistics.median(stages[k][2] for stages in per_round):.2f}"
                  for k, (side, n, _) in enumerate(per_round[0])]
         rest = statistics.median(row[name] - e for row, e in zip(rows, epochs, strict=True))
         total = statistics.median(row[name] for row in rows)
@@ -224,7 +308,11 @@ def parse_recipes(texts: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Race the recipes for ``--rounds`` rounds and print the tables."""
+    """Race the recipes for ``--rounds`` rounds and print the tables (``--runner SPEC``:
+    be one runner of a race, :func:`runner_command`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--runner"] and len(argv) == 2:
+        return run_runner(argv[1])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="a folder made by make_noisy.py")
     parser.add_argument("--rounds", type=int, default=3)
@@ -242,14 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         fail("--rounds must be 1 or more")
     work = args.work or Path(tempfile.mkdtemp(prefix="race-"))
     images = args.folder / "images"
+    work.mkdir(parents=True, exist_ok=True)
     race = Race()
-    original = Progress.finish
-
-    def finish(self: Progress, task: int | None) -> None:
-        original(self, task)
-        race.handover()
-
-    Progress.finish = finish  # type: ignore[method-assign]
     if args.check:
         for name, options in recipes.items():
             scan_runner(images, work / f"alone-{name}", shlex.split(options), args.seed)()
@@ -259,13 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     cpu_rows: list[dict[str, float]] = []
     for r in range(args.rounds):
         shift = r % len(names)
-        runners: dict[str, Callable[[], None]] = {}
+        runners: dict[str, list[str]] = {}
         for name in names[shift:] + names[:shift]:
             out = work / f"round{r + 1}-{name}"
-            runners[name] = (plain_runner(args.folder, out.with_suffix(".npz"), args.seed)
-                             if name == "plain" else
-                             scan_runner(images, out, shlex.split(recipes[name]), args.seed))
-        rows.append(race.run(runners))
+            runners[name] = (
+                runner_command("plain", args.folder, out.with_suffix(".npz"), args.seed)
+                if name == "plain" else
+                runner_command("scan", images, out, args.seed, shlex.split(recipes[name])))
+        logs = {name: work / f"round{r + 1}-{name}.log" for name in runners}
+        rows.append(race.run(runners, logs))
         cpu_rows.append(dict(race.cpu_seconds))
         print(f"round {r + 1} ({', '.join(runners)}): "
               + ", ".join(f"{n} {rows[-1][n]:.1f} s (CPU {cpu_rows[-1][n]:.1f} s)"
