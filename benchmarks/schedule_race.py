@@ -7,21 +7,24 @@ scan`` (the CLI, with the given options) or ``detect.py``'s plain one-run recipe
 stopped (``SIGSTOP``), their threads too. Every run hands over at each epoch's end
 (whenever ``Progress.finish`` is called: decoding, each training epoch, scoring), and the
 run with the least time so far goes next, so the recipes advance side by side in time. A
-recipe's time is the sum of its own turns, from its start (loading the images included;
-its imports not) to its end (outputs written). Each scan decodes the images into a fresh
-decode cache, as ``detect.py``'s scans do (the plain recipe decodes without one, as
-there), and writes what a scan run alone writes: ``--check`` first runs each scan alone
-and then compares each round's ``scores.csv`` with it, byte for byte.
+recipe's time is the sum of its own turns, from its process's start (its imports and
+loading the images included, as in a run of its own) to its end (outputs written). Each
+scan decodes the images into a fresh decode cache, as ``detect.py``'s scans do (the plain
+recipe decodes without one, as there), and writes what a scan run alone writes:
+``--check`` first runs each scan alone and then compares each round's ``scores.csv`` with
+it, byte for byte.
 
 Until 2026-12-07 the recipes ran as threads of one process. Each thread that calls torch
 gets its own OpenMP team, and with two teams in one process on 2 cores every training step
 paid a fixed extra cost (on an AMD EPYC with AVX512-BF16, 16 px steps of 128 images took
 15.7 ms against 11.6 ms with one team), which weighs on the scan's 2.4 times as many steps
 more than on the plain recipe's: that race put the scan at 1.22 of the plain recipe's time
-where runs taken in turns as whole processes gave 1.08 (``benchmarks/RESULTS.md``).
+where whole runs taken in turns gave 1.10 and this race gives 1.12
+(``benchmarks/RESULTS.md``, "A fifth CPU").
 
     python benchmarks/schedule_race.py FOLDER [--rounds 3] [--seed 0] \
-        [--recipe NAME=SCAN-OPTIONS ...] [--no-plain] [--check] [--work DIR]
+        [--recipe NAME=SCAN-OPTIONS ...] [--no-plain] [--check] [--work DIR] \
+        [--min-turn SECONDS]
 
 ``FOLDER`` is one written by ``make_noisy.py`` (``FOLDER/images``). ``--recipe default=``
 is the scan with its defaults; ``--recipe 'b128=--batch-size 128 --lr 0.1'`` a variant
@@ -34,6 +37,9 @@ machine; then, for each scan recipe, where its time
 went (medians over the rounds): its warm-up epochs at each image side (the epochs' own
 timing, from its ``summary.json``) and the rest of its time (decoding, setting up,
 scoring, the mixtures, writing). Each run's error output is in ``WORK/roundR-NAME.log``.
+``--min-turn``: a run hands over only once its turn has lasted that many seconds, so that
+a recipe of many short epochs switches less often (on the Zen 5 EPYC, turns of at least
+5 s did not lower the scan's ratio: 1.150 against 1.124).
 """
 
 from __future__ import annotations
@@ -47,63 +53,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from noisyclean.progress import Progress
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_noisy import fail  # noqa: E402  (the sibling script's)
-
-#: The environment variable that gives a runner process the pipe it reports its turns on.
-TURN_FD = "RACE_TURN_FD"
-
-
-class Turns:
-    """A runner's side of the race, in its own process: it stops itself between turns
-    (``SIGSTOP``, until the race continues it) and reports, at each handover, its wall and
-    CPU seconds so far (user and system, all its threads) on the pipe the race gave it.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._out = os.fdopen(fd, "w", buffering=1)
-        self.seconds = 0.0
-        self.cpu_seconds = 0.0
-        self._started = self._started_cpu = 0.0
-
-    @classmethod
-    def from_env(cls) -> Turns:
-        """The turns of a runner started by :meth:`Race.run` (the pipe in ``$RACE_TURN_FD``)."""
-        return cls(int(os.environ[TURN_FD]))
-
-    def wait(self) -> None:
-        """Stop until the race continues this process; the turn's clocks start then."""
-        os.kill(os.getpid(), signal.SIGSTOP)
-        self._started, self._started_cpu = time.perf_counter(), time.process_time()
-
-    def _report(self, word: str) -> None:
-        self.seconds += time.perf_counter() - self._started
-        self.cpu_seconds += time.process_time() - self._started_cpu
-        self._out.write(f"{word} {self.seconds!r} {self.cpu_seconds!r}\n")
-
-    def handover(self) -> None:
-        """End this turn: report, and stop until the next one."""
-        self._report("turn")
-        self.wait()
-
-    def done(self) -> None:
-        """Report the last turn's end (the runner has finished)."""
-        self._report("done")
-        self._out.close()
+from race_runner import MIN_TURN, TURN_FD, scan_runner  # noqa: E402
 
 
 class Race:
     """Runs commands as processes, one at a time, each stopped between its turns.
 
     Each command is a runner (:func:`runner_command`, or any program that uses
-    :class:`Turns`): it stops itself once set up, and at each handover. The race starts
+    ``race_runner.Turns``): it stops itself at its start, and at each handover. The race starts
     every runner, waits until each has stopped, then continues the one with the least time
     so far until it hands over or finishes, and so on. Besides each runner's wall seconds
     (``run``'s result) it keeps, in :attr:`cpu_seconds`, the CPU seconds of its turns.
@@ -113,12 +76,13 @@ class Race:
         self.seconds: dict[str, float] = {}
         self.cpu_seconds: dict[str, float] = {}
 
-    def run(self, runners: dict[str, list[str]],
-            logs: dict[str, Path] | None = None) -> dict[str, float]:
+    def run(self, runners: dict[str, list[str]], logs: dict[str, Path] | None = None,
+            min_turn: float = 0.0) -> dict[str, float]:
         """Run every command to its end; returns each one's seconds (its CPU seconds are
         then in :attr:`cpu_seconds`). ``logs``: where each runner's error output goes
-        (default: discarded). A runner that fails, or ends without reporting its end,
-        fails the race (``RuntimeError``, with its exit status); the others are killed."""
+        (default: discarded). ``min_turn``: each runner's shortest turn (``race_runner.Turns``).
+        A runner that fails, or ends without reporting its end, fails the race
+        (``RuntimeError``, with its exit status); the others are killed."""
         self.seconds = dict.fromkeys(runners, 0.0)
         self.cpu_seconds = dict.fromkeys(runners, 0.0)
         procs: dict[str, subprocess.Popen] = {}
@@ -126,10 +90,11 @@ class Race:
         try:
             for name, command in runners.items():
                 read, write = os.pipe()
-                log = open(logs[name], "wb") if logs else subprocess.DEVNULL  # noqa: SIM115
+                log = open(logs[name], "wb") if logs else subprocess.DEVNULL
                 try:
                     procs[name] = subprocess.Popen(
-                        command, env={**os.environ, TURN_FD: str(write)}, pass_fds=(write,),
+                        command, env={**os.environ, TURN_FD: str(write),
+                                      MIN_TURN: repr(float(min_turn))}, pass_fds=(write,),
                         stdout=subprocess.DEVNULL, stderr=log)
                 finally:
                     os.close(write)
@@ -172,6 +137,7 @@ class Race:
 
     @staticmethod
     def _failed(name: str, proc: subprocess.Popen) -> None:
+        """Fail the race for runner ``name`` with its exit status (waiting for its end)."""
         if proc.returncode is None:
             _, status = os.waitpid(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -180,54 +146,13 @@ class Race:
 
 def runner_command(kind: str, path: Path, out: Path, seed: int,
                    options: list[str] | None = None) -> list[str]:
-    """The command of one race runner: this script, run as a ``scan`` (``path``: the
-    images; ``options``: the scan's) or as the ``plain`` recipe (``path``: the folder made
+    """The command of one race runner: ``race_runner.py``, run as a ``scan`` (``path``:
+    the images; ``options``: the scan's) or as the ``plain`` recipe (``path``: the folder made
     by ``make_noisy.py``; ``out``: its ``.npz``)."""
     spec = {"kind": kind, "path": str(path), "out": str(out), "seed": seed,
             "options": options or []}
-    return [sys.executable, str(Path(__file__).resolve()), "--runner", json.dumps(spec)]
-
-
-def scan_runner(images: Path, out: Path, options: list[str], seed: int):
-    """A ``noisyclean scan`` of ``images`` into ``out`` through the CLI, with a fresh
-    decode cache (``out`` plus ``-cache``), as ``detect.py`` runs it."""
-    from noisyclean.cli import app
-
-    def run() -> None:
-        cache = out.with_name(out.name + "-cache")
-        app(["scan", str(images), "--out", str(out), "--quiet", "--seed", str(seed),
-             "--cache-dir", str(cache), *options], standalone_mode=False)
-    return run
-
-
-def plain_runner(folder: Path, out: Path, seed: int):
-    """``detect.py``'s plain one-run recipe on ``folder``'s images."""
-    from detect import worker
-
-    def run() -> None:
-        worker("plain", folder / "images", out, None, seed, 5)
-    return run
-
-
-def run_runner(spec_text: str) -> int:
-    """A runner process (:func:`runner_command`): set up (imports), stop until the race
-    starts it, run, handing over at each ``Progress.finish``."""
-    spec = json.loads(spec_text)
-    path, out, seed = Path(spec["path"]), Path(spec["out"]), int(spec["seed"])
-    run = (plain_runner(path, out, seed) if spec["kind"] == "plain"
-           else scan_runner(path, out, list(spec["options"]), seed))
-    turns = Turns.from_env()
-    original = Progress.finish
-
-    def finish(self: Progress, task: int | None) -> None:
-        original(self, task)
-        turns.handover()
-
-    Progress.finish = finish  # type: ignore[method-assign]
-    turns.wait()
-    run()
-    turns.done()
-    return 0
+    return [sys.executable, str(Path(__file__).resolve().parent / "race_runner.py"),
+            json.dumps(spec)]
 
 
 def stage_seconds(summary: dict) -> list[tuple[int, int, float]]:
@@ -308,11 +233,7 @@ def parse_recipes(texts: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Race the recipes for ``--rounds`` rounds and print the tables (``--runner SPEC``:
-    be one runner of a race, :func:`runner_command`)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--runner"] and len(argv) == 2:
-        return run_runner(argv[1])
+    """Race the recipes for ``--rounds`` rounds and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="a folder made by make_noisy.py")
     parser.add_argument("--rounds", type=int, default=3)
@@ -323,11 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="first run each scan alone and compare scores.csv")
     parser.add_argument("--work", type=Path, default=None, help="keep outputs here")
+    parser.add_argument("--min-turn", type=float, default=0.0, metavar="SECONDS",
+                        help="hand over only once a turn has lasted this long (default 0: "
+                             "at every epoch's end)")
     args = parser.parse_args(argv)
 
     recipes = parse_recipes(args.recipe or ["default="])
     if args.rounds < 1:
         fail("--rounds must be 1 or more")
+    if not args.min_turn >= 0:
+        fail("--min-turn must be 0 or more seconds")
     work = args.work or Path(tempfile.mkdtemp(prefix="race-"))
     images = args.folder / "images"
     work.mkdir(parents=True, exist_ok=True)
@@ -349,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "plain" else
                 runner_command("scan", images, out, args.seed, shlex.split(recipes[name])))
         logs = {name: work / f"round{r + 1}-{name}.log" for name in runners}
-        rows.append(race.run(runners, logs))
+        rows.append(race.run(runners, logs, args.min_turn))
         cpu_rows.append(dict(race.cpu_seconds))
         print(f"round {r + 1} ({', '.join(runners)}): "
               + ", ".join(f"{n} {rows[-1][n]:.1f} s (CPU {cpu_rows[-1][n]:.1f} s)"

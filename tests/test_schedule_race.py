@@ -3,6 +3,7 @@ with the least time so far going next, and each scan writes what it writes alone
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "schedule_race.py"
 RUNNER = """
 import sys, time
 sys.path.insert(0, {bench!r})
-from schedule_race import Turns
+from race_runner import Turns
 pieces, seconds, how, log = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
 turns = Turns.from_env()
 turns.wait()
@@ -90,6 +91,21 @@ def test_race_gives_each_runner_the_cpu_time_of_its_own_turns(tmp_path) -> None:
     # a new race starts its counts afresh
     race.run({"sleep": runner(tmp_path, "sleep2", 3, 0.05, "sleep")})
     assert set(race.cpu_seconds) == {"sleep"} and race.cpu_seconds["sleep"] < 0.05
+
+
+def test_a_turn_lasts_at_least_min_turn(tmp_path) -> None:
+    """With a shortest turn of 0.075 s, a runner of 0.03 s pieces hands over after every
+    third piece (0.09 s), not after one or two: the pieces come in runs of three."""
+    race = load_race_module().Race()
+    race.run({"a": runner(tmp_path, "a", 6, 0.03, "sleep"),
+              "b": runner(tmp_path, "b", 6, 0.03, "sleep")}, min_turn=0.075)
+    order = [name for name, _, _ in pieces(tmp_path, "a", "b")]
+    # a's first turn ends after three pieces, and b, behind, goes next
+    assert order[:6] == ["a"] * 3 + ["b"] * 3
+    # every stretch of one runner's pieces is whole turns of three (the runner behind
+    # after the first two turns, either, may take two turns in a row)
+    stretches = [len(list(group)) for _, group in itertools.groupby(order)]
+    assert sum(stretches) == 12 and all(n % 3 == 0 for n in stretches), order
 
 
 def test_a_failing_runner_fails_the_race_and_the_others_are_ended(tmp_path) -> None:
