@@ -17,6 +17,7 @@ from noisyclean.cli import app
 from noisyclean.config import TrainConfig
 from noisyclean.device import cpu_threads, device_text
 from noisyclean.errors import NoisyCleanError
+from noisyclean.train.loop import Precision
 from noisyclean.train.run import resume_config
 
 runner = CliRunner()
@@ -25,6 +26,15 @@ SCAN_FAST = ["--epochs", "2", "--width", "8", "--loss-history", "2", "--quiet"]
 
 def _threads_recorded(out: Path) -> int:
     return json.loads((out / "summary.json").read_text())["device"]["threads"]
+
+
+def _one_thread_cpu_text() -> str:
+    """How a run's first log line names a CPU run on one thread in this CPU's default
+    precision: ``cpu (1 thread)``, or ``cpu (torch.bfloat16, 1 thread)`` on a CPU that
+    computes in bfloat16 natively."""
+    cpu = torch.device("cpu")
+    with cpu_threads(1):
+        return device_text(cpu, Precision.choose(cpu, None).dtype)
 
 
 def test_cpu_threads_sets_the_count_and_restores_it() -> None:
@@ -77,7 +87,7 @@ def test_threads_option_gives_the_scores_of_omp_num_threads(
             capture_output=True, text=True, env=env, timeout=600)
         assert done.returncode == 0, done.stderr
         assert _threads_recorded(tmp_path / name) == 1
-        assert "on cpu (1 thread)" in done.stderr  # the first log line says it
+        assert f"on {_one_thread_cpu_text()}" in done.stderr  # the first log line says it
     option = (tmp_path / "option" / "scores.csv").read_bytes()
     assert option == (tmp_path / "env" / "scores.csv").read_bytes()
 
@@ -102,7 +112,7 @@ def test_train_records_the_threads_and_a_resume_takes_them_from_the_command_line
         "--width", "8", "--batch-size", "16", "--threads", "1"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert _threads_recorded(out) == 1
-    assert "for 1 epoch on cpu (1 thread)" in result.output  # its first log line
+    assert f"for 1 epoch on {_one_thread_cpu_text()}" in result.output  # its first log line
     # how a run executes is never the checkpoint's: not reported as ignored, and used
     saved = TrainConfig(data=root, out=out, epochs=1, threads=1)
     merged, ignored = resume_config(TrainConfig(data=root, resume=out, threads=2), saved)
