@@ -585,12 +585,11 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     config = replace(config, image_size=size, model=model_name, epochs=schedule.epochs,
                      low_res_epochs=schedule.low_res, mid_res_epochs=schedule.mid_res)
     warn_of_settings(config, len(samples.classes), progress)
-    if as_loaded:  # nothing trains: no correction, no late loss
-        ignored = as_loaded_ignored(config)
-        if ignored:
-            progress.warn(ignored_text(ignored, "--epochs 0"))
-        config = replace(config, correction="none", late_loss="ce")
-    if config.signal == "aum":  # AUM trains its own networks, on cross-entropy
+    if as_loaded and (ignored := as_loaded_ignored(config)):
+        progress.warn(ignored_text(ignored, "--epochs 0"))
+    # no correction and no late loss where nothing trains (--epochs 0), or where AUM trains
+    # its own networks, on cross-entropy
+    if as_loaded or config.signal == "aum":
         config = replace(config, correction="none", late_loss="ce")
     if config.signal == "aum" and config.networks != AUM_RUNS:
         progress.log(f"--signal aum trains {AUM_RUNS} networks, one per set of threshold samples")
