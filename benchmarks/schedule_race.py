@@ -45,6 +45,7 @@ a recipe of many short epochs switches less often (on the Zen 5 EPYC, turns of a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -68,7 +69,11 @@ class Race:
     Each command is a runner (:func:`runner_command`, or any program that uses
     ``race_runner.Turns``): it stops itself at its start, and at each handover. The race starts
     every runner, waits until each has stopped, then continues the one with the least time
-    so far until it hands over or finishes, and so on. Besides each runner's wall seconds
+    so far until it hands over or finishes, and so on. Each runner has a process group
+    of its own: in the race's group, a runner stopped between turns got ``SIGHUP`` from
+    the kernel once that group was orphaned (a race started in the background by a shell
+    that then ended), and died. In a group of its own it is orphaned only when the race
+    ends, and then the ``SIGHUP`` ends it as it should. Besides each runner's wall seconds
     (``run``'s result) it keeps, in :attr:`cpu_seconds`, the CPU seconds of its turns.
     """
 
@@ -95,7 +100,7 @@ class Race:
                     procs[name] = subprocess.Popen(
                         command, env={**os.environ, TURN_FD: str(write),
                                       MIN_TURN: repr(float(min_turn))}, pass_fds=(write,),
-                        stdout=subprocess.DEVNULL, stderr=log)
+                        stdout=subprocess.DEVNULL, stderr=log, process_group=0)
                 finally:
                     os.close(write)
                     if logs:
@@ -122,7 +127,8 @@ class Race:
             for proc in procs.values():
                 if proc.returncode is None:
                     proc.kill()
-                    os.kill(proc.pid, signal.SIGCONT)
+                    with contextlib.suppress(ProcessLookupError):  # reaped by kill's poll
+                        os.kill(proc.pid, signal.SIGCONT)
                     proc.wait()
             for pipe in pipes.values():
                 pipe.close()

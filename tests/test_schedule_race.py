@@ -4,6 +4,8 @@ with the least time so far going next, and each scan writes what it writes alone
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import subprocess
 import sys
 import time
@@ -118,6 +120,42 @@ def test_a_failing_runner_fails_the_race_and_the_others_are_ended(tmp_path) -> N
     # the race did not wait for the other runner's 5 s of pieces
     assert time.monotonic() - started < 4.5
     assert len((tmp_path / "ok").read_text().splitlines()) <= 2
+
+
+#: A race of two test runners (:data:`RUNNER`) whose seconds go to ``OUT`` as JSON:
+#: ``python -c DRIVER RUNNERS_JSON OUT``.
+DRIVER = """
+import json, sys
+sys.path.insert(0, {bench!r})
+from schedule_race import Race
+runners, out = json.loads(sys.argv[1]), sys.argv[2]
+with open(out, "w") as f:
+    json.dump(Race().run(runners), f)
+"""
+
+
+def test_a_race_outlives_the_shell_that_started_it_in_the_background(tmp_path) -> None:
+    """A race started in the background by a shell that then ends runs to its end. With
+    its runners in the race's own process group, the shell's end orphaned that group; a
+    runner stopped between turns then got ``SIGHUP`` from the kernel and died, and the
+    race failed ("b failed (exit status -1)")."""
+    runners = {"a": runner(tmp_path, "a", 8, 0.1, "sleep"),
+               "b": runner(tmp_path, "b", 8, 0.1, "sleep")}
+    out = tmp_path / "times.json"
+    driver = [sys.executable, "-c", DRIVER.format(bench=str(SCRIPT.parent)),
+              json.dumps(runners), str(out)]
+    # as a terminal's shell runs `(race &); ...` as a job of its own (set -m): the job
+    # ends once the race is under way (a's first piece logged, b stopped), the race lives on
+    shell = ('set -m; ( ( "$@" & ); until [ -s "$FIRST" ]; do sleep 0.02; done ) & wait')
+    subprocess.run(["bash", "-c", shell, "shell", *driver], start_new_session=True,
+                   env={**os.environ, "FIRST": str(tmp_path / "a")}, timeout=60, check=True)
+    deadline = time.monotonic() + 30
+    while (not out.exists() or not out.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert out.exists() and out.read_text(), "the race died before its end"
+    times = json.loads(out.read_text())
+    assert set(times) == {"a", "b"} and all(t >= 0.8 for t in times.values())
+    assert [len((tmp_path / name).read_text().splitlines()) for name in "ab"] == [8, 8]
 
 
 def test_schedule_race_times_real_scans_and_the_plain_recipe(tmp_path, digits_folder) -> None:
