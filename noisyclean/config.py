@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import NoisyCleanError
+from .errors import NoisyCleanError, is_int, is_number
 from .names import is_utf8, printable
 
 MIXTURES = ("gmm", "bmm")
@@ -193,9 +194,13 @@ def ignored_text(options: list[str], applies_to: str) -> str:
     return f"{', '.join(options)} {verb} not apply to {applies_to}: ignored"
 
 
-#: The setting types :func:`check_setting_types` checks, by the field's annotation.
-_SETTING_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+#: The setting types :func:`check_setting_types` checks, by the field's annotation: what a
+#: value of each must be (``True`` is neither a whole number nor a number there), in words.
+_SETTING_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "int": (is_int, "a whole number"),
+    "float": (is_number, "a number"),
+    "bool": (lambda value: isinstance(value, bool), "True or False"),
+    "str": (lambda value: isinstance(value, str), "a string"),
 }
 
 
@@ -222,14 +227,12 @@ def check_setting_types(config: ScanConfig | TrainConfig) -> None:
         kind, _, optional = str(f.type).partition(" | ")
         if value is None and optional == "None":
             continue
-        wanted = _SETTING_TYPES.get(kind)
         if f.name in ("classes", "no_class"):
             ok = isinstance(value, list | tuple) and all(isinstance(c, str) for c in value)
             wanted_text = "a list of class names" if f.name == "classes" else "a list of labels"
-        elif wanted is not None:
-            ok = isinstance(value, wanted) and (kind == "bool" or not isinstance(value, bool))
-            wanted_text = {"int": "a whole number", "float": "a number", "bool": "True or False",
-                           "str": "a string"}[kind]
+        elif kind in _SETTING_TYPES:
+            accepts, wanted_text = _SETTING_TYPES[kind]
+            ok = accepts(value)
         else:
             continue
         if not ok:

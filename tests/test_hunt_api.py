@@ -62,6 +62,10 @@ def test_numpy_settings_are_taken_as_python_ones(images: Path, tmp_path: Path) -
     ({"seed": 1.5}, "--seed must be a whole number"),
     ({"classes": "0,1"}, "--classes must be a list of class names"),
     ({"amp": "yes"}, "--amp must be True or False"),
+    # True is an int and a number to isinstance, but never a count or a rate
+    ({"epochs": True}, "--epochs must be a whole number, not True"),
+    ({"lr": True}, "--lr must be a number, not True"),
+    ({"mixture": 2}, "--mixture must be a string, not 2"),
     ({"threads": "2"}, "--threads must be a whole number"),  # read before the others
 ])
 def test_settings_of_the_wrong_type_are_refused_up_front(
