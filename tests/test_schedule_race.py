@@ -125,12 +125,14 @@ def test_a_failing_runner_fails_the_race_and_the_others_are_ended(tmp_path) -> N
 #: A race of two test runners (:data:`RUNNER`) whose seconds go to ``OUT`` as JSON:
 #: ``python -c DRIVER RUNNERS_JSON OUT``.
 DRIVER = """
-import json, sys
+import json, os, sys
 sys.path.insert(0, {bench!r})
 from schedule_race import Race
 runners, out = json.loads(sys.argv[1]), sys.argv[2]
-with open(out, "w") as f:
-    json.dump(Race().run(runners), f)
+times = Race().run(runners)
+with open(out + ".partial", "w") as f:
+    json.dump(times, f)
+os.replace(out + ".partial", out)
 """
 
 
@@ -144,15 +146,15 @@ def test_a_race_outlives_the_shell_that_started_it_in_the_background(tmp_path) -
     out = tmp_path / "times.json"
     driver = [sys.executable, "-c", DRIVER.format(bench=str(SCRIPT.parent)),
               json.dumps(runners), str(out)]
-    # as a terminal's shell runs `(race &); ...` as a job of its own (set -m): the job
-    # ends once the race is under way (a's first piece logged, b stopped), the race lives on
-    shell = ('set -m; ( ( "$@" & ); until [ -s "$FIRST" ]; do sleep 0.02; done ) & wait')
+    # `(race &); ...` run as a job of its own (set -m, as in a terminal): the job ends
+    # once the race is under way (a's first piece logged, b stopped); the race lives on
+    shell = 'set -m; ( ( "$@" & ); until [ -s "$FIRST" ]; do sleep 0.02; done ) & wait'
     subprocess.run(["bash", "-c", shell, "shell", *driver], start_new_session=True,
                    env={**os.environ, "FIRST": str(tmp_path / "a")}, timeout=60, check=True)
     deadline = time.monotonic() + 30
-    while (not out.exists() or not out.read_text()) and time.monotonic() < deadline:
+    while not out.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert out.exists() and out.read_text(), "the race died before its end"
+    assert out.exists(), "the race died before its end"
     times = json.loads(out.read_text())
     assert set(times) == {"a", "b"} and all(t >= 0.8 for t in times.values())
     assert [len((tmp_path / name).read_text().splitlines()) for name in "ab"] == [8, 8]
