@@ -62,6 +62,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_noisy import fail  # noqa: E402  (the sibling script's)
 from race_runner import MIN_TURN, TURN_FD, scan_runner  # noqa: E402
 
+#: ``Popen`` options that start a process in a process group of its own (``process_group``
+#: is new in Python 3.11; on 3.10 the child calls ``setpgrp`` itself, as 3.11 does).
+OWN_PROCESS_GROUP: dict = (
+    {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp})
+
 
 class Race:
     """Runs commands as processes, one at a time, each stopped between its turns.
@@ -69,12 +74,13 @@ class Race:
     Each command is a runner (:func:`runner_command`, or any program that uses
     ``race_runner.Turns``): it stops itself at its start, and at each handover. The race starts
     every runner, waits until each has stopped, then continues the one with the least time
-    so far until it hands over or finishes, and so on. Each runner has a process group
-    of its own: in the race's group, a runner stopped between turns got ``SIGHUP`` from
-    the kernel once that group was orphaned (a race started in the background by a shell
-    that then ended), and died. In a group of its own it is orphaned only when the race
-    ends, and then the ``SIGHUP`` ends it as it should. Besides each runner's wall seconds
-    (``run``'s result) it keeps, in :attr:`cpu_seconds`, the CPU seconds of its turns.
+    so far until it hands over or finishes, and so on. Each runner has a process group of
+    its own (:data:`OWN_PROCESS_GROUP`): in the race's group, a runner stopped between
+    turns got ``SIGHUP`` from the kernel once that group was orphaned (a race started in
+    the background by a shell that then ended), and died. In a group of its own it is
+    orphaned only when the race ends, and then the ``SIGHUP`` ends it as it should.
+    Besides each runner's wall seconds (``run``'s result) it keeps, in :attr:`cpu_seconds`,
+    the CPU seconds of its turns.
     """
 
     def __init__(self) -> None:
@@ -100,7 +106,7 @@ class Race:
                     procs[name] = subprocess.Popen(
                         command, env={**os.environ, TURN_FD: str(write),
                                       MIN_TURN: repr(float(min_turn))}, pass_fds=(write,),
-                        stdout=subprocess.DEVNULL, stderr=log, process_group=0)
+                        stdout=subprocess.DEVNULL, stderr=log, **OWN_PROCESS_GROUP)
                 finally:
                     os.close(write)
                     if logs:
