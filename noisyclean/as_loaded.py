@@ -78,7 +78,9 @@ class TrainedRun:
 def trained_run(weights: str | Path) -> TrainedRun | None:
     """The run that wrote the weights file ``weights`` (``train``'s ``net1.pt``), from the
     ``summary.json`` beside it; None where there is none, or one without a list of classes
-    and a per-channel normalisation (not a noisyclean run's)."""
+    and a normalisation of the three colour channels (not a noisyclean run's). Every load
+    with such a weights file normalises the images as that run did
+    (:func:`~noisyclean.data.load.load_dataset`), with a warm-up too."""
     path = Path(weights).expanduser().parent / "summary.json"
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
@@ -87,7 +89,7 @@ def trained_run(weights: str | Path) -> TrainedRun | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
-            or len(mean) != len(std) or not mean or min(std) <= 0):
+            or len(mean) != 3 or len(std) != 3 or min(std) <= 0):
         return None
     return TrainedRun(path, classes, (mean, std))
 

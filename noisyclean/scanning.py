@@ -568,10 +568,10 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         prepare_out_dir(config.out)
 
     as_loaded = scores_as_loaded(config)
-    # --epochs 0 with a run's weights file: its images are normalised as that run's were
+    # --epochs 0 with a run's weights file: its classes must be the scan's (its images are
+    # normalised as that run's were by any load)
     run = trained_run(config.weights) if as_loaded else None
-    dataset = load_configured(config, progress,
-                              normalisation=None if run is None else run.normalisation)
+    dataset = load_configured(config, progress)
     if run is not None:
         check_run_classes(run, dataset.samples.classes)
     timings.update(dataset.timings)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from noisyclean.as_loaded import TrainedRun, agreement_text, trained_run
@@ -124,14 +125,46 @@ def test_a_weights_file_without_its_run_uses_imagenet_statistics(
     assert summary["training"]["weights_run"] is None
 
 
+def test_training_from_a_runs_weights_normalises_as_that_run(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A warm-up (scan) or a training (train) that starts from a noisyclean run's network
+    feeds it images normalised as in that run, which its first layer was trained on, not by
+    ImageNet's statistics as for other weights. The copy of the images is another folder
+    with other statistics, so the run's values cannot come from the images themselves."""
+    root, weights = trained
+    run = json.loads((weights.parent / "summary.json").read_text())
+    darker = tmp_path / "darker"
+    for image in root.rglob("*.png"):
+        target = darker / image.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.asarray(Image.open(image).convert("RGB")) // 2).save(target)
+    own = _run("scan", darker, "--out", tmp_path / "own", "--epochs", "1", "--quiet", *NET)
+    assert own.exit_code == 0, own.output
+    own_mean = json.loads((tmp_path / "own" / "summary.json").read_text())["normalisation"]
+    assert own_mean["mean"] != pytest.approx(run["normalisation"]["mean"], abs=0.05)
+
+    scan = _run("scan", darker, "--out", tmp_path / "scan", "--epochs", "1", "--weights",
+                weights, "--quiet", *NET)
+    assert scan.exit_code == 0, scan.output
+    trained_again = _run("train", darker, "--out", tmp_path / "train", "--method", "standard",
+                         "--epochs", "1", "--batch-size", "16", "--weights", weights,
+                         "--quiet", *NET)
+    assert trained_again.exit_code == 0, trained_again.output
+    for out in ("scan", "train"):
+        summary = json.loads((tmp_path / out / "summary.json").read_text())
+        assert summary["normalisation"] == run["normalisation"], out
+
+
 def test_trained_run_reads_a_runs_summary_or_nothing(tmp_path: Path) -> None:
     weights = tmp_path / "net1.pt"
     torch.save({}, weights)
     assert trained_run(weights) is None  # no summary.json
     summary = tmp_path / "summary.json"
-    for garbled in ("{", "[]", '{"classes": ["a"]}', '{"classes": "ab", "normalisation": '
+    for garbled in ("{", "[]", '{"classes": ["a"]}', '{"classes": ["a", "b"], "normalisation": '
+                    '{"mean": [0.5], "std": [0.2]}}', '{"classes": "ab", "normalisation": '
                     '{"mean": [0.5], "std": [0.2]}}', '{"classes": ["a", "b"], "normalisation":'
-                    ' {"mean": [0.5], "std": [0]}}'):
+                    ' {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0, 0.2]}}'):
         summary.write_text(garbled)
         assert trained_run(weights) is None, garbled
     summary.write_text(json.dumps({"classes": ["a", "b"],

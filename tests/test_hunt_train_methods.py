@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import unicodedata
 from pathlib import Path
 
@@ -123,6 +124,28 @@ def test_a_resume_does_not_need_the_initial_weights_file(tmp_path: Path) -> None
     scores = (run / "scores.csv").read_bytes()
     weights.unlink()
     _ok(_invoke("train", data, "--resume", run, "--quiet"))
+    assert (run / "scores.csv").read_bytes() == scores
+
+
+def test_a_resume_normalises_as_the_run_started_when_the_weights_run_is_gone(
+    tmp_path: Path
+) -> None:
+    """Training from a noisyclean run's net1.pt normalises by that run's statistics (from
+    the summary.json beside it). A resume took them from there again, and with that run
+    gone fell back to ImageNet's: a finished run resumed wrote other scores."""
+    data = _folder(tmp_path / "data")
+    pre = tmp_path / "pre"
+    _ok(_invoke("train", data, "--method", "standard", "--out", pre,
+                "--epochs", "1", "--width", "4", "--batch-size", "8", "--quiet", "--no-cache"))
+    pre_norm = json.loads((pre / "summary.json").read_text())["normalisation"]
+    run = tmp_path / "run"
+    _ok(_invoke("train", data, "--method", "standard", "--weights", pre / "net1.pt",
+                "--out", run, *FAST))
+    assert json.loads((run / "summary.json").read_text())["normalisation"] == pre_norm
+    scores = (run / "scores.csv").read_bytes()
+    shutil.rmtree(pre)
+    _ok(_invoke("train", data, "--resume", run, "--quiet"))
+    assert json.loads((run / "summary.json").read_text())["normalisation"] == pre_norm
     assert (run / "scores.csv").read_bytes() == scores
 
 

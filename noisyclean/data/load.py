@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..as_loaded import trained_run
 from ..device import resolve_device
 from ..errors import NoisyCleanError, listing
 from ..models import SMALL_MODELS, check_input_size
@@ -115,7 +116,10 @@ def load_dataset(
         classes: optional class names to use (and their order).
         image_size: resize side; None picks :func:`auto_image_size`.
         model: backbone name; None picks ``small-cnn`` up to 64 px, else ``resnet18``.
-        weights: pretrained weights (switches normalisation to ImageNet statistics).
+        weights: pretrained weights: a noisyclean run's weights file (one with that run's
+            ``summary.json`` beside it, such as ``train``'s ``net1.pt``) switches the
+            normalisation to that run's, any other (a torchvision name or another file) to
+            ImageNet's statistics.
         workers: decode processes (None: all cores).
         cache_dir: decode cache folder (None: the default cache).
         use_cache: read and write the decode cache.
@@ -124,7 +128,7 @@ def load_dataset(
         channels_last: channels-last batches (None: on CUDA and on the CPU).
         progress: progress display.
         normalisation: per-channel ``(mean, std)`` to normalise with (a training set's,
-            for validation images); None: ImageNet's with ``weights``, else the images' own.
+            for validation images); None: as ``weights`` says, else the images' own.
         validation: a set to measure accuracy on, not to find wrong labels in: one usable
             image of one class is enough, and ``model`` is not tried at ``image_size``
             (:func:`~noisyclean.models.check_input_size`), which the training set's load
@@ -197,6 +201,10 @@ def load_dataset(
     use_channels_last = (
         torch_device.type in ("cuda", "cpu") if channels_last is None else channels_last
     )
+    if normalisation is None and weights is not None and Path(weights).expanduser().is_file():
+        # a network trained by noisyclean expects its run's inputs, not ImageNet's
+        run = trained_run(weights)
+        normalisation = None if run is None else run.normalisation
     data = DeviceImages(
         decoded.images,
         labels,

@@ -522,7 +522,11 @@ def _train(
     if not complete:
         refuse_filled_review_sheet(out)
 
-    dataset = load_configured(config, progress)
+    # resumed, the images are normalised as when the run started: the run that wrote its
+    # --weights file (whose normalisation it took) may be gone or rerun since
+    saved_norm = None if payload is None else payload["extra"].get("normalisation")
+    dataset = load_configured(config, progress, normalisation=None if saved_norm is None
+                              else (saved_norm["mean"], saved_norm["std"]))
     timings.update(dataset.timings)
     samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
     classes, device, precision = dataset.classes, dataset.device, dataset.precision
@@ -607,7 +611,8 @@ def _train(
             f"resuming {out} after epoch {start} of {config.epochs}"
             if not complete else f"{out} is complete: writing its outputs again"
         )
-    extra = {"config": config.to_json(), "fingerprint": fingerprint, "resumes": resumes}
+    extra = {"config": config.to_json(), "fingerprint": fingerprint, "resumes": resumes,
+             "normalisation": {"mean": data.mean, "std": data.std}}
 
     def on_epoch_end(epoch: int, stats: dict[str, float]) -> None:
         if dividemix:
