@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -41,6 +43,12 @@ def test_channel_stats_are_the_moments_of_the_float_images() -> None:
     mean3, std3 = channel_stats(images, max_images=2)  # step 7 // 2
     assert np.allclose(mean3, every_third.mean(axis=0), rtol=0, atol=1e-12)
     assert np.allclose(std3, every_third.std(axis=0), rtol=0, atol=1e-12)
+    # a read-only array (a memory map, say) gives the same, without torch's warning
+    read_only = images.copy()
+    read_only.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert channel_stats(read_only) == (mean, std)
     # a constant channel gets the floor, not 0
     assert channel_stats(np.full((2, 2, 2, 3), 7, dtype=np.uint8))[1] == [1e-3] * 3
 

@@ -21,11 +21,12 @@ def channel_stats(images: np.ndarray, max_images: int = 10_000) -> tuple[list[fl
 
     Computed on an evenly spaced subset of at most ``max_images`` images, from each
     channel's histogram of its 256 values: exact sums in integers, then the moments in
-    float64 (no float copy of the images: in a fresh process the float64 copy of 10,000
-    32-px images took 1.2 s, the histograms 0.02 s).
+    float64 (no float copy of the images: in fresh processes, loading 10,000 32-px images
+    took 0.6-1.7 s with one, 0.25 s with the histograms).
     """
     step = max(1, len(images) // max_images)
-    sample = torch.from_numpy(np.ascontiguousarray(images[::step]))
+    # contiguous and writable (a read-only array, such as a memory map, is copied)
+    sample = torch.from_numpy(np.require(images[::step], requirements=["C", "W"]))
     pixels = sample.reshape(-1, sample.shape[-1])
     counts = np.stack([torch.bincount(pixels[:, c], minlength=256).numpy()
                        for c in range(pixels.shape[1])]).astype(np.float64)
