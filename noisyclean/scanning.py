@@ -298,6 +298,37 @@ def warn_of_settings(config: ScanConfig, num_classes: int, progress: Progress) -
             "suggestions")
 
 
+def relabel_reach_warning(estimated_rate: float, relabel_threshold: float, relabels: int,
+                          flagged: int) -> str | None:
+    """The warning for a scan whose labels are so often wrong that its network, trained on
+    them, is rarely as sure of a class as ``--relabel-threshold`` asks: a network fitting
+    labels wrong at rate ``r`` settles at about ``1 - r`` on the class of an image it fits
+    (the share of its labels that name that class), so where ``1 - r`` is under the
+    threshold nearly every flag is ``review``; None where it is not, or nothing was
+    flagged.
+
+    On saved default scans of 10,000 CIFAR-10 images with 50% symmetric noise (estimate
+    0.58-0.60), 40 and 59 of about 5,800 flags were ``relabel``, though the prediction was
+    the true class for 0.81-0.87 of the flags at a probability of 0.4-0.5
+    (``benchmarks/RESULTS.md``, "Relabel decisions at high noise").
+
+    Args:
+        estimated_rate: the confident joint's estimated share of wrong labels.
+        relabel_threshold: ``--relabel-threshold``.
+        relabels: rows marked ``relabel``.
+        flagged: rows flagged noisy.
+    """
+    settles = 1.0 - estimated_rate
+    if flagged == 0 or settles >= relabel_threshold:
+        return None
+    return (f"the labels are estimated {estimated_rate:.0%} wrong: a network trained on them "
+            f"settles at about {settles:.2f} on the class of an image it fits, under "
+            f"--relabel-threshold {relabel_threshold:g}, so only {relabels:,} of the "
+            f"{flagged:,} flagged images are relabel and the others review (their predicted "
+            "column holds the network's guess); a lower --relabel-threshold gives more "
+            "suggestions, less sure ones")
+
+
 def refuse_training_checkpoint(out: Path) -> None:
     """Refuse to scan into a folder that holds a ``train`` run's checkpoint: the scan would
     replace that run's outputs and remove its networks, and the checkpoint would no longer
@@ -703,6 +734,12 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         }
     if extra is not None:
         summary.update(extra.summary)
+    # a network trained on these labels (not one loaded as it is) is capped by their noise
+    reach = None if as_loaded else relabel_reach_warning(
+        summary["estimated_wrong_labels"]["rate"], config.relabel_threshold,
+        summary["counts"]["relabel"], summary["counts"]["noisy"])
+    if reach:
+        progress.warn(reach)
     out = None
     if write:
         t0 = time.perf_counter()

@@ -18,6 +18,9 @@ from noisyclean.cli import app
 from noisyclean.errors import NoisyCleanError
 from noisyclean.models import build_model, check_input_size
 from noisyclean.outputs.write import DERIVED_OUTPUTS, atomic_write_bytes
+from noisyclean.scanning import relabel_reach_warning
+
+from .conftest import write_digits_folder
 
 runner = CliRunner()
 FAST = ["--epochs", "2", "--width", "8", "--loss-history", "2", "--quiet"]
@@ -221,3 +224,39 @@ def test_the_penalty_under_the_relabel_threshold_is_said(
     assert ("warning: --penalty keeps the network's confidence low (on an image it fits "
             "perfectly it settles at about 0.68 with 3 classes), under --relabel-threshold "
             "0.7") in text
+
+
+def test_relabel_reach_warning_hand_cases() -> None:
+    text = relabel_reach_warning(0.5, 0.7, 3, 40)
+    assert text is not None
+    assert "estimated 50% wrong" in text and "settles at about 0.50" in text
+    assert "only 3 of the 40 flagged images are relabel" in text
+    assert relabel_reach_warning(0.2, 0.7, 3, 40) is None  # settles near 0.8
+    assert relabel_reach_warning(0.3, 0.7, 3, 40) is None  # at the threshold, not under
+    assert relabel_reach_warning(0.35, 0.6, 3, 40) is None
+    assert relabel_reach_warning(0.5, 0.7, 0, 0) is None  # nothing flagged
+
+
+def test_labels_too_noisy_for_the_relabel_threshold_are_said(tmp_path: Path) -> None:
+    """With 90 of 200 digit labels moved to another class the network, trained on them,
+    settles near 0.55 on the class of an image it fits, under the default
+    --relabel-threshold 0.7: nearly every flag is review, and the scan says so, with the
+    summary's counts. A threshold it reaches draws no warning."""
+    root = tmp_path / "images"
+    write_digits_folder(root, classes=(0, 1, 2, 3, 7), per_class=40, flip=90)
+    result = _scan(root, "--out", tmp_path / "out", "--width", "8", "--batch-size", "16",
+                   "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    rate = summary["estimated_wrong_labels"]["rate"]
+    counts = summary["counts"]
+    assert rate > 0.3, rate
+    text = " ".join(result.output.split())
+    assert (f"warning: the labels are estimated {rate:.0%} wrong: a network trained on them "
+            f"settles at about {1 - rate:.2f}") in text
+    assert f"only {counts['relabel']:,} of the {counts['noisy']:,} flagged images" in text
+    assert counts["relabel"] < counts["noisy"] / 2
+    lower = _scan(root, "--out", tmp_path / "lower", "--width", "8", "--batch-size", "16",
+                  "--quiet", "--relabel-threshold", "0.3")
+    assert lower.exit_code == 0, lower.output
+    assert "relabel-threshold" not in lower.output
