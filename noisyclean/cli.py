@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -69,7 +70,8 @@ LabelsOption = Annotated[
 ]
 ClassesOption = Annotated[
     str | None,
-    typer.Option(help="Comma-separated class folders to use, in this order (folder layout)."),
+    typer.Option(help="Comma-separated class folders to use, in this order (folder layout); "
+                 "a comma inside a name is written \\,."),
 ]
 WidthOption = Annotated[int, typer.Option(help="Base width of small-cnn.")]
 RelabelThresholdOption = Annotated[
@@ -119,8 +121,12 @@ QuietOption = Annotated[bool, typer.Option(
 
 
 def _class_list(classes: str | None) -> list[str] | None:
-    """``--classes a,b,c`` as a list (None when not given)."""
-    return [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    """``--classes a,b,c`` as a list (None when not given); ``\\,`` is a comma inside a
+    name (``--classes 'Paris\\, TX,Paris'``: ``Paris, TX`` and ``Paris``)."""
+    if not classes:
+        return None
+    names = (part.replace("\\,", ",").strip() for part in re.split(r"(?<!\\),", classes))
+    return [name for name in names if name]
 
 
 #: ``scan``'s help: one string, so that ``noisyclean --help`` lists it on one line (a

@@ -190,6 +190,28 @@ def test_class_name_that_is_not_a_folder(
     _assert_clear_failure(_scan(root, "--classes", "0,cat", "--out", tmp_path / "o"), "'cat'")
 
 
+def test_class_list_reads_an_escaped_comma_as_part_of_a_name() -> None:
+    assert cli._class_list("a,b, c ,,") == ["a", "b", "c"]
+    assert cli._class_list(r"Paris\, TX,Paris") == ["Paris, TX", "Paris"]
+    assert cli._class_list(None) is None and cli._class_list("") is None
+
+
+def test_a_class_folder_with_a_comma_can_be_named(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """``--classes`` splits at commas, so a folder named ``seven, 7`` could not be named;
+    ``\\,`` now keeps a comma inside a name."""
+    root, _ = digits_folder
+    (root / "7").rename(root / "seven, 7")
+    result = _scan(root, "--classes", r"seven\, 7,0,1", "--out", tmp_path / "o", "--epochs",
+                   "1", "--width", "8", "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["classes"] == ["seven, 7", "0", "1"]
+    scores = pd.read_csv(tmp_path / "o" / "scores.csv", dtype=str, keep_default_na=False)
+    assert (scores["label"] == "seven, 7").sum() == len(list((root / "seven, 7").glob("*.png")))
+
+
 def test_manifest_with_missing_columns(
     digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
