@@ -81,7 +81,8 @@ def trained_run(weights: str | Path) -> TrainedRun | None:
     and a normalisation of the three colour channels (not a noisyclean run's). Every load
     with such a weights file normalises the images as that run did
     (:func:`~noisyclean.data.load.load_dataset`), with a warm-up too."""
-    path = Path(weights).expanduser().parent / "summary.json"
+    # beside the file itself: a link to a run's net1.pt names that run
+    path = Path(weights).expanduser().resolve().parent / "summary.json"
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
         classes, norm = summary["classes"], summary["normalisation"]

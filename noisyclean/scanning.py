@@ -299,13 +299,17 @@ def warn_of_settings(config: ScanConfig, num_classes: int, progress: Progress) -
 
 
 def relabel_reach_warning(estimated_rate: float, relabel_threshold: float, relabels: int,
-                          flagged: int) -> str | None:
+                          flagged: int, train_acc: float | None = None) -> str | None:
     """The warning for a scan whose labels are so often wrong that its network, trained on
     them, is rarely as sure of a class as ``--relabel-threshold`` asks: a network fitting
     labels wrong at rate ``r`` settles at about ``1 - r`` on the class of an image it fits
-    (the share of its labels that name that class), so where ``1 - r`` is under the
-    threshold nearly every flag is ``review``; None where it is not, or nothing was
-    flagged.
+    (the share of its labels that name that class), so where ``1 - r`` (to two decimals) is
+    under the threshold nearly every flag is ``review``. None where it is not, where
+    nothing was flagged, where a quarter of the flags or more are ``relabel`` anyway, or
+    where the network's last training epoch agreed with more than ``1 - r + 0.1`` of the
+    given labels (``train_acc``): then the estimate does not describe labels it fitted (a
+    warm-up too short spreads its probabilities, and the confident joint counts that as
+    wrong labels).
 
     On saved default scans of 10,000 CIFAR-10 images with 50% symmetric noise (estimate
     0.58-0.60), 40 and 59 of about 5,800 flags were ``relabel``, though the prediction was
@@ -317,9 +321,11 @@ def relabel_reach_warning(estimated_rate: float, relabel_threshold: float, relab
         relabel_threshold: ``--relabel-threshold``.
         relabels: rows marked ``relabel``.
         flagged: rows flagged noisy.
+        train_acc: the last training epoch's agreement with the given labels, if known.
     """
     settles = 1.0 - estimated_rate
-    if flagged == 0 or settles >= relabel_threshold:
+    if (flagged == 0 or 4 * relabels >= flagged or round(settles, 2) >= relabel_threshold
+            or (train_acc is not None and train_acc > settles + 0.1)):
         return None
     return (f"the labels are estimated {estimated_rate:.0%} wrong: a network trained on them "
             f"settles at about {settles:.2f} on the class of an image it fits, under "
@@ -696,8 +702,9 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
             "low_res_epochs": schedule.low_res,
             "mid_res_epochs": schedule.mid_res,
             "epochs": log,
-            **({"agreement_with_given_labels": agreement,
-                "weights_run": None if run is None else str(run.summary)} if as_loaded else {}),
+            # the run whose normalisation the images took, as it wrote the --weights file
+            "weights_run": None if dataset.weights_run is None else str(dataset.weights_run),
+            **({"agreement_with_given_labels": agreement} if as_loaded else {}),
         },
         "settings": config.to_json(),
         **run_environment(dataset),
@@ -737,7 +744,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     # a network trained on these labels (not one loaded as it is) is capped by their noise
     reach = None if as_loaded else relabel_reach_warning(
         summary["estimated_wrong_labels"]["rate"], config.relabel_threshold,
-        summary["counts"]["relabel"], summary["counts"]["noisy"])
+        summary["counts"]["relabel"], summary["counts"]["noisy"],
+        summary["training"]["final_train_acc"])
     if reach:
         progress.warn(reach)
     out = None

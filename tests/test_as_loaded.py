@@ -154,6 +154,21 @@ def test_training_from_a_runs_weights_normalises_as_that_run(
     for out in ("scan", "train"):
         summary = json.loads((tmp_path / out / "summary.json").read_text())
         assert summary["normalisation"] == run["normalisation"], out
+        assert summary["training"]["weights_run"] == str(weights.parent / "summary.json"), out
+    assert "images normalised as in the run that wrote --weights" in " ".join(
+        _run("scan", darker, "--out", tmp_path / "said", "--epochs", "1", "--weights", weights,
+             *NET).output.split())
+    # a link to the run's file names that run, wherever the link lies
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "summary.json").write_text(json.dumps(
+        {"classes": ["x"], "normalisation": {"mean": [0.1] * 3, "std": [0.9] * 3}}))
+    (elsewhere / "best.pt").symlink_to(weights)
+    linked = _run("scan", darker, "--out", tmp_path / "linked", "--epochs", "1", "--weights",
+                  elsewhere / "best.pt", "--quiet", *NET)
+    assert linked.exit_code == 0, linked.output
+    summary = json.loads((tmp_path / "linked" / "summary.json").read_text())
+    assert summary["normalisation"] == run["normalisation"]
 
 
 def test_trained_run_reads_a_runs_summary_or_nothing(tmp_path: Path) -> None:

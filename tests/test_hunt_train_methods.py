@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -141,12 +142,41 @@ def test_a_resume_normalises_as_the_run_started_when_the_weights_run_is_gone(
     run = tmp_path / "run"
     _ok(_invoke("train", data, "--method", "standard", "--weights", pre / "net1.pt",
                 "--out", run, *FAST))
-    assert json.loads((run / "summary.json").read_text())["normalisation"] == pre_norm
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["normalisation"] == pre_norm
+    assert summary["training"]["weights_run"] == str(pre / "summary.json")
     scores = (run / "scores.csv").read_bytes()
     shutil.rmtree(pre)
     _ok(_invoke("train", data, "--resume", run, "--quiet"))
-    assert json.loads((run / "summary.json").read_text())["normalisation"] == pre_norm
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["normalisation"] == pre_norm
+    assert summary["training"]["weights_run"] == str(pre / "summary.json")  # from the checkpoint
     assert (run / "scores.csv").read_bytes() == scores
+
+
+def test_a_checkpoint_from_before_the_normalisation_was_recorded_resumes_as_it_began(
+    tmp_path: Path
+) -> None:
+    """A checkpoint written before this version records no normalisation. Its run, started
+    from a --weights file, normalised by ImageNet's statistics whatever the file; a resume
+    must go on so, not switch to the statistics of the run beside the file."""
+    data = _folder(tmp_path / "data")
+    pre = tmp_path / "pre"
+    _ok(_invoke("train", data, "--method", "standard", "--out", pre,
+                "--epochs", "1", "--width", "4", "--batch-size", "8", "--quiet", "--no-cache"))
+    run = tmp_path / "run"
+    _ok(_invoke("train", data, "--method", "standard", "--weights", pre / "net1.pt",
+                "--out", run, *FAST))
+    # as that older version wrote it
+    checkpoint = run / "checkpoint.pt"
+    payload = torch.load(checkpoint, weights_only=True)
+    assert payload["extra"].pop("normalisation") is not None
+    assert payload["extra"].pop("weights_run") == str(pre / "summary.json")
+    torch.save(payload, checkpoint)
+    _ok(_invoke("train", data, "--resume", run, "--quiet"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["normalisation"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert summary["training"]["weights_run"] is None
 
 
 def test_a_diverged_training_stops_at_its_first_epoch(tmp_path: Path) -> None:

@@ -69,6 +69,8 @@ class Dataset:
         cache_dir: decode cache folder (None when the cache is off).
         from_cache: whether the decode came from the cache.
         timings: seconds spent in discovery and decoding.
+        weights_run: the ``summary.json`` of the noisyclean run whose normalisation the images
+            took, because it wrote the ``weights`` file (None: not so normalised).
     """
 
     samples: Samples
@@ -84,6 +86,7 @@ class Dataset:
     cache_dir: Path | None
     from_cache: bool
     timings: dict[str, float] = field(default_factory=dict)
+    weights_run: Path | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -201,10 +204,13 @@ def load_dataset(
     use_channels_last = (
         torch_device.type in ("cuda", "cpu") if channels_last is None else channels_last
     )
+    run = None
     if normalisation is None and weights is not None and Path(weights).expanduser().is_file():
         # a network trained by noisyclean expects its run's inputs, not ImageNet's
         run = trained_run(weights)
-        normalisation = None if run is None else run.normalisation
+        if run is not None:
+            normalisation = run.normalisation
+            progress.log(f"images normalised as in the run that wrote --weights ({run.summary})")
     data = DeviceImages(
         decoded.images,
         labels,
@@ -227,6 +233,7 @@ def load_dataset(
         cache_dir=cache,
         from_cache=decoded.from_cache,
         timings=timings,
+        weights_run=None if run is None else run.summary,
     )
 
 

@@ -42,7 +42,7 @@ from ..device import device_text, library_run
 from ..environment import run_environment
 from ..errors import FEW, NoisyCleanError, listing
 from ..evaluate import check_no_class, detection_metrics, read_truth
-from ..models import build_model
+from ..models import IMAGENET_MEAN, IMAGENET_STD, build_model
 from ..names import nfc, unique_nfc_forms
 from ..outputs.evaluation import (
     normalise_label_list,
@@ -437,6 +437,27 @@ def _build_learners(
     return learners
 
 
+def resumed_normalisation(
+    payload: dict[str, Any] | None, weights: str | None
+) -> tuple[list[float], list[float]] | None:
+    """The normalisation a resumed run's images take: the one its checkpoint recorded, so
+    that a run started from a noisyclean run's ``--weights`` file keeps that run's even where
+    the run is gone or rerun since. A checkpoint written before the normalisation was
+    recorded gets the rule of its time: ImageNet's statistics with any ``--weights``, else
+    the images' own (None, as for a fresh run without ``--weights``).
+
+    Args:
+        payload: the checkpoint (None: not resuming, the load's own rule applies).
+        weights: the run's ``--weights``.
+    """
+    if payload is None:
+        return None
+    saved = payload["extra"].get("normalisation")
+    if saved is not None:
+        return list(saved["mean"]), list(saved["std"])
+    return (list(IMAGENET_MEAN), list(IMAGENET_STD)) if weights is not None else None
+
+
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
@@ -522,11 +543,8 @@ def _train(
     if not complete:
         refuse_filled_review_sheet(out)
 
-    # resumed, the images are normalised as when the run started: the run that wrote its
-    # --weights file (whose normalisation it took) may be gone or rerun since
-    saved_norm = None if payload is None else payload["extra"].get("normalisation")
-    dataset = load_configured(config, progress, normalisation=None if saved_norm is None
-                              else (saved_norm["mean"], saved_norm["std"]))
+    dataset = load_configured(config, progress, normalisation=resumed_normalisation(
+        payload, config.weights))
     timings.update(dataset.timings)
     samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
     classes, device, precision = dataset.classes, dataset.device, dataset.precision
@@ -611,8 +629,11 @@ def _train(
             f"resuming {out} after epoch {start} of {config.epochs}"
             if not complete else f"{out} is complete: writing its outputs again"
         )
+    # the run that wrote the --weights file, whose normalisation the images took
+    weights_run = (str(dataset.weights_run) if dataset.weights_run is not None
+                   else None if payload is None else payload["extra"].get("weights_run"))
     extra = {"config": config.to_json(), "fingerprint": fingerprint, "resumes": resumes,
-             "normalisation": {"mean": data.mean, "std": data.std}}
+             "normalisation": {"mean": data.mean, "std": data.std}, "weights_run": weights_run}
 
     def on_epoch_end(epoch: int, stats: dict[str, float]) -> None:
         if dividemix:
@@ -706,6 +727,7 @@ def _train(
             "best_val_acc": max(val_accs) if val_accs else None,
             "epochs": history,
             "resumed_after_epochs": resumes,
+            "weights_run": weights_run,
         },
         "settings": config.to_json(),
         **run_environment(dataset),
