@@ -19,8 +19,9 @@ def default_pad(image_size: int) -> int:
 def channel_stats(images: np.ndarray, max_images: int = 10_000) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (in [0,1] units) of uint8 images (N, H, W, C).
 
-    Computed on an evenly spaced subset of at most ``max_images`` images, from each
-    channel's histogram of its 256 values: exact sums in integers, then the moments in
+    Computed on every ``n // max_images``-th of the ``n`` images (all of them where ``n`` is
+    under ``2 * max_images``), from each channel's histogram of its 256 values: exact sums
+    in integers, then the moments in
     float64 (no float copy of the images: in fresh processes, loading 10,000 32-px images
     took 0.6-1.7 s with one, 0.25 s with the histograms).
     """
