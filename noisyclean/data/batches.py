@@ -21,9 +21,9 @@ def channel_stats(images: np.ndarray, max_images: int = 10_000) -> tuple[list[fl
 
     Computed on every ``n // max_images``-th of the ``n`` images (all of them where ``n`` is
     under ``2 * max_images``), from each channel's histogram of its 256 values: exact sums
-    in integers, then the moments in
-    float64 (no float copy of the images: in fresh processes, loading 10,000 32-px images
-    took 0.6-1.7 s with one, 0.25 s with the histograms).
+    in integers, then the moments in float64 (no float copy of the images: in fresh
+    processes, loading 10,000 32-px images took 0.6-1.7 s with one, 0.25 s with the
+    histograms).
     """
     step = max(1, len(images) // max_images)
     # contiguous and writable (a read-only array, such as a memory map, is copied)
