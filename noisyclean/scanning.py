@@ -24,7 +24,6 @@ from .as_loaded import (
     check_run_classes,
     refuse_partial_weights,
     scores_as_loaded,
-    trained_run,
 )
 from .aum import AUM_RUNS
 from .confident_joint import (
@@ -605,10 +604,10 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         prepare_out_dir(config.out)
 
     as_loaded = scores_as_loaded(config)
-    # --epochs 0 with a run's weights file: its classes must be the scan's (its images are
-    # normalised as that run's were by any load)
-    run = trained_run(config.weights) if as_loaded else None
     dataset = load_configured(config, progress)
+    # --epochs 0 with a run's weights file (whose normalisation the load took): its classes
+    # must be the scan's
+    run = dataset.weights_run if as_loaded else None
     if run is not None:
         check_run_classes(run, dataset.samples.classes)
     timings.update(dataset.timings)
@@ -703,7 +702,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
             "mid_res_epochs": schedule.mid_res,
             "epochs": log,
             # the run whose normalisation the images took, as it wrote the --weights file
-            "weights_run": None if dataset.weights_run is None else str(dataset.weights_run),
+            "weights_run": None if dataset.weights_run is None
+            else str(dataset.weights_run.summary),
             **({"agreement_with_given_labels": agreement} if as_loaded else {}),
         },
         "settings": config.to_json(),

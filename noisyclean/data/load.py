@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..as_loaded import trained_run
+from ..as_loaded import TrainedRun, trained_run
 from ..device import resolve_device
 from ..errors import NoisyCleanError, listing
 from ..models import SMALL_MODELS, check_input_size
@@ -69,8 +69,9 @@ class Dataset:
         cache_dir: decode cache folder (None when the cache is off).
         from_cache: whether the decode came from the cache.
         timings: seconds spent in discovery and decoding.
-        weights_run: the ``summary.json`` of the noisyclean run whose normalisation the images
-            took, because it wrote the ``weights`` file (None: not so normalised).
+        weights_run: the noisyclean run (its classes, normalisation and ``summary.json``)
+            whose normalisation the images took, because it wrote the ``weights`` file
+            (None: not so normalised).
     """
 
     samples: Samples
@@ -86,7 +87,7 @@ class Dataset:
     cache_dir: Path | None
     from_cache: bool
     timings: dict[str, float] = field(default_factory=dict)
-    weights_run: Path | None = None
+    weights_run: TrainedRun | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -233,7 +234,7 @@ def load_dataset(
         cache_dir=cache,
         from_cache=decoded.from_cache,
         timings=timings,
-        weights_run=None if run is None else run.summary,
+        weights_run=run,
     )
 
 

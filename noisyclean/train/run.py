@@ -630,7 +630,7 @@ def _train(
             if not complete else f"{out} is complete: writing its outputs again"
         )
     # the run that wrote the --weights file, whose normalisation the images took
-    weights_run = (str(dataset.weights_run) if dataset.weights_run is not None
+    weights_run = (str(dataset.weights_run.summary) if dataset.weights_run is not None
                    else None if payload is None else payload["extra"].get("weights_run"))
     extra = {"config": config.to_json(), "fingerprint": fingerprint, "resumes": resumes,
              "normalisation": {"mean": data.mean, "std": data.std}, "weights_run": weights_run}
