@@ -10,8 +10,8 @@ warm-up.
 
 The network's outputs must be the scan's classes in the scan's order (the class folders
 sorted, or ``--classes``), and its images normalised as in its training. A state dict names
-neither, but a weights file that ``train`` or a scan wrote (``net1.pt``) has the run's
-``summary.json`` beside it: its classes are then checked against the scan's, and its
+neither, but a weights file that ``train`` wrote (``net1.pt``) has the run's ``summary.json``
+beside it, which names it: its classes are then checked against the scan's, and its
 per-channel normalisation used (:func:`trained_run`). Either way the scan reports how often
 the network agrees with the given labels and warns where that is no better than always
 answering the most common class.
@@ -20,6 +20,7 @@ answering the most common class.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from .config import ScanConfig, changed_options
 from .errors import NoisyCleanError
+from .outputs.write import NETWORK_FILE
 
 #: Settings of the warm-up that scoring as loaded does not use.
 NO_TRAINING_IGNORED = ("batch_size", "lr", "momentum", "weight_decay", "penalty", "augment",
@@ -75,22 +77,43 @@ class TrainedRun:
     normalisation: tuple[list[float], list[float]]
 
 
-def trained_run(weights: str | Path) -> TrainedRun | None:
+def trained_run(
+    weights: str | Path, log: Callable[[str], None] | None = None
+) -> TrainedRun | None:
     """The run that wrote the weights file ``weights`` (``train``'s ``net1.pt``), from the
     ``summary.json`` beside it; None where there is none, or one without a list of classes
-    and a normalisation of the three colour channels (not a noisyclean run's). Every load
-    with such a weights file normalises the images as that run did
-    (:func:`~noisyclean.data.load.load_dataset`), with a warm-up too."""
+    and a normalisation of the three colour channels (not a noisyclean run's), or one that
+    does not name the file among the networks its run wrote (``weights_files``; a summary
+    written before ``train`` recorded them names ``net<k>.pt``, the only names it wrote).
+    Every load with such a weights file normalises the images as that run did
+    (:func:`~noisyclean.data.load.load_dataset`), with a warm-up too.
+
+    Args:
+        weights: the ``--weights`` file.
+        log: told (a warning), where a run's summary lies beside the file but does not
+            name it, that the file is not taken for that run's.
+    """
     # beside the file itself: a link to a run's net1.pt names that run
-    path = Path(weights).expanduser().resolve().parent / "summary.json"
+    file = Path(weights).expanduser().resolve()
+    path = file.parent / "summary.json"
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
         classes, norm = summary["classes"], summary["normalisation"]
         mean, std = [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        files = summary.get("weights_files")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
             or len(mean) != 3 or len(std) != 3 or min(std) <= 0):
+        return None
+    named = (file.name in files if isinstance(files, list)
+             else NETWORK_FILE.fullmatch(file.name) is not None)
+    if not named:
+        if log is not None:
+            log(f"--weights {weights} lies beside a run's summary ({path}) that does not name "
+                "it among the run's networks, so it is not taken for that run's: the images "
+                "are normalised as for other pretrained weights, by ImageNet's statistics (to "
+                "use the run's, pass the net<k>.pt file it wrote, or a link to it)")
         return None
     return TrainedRun(path, classes, (mean, std))
 

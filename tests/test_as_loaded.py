@@ -125,6 +125,30 @@ def test_a_weights_file_without_its_run_uses_imagenet_statistics(
     assert summary["training"]["weights_run"] is None
 
 
+def test_a_file_its_runs_summary_does_not_name_is_not_taken_for_the_runs(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The run's summary names the networks it wrote; another file in the run's folder (a
+    renamed copy here, an ImageNet state dict dropped there alike) is not taken for the
+    run's network: ImageNet's statistics, no run named, and a warning that says why."""
+    root, weights = trained
+    run = json.loads((weights.parent / "summary.json").read_text())
+    assert run["weights_files"] == ["net1.pt"]  # --method standard: one network
+    renamed = weights.parent / "renamed.pt"
+    shutil.copy(weights, renamed)
+    out = tmp_path / "scan"
+    result = _run("scan", root, "--out", out, "--epochs", "0", "--weights", renamed,
+                  "--quiet", *NET)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert (f"--weights {renamed} lies beside a run's summary ({weights.parent / 'summary.json'})"
+            " that does not name it" in text)
+    assert "pass the net<k>.pt file it wrote, or a link to it" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["normalisation"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert summary["training"]["weights_run"] is None
+
+
 def test_training_from_a_runs_weights_normalises_as_that_run(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -182,11 +206,26 @@ def test_trained_run_reads_a_runs_summary_or_nothing(tmp_path: Path) -> None:
                     ' {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0, 0.2]}}'):
         summary.write_text(garbled)
         assert trained_run(weights) is None, garbled
-    summary.write_text(json.dumps({"classes": ["a", "b"],
-                                   "normalisation": {"mean": [0.5, 0.4, 0.3],
-                                                     "std": [0.2, 0.2, 0.25]}}))
-    assert trained_run(weights) == TrainedRun(summary, ["a", "b"],
-                                              ([0.5, 0.4, 0.3], [0.2, 0.2, 0.25]))
+    run = {"classes": ["a", "b"], "normalisation": {"mean": [0.5, 0.4, 0.3],
+                                                   "std": [0.2, 0.2, 0.25]}}
+    found = TrainedRun(summary, ["a", "b"], ([0.5, 0.4, 0.3], [0.2, 0.2, 0.25]))
+    other = tmp_path / "resnet18.pth"
+    torch.save({}, other)
+    said: list[str] = []
+    # a summary from before train named its files: the net<k>.pt names it wrote
+    summary.write_text(json.dumps(run))
+    assert trained_run(weights) == found
+    assert trained_run(other, said.append) is None and len(said) == 1
+    # a summary that names its files: those, and no other
+    summary.write_text(json.dumps({**run, "weights_files": ["net2.pt", "net1.pt"]}))
+    assert trained_run(weights) == found
+    summary.write_text(json.dumps({**run, "weights_files": ["net2.pt"]}))
+    assert trained_run(weights, said.append) is None
+    assert said[-1].startswith(f"--weights {weights} lies beside a run's summary ({summary})")
+    assert len(said) == 2
+    # not a run's summary: nothing said
+    summary.write_text("{")
+    assert trained_run(other, said.append) is None and len(said) == 2
 
 
 def test_agreement_warns_at_no_better_than_the_most_common_class() -> None:

@@ -4,6 +4,7 @@ input, and a real training subprocess killed part-way and resumed."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from noisyclean.cli import app
 from noisyclean.config import TrainConfig
 from noisyclean.models import build_model
 from noisyclean.outputs.table import SCORE_COLUMNS
-from noisyclean.train.run import train
+from noisyclean.train.run import last_train_acc, train
 
 from .conftest import tree_digest, write_digits_folder
 
@@ -142,6 +143,38 @@ def test_standard_baseline_writes_the_same_outputs(
     assert (out / "net1.pt").is_file() and not (out / "net2.pt").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "standard" and "dividemix" not in summary
+
+
+def test_labels_too_noisy_for_the_relabel_threshold_are_said_by_train(tmp_path: Path) -> None:
+    """As a scan's: with 90 of 200 digit labels moved to another class, a network trained
+    on them by cross-entropy settles near 0.55 on the class of an image it fits, under the
+    default --relabel-threshold 0.7, and ``train`` says that its flags are nearly all
+    review. A threshold it reaches draws no warning."""
+    root = tmp_path / "images"
+    write_digits_folder(root, classes=(0, 1, 2, 3, 7), per_class=40, flip=90)
+    options = ["--method", "standard", "--epochs", "20", "--width", "8", "--batch-size", "16",
+               "--quiet"]
+    result = _train(root, "--out", tmp_path / "out", *options)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    rate, counts = summary["estimated_wrong_labels"]["rate"], summary["counts"]
+    assert rate > 0.3, rate
+    assert summary["training"]["final_train_acc"] <= 1 - rate + 0.1
+    text = " ".join(result.output.split())
+    assert (f"warning: the labels are estimated {rate:.0%} wrong: a network trained on them "
+            f"settles at about {1 - rate:.2f}") in text
+    assert f"only {counts['relabel']:,} of the {counts['noisy']:,} flagged images" in text
+    lower = _train(root, "--out", tmp_path / "lower", *options, "--relabel-threshold", "0.3")
+    assert lower.exit_code == 0, lower.output
+    assert "relabel-threshold" not in lower.output
+
+
+def test_last_train_acc_skips_epochs_that_record_none() -> None:
+    # DivideMix's epochs after its warm-up record no training accuracy (NaN in history)
+    history = [{"train_acc": 0.25}, {"train_acc": 0.29}, {"train_acc": math.nan}, {}]
+    assert last_train_acc(history) == 0.29
+    assert last_train_acc([{"train_acc": 0.5}, {"train_acc": 0.75}]) == 0.75
+    assert last_train_acc([{"train_acc": math.nan}]) is None and last_train_acc([]) is None
 
 
 def test_explicit_options_override_the_automatic_choices(

@@ -120,8 +120,8 @@ def load_dataset(
         classes: optional class names to use (and their order).
         image_size: resize side; None picks :func:`auto_image_size`.
         model: backbone name; None picks ``small-cnn`` up to 64 px, else ``resnet18``.
-        weights: pretrained weights: a noisyclean run's weights file (one with that run's
-            ``summary.json`` beside it, such as ``train``'s ``net1.pt``) switches the
+        weights: pretrained weights: a noisyclean run's weights file (one that the run's
+            ``summary.json`` beside it names, such as ``train``'s ``net1.pt``) switches the
             normalisation to that run's, any other (a torchvision name or another file) to
             ImageNet's statistics.
         workers: decode processes (None: all cores).
@@ -208,7 +208,7 @@ def load_dataset(
     run = None
     if normalisation is None and weights is not None and Path(weights).expanduser().is_file():
         # a network trained by noisyclean expects its run's inputs, not ImageNet's
-        run = trained_run(weights)
+        run = trained_run(weights, progress.warn)
         if run is not None:
             normalisation = run.normalisation
             progress.log(f"images normalised as in the run that wrote --weights ({run.summary})")

@@ -112,18 +112,18 @@ DERIVED_OUTPUTS = (
     "labelstudio.xml", "review.csv",
 )
 #: Files only ``train`` writes: its per-epoch history and checkpoint (and its networks
-#: ``net<k>.pt``, matched by ``_NETWORK_FILE``).
+#: ``net<k>.pt``, matched by ``NETWORK_FILE``).
 TRAIN_OUTPUTS = ("history.csv", "checkpoint.pt")
 
 
 #: Files a scan (or ``train``) writes into its output folder: the results every review
 #: command reads back, or that only a new run can make again (``pred_probs.npy``,
-#: ``checkpoint.pt``, the networks ``net<k>.pt``, matched by ``_NETWORK_FILE``).
+#: ``checkpoint.pt``, the networks ``net<k>.pt``, matched by ``NETWORK_FILE``).
 SCAN_OUTPUTS = (
     "scores.csv", "summary.json", "relabeled.csv", "skipped.csv", "pred_probs.npy",
     *TRAIN_OUTPUTS,
 )
-_NETWORK_FILE = re.compile(r"net\d+\.pt")
+NETWORK_FILE = re.compile(r"net\d+\.pt")
 
 
 def check_review_output(
@@ -147,7 +147,7 @@ def check_review_output(
     out_dir = Path(out).expanduser().resolve()
     resolved = Path(target).expanduser().resolve()
     name = resolved.name
-    own = name in SCAN_OUTPUTS or _NETWORK_FILE.fullmatch(name) is not None
+    own = name in SCAN_OUTPUTS or NETWORK_FILE.fullmatch(name) is not None
     if resolved.parent == out_dir and own:
         raise NoisyCleanError(
             f"{option} {target} is the scan's own {name} in {out}: writing there would "
@@ -172,7 +172,7 @@ def _run_file(name: str) -> bool:
     """Whether a scan or ``train`` run writes or removes a file of this name in its output
     folder (:data:`SCAN_OUTPUTS`, :data:`DERIVED_OUTPUTS`, ``net<k>.pt``)."""
     return (name in SCAN_OUTPUTS or name in DERIVED_OUTPUTS
-            or _NETWORK_FILE.fullmatch(name) is not None)
+            or NETWORK_FILE.fullmatch(name) is not None)
 
 
 def check_inputs_outside_out(out: Path, inputs: Mapping[str, Path | str | None]) -> None:
@@ -212,7 +212,7 @@ def remove_stale_outputs(out: Path, keep: Collection[str] = ()) -> list[str]:
     Returns the names removed."""
     out = Path(out)
     try:
-        networks = sorted(p.name for p in out.iterdir() if _NETWORK_FILE.fullmatch(p.name))
+        networks = sorted(p.name for p in out.iterdir() if NETWORK_FILE.fullmatch(p.name))
     except OSError:
         networks = []
     removed = []

@@ -64,7 +64,7 @@ from ..outputs.write import (
     write_json,
 )
 from ..progress import Progress
-from ..scanning import _set_seed, epochs_text
+from ..scanning import _set_seed, epochs_text, relabel_reach_warning
 from ..scoring import score_samples, table_summary
 from ..signals import FUSIONS, SIGNALS, compute_signals, finite, network_scores
 from .checkpoint import (
@@ -712,10 +712,14 @@ def _train(
     frame = history_frame(history, config.method, val is not None)
     last = history[-1] if history else {}
     val_accs = [row["val_acc"] for row in history if "val_acc" in row]
+    # the networks' files, named in the summary so that a --weights file beside it is
+    # known for one of this run's (as_loaded.trained_run)
+    networks_written = [f"net{k}.pt" for k in range(1, len(models) + 1)]
     summary: dict[str, Any] = {
         "noisyclean_version": __version__,
         "data": str(samples.root),
         "method": config.method,
+        "weights_files": networks_written,
         **table_summary(table, classes, samples.found,
                        len(dataset.skipped)),
         "estimated_wrong_labels": estimate_wrong_labels(scores.probs, labels, classes),
@@ -747,8 +751,15 @@ def _train(
             normalise_table(table), truth, normalise_label_list(classes),
             normalise_label_list(config.no_class or ()))
 
+    # a network trained on these labels is capped by their noise, as a scan's; DivideMix's
+    # epochs record no training accuracy, so its warm-up's last says whether it fitted them
+    reach = relabel_reach_warning(
+        summary["estimated_wrong_labels"]["rate"], config.relabel_threshold,
+        summary["counts"]["relabel"], summary["counts"]["noisy"], last_train_acc(history))
+    if reach:
+        progress.warn(reach)
+
     t0 = time.perf_counter()
-    networks_written = [f"net{k}.pt" for k in range(1, len(models) + 1)]
     stale = [] if complete else remove_stale_outputs(
         out, keep=(HISTORY_NAME, *networks_written))
     if stale:
@@ -762,6 +773,16 @@ def _train(
     timings["write"] = time.perf_counter() - t0
     write_json(summary, out / "summary.json")
     return TrainResult(table, relabeled, skipped, frame, summary, out)
+
+
+def last_train_acc(history: list[dict[str, Any]]) -> float | None:
+    """The training accuracy of the last epoch in ``history`` that records one (DivideMix's
+    epochs after its warm-up do not), or None where none does."""
+    for row in reversed(history):
+        acc = row.get("train_acc")
+        if acc is not None and not math.isnan(acc):
+            return float(acc)
+    return None
 
 
 def history_frame(
