@@ -101,7 +101,7 @@ def trained_run(
         classes, norm = summary["classes"], summary["normalisation"]
         mean, std = [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
         files = summary.get("weights_files")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
             or len(mean) != 3 or len(std) != 3 or min(std) <= 0):
