@@ -20,7 +20,8 @@ ranking), with n from ``summary.json["cut"]["counts"]``:
 * ``nearer``: of the two mixtures' counts, the one nearer the estimate (the arbitrated
   cut before the midpoint rule);
 * ``arbitrated``: :func:`noisyclean.cut.arbitrated_choice`, the cut a scan now makes
-  (``nearer``, or halfway from it to the estimate when both counts are above it).
+  (``nearer``; halfway from it to the estimate when both counts are above it; the lower
+  count when the two agree within 20% and the estimate is not below both).
 
 Two more columns say how close the arbitrated call was: ``position``, where the estimate
 lies between the two mixtures' counts (:func:`noisyclean.cut.estimate_position`: 0 at the

@@ -263,7 +263,8 @@ def scan(
         typer.Option(help="How many to flag. arbitrated: with --signal loss+margin, of the "
                      "mixture's count and that of a mixture on the loss alone, the one "
                      "closer to the confident joint's estimate of wrong labels, or halfway "
-                     "from it to the estimate when both counts are above it (the clean_prob "
+                     "from it to the estimate when both counts are above it, or the lower "
+                     "when the two agree within 20% (the clean_prob "
                      "values are re-assigned by rank so that that many fall below "
                      "--threshold); mixture: where the mixture's clean_prob is below "
                      "--threshold."),
@@ -379,14 +380,18 @@ def _arbitrated_cut_text(cut: dict) -> str:
     counts are equal there was nothing to choose, and when the first mixture flagged no
     image or every one, :func:`~noisyclean.cut.move_cut` cannot move the cut, so the scan
     flags the first mixture's count whatever was chosen."""
+    from .cut import AGREEMENT
+
     n = cut["counts"]
     first, second = n["mixture"], n["loss_mixture"]
     text = f"loss+margin mixture {first}, loss mixture {second}: "
     chosen, flagged = cut.get("chosen"), cut.get("flagged")
-    if chosen in ("loss_mixture", "midpoint") and flagged == first:
-        # either count differs from the first's: the cut was chosen but could not be moved
-        wanted = ("the second is nearer the estimate" if chosen == "loss_mixture" else
-                  "both are above the estimate, halfway to it was chosen")
+    # these counts differ from the first's: chosen, but the cut could not be moved there
+    moved = chosen in ("loss_mixture", "midpoint") or (chosen == "lower" and second < first)
+    if moved and flagged == first:
+        wanted = {"loss_mixture": "the second is nearer the estimate",
+                  "midpoint": "both are above the estimate, halfway to it was chosen",
+                  "lower": "the two agree, the lower was chosen"}[chosen]
         which = "no image" if first == 0 else "every image"
         return (text + f"flagged {first}, the first's count ({wanted}, but with the first "
                 f"flagging {which} the cut cannot move)")
@@ -394,7 +399,9 @@ def _arbitrated_cut_text(cut: dict) -> str:
         return text + f"flagged {first}, the count of both"
     how = {"mixture": "the first, nearer the estimate",
            "loss_mixture": "the second, nearer the estimate",
-           "midpoint": "halfway from the nearer one to the estimate, both being above it"}
+           "midpoint": "halfway from the nearer one to the estimate, both being above it",
+           "lower": f"the lower, the two within {AGREEMENT - 1:.0%} of each other (the "
+                    "estimate not below both)"}
     return text + "flagged " + how.get(chosen or "", "the one nearer the estimate")
 
 

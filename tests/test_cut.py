@@ -22,6 +22,7 @@ from noisyclean.cut import (
     arbitrated_cut,
     close_call,
     close_call_text,
+    counts_agree,
     effective_cut,
     estimate_position,
     move_cut,
@@ -42,10 +43,38 @@ def test_arbitrated_count_takes_the_count_nearer_the_estimate() -> None:
     assert arbitrated_choice(3347, 2388, 2737) == ("loss_mixture", 2388)
     # CIFAR-10N worst: 4,364 / 2,721 / 4,345
     assert arbitrated_choice(4364, 2721, 4345) == ("mixture", 4364)
-    # 50% symmetric noise: the estimate above both counts, the nearer one is taken
-    assert arbitrated_count(5782, 5099, 6176) == 5782
+    # a fresh 40% symmetric noise folder: the higher count 1.204 times the lower, so the
+    # two do not agree, and the nearer is taken
+    assert arbitrated_choice(4952, 4112, 4698) == ("mixture", 4952)
     # a tie keeps the mixture's own count
     assert arbitrated_choice(120, 80, 100) == ("mixture", 120)
+
+
+def test_arbitrated_count_takes_the_lower_when_the_two_counts_agree() -> None:
+    # 50% symmetric noise, 10,000 images: the estimate above both counts, which agree
+    # within 20% (5,782 / 5,099 = 1.134): the lower, not the nearer
+    assert nearer_choice(5782, 5099, 6176) == ("mixture", 5782)
+    assert arbitrated_choice(5782, 5099, 6176) == ("lower", 5099)
+    assert arbitrated_count(5782, 5099, 6176) == 5099
+    # a fresh folder of 50% symmetric noise (5,000 wrong): the estimate between the two,
+    # nearer the higher; the lower is taken
+    assert arbitrated_choice(5914, 5258, 5885) == ("lower", 5258)
+    # either count may be the lower one
+    assert arbitrated_choice(4183, 4886, 4523) == ("lower", 4183)
+    # at the edge: 1.19 times agrees, 1.2 times does not (then a tie: the mixture's)
+    assert counts_agree(119, 100) and counts_agree(100, 119)
+    assert not counts_agree(120, 100)
+    assert arbitrated_choice(119, 100, 110) == ("lower", 100)
+    assert arbitrated_choice(120, 100, 110) == ("mixture", 120)
+    # equal counts: nothing to choose
+    assert not counts_agree(50, 50)
+    assert arbitrated_choice(50, 50, 60) == ("mixture", 50)
+    # the estimate below both counts: still halfway from the nearer one to it
+    assert counts_agree(392, 388)
+    assert arbitrated_choice(392, 388, 303) == ("midpoint", 345)
+    # agreeing counts leave no close call: the lower is taken wherever the estimate lies
+    assert close_call(1100, 1000, 1050) is None
+    assert close_call(2000, 1000, 1500) == 1000
 
 
 def test_estimate_position_between_the_two_counts() -> None:
@@ -129,8 +158,9 @@ def test_arbitrated_count_goes_halfway_when_both_counts_are_above_the_estimate()
     assert arbitrated_choice(50, 60, 8) == ("midpoint", 29)
     # a tie goes to the mixture, also below the estimate
     assert nearer_choice(50, 50, 7) == ("mixture", 50)
-    # equal to the lower count is not below it
-    assert arbitrated_choice(50, 49, 49) == ("loss_mixture", 49)
+    # equal to the lower count is not below it (the two agree: the lower)
+    assert arbitrated_choice(50, 49, 49) == ("lower", 49)
+    assert arbitrated_choice(50, 40, 40) == ("loss_mixture", 40)
 
 
 def test_move_cut_by_hand() -> None:
@@ -168,12 +198,12 @@ def test_move_cut_leaves_an_all_or_nothing_cut_alone() -> None:
         move_cut(clean, score[:2], 1)
 
 
-@pytest.mark.parametrize(("seed", "chosen"), [(0, "mixture"), (1, "midpoint")])
+@pytest.mark.parametrize(("seed", "chosen"), [(0, "lower"), (1, "midpoint")])
 def test_arbitrated_cut_counts_and_flags(seed: int, chosen: str) -> None:
     """The summary's three counts are the two mixtures' and the confident joint's, the
     count flagged is the arbitrated one, and the flagged samples are the highest scores.
-    Seed 0 flags the mixture's count; seed 1 (mixtures 111 and 111, estimate 108) goes
-    halfway, 109."""
+    Seed 0 (mixtures 116 and 114, estimate 119) flags the lower of the two agreeing
+    counts, 114; seed 1 (mixtures 111 and 111, estimate 108) goes halfway, 109."""
     probs, labels = symmetric_noise_predictions(seed)
     score = noise_score(probs, labels)
     clean = fit_mixture(score, "gmm", 0).clean_prob
@@ -264,6 +294,8 @@ def test_scan_cut_option_end_to_end(
     [("mixture", "flagged the first, nearer the estimate"),
      ("loss_mixture", "flagged the second, nearer the estimate"),
      ("midpoint", "flagged halfway from the nearer one to the estimate"),
+     ("lower", "flagged the lower, the two within 20% of each other (the estimate not below "
+               "both)"),
      (None, "flagged the one nearer the estimate")],  # a summary from before "chosen"
 )
 def test_scan_summary_table_says_which_count_the_cut_took(
@@ -328,6 +360,10 @@ def _cut_row(cut: dict) -> str:
      ((30, 20, 18), 30, "midpoint", "loss mixture 20: flagged 30, the first's count (both "
       "are above the estimate, halfway to it was chosen, but with the first flagging "
       "every image the cut cannot move)"),
+     # ... or every image, the two counts agreeing: the lower, 27, is out of reach
+     ((30, 27, 28), 30, "lower", "loss mixture 27: flagged 30, the first's count (the two "
+      "agree, the lower was chosen, but with the first flagging every image the cut cannot "
+      "move)"),
      # equal counts: there was nothing to choose
      ((10, 10, 20), 10, "mixture", "loss mixture 10: flagged 10, the count of both"),
      ((0, 0, 5), 0, "mixture", "loss mixture 0: flagged 0, the count of both")],
@@ -344,6 +380,17 @@ def test_scan_summary_table_on_a_degenerate_cut(
     text = _cut_row(cut)
     assert f"loss+margin mixture {three[0]}, " + words in text
     assert "flagged the" not in text
+
+
+def test_scan_summary_table_when_the_lower_agreeing_count_is_the_first() -> None:
+    """The first mixture's count is the lower of two that agree: flagging it is the rule's
+    choice, not a cut that could not move."""
+    three = (27, 30, 28)
+    assert arbitrated_choice(*three) == ("lower", 27)
+    cut = {"rule": "arbitrated", "flagged": 27, "chosen": "lower", "counts": _counts(three),
+           "close_call": close_call(*three)}
+    assert ("loss+margin mixture 27, loss mixture 30: flagged the lower, the two within 20% "
+            "of each other") in _cut_row(cut)
 
 
 def test_scan_summary_table_hides_a_close_call_the_cut_could_not_take() -> None:
