@@ -19,11 +19,12 @@ differ by 44% or more. The clean probabilities are then re-assigned by rank
 "The cut when both mixtures flag more than the estimate", and "The lower count when the
 two mixtures agree").
 
-When the estimate lies between the two counts, close to halfway, the choice is a close
-call: a small change in training moves the estimate across the middle and the count by
-the whole gap between the mixtures (on CIFAR-10N worst, 2,845 flags instead of 4,227 for
-4,006 wrong labels). :func:`close_call` says when; the scan records it and tells the user
-which count the other side would have taken, so a reviewer can read on down the ranking.
+When the estimate lies between two counts that do not agree, close to halfway, the choice
+is a close call: a small change in training moves the estimate across the middle and the
+count by the whole gap between the mixtures (on CIFAR-10N worst, 2,845 flags instead of
+4,227 for 4,006 wrong labels). :func:`close_call` says when; the scan records it and tells
+the user which count the other side would have taken, so a reviewer can read on down the
+ranking.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ def nearer_choice(n_mixture: int, n_loss: int, n_estimate: int) -> tuple[str, in
 
 
 def counts_agree(n_mixture: int, n_loss: int) -> bool:
-    """Whether the two mixtures' counts differ, by less than :data:`AGREEMENT` times the
-    lower (equal counts leave nothing to choose).
+    """Whether the two mixtures' counts agree: they differ (equal counts leave nothing to
+    choose), and the higher is less than :data:`AGREEMENT` times the lower.
 
     Args:
         n_mixture: samples the mixture on the scan's score flags.
