@@ -107,6 +107,18 @@ def test_what_epochs_0_refuses(trained: tuple[Path, Path], tmp_path: Path) -> No
     assert not out.exists()
 
 
+def _scan_by_imagenet_statistics(root: Path, weights: Path, out: Path) -> str:
+    """Score ``root`` with ``weights`` as loaded, check that the images took ImageNet's
+    statistics and no run was named, and return the output as one line."""
+    result = _run("scan", root, "--out", out, "--epochs", "0", "--weights", weights,
+                  "--quiet", *NET)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["normalisation"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert summary["training"]["weights_run"] is None
+    return " ".join(result.output.split())
+
+
 def test_a_weights_file_without_its_run_uses_imagenet_statistics(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -116,13 +128,7 @@ def test_a_weights_file_without_its_run_uses_imagenet_statistics(
     alone = tmp_path / "alone"
     alone.mkdir()
     shutil.copy(weights, alone / "net1.pt")
-    out = tmp_path / "scan"
-    result = _run("scan", root, "--out", out, "--epochs", "0", "--weights", alone / "net1.pt",
-                  "--quiet", *NET)
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["normalisation"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
-    assert summary["training"]["weights_run"] is None
+    _scan_by_imagenet_statistics(root, alone / "net1.pt", tmp_path / "scan")
 
 
 def test_a_file_its_runs_summary_does_not_name_is_not_taken_for_the_runs(
@@ -136,17 +142,10 @@ def test_a_file_its_runs_summary_does_not_name_is_not_taken_for_the_runs(
     assert run["weights_files"] == ["net1.pt"]  # --method standard: one network
     renamed = weights.parent / "renamed.pt"
     shutil.copy(weights, renamed)
-    out = tmp_path / "scan"
-    result = _run("scan", root, "--out", out, "--epochs", "0", "--weights", renamed,
-                  "--quiet", *NET)
-    assert result.exit_code == 0, result.output
-    text = " ".join(result.output.split())
+    text = _scan_by_imagenet_statistics(root, renamed, tmp_path / "scan")
     assert (f"--weights {renamed} lies beside a run's summary ({weights.parent / 'summary.json'})"
             " that does not name it" in text)
     assert "pass the net<k>.pt file it wrote, or a link to it" in text
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["normalisation"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
-    assert summary["training"]["weights_run"] is None
 
 
 def test_training_from_a_runs_weights_normalises_as_that_run(
