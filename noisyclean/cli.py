@@ -89,6 +89,23 @@ FusionOption = Annotated[
                  "the mixture and the cut on minmax, then the flagged samples chosen in the "
                  "order of rank (the count stays minmax's)."),
 ]
+CutOption = Annotated[
+    str,
+    typer.Option(help="How many to flag. arbitrated: with --signal loss+margin, of the "
+                 "mixture's count and that of a mixture on the loss alone, the one "
+                 "closer to the confident joint's estimate of wrong labels, or halfway "
+                 "from it to the estimate when both counts are above it, or the lower "
+                 "when the two agree within 20% (the clean_prob "
+                 "values are re-assigned by rank so that that many fall below "
+                 "--threshold); mixture: where the mixture's clean_prob is below "
+                 "--threshold."),
+]
+_FLIP_RANKING_HELP = (
+    "Where the confident joint finds systematic flips (a class given one other label for at "
+    "least 20% of its images), rank by the score plus the probability that each label came "
+    "from such a flip (Bayes' rule with the noise transition matrix); the number flagged "
+    "stays the cut's. Without such flips the ranking is unchanged."
+)
 DeviceOption = Annotated[
     str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
 ]
@@ -258,26 +275,9 @@ def scan(
     threshold: Annotated[
         float, typer.Option(help="A sample is noisy when its clean_prob is below this.")
     ] = 0.5,
-    cut: Annotated[
-        str,
-        typer.Option(help="How many to flag. arbitrated: with --signal loss+margin, of the "
-                     "mixture's count and that of a mixture on the loss alone, the one "
-                     "closer to the confident joint's estimate of wrong labels, or halfway "
-                     "from it to the estimate when both counts are above it, or the lower "
-                     "when the two agree within 20% (the clean_prob "
-                     "values are re-assigned by rank so that that many fall below "
-                     "--threshold); mixture: where the mixture's clean_prob is below "
-                     "--threshold."),
-    ] = "arbitrated",
-    flip_ranking: Annotated[
-        bool,
-        typer.Option(help="Where the confident joint finds systematic flips (a class given "
-                     "one other label for at least 20% of its images), rank by the score "
-                     "plus the probability that each label came from such a flip (Bayes' "
-                     "rule with the noise transition matrix); the number flagged stays the "
-                     "cut's. Without such flips the ranking is unchanged. Not used with "
-                     "--signal aum."),
-    ] = True,
+    cut: CutOption = "arbitrated",
+    flip_ranking: Annotated[bool, typer.Option(
+        help=_FLIP_RANKING_HELP + " Not used with --signal aum.")] = True,
     relabel_threshold: RelabelThresholdOption = 0.7,
     tta: Annotated[
         bool, typer.Option(help="Flip test-time augmentation for the predictions.")
@@ -841,6 +841,8 @@ def train(
                      "loss+margin, loss or margin (co-divide always uses the loss)."),
     ] = "loss+margin",
     fusion: FusionOption = "hybrid",
+    cut: CutOption = "arbitrated",
+    flip_ranking: Annotated[bool, typer.Option(help=_FLIP_RANKING_HELP)] = True,
     forget_rate: Annotated[
         float | None,
         typer.Option(help="coteaching: fraction tau of each batch dropped once the schedule "
@@ -964,6 +966,8 @@ def train(
         smoothing=smoothing,
         signal=signal,
         fusion=fusion,
+        cut=cut,
+        flip_ranking=flip_ranking,
         threshold=threshold,
         relabel_threshold=relabel_threshold,
         tta=tta,

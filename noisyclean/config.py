@@ -165,6 +165,11 @@ METHOD_HELP = {
 }
 METHODS = tuple(METHOD_HELP)
 
+#: How ``train`` cut and ranked its final table before it had ``--cut`` and
+#: ``--flip-ranking`` (noisyclean 0.1.0 until 2026-12-07): a checkpoint whose settings lack
+#: them resumes with these, so that the run ends as it would have uninterrupted.
+LEGACY_TABLE: dict[str, Any] = {"cut": "mixture", "flip_ranking": False}
+
 #: TrainConfig fields that a resumed run takes from the command line instead of the
 #: checkpoint (where and how it runs, not what it computes).
 RESUME_OVERRIDABLE = (
@@ -340,13 +345,16 @@ class TrainConfig(DataSettings):
     # the final table (as scan)
     signal: str = "loss+margin"
     fusion: str = "hybrid"
+    cut: str = "arbitrated"
+    flip_ranking: bool = True
     threshold: float = 0.5
     relabel_threshold: float = 0.7
     tta: bool = True
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_json` (unknown keys are ignored)."""
+        """Inverse of :meth:`to_json` (unknown keys are ignored; the settings of a run
+        started before ``cut`` existed get :data:`LEGACY_TABLE`)."""
         paths = {"data", "labels", "out", "resume", "val", "truth", "cache_dir"}
         known = {f for f in cls.__dataclass_fields__}
         kwargs = {
@@ -354,4 +362,4 @@ class TrainConfig(DataSettings):
             for key, value in values.items()
             if key in known
         }
-        return cls(**kwargs)
+        return cls(**{**LEGACY_TABLE, **kwargs} if "cut" not in values else kwargs)

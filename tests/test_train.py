@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from noisyclean.cli import app
 from noisyclean.config import TrainConfig
+from noisyclean.cut import arbitrated_choice
 from noisyclean.models import build_model
 from noisyclean.outputs.table import SCORE_COLUMNS
 from noisyclean.train.run import last_train_acc, train
@@ -212,6 +213,71 @@ def test_resume_of_a_finished_run_rewrites_its_outputs_and_names_ignored_options
     summary = json.loads((out / "summary.json").read_text())
     assert summary["training"]["resumed_after_epochs"] == [2]
     assert len(pd.read_csv(out / "history.csv")) == 2
+
+
+def test_the_table_is_cut_and_ranked_as_a_scan_cuts_and_ranks_its_own(tmp_path: Path) -> None:
+    """``train`` cuts its table as ``scan`` does by default (the arbitrated cut, the flip
+    ranking), on the same trained network as ``--cut mixture --no-flip-ranking``: the same
+    seed trains the same network, so the losses agree, the mixture's count is the one the
+    arbitrated cut weighed, and the count flagged is the one it chose."""
+    root = tmp_path / "images"
+    write_digits_folder(root, classes=(0, 1, 2, 3, 7), per_class=30, flip=30)
+    options = ["--method", "standard", "--epochs", "8", "--width", "8", "--batch-size", "16"]
+    scan_way = _train(root, "--out", tmp_path / "default", *options)
+    assert scan_way.exit_code == 0, scan_way.output
+    mixture = _train(root, "--out", tmp_path / "mixture", *options, "--quiet",
+                     "--cut", "mixture", "--no-flip-ranking")
+    assert mixture.exit_code == 0, mixture.output
+    summaries, tables = {}, {}
+    for name in ("default", "mixture"):
+        summaries[name] = json.loads((tmp_path / name / "summary.json").read_text())
+        tables[name] = pd.read_csv(tmp_path / name / "scores.csv", dtype=STRINGS)
+    a = tables["default"].set_index("path").sort_index()
+    b = tables["mixture"].set_index("path").sort_index()
+    assert np.array_equal(a["loss"].to_numpy(), b["loss"].to_numpy())  # the same network
+
+    cut = summaries["default"]["cut"]
+    assert cut["rule"] == "arbitrated" and "flip_ranking" in cut
+    assert summaries["default"]["settings"]["cut"] == "arbitrated"
+    counts = cut["counts"]
+    assert counts["mixture"] == summaries["mixture"]["cut"]["flagged"]
+    assert counts["confident_joint"] == summaries["default"]["estimated_wrong_labels"]["count"]
+    assert cut["chosen"] == arbitrated_choice(
+        counts["mixture"], counts["loss_mixture"], counts["confident_joint"])[0]
+    assert cut["flagged"] == summaries["default"]["counts"]["noisy"] == int(a["is_noisy"].sum())
+    assert "cut (arbitrated)" in " ".join(scan_way.output.split())
+
+    plain = summaries["mixture"]["cut"]
+    assert plain["rule"] == "mixture" and "flip_ranking" not in plain
+    assert plain["flagged"] == int(b["is_noisy"].sum())
+
+
+def test_a_run_checkpointed_before_the_cut_option_resumes_with_the_cut_it_had(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """A checkpoint whose settings predate ``--cut`` and ``--flip-ranking`` (noisyclean
+    before 2026-12-07, whose ``train`` cut its table by the mixture and ranked no flips)
+    resumes with that cut, so the run ends as it would have; one that records them keeps
+    them."""
+    root, _ = digits_folder
+    out = tmp_path / "out"
+    assert _train(root, "--out", out, "--method", "standard", "--epochs", "2", "--width", "8",
+                  "--batch-size", "16", "--quiet").exit_code == 0
+    assert json.loads((out / "summary.json").read_text())["cut"]["rule"] == "arbitrated"
+    checkpoint = out / "checkpoint.pt"
+    payload = torch.load(checkpoint, weights_only=True)
+    recorded = TrainConfig.from_json(dict(payload["extra"]["config"]))
+    assert (recorded.cut, recorded.flip_ranking) == ("arbitrated", True)
+    for key in ("cut", "flip_ranking"):
+        del payload["extra"]["config"][key]
+    torch.save(payload, checkpoint)
+    result = _train(root, "--resume", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cut"] == {"rule": "mixture", "flagged": summary["counts"]["noisy"],
+                              "order": "order_score"}
+    assert (summary["settings"]["cut"], summary["settings"]["flip_ranking"]) == (
+        "mixture", False)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from ..config import (
     ignored_text,
     shared_checks,
 )
+from ..cut import CUTS, effective_cut
 from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
 from ..device import device_text, library_run
@@ -125,6 +126,7 @@ def validate(config: TrainConfig) -> None:
         (config.method in METHODS, f"--method must be one of {', '.join(METHODS)}"),
         (config.signal in SIGNALS, f"--signal must be one of {', '.join(SIGNALS)}"),
         (config.fusion in FUSIONS, f"--fusion must be one of {', '.join(FUSIONS)}"),
+        (config.cut in CUTS, f"--cut must be one of {', '.join(CUTS)}"),
         (config.epochs >= 1, "--epochs must be at least 1"),
         (config.warmup_epochs >= (1 if dividemix else 0),
          "--warmup-epochs must be at least 1 for dividemix" if dividemix
@@ -703,6 +705,8 @@ def _train(
         threshold=config.threshold,
         relabel_threshold=config.relabel_threshold,
         seed=config.seed,
+        cut=effective_cut(config.cut, config.signal),
+        flips=config.flip_ranking,
         order_inputs=order_inputs,
     )
     table, fits = scores.table, scores.fits
@@ -724,6 +728,7 @@ def _train(
                        len(dataset.skipped)),
         "estimated_wrong_labels": estimate_wrong_labels(scores.probs, labels, classes),
         "mixture": [fit.params for fit in fits],
+        "cut": scores.cut,
         "training": {
             "final_train_loss": last.get("loss"),
             "final_train_acc": last.get("train_acc"),
