@@ -287,6 +287,7 @@ def test_a_run_checkpointed_before_the_cut_option_resumes_with_the_cut_it_had(
         (["--epochs", "2", "--warmup-epochs", "2"], "must be larger than --warmup-epochs"),
         (["--tau", "1.5"], "--tau must be between 0 and 1"),
         (["--alpha", "0"], "--alpha must be positive"),
+        (["--cut", "top"], "--cut must be one of arbitrated, mixture"),
         (["--resume", "/nonexistent/run"], "no such folder"),
         (["--lr", "1e6", "--epochs", "2", "--warmup-epochs", "1", "--width", "8"],
          "diverged"),
