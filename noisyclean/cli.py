@@ -106,6 +106,13 @@ _FLIP_RANKING_HELP = (
     "from such a flip (Bayes' rule with the noise transition matrix); the number flagged "
     "stays the cut's. Without such flips the ranking is unchanged."
 )
+_SAVE_PROBS_HELP = (
+    "Also write OUT/pred_probs.npy: float32 predicted probabilities, rows in scores.csv "
+    "order, columns in class order"
+)
+ReportOption = Annotated[
+    bool, typer.Option("--report", help="Also write OUT/report.html (see `report`).")
+]
 DeviceOption = Annotated[
     str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
 ]
@@ -288,12 +295,9 @@ def scan(
                      "cross-validation (each fold scored by a network trained on the other "
                      "folds; about K - 1 times the time); 1: in-sample (one warm-up)."),
     ] = 1,
-    save_probs: Annotated[
-        bool,
-        typer.Option("--save-probs", help="Also write OUT/pred_probs.npy: float32 predicted "
-                     "probabilities, rows in scores.csv order, columns in class order (e.g. "
-                     "cleanlab's pred_probs with --folds)."),
-    ] = False,
+    save_probs: Annotated[bool, typer.Option(
+        "--save-probs", help=_SAVE_PROBS_HELP + " (e.g. cleanlab's pred_probs with --folds).",
+    )] = False,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     amp: AmpOption = None,
@@ -307,9 +311,7 @@ def scan(
     ] = None,
     cache: CacheOption = True,
     quiet: QuietOption = False,
-    report: Annotated[
-        bool, typer.Option("--report", help="Also write OUT/report.html (see `report`).")
-    ] = False,
+    report: ReportOption = False,
 ) -> None:
     """Run a scan from the command line (its help text is :data:`_SCAN_HELP`)."""
     from .progress import Progress
@@ -900,6 +902,9 @@ def train(
     tta: Annotated[
         bool, typer.Option(help="Flip test-time augmentation for the final predictions.")
     ] = True,
+    save_probs: Annotated[bool, typer.Option(
+        "--save-probs", help=_SAVE_PROBS_HELP + " (the trained networks' mean, in sample).",
+    )] = False,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     amp: AmpOption = None,
@@ -911,6 +916,7 @@ def train(
     ] = None,
     cache: CacheOption = True,
     quiet: QuietOption = False,
+    report: ReportOption = False,
 ) -> None:
     """Train on the images with ``--method`` (its help text is :data:`_TRAIN_HELP`),
     checkpointing every epoch, and write each image's clean probability and suggested label
@@ -971,6 +977,7 @@ def train(
         threshold=threshold,
         relabel_threshold=relabel_threshold,
         tta=tta,
+        save_probs=save_probs,
         seed=seed,
         device=device,
         amp=amp,
@@ -998,6 +1005,8 @@ def train(
         raise typer.Exit(130) from None
     if not quiet:
         _print_train_summary(result.summary, result.out)
+    if report:
+        _write_report(result.out, quiet=quiet)
 
 
 def resume_command(data: Path, out: Path) -> str:

@@ -350,6 +350,7 @@ class TrainConfig(DataSettings):
     threshold: float = 0.5
     relabel_threshold: float = 0.7
     tta: bool = True
+    save_probs: bool = False
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> TrainConfig:

@@ -1,12 +1,9 @@
 """The scan's alternatives to its in-sample losses, ``--signal aum`` (:mod:`noisyclean.aum`)
-and ``--folds K`` (:mod:`noisyclean.folds`), each ending in the same per-sample table, and
-``--save-probs`` (``pred_probs.npy``, rows in ``scores.csv`` order)."""
+and ``--folds K`` (:mod:`noisyclean.folds`), each ending in the same per-sample table."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,12 +16,9 @@ from .data.load import Dataset
 from .folds import cross_validated_signals
 from .mixture import MixtureFit, normalise_losses
 from .outputs.table import build_table
-from .outputs.write import atomic_write_bytes
 from .progress import Progress
 from .scoring import score_samples
 from .signals import network_scores
-
-PROBS_NAME = "pred_probs.npy"
 
 
 @dataclass
@@ -90,21 +84,3 @@ def extra_scores(dataset: Dataset, config: ScanConfig, progress: Progress) -> Ex
     summary = {"folds": {"k": config.folds,
                          "sizes": np.bincount(assignment, minlength=config.folds).tolist()}}
     return ExtraScores(scores.table, scores.fits, scores.probs, log, summary, scores.cut)
-
-
-def probs_in_table_order(probs: np.ndarray, paths: list[str], table: pd.DataFrame) -> np.ndarray:
-    """``probs`` (rows in sample order, i.e. ``paths``) reordered to the table's rows, as
-    float32."""
-    row = {path: i for i, path in enumerate(paths)}
-    order = np.array([row[path] for path in table["path"]], dtype=np.int64)
-    return np.asarray(probs, dtype=np.float32)[order]
-
-
-def write_pred_probs(
-    path: Path, probs: np.ndarray, paths: list[str], table: pd.DataFrame
-) -> None:
-    """Write ``pred_probs.npy`` atomically: float32 ``(n, C)``, row ``i`` the predicted
-    probabilities of ``table``'s row ``i`` (columns in class-index order)."""
-    buffer = io.BytesIO()
-    np.save(buffer, probs_in_table_order(probs, paths, table), allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())

@@ -57,6 +57,7 @@ from .folds import check_fold_sizes
 from .models import GroupedSmallCNN, build_model, check_input_size
 from .outputs.table import relabeled_table
 from .outputs.write import (
+    PROBS_NAME,
     check_inputs_outside_out,
     check_out_outside_data,
     prepare_out_dir,
@@ -66,9 +67,10 @@ from .outputs.write import (
     stale_outputs_text,
     write_csv,
     write_json,
+    write_pred_probs,
 )
 from .progress import Progress
-from .scan_extras import PROBS_NAME, extra_scores, uses_extra_scores, write_pred_probs
+from .scan_extras import extra_scores, uses_extra_scores
 from .scoring import score_samples, table_summary
 from .signals import (
     FUSIONS,

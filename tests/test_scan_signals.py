@@ -35,8 +35,8 @@ from noisyclean.data.batches import DeviceImages
 from noisyclean.errors import NoisyCleanError
 from noisyclean.folds import cross_validated_signals, fold_assignment
 from noisyclean.outputs.table import SCORE_COLUMNS
+from noisyclean.outputs.write import probs_in_table_order
 from noisyclean.progress import Progress
-from noisyclean.scan_extras import probs_in_table_order
 from noisyclean.scanning import WarmupResult, aum_ignored
 from noisyclean.train.loop import Precision
 

@@ -252,6 +252,27 @@ def test_the_table_is_cut_and_ranked_as_a_scan_cuts_and_ranks_its_own(tmp_path: 
     assert plain["flagged"] == int(b["is_noisy"].sum())
 
 
+def test_save_probs_and_report_write_what_scan_s_write(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """``train --save-probs --report`` writes ``pred_probs.npy`` (float32, rows in
+    ``scores.csv`` order, columns in class order: each row's largest is its ``predicted``)
+    and ``report.html``, as a scan's options of those names do."""
+    root, truth = digits_folder
+    out = tmp_path / "out"
+    result = _train(root, "--out", out, "--method", "standard", "--epochs", "2", "--width", "8",
+                    "--batch-size", "16", "--quiet", "--save-probs", "--report")
+    assert result.exit_code == 0, result.output
+    probs = np.load(out / "pred_probs.npy")
+    scores = pd.read_csv(out / "scores.csv", dtype=STRINGS)
+    classes = json.loads((out / "summary.json").read_text())["classes"]
+    assert probs.dtype == np.float32 and probs.shape == (len(truth), len(classes))
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert [classes[k] for k in probs.argmax(axis=1)] == scores["predicted"].tolist()
+    assert np.allclose(probs.max(axis=1), scores["predicted_prob"], atol=1e-6)
+    assert "<html" in (out / "report.html").read_text()
+
+
 def test_a_run_checkpointed_before_the_cut_option_resumes_with_the_cut_it_had(
     digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:

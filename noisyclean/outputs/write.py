@@ -3,6 +3,7 @@ over the target, so a crash never leaves a half-written file."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -103,12 +104,15 @@ def _linked_class_folders(data: Path) -> list[tuple[Path, Path]]:
     return linked
 
 
+#: ``--save-probs``' file of a scan or ``train`` run: the predicted probabilities.
+PROBS_NAME = "pred_probs.npy"
+
 #: Files that commands other than ``scan`` derive from a scan's outputs, in its folder
-#: (``scan --save-probs``, ``report``, ``evaluate``, ``export``): a new scan or ``train``
+#: (``--save-probs``, ``report``, ``evaluate``, ``export``): a new scan or ``train``
 #: run into the same folder removes them (:func:`remove_stale_outputs`), so that none is
 #: left describing other results.
 DERIVED_OUTPUTS = (
-    "pred_probs.npy", "report.html", "evaluation.json", "labelstudio.json",
+    PROBS_NAME, "report.html", "evaluation.json", "labelstudio.json",
     "labelstudio.xml", "review.csv",
 )
 #: Files only ``train`` writes: its per-epoch history and checkpoint (and its networks
@@ -120,7 +124,7 @@ TRAIN_OUTPUTS = ("history.csv", "checkpoint.pt")
 #: command reads back, or that only a new run can make again (``pred_probs.npy``,
 #: ``checkpoint.pt``, the networks ``net<k>.pt``, matched by ``NETWORK_FILE``).
 SCAN_OUTPUTS = (
-    "scores.csv", "summary.json", "relabeled.csv", "skipped.csv", "pred_probs.npy",
+    "scores.csv", "summary.json", "relabeled.csv", "skipped.csv", PROBS_NAME,
     *TRAIN_OUTPUTS,
 )
 NETWORK_FILE = re.compile(r"net\d+\.pt")
@@ -319,6 +323,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def probs_in_table_order(probs: np.ndarray, paths: list[str], table: pd.DataFrame) -> np.ndarray:
+    """``probs`` (rows in sample order, i.e. ``paths``) reordered to the table's rows, as
+    float32."""
+    row = {path: i for i, path in enumerate(paths)}
+    order = np.array([row[path] for path in table["path"]], dtype=np.int64)
+    return np.asarray(probs, dtype=np.float32)[order]
+
+
+def write_pred_probs(
+    path: Path, probs: np.ndarray, paths: list[str], table: pd.DataFrame
+) -> None:
+    """Write ``pred_probs.npy`` atomically: float32 ``(n, C)``, row ``i`` the predicted
+    probabilities of ``table``'s row ``i`` (columns in class-index order)."""
+    buffer = io.BytesIO()
+    np.save(buffer, probs_in_table_order(probs, paths, table), allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> None:

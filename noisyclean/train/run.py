@@ -53,6 +53,7 @@ from ..outputs.evaluation import (
 )
 from ..outputs.table import relabeled_table
 from ..outputs.write import (
+    PROBS_NAME,
     atomic_write_bytes,
     check_inputs_outside_out,
     check_out_outside_data,
@@ -63,6 +64,7 @@ from ..outputs.write import (
     stale_outputs_text,
     write_csv,
     write_json,
+    write_pred_probs,
 )
 from ..progress import Progress
 from ..scanning import _set_seed, epochs_text, relabel_reach_warning
@@ -765,14 +767,17 @@ def _train(
         progress.warn(reach)
 
     t0 = time.perf_counter()
+    kept = (PROBS_NAME,) if config.save_probs else ()
     stale = [] if complete else remove_stale_outputs(
-        out, keep=(HISTORY_NAME, *networks_written))
+        out, keep=(HISTORY_NAME, *networks_written, *kept))
     if stale:
         progress.log(stale_outputs_text(stale, out))
     write_csv(table, out / "scores.csv")
     write_csv(relabeled, out / "relabeled.csv")
     write_csv(skipped, out / "skipped.csv")
     write_csv(frame, out / HISTORY_NAME)
+    if config.save_probs:
+        write_pred_probs(out / PROBS_NAME, scores.probs, paths, table)
     for model, name in zip(models, networks_written, strict=True):
         _save_weights(model, out / name)
     timings["write"] = time.perf_counter() - t0
