@@ -223,6 +223,7 @@ def arbitrated_cut(
     mixture: str = "gmm",
     threshold: float = 0.5,
     seed: int = 0,
+    n_estimate: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The ``arbitrated`` cut (module docstring).
 
@@ -234,6 +235,9 @@ def arbitrated_cut(
         mixture: ``"gmm"`` or ``"bmm"``, for the mixture on the loss.
         threshold: a sample is flagged when its clean probability is below this.
         seed: mixture random state.
+        n_estimate: the confident joint's count of wrong labels where the caller has it
+            (:func:`~noisyclean.confident_joint.networks_estimate`: several networks' own
+            estimates averaged); None: estimated from ``probs``.
 
     Returns:
         The clean probabilities (moved by :func:`move_cut` when a count other than the
@@ -252,8 +256,9 @@ def arbitrated_cut(
     n_mixture = int((np.asarray(clean_prob) < threshold).sum())
     loss = normalise_losses(label_loss(probs, labels))
     n_loss = int((fit_mixture(loss, mixture, random_state=seed).clean_prob < threshold).sum())
-    classes = [str(k) for k in range(np.asarray(probs).shape[1])]
-    n_estimate = int(estimate_wrong_labels(probs, labels, classes)["count"])
+    if n_estimate is None:
+        classes = [str(k) for k in range(np.asarray(probs).shape[1])]
+        n_estimate = int(estimate_wrong_labels(probs, labels, classes)["count"])
     counts = {"mixture": n_mixture, "loss_mixture": n_loss, "confident_joint": n_estimate}
     chosen, n_flagged = arbitrated_choice(n_mixture, n_loss, n_estimate)
     moved = move_cut(clean_prob, score, n_flagged, threshold)

@@ -40,6 +40,9 @@ class ExtraScores:
     summary: dict[str, Any] = field(default_factory=dict)
     #: how the flag count was chosen (``summary.json["cut"]``)
     cut: dict[str, Any] = field(default_factory=dict)
+    #: the confident joint's estimate of wrong labels where the table's scoring made it
+    #: (``--folds``: :attr:`~noisyclean.scoring.Scores.estimate`); None: from ``probs``
+    estimate: dict[str, Any] | None = None
 
 
 def uses_extra_scores(config: ScanConfig) -> bool:
@@ -83,4 +86,5 @@ def extra_scores(dataset: Dataset, config: ScanConfig, progress: Progress) -> Ex
     )
     summary = {"folds": {"k": config.folds,
                          "sizes": np.bincount(assignment, minlength=config.folds).tolist()}}
-    return ExtraScores(scores.table, scores.fits, scores.probs, log, summary, scores.cut)
+    return ExtraScores(scores.table, scores.fits, scores.probs, log, summary, scores.cut,
+                       scores.estimate)

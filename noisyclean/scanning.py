@@ -650,6 +650,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     if extra is not None:  # --signal aum or --folds K
         table, fits, log, probs = extra.table, extra.fits, extra.log, extra.probs
         cut = extra.cut
+        estimate = extra.estimate or estimate_wrong_labels(probs, labels, samples.classes)
         timings["warmup"] = time.perf_counter() - t0
     else:
         trained = warm_up(data, len(samples.classes), config, precision, progress)
@@ -689,7 +690,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         )
         table, fits, probs = scores.table, scores.fits, scores.probs
         timings["mixture"] = time.perf_counter() - t0
-        cut = scores.cut
+        cut, estimate = scores.cut, scores.estimate
 
     relabeled = relabeled_table(table)
     summary = {
@@ -697,7 +698,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         "data": str(samples.root),
         **table_summary(table, samples.classes, samples.found,
                        len(skipped)),
-        "estimated_wrong_labels": estimate_wrong_labels(probs, labels, samples.classes),
+        "estimated_wrong_labels": estimate,
         "mixture": [fit.params for fit in fits],
         "cut": cut,
         "training": {

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .confident_joint import networks_estimate
 from .cut import CUTS, arbitrated_cut
 from .flips import flip_ranking, rerank
 from .mixture import MixtureFit, fit_mixture
@@ -32,12 +33,16 @@ class Scores:
         probs: ``(n, C)`` the networks' averaged predicted probabilities, in sample order
             (what the table's predictions come from).
         cut: how the flag count was chosen (``summary.json["cut"]``).
+        estimate: the confident joint's estimate of wrong labels
+            (:func:`~noisyclean.confident_joint.networks_estimate`;
+            ``summary.json["estimated_wrong_labels"]``).
     """
 
     table: pd.DataFrame
     fits: list[MixtureFit]
     probs: np.ndarray
     cut: dict[str, Any]
+    estimate: dict[str, Any]
 
 
 def score_samples(
@@ -92,9 +97,11 @@ def score_samples(
     fit_loss = np.mean(fit_inputs, axis=0)
     if cut not in CUTS:
         raise ValueError(f"unknown cut {cut!r}; valid cuts are {list(CUTS)}")
+    estimate = networks_estimate([s.probs for s in signals], labels, classes)
     if cut == "arbitrated":
         clean_prob, cut_summary = arbitrated_cut(
-            clean_prob, fit_loss, probs, labels, mixture, threshold, seed
+            clean_prob, fit_loss, probs, labels, mixture, threshold, seed,
+            n_estimate=estimate["count"],
         )
     else:
         cut_summary = {"rule": "mixture", "flagged": int((clean_prob < threshold).sum())}
@@ -119,7 +126,7 @@ def score_samples(
         relabel_threshold,
         fit_loss=fit_loss,
     )
-    return Scores(table, fits, probs, cut_summary)
+    return Scores(table, fits, probs, cut_summary, estimate)
 
 
 def table_summary(table: pd.DataFrame, classes: list[str], found: int, skipped: int) -> dict:

@@ -9,7 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from noisyclean.confident_joint import calibrated_joint, confident_joint, estimate_wrong_labels
+from noisyclean.confident_joint import (
+    calibrated_joint,
+    confident_joint,
+    estimate_wrong_labels,
+    networks_estimate,
+)
 
 
 def test_two_confident_classes_go_to_the_more_probable_one() -> None:
@@ -107,6 +112,36 @@ def test_no_label_counted_wrong_gives_exactly_zero() -> None:
         assert (estimate["count"], estimate["rate"]) == (0, 0.0)
         assert f"{estimate['rate']:.1%}" == "0.0%"
         assert set(estimate["per_class"].values()) == {0.0}
+
+
+def test_two_networks_estimate_the_mean_of_their_own_estimates() -> None:
+    """100 images of 2 classes, 20 wrong labels in each; every right label predicted at
+    0.9. Network A is sure (1.0) of the true class of 12 wrong labels per class and unsure
+    (0.5) of 8: its thresholds are (12 * 0 + 8 * 0.5 + 30 * 0.9) / 50 = 0.62, so it counts
+    12 of each class's 42 confident samples wrong, 12 * 50 / 42 = 14.29 after calibration,
+    28.57 in all: 29. Network B is sure of all 20: it counts 40. Together: the mean of their
+    own rates (0.3429: 34), per class too; the estimate on their averaged predictions (40)
+    is another number. One network's is its own estimate, unchanged."""
+    labels = np.repeat([0, 1], 50)
+    wrong = np.r_[np.arange(20), np.arange(50, 70)]
+    probs = []
+    for sure in (np.r_[np.arange(12), np.arange(50, 62)], wrong):
+        p = np.zeros((100, 2))
+        p[np.arange(100), labels], p[np.arange(100), 1 - labels] = 0.9, 0.1
+        p[wrong] = 0.5
+        p[sure, labels[sure]], p[sure, 1 - labels[sure]] = 0.0, 1.0
+        probs.append(p)
+    own = [estimate_wrong_labels(p, labels, ["a", "b"]) for p in probs]
+    assert [e["count"] for e in own] == [29, 40]
+    assert own[0]["rate"] == pytest.approx(2 * 12 * 50 / 42 / 100)
+    both = networks_estimate(probs, labels, ["a", "b"])
+    assert both["rate"] == pytest.approx((own[0]["rate"] + 0.4) / 2)
+    assert both["count"] == 34
+    assert both["per_class"] == {
+        name: pytest.approx(np.mean([e["per_class"][name] for e in own])) for name in "ab"}
+    assert "mean of 2 networks" in both["method"]
+    assert estimate_wrong_labels(np.mean(probs, axis=0), labels, ["a", "b"])["count"] == 40
+    assert networks_estimate(probs[:1], labels, ["a", "b"]) == own[0]
 
 
 def test_importing_the_confident_joint_does_not_import_torch() -> None:

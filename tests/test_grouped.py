@@ -143,6 +143,10 @@ def test_scan_with_two_grouped_networks_end_to_end(
     assert summary["settings"]["networks"] == 2
     assert len(summary["mixture"]) == 2
     assert len(summary["correction"]["transition"]) == 2
+    # the cut weighs the estimate the summary reports: the mean of the two networks' own
+    assert summary["cut"]["counts"]["confident_joint"] == \
+        summary["estimated_wrong_labels"]["count"]
+    assert "mean of 2 networks" in summary["estimated_wrong_labels"]["method"]
     assert summary["counts"]["used"] == len((out / "scores.csv").read_text().splitlines()) - 1
     folds = tmp_path / "folds"  # each fold trains its two networks grouped, scores out of fold
     result = runner.invoke(app, ["scan", str(root), "--out", str(folds), "--networks", "2",

@@ -111,6 +111,9 @@ def test_dividemix_writes_every_output(
     assert 0 <= wrong["count"] <= len(truth)
     assert wrong["rate"] * len(truth) == pytest.approx(wrong["count"], abs=0.5)
     assert set(wrong["per_class"]) == set(summary["classes"])
+    # two networks: the mean of their own estimates, the one the cut weighed
+    assert "mean of 2 networks" in wrong["method"]
+    assert summary["cut"]["counts"]["confident_joint"] == wrong["count"]
     chosen = summary["dividemix"]["chosen"]
     assert set(chosen) == {"tau", "lambda_u", "penalty", "loss_history"}
     assert all(chosen[k] is not None for k in chosen)

@@ -27,7 +27,6 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from .. import __version__
-from ..confident_joint import estimate_wrong_labels
 from ..config import (
     METHODS,
     RESUME_OVERRIDABLE,
@@ -728,7 +727,7 @@ def _train(
         "weights_files": networks_written,
         **table_summary(table, classes, samples.found,
                        len(dataset.skipped)),
-        "estimated_wrong_labels": estimate_wrong_labels(scores.probs, labels, classes),
+        "estimated_wrong_labels": scores.estimate,
         "mixture": [fit.params for fit in fits],
         "cut": scores.cut,
         "training": {
