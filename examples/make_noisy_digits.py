@@ -1,8 +1,10 @@
 """Write examples/noisy-digits/: scikit-learn's bundled digits (1,797 8x8 greyscale images)
 as PNG files in ImageFolder layout, with 20% of the labels flipped uniformly at random to
-another class. The true labels go to examples/noisy-digits-truth.csv (path,label).
+another class. The true labels go beside the folder, to ``<out>-truth.csv`` (path,label;
+examples/noisy-digits-truth.csv for the default ``--out``), or to ``--truth``.
 
     python examples/make_noisy_digits.py [--rate 0.2] [--seed 0] [--out examples/noisy-digits]
+        [--truth FILE]
 
 ``--out`` must be a new or empty folder, or one this script wrote (class folders ``0`` to
 ``9`` holding only its ``digit_NNNN.png`` files, as examples/noisy-digits), which it
@@ -92,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=here / "noisy-digits")
-    parser.add_argument("--truth", type=Path, default=here / "noisy-digits-truth.csv")
+    parser.add_argument("--truth", type=Path, default=None,
+                        help="the truth CSV [default: <out>-truth.csv, beside --out]")
     args = parser.parse_args(argv)
+    if args.truth is None:  # never the bundled example's truth for another --out
+        args.truth = args.out.parent / f"{args.out.name}-truth.csv"
     if not 0.0 <= args.rate <= 1.0:
         print("error: --rate must be between 0 and 1", file=sys.stderr)
         return 2

@@ -146,8 +146,10 @@ QuietOption = Annotated[bool, typer.Option(
 
 def _class_list(classes: str | None) -> list[str] | None:
     """``--classes a,b,c`` as a list (None when not given); ``\\,`` is a comma inside a
-    name (``--classes 'Paris\\, TX,Paris'``: ``Paris, TX`` and ``Paris``)."""
-    if not classes:
+    name (``--classes 'Paris\\, TX,Paris'``: ``Paris, TX`` and ``Paris``). Given but
+    naming no class (``--classes ''``, as from an empty shell variable), the list is empty,
+    which the discovery refuses, rather than None, which would read every class."""
+    if classes is None:
         return None
     names = (part.replace("\\,", ",").strip() for part in re.split(r"(?<!\\),", classes))
     return [name for name in names if name]
@@ -462,7 +464,7 @@ def _print_summary(summary: dict, out: Path | None) -> None:
     _add_flag_rows(table, summary)
     table.add_row("time", f"{sum(summary['timings_s'].values()):.1f} s")
     table.add_row("output", Text(str(out)))
-    err.print(table)
+    Console().print(table)  # stdout, as evaluate's; the log lines go to stderr
 
 
 # --------------------------------------------------------------------------- review workflow
@@ -999,7 +1001,8 @@ def train(
 
         target = resume or out
         if (Path(target) / CHECKPOINT_NAME).is_file():
-            _say(f"interrupted; continue with: {resume_command(data, target)}")
+            again = resume_command(data, target, labels=labels, classes=classes, report=report)
+            _say(f"interrupted; continue with: {again}")
         else:
             _say("interrupted before the first epoch's checkpoint: nothing to resume")
         raise typer.Exit(130) from None
@@ -1009,10 +1012,20 @@ def train(
         _write_report(result.out, quiet=quiet)
 
 
-def resume_command(data: Path, out: Path) -> str:
-    """The shell command that continues the training run in ``out`` on ``data``, each path
-    quoted for a POSIX shell where it needs it (spaces, quotes, ``$``)."""
-    return f"noisyclean train {shlex.quote(str(data))} --resume {shlex.quote(str(out))}"
+def resume_command(data: Path, out: Path, labels: Path | None = None,
+                   classes: str | None = None, report: bool = False) -> str:
+    """The shell command that continues the training run in ``out`` on ``data``, with the
+    options a resumed run takes from its command line and not from its checkpoint
+    (``--labels``, ``--classes``, ``--report``) as they were given, each argument quoted
+    for a POSIX shell where it needs it (spaces, quotes, ``$``)."""
+    words = ["noisyclean", "train", str(data), "--resume", str(out)]
+    if labels is not None:
+        words += ["--labels", str(labels)]
+    if classes is not None:
+        words += ["--classes", classes]
+    if report:
+        words.append("--report")
+    return shlex.join(words)
 
 
 def _print_train_summary(summary: dict, out: Path | None) -> None:
@@ -1026,7 +1039,7 @@ def _print_train_summary(summary: dict, out: Path | None) -> None:
     _add_flag_rows(table, summary)
     table.add_row("time", f"{sum(summary['timings_s'].values()):.1f} s")
     table.add_row("output", Text(str(out)))
-    err.print(table)
+    Console().print(table)  # stdout, as evaluate's; the log lines go to stderr
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,6 +77,7 @@ from .signals import (
     SCAN_SIGNALS,
     ScoreHistory,
     Signals,
+    check_finite,
     compute_signals,
     finite,
 )
@@ -537,6 +538,7 @@ def warm_up(
         for k in range(config.networks):
             # seen: the samples it trained on that epoch (only those of ``indices``)
             probs, seen = method.recorded_predictions(k)
+            check_finite(probs[seen])  # a diverged warm-up, before an estimate refuses it
             if correct:
                 full = transition_matrix(probs[seen], labels[seen])
                 flips = structured_part(full)

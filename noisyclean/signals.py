@@ -32,13 +32,18 @@ class Signals:
     probs: np.ndarray
 
 
-def finite(signals: Signals, what: str = "the warm-up") -> Signals:
-    """``signals``, checked: a network whose losses or probabilities are not finite has
+def check_finite(*arrays: np.ndarray, what: str = "the warm-up") -> None:
+    """Refuse a network's losses or probabilities that are not all finite: it has
     diverged, which is one clear :class:`~noisyclean.errors.NoisyCleanError` naming
-    ``what`` diverged, not a mixture's failure later on."""
-    if not (np.isfinite(signals.per_sample_loss).all() and np.isfinite(signals.probs).all()):
+    ``what`` diverged, not a mixture's or an estimate's failure later on."""
+    if not all(np.isfinite(array).all() for array in arrays):
         raise NoisyCleanError(f"{what} diverged (its losses are not finite); try a "
                               "lower --lr")
+
+
+def finite(signals: Signals, what: str = "the warm-up") -> Signals:
+    """``signals``, checked by :func:`check_finite`."""
+    check_finite(signals.per_sample_loss, signals.probs, what=what)
     return signals
 
 

@@ -3,6 +3,7 @@ safely, with one plain line for the user when it cannot be read."""
 
 from __future__ import annotations
 
+import errno
 import pickle
 import warnings
 from pathlib import Path
@@ -48,6 +49,9 @@ def load_torch_file(path: Path, what: str) -> Any:
         raise NoisyCleanError(f"cannot read {what} {path}: it is a folder") from None
     except OSError as error:
         reason = error.strerror or str(error)
+        if error.errno == errno.EINVAL and Path(path).is_file():
+            # torch's archive reader seeking past the end of a file cut short
+            reason = f"it is cut short or damaged ({reason})"
         raise NoisyCleanError(f"cannot read {what} {path}: {reason}") from None
     except EOFError:
         raise NoisyCleanError(f"cannot read {what} {path}: the file is empty or cut "

@@ -193,7 +193,21 @@ def test_class_name_that_is_not_a_folder(
 def test_class_list_reads_an_escaped_comma_as_part_of_a_name() -> None:
     assert cli._class_list("a,b, c ,,") == ["a", "b", "c"]
     assert cli._class_list(r"Paris\, TX,Paris") == ["Paris, TX", "Paris"]
-    assert cli._class_list(None) is None and cli._class_list("") is None
+    assert cli._class_list(None) is None
+    assert cli._class_list("") == [] and cli._class_list(" , ") == []
+
+
+def test_an_empty_class_list_is_refused_not_read_as_every_class(tmp_path: Path) -> None:
+    """``--classes ''`` (an empty shell variable) names no class: an error, not a scan of
+    every class folder."""
+    data = tmp_path / "data"
+    for name in ("a", "b"):
+        (data / name).mkdir(parents=True)
+    result = runner.invoke(cli.app, ["scan", str(data), "--classes", "", "--out",
+                                     str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "the list of classes is empty" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_class_folder_with_a_comma_can_be_named(
@@ -285,11 +299,12 @@ def test_installed_command_runs_in_a_subprocess(
                            "--epochs", "2", "--width", "8"],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    assert "warm-up epoch 2/2" in done.stderr and "flagged noisy" in done.stderr
+    # the progress on stderr, the summary table on stdout
+    assert "warm-up epoch 2/2" in done.stderr and "flagged noisy" in done.stdout
     wrong = json.loads((tmp_path / "o" / "summary.json").read_text())["estimated_wrong_labels"]
     # the label column is as wide as the longest row name shown (which rows show varies)
     shown = rf"estimated wrong labels\s+│ ~{wrong['count']} \({wrong['rate']:.1%}\)"
-    assert re.search(shown, done.stderr), done.stderr
+    assert re.search(shown, done.stdout), done.stdout
     assert (tmp_path / "o" / "scores.csv").exists()
     bad = subprocess.run([str(script), "scan", str(tmp_path / "missing")],
                          capture_output=True, text=True, env=env)
@@ -309,3 +324,23 @@ def test_scan_options_default_to_the_library_defaults() -> None:
     differ = {name: (options[name].default, getattr(defaults, name)) for name in shared
               if options[name].default != getattr(defaults, name)}
     assert differ == {}
+
+
+@pytest.mark.parametrize("command", [["scan"], ["train", "--method", "standard"]])
+def test_the_summary_table_goes_to_stdout_and_the_log_to_stderr(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """As the README says: ``noisyclean scan ... > summary.txt`` keeps the table, while
+    progress and log lines go to stderr."""
+    from .conftest import write_digits_folder
+
+    write_digits_folder(tmp_path / "data", per_class=15, flip=3)
+    done = subprocess.run(
+        [sys.executable, "-m", "noisyclean", *command[:1], str(tmp_path / "data"),
+         *command[1:], "--out", str(tmp_path / "out"), "--epochs", "1", "--width", "8"],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "images used" in done.stdout and "images used" not in done.stderr
+    assert " images, 3 classes, " in done.stderr  # the first log line stays on stderr
+    assert " images, 3 classes, " not in done.stdout

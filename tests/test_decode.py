@@ -144,7 +144,7 @@ def test_mode_CMYK_jpeg(tmp_path: Path) -> None:
     assert np.abs(out.reshape(-1, 3).astype(int) - expected).max() <= 4
 
 
-def test_mode_I16_png_keeps_high_byte(tmp_path: Path) -> None:
+def test_mode_I16_png_scaled_min_max(tmp_path: Path) -> None:
     values = np.full((8, 8), 1000, dtype=np.uint16)
     values[:, :4] = 51400
     values[0, 0] = 65535
@@ -152,8 +152,8 @@ def test_mode_I16_png_keeps_high_byte(tmp_path: Path) -> None:
     assert Image.open(path).mode.startswith("I;16")
     out = decode_image(path, 8)
     assert out[0, 0].tolist() == [255, 255, 255]
-    assert (out[1:, :4] == 200).all()  # 51400 >> 8, not clipped to 255
-    assert (out[:, 4:] == 3).all()  # 1000 >> 8
+    assert (out[1:, :4] == round((51400 - 1000) * 255 / 64535)).all()  # 199
+    assert (out[:, 4:] == 0).all()
 
 
 def test_mode_I16_tiff(tmp_path: Path) -> None:
@@ -162,7 +162,22 @@ def test_mode_I16_tiff(tmp_path: Path) -> None:
     path = _save(Image.fromarray(values), tmp_path / "i16.tif")
     assert Image.open(path).mode.startswith("I;16")
     left, right = _decode_halves(path)
-    assert left.tolist() == [240] * 3 and right.tolist() == [17] * 3
+    assert left.tolist() == [255] * 3 and right.tolist() == [0] * 3
+
+
+def test_twelve_bit_data_decodes_alike_in_a_16_bit_png_and_a_32_bit_tiff(
+    tmp_path: Path,
+) -> None:
+    """A 12-bit image (values 0..4095) in a 16-bit PNG keeps its range, as in a TIFF of
+    32-bit integers: the same values decode the same in either format (the high byte of
+    the 16-bit values alone gave 16 grey levels, nearly black)."""
+    gradient = np.linspace(0, 4095, 64 * 64).reshape(64, 64).astype(np.uint16)
+    png = _save(Image.fromarray(gradient), tmp_path / "12bit.png")
+    tif = _save(Image.fromarray(gradient.astype(np.int32)), tmp_path / "12bit.tif")
+    assert Image.open(png).mode.startswith("I;16") and Image.open(tif).mode == "I"
+    from_png, from_tif = decode_image(png, 32), decode_image(tif, 32)
+    assert np.array_equal(from_png, from_tif)
+    assert from_png.min() <= 5 and from_png.max() >= 250 and len(np.unique(from_png)) > 100
 
 
 def test_mode_I_scaled_min_max(tmp_path: Path) -> None:

@@ -159,6 +159,21 @@ def test_classes_unknown_name(tmp_path: Path) -> None:
     assert str(root.resolve()) in str(info.value)
 
 
+def test_classes_unknown_name_says_which_folder_has_it_with_spaces(tmp_path: Path) -> None:
+    """A folder ``' sp '`` cannot be chosen by ``--classes`` (which strips the spaces
+    around each name): the error for ``sp`` says so, and what to do."""
+    root = _two_classes(tmp_path / "data")
+    _png(root / " sp " / "e.png")
+    with pytest.raises(NoisyCleanError) as info:
+        discover(root, classes=["cat", "sp"])
+    assert str(info.value).endswith(
+        "(folders found: ' sp ', 'cat', 'dog'); ' sp ' is that name with spaces around it, "
+        "which --classes strips: rename the folder to choose it")
+    with pytest.raises(NoisyCleanError) as info:
+        discover(root, classes=["cat", "horse"])
+    assert str(info.value).endswith("(folders found: ' sp ', 'cat', 'dog')")
+
+
 def test_classes_listed_twice(tmp_path: Path) -> None:
     root = _two_classes(tmp_path / "data")
     with pytest.raises(NoisyCleanError, match="'cat' is listed more than once"):

@@ -57,3 +57,15 @@ def test_example_script_rewrites_its_own_folder_and_refuses_any_other(
     assert module.main(["--out", str(tmp_path / "a-file"), "--truth", str(truth)]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert (tmp_path / "a-file").read_text() == "keep\n"
+
+
+def test_example_script_puts_the_truth_beside_its_out_folder(tmp_path: Path) -> None:
+    """Without --truth, the truth CSV goes beside --out (``<out>-truth.csv``): a folder
+    written elsewhere never replaces the bundled example's truth file."""
+    shipped = ROOT / "examples" / "noisy-digits-truth.csv"
+    before = shipped.stat().st_mtime_ns, shipped.read_bytes()
+    assert _script().main(["--out", str(tmp_path / "mine"), "--rate", "0.3", "--seed", "4"]) == 0
+    assert (shipped.stat().st_mtime_ns, shipped.read_bytes()) == before
+    truth = pd.read_csv(tmp_path / "mine-truth.csv", dtype=str)
+    assert len(truth) == 1797
+    assert (truth["path"].str.split("/").str[0] != truth["label"]).sum() == round(0.3 * 1797)

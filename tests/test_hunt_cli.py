@@ -225,6 +225,17 @@ def test_ctrl_c_prints_a_resume_command_the_shell_reads_back(
     line = next(x for x in result.output.splitlines() if "continue with:" in x)
     command = line.split("continue with: ", 1)[1]
     assert shlex.split(command) == ["noisyclean", "train", str(data), "--resume", str(out)]
+    # the options a resumed run takes from its command line, not its checkpoint, go too
+    manifest = tmp_path / "my labels.csv"
+    manifest.write_text("path,label\n")
+    result = _run("train", data, "--out", out, "--labels", manifest, "--classes",
+                  r"0,1\, one", "--report", *TRAIN)
+    assert result.exit_code == 130
+    line = next(x for x in result.output.splitlines() if "continue with:" in x)
+    command = line.split("continue with: ", 1)[1]
+    assert shlex.split(command) == ["noisyclean", "train", str(data), "--resume", str(out),
+                                    "--labels", str(manifest), "--classes", r"0,1\, one",
+                                    "--report"]
 
 
 # --------------------------------------------------------------------------- messages

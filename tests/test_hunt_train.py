@@ -49,7 +49,7 @@ def test_dividemix_at_temperature_0_01_trains(
 def _files(tmp_path: Path) -> dict[str, Path]:
     """Files a user might give as --weights or find as checkpoint.pt."""
     files = {name: tmp_path / f"{name}.pt"
-             for name in ("empty", "text", "cut", "pickle", "prose", "png")}
+             for name in ("empty", "text", "cut", "pickle", "prose", "png", "cut-late")}
     files["empty"].write_bytes(b"")
     files["text"].write_text("print('hello')\n")
     # text and an image that pickle reads as opcodes: its errors were "101", "pop from
@@ -60,6 +60,9 @@ def _files(tmp_path: Path) -> dict[str, Path]:
     whole = (tmp_path / "whole.pt").read_bytes()
     files["cut"].write_bytes(whole[: len(whole) // 2])
     files["pickle"].write_bytes(pickle.dumps({"w": 1}, protocol=4))
+    torch.save({"w": torch.zeros(10_000)}, files["cut-late"])  # cut inside its tensor data
+    with open(files["cut-late"], "r+b") as handle:
+        handle.truncate(5_000)
     return files
 
 
@@ -68,7 +71,8 @@ def test_unreadable_torch_files_are_one_plain_line(tmp_path: Path) -> None:
                "cut": "cut short or not a file written by torch.save",
                "pickle": "not a file written by torch.save",
                "prose": "it is not a file written by torch.save",
-               "png": "it is not a file written by torch.save"}
+               "png": "it is not a file written by torch.save",
+               "cut-late": "it is cut short or damaged"}
     for name, path in _files(tmp_path).items():
         with pytest.raises(NoisyCleanError) as caught:
             load_torch_file(path, "weights file")

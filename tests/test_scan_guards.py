@@ -85,12 +85,23 @@ def test_a_new_scan_removes_the_files_an_earlier_one_left(
     assert (out / "scores.csv").is_file()
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "noisy-digits"
+
+
+@pytest.mark.parametrize("example,options", [
+    (False, ["--lr", "1e6", *FAST]),
+    # the bundled example diverges by the epoch where the forward correction (or the late
+    # loss) reads the training softmax, before any scoring pass
+    (True, ["--lr", "1e6", "--epochs", "2", "--width", "8", "--quiet"]),
+    (True, ["--lr", "1e6", "--epochs", "2", "--width", "8", "--quiet", "--correction", "none",
+            "--late-loss", "auto"]),
+])
 def test_a_diverging_warm_up_is_one_clear_error(
-    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, example: bool,
+    options: list[str],
 ) -> None:
-    root, _ = digits_folder
-    _clear_failure(_scan(root, "--out", tmp_path / "o", "--lr", "1e6", *FAST),
-                   "diverged", "lower --lr")
+    root = EXAMPLE if example else digits_folder[0]
+    _clear_failure(_scan(root, "--out", tmp_path / "o", *options), "diverged", "lower --lr")
     assert not (tmp_path / "o" / "scores.csv").exists()
 
 
@@ -269,3 +280,22 @@ def test_labels_too_noisy_for_the_relabel_threshold_are_said(tmp_path: Path) -> 
                   "--quiet", "--relabel-threshold", "0.3")
     assert lower.exit_code == 0, lower.output
     assert "relabel-threshold" not in lower.output
+
+
+def test_a_class_whose_files_are_all_unreadable_is_said(tmp_path: Path) -> None:
+    """A class folder holding only files that cannot be decoded stays a class (an output
+    of the network), which the scan says once, naming it, rather than going on silently."""
+    data = tmp_path / "data"
+    write_digits_folder(data, per_class=20, flip=0)
+    (data / "junk").mkdir()
+    for i in range(3):
+        (data / "junk" / f"f{i}.png").write_text("not an image")
+    result = _scan(data, "--out", tmp_path / "out", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    said = ("class 'junk' has no usable image: none of its 3 files could be read (see "
+            "skipped.csv); it stays a class that the network learns nothing of")
+    assert " ".join(result.output.split()).count(said) == 1, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "junk" in summary["classes"]
+    skipped = pd.read_csv(tmp_path / "out" / "skipped.csv")
+    assert sorted(skipped["path"]) == [f"junk/f{i}.png" for i in range(3)]

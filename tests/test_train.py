@@ -457,3 +457,59 @@ def test_train_with_val_tries_a_torchvision_model_at_its_size_once(
     assert result.exit_code == 0, result.output
     assert calls == [("resnet18", 3, 32)]
     assert pd.read_csv(tmp_path / "run" / "history.csv")["val_acc"].between(0, 1).all()
+
+
+def test_a_resumed_run_reads_a_moved_val_folder_and_truth_file_given_again(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--val`` and ``--truth``, measured on and never trained on, may have moved since
+    the checkpoint: given again with ``--resume`` they are read there, and the run ends as
+    one that was never stopped. A run without ``--val`` does not gain one midway."""
+    import noisyclean.train.run as run
+
+    root, truth = digits_folder
+    val, truth_csv = tmp_path / "val", write_truth(tmp_path / "truth.csv", truth)
+    write_val_folder(val)
+    options = ["--method", "standard", "--epochs", "3", "--width", "8", "--batch-size", "16",
+               "--quiet"]
+    whole = tmp_path / "whole"
+    assert _train(root, "--out", whole, "--val", val, "--truth", truth_csv,
+                  *options).exit_code == 0
+    saved = run.save_checkpoint
+
+    def stop_after_one_epoch(*args: object, **kwargs: object) -> None:
+        saved(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "save_checkpoint", stop_after_one_epoch)
+    stopped = tmp_path / "stopped"
+    assert _train(root, "--out", stopped, "--val", val, "--truth", truth_csv,
+                  *options).exit_code == 130
+    monkeypatch.setattr(run, "save_checkpoint", saved)
+    moved_val, moved_truth = tmp_path / "moved" / "val", tmp_path / "moved" / "truth.csv"
+    moved_val.parent.mkdir()
+    val.rename(moved_val)
+    truth_csv.rename(moved_truth)
+    result = _train(root, "--resume", stopped, "--val", moved_val, "--truth", moved_truth)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "ignored" not in text
+    assert f"resuming: --val {moved_val} in place of the checkpoint's {val}" in text
+    assert (stopped / "scores.csv").read_bytes() == (whole / "scores.csv").read_bytes()
+    history = {name: pd.read_csv(tmp_path / name / "history.csv") for name in ("whole", "stopped")}
+    pd.testing.assert_frame_equal(history["stopped"][["epoch", "val_acc"]],
+                                  history["whole"][["epoch", "val_acc"]])
+    summaries = {name: json.loads((tmp_path / name / "summary.json").read_text())
+                 for name in ("whole", "stopped")}
+    assert summaries["stopped"]["truth_metrics"] == summaries["whole"]["truth_metrics"]
+    assert summaries["stopped"]["truth_metrics"]["n"] == len(truth)
+    # a run that had no --val: the one given on resuming is ignored, as before
+    plain = tmp_path / "plain"
+    monkeypatch.setattr(run, "save_checkpoint", stop_after_one_epoch)
+    assert _train(root, "--out", plain, *options).exit_code == 130
+    monkeypatch.setattr(run, "save_checkpoint", saved)
+    result = _train(root, "--resume", plain, "--val", moved_val)
+    assert result.exit_code == 0, result.output
+    assert "--val ignored" in " ".join(result.output.split())
+    assert "val_acc" not in pd.read_csv(plain / "history.csv").columns

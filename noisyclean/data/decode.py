@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DECODE_VERSION: int = 1
+DECODE_VERSION: int = 2
 """Version of the decoding recipe; bump it whenever decoding output changes (cache key)."""
 
 MAX_PIXELS: int = 89_478_485
@@ -134,11 +134,10 @@ def _gray_to_uint8(values: np.ndarray) -> np.ndarray:
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert a loaded image of any mode to an 8-bit ``RGB`` (or ``L``) image."""
     mode = img.mode
-    if mode.startswith("I;16"):
-        # 16-bit: keep the top 8 bits (65535 -> 255), do not clip at 255.
-        values = np.asarray(img).astype(np.uint16, copy=False)
-        return Image.fromarray((values >> 8).astype(np.uint8), mode="L")
-    if mode in ("I", "F"):
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        # 16-bit as 32-bit integers and floats: the same values decode the same in any file
+        # format, and 10- to 14-bit data in a 16-bit PNG (microscopy, X-rays) keeps its
+        # range, which the high byte alone would crush to 4-64 grey levels
         return Image.fromarray(_gray_to_uint8(np.asarray(img)), mode="L")
     if mode == "1":
         return img.convert("L")
@@ -165,11 +164,11 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
     antialiased when downscaling) and ``reducing_gap`` :data:`REDUCING_GAP`. Small images
     are upscaled the same way.
 
-    Mode conversion: ``I;16*`` keep the high byte (``value >> 8``); ``I`` and ``F`` scale their
-    finite min..max to 0..255 (a constant image gives zeros); ``1`` gives 0/255; images with
-    alpha (``RGBA``, ``LA``, ``PA``, ``P`` or ``RGB``/``L`` with a transparency key) are
-    composited over white; every other mode (``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ``P``...)
-    uses Pillow's own conversion to RGB.
+    Mode conversion: ``I;16*``, ``I`` and ``F`` scale their finite min..max to 0..255 (a
+    constant image gives zeros; so a 12-bit image in a 16-bit PNG keeps its range); ``1``
+    gives 0/255; images with alpha (``RGBA``, ``LA``, ``PA``, ``P`` or ``RGB``/``L`` with a
+    transparency key) are composited over white; every other mode (``CMYK``, ``YCbCr``,
+    ``LAB``, ``HSV``, ``P``...) uses Pillow's own conversion to RGB.
 
     Args:
         path: the image file; it is only read.

@@ -316,6 +316,21 @@ def _class_folders(root: Path) -> tuple[list[str], list[str]]:
     return sorted(names), sorted(not_utf8)
 
 
+def _missing_class_hint(name: str, folders: list[str]) -> str:
+    """The end of the error for a class ``name`` that is no folder: the folders found, and
+    those whose name is ``name`` with spaces around it, which ``--classes`` cannot name
+    (it strips the spaces around each name)."""
+    if not folders:
+        return ""
+    spaced = [folder for folder in folders if folder != name and folder.strip() == name]
+    hint = f" (folders found: {listing(folders, 10)})"
+    if spaced:
+        verb = "is" if len(spaced) == 1 else "are"
+        hint += (f"; {listing(spaced, 10)} {verb} that name with spaces around it, which "
+                 "--classes strips: rename the folder to choose it")
+    return hint
+
+
 def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
     """ImageFolder layout: one subfolder per class. A class folder whose name is not valid
     UTF-8 is not read, and is listed in ``unusable`` (unless ``classes`` names the folders
@@ -330,8 +345,8 @@ def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
         available = set(folders)
         for name in classes:
             if name not in available:
-                hint = f" (folders found: {listing(folders, 10)})" if folders else ""
-                raise NoisyCleanError(f"class {name!r} is not a folder under {root}{hint}")
+                raise NoisyCleanError(f"class {name!r} is not a folder under {root}"
+                                      f"{_missing_class_hint(name, folders)}")
         names = classes
 
     found: list[tuple[str, int]] = []

@@ -15,7 +15,7 @@ import torch
 
 from ..as_loaded import TrainedRun, trained_run
 from ..device import resolve_device
-from ..errors import NoisyCleanError, listing
+from ..errors import NoisyCleanError, count_text, listing
 from ..models import SMALL_MODELS, check_input_size
 from ..names import case_twins
 from ..progress import Progress
@@ -93,6 +93,19 @@ class Dataset:
     def classes(self) -> list[str]:
         """Class names, indexed by label."""
         return self.samples.classes
+
+
+def _warn_unreadable_classes(samples: Samples, present: np.ndarray,
+                             warn: Callable[[str], None]) -> None:
+    """Warn about each class that has files but no usable image (every one unreadable):
+    it stays a class (an output of the network, a choice in review), learnt from nothing,
+    where an empty class folder is dropped."""
+    found = np.bincount(samples.labels, minlength=len(samples.classes))
+    lost = [i for i in range(len(samples.classes)) if found[i] and i not in set(present)]
+    for i in lost:
+        warn(f"class {samples.classes[i]!r} has no usable image: none of its "
+             f"{count_text(int(found[i]), 'file')} could be read (see skipped.csv); it stays a "
+             "class that the network learns nothing of")
 
 
 def load_dataset(
@@ -199,6 +212,8 @@ def load_dataset(
             f"only one class ({samples.classes[present[0]]!r}) has usable images; "
             "need at least two classes to find wrong labels"
         )
+    if not validation:
+        _warn_unreadable_classes(samples, present, progress.warn)
     precision = Precision.choose(torch_device, amp)
     # Channels-last convolutions are faster on CUDA and on the CPU, in bfloat16 and in
     # float32 (an AMD EPYC in float32: a small-cnn epoch 5% faster, scoring passes 1.6x).

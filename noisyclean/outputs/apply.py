@@ -33,7 +33,14 @@ import pandas as pd
 
 from ..errors import FEW, NoisyCleanError, listing
 from .decisions import decide, read_decisions
-from .load import inside, load_outputs, refuse_hidden_names, safe_name, safe_relative_path
+from .load import (
+    NAME_MAX,
+    inside,
+    load_outputs,
+    refuse_hidden_names,
+    safe_name,
+    safe_relative_path,
+)
 from .write import atomic_write_text, read_csv_if_readable
 
 MANIFEST = "noisyclean-manifest.csv"
@@ -141,7 +148,8 @@ def plan(
     bad_labels = sorted({s for s in labels if not safe_name(s)})
     if bad_labels:
         raise NoisyCleanError(
-            "scores.csv has label(s) that are not plain folder names: "
+            "scores.csv has label(s) that are not plain folder names (or are longer than "
+            f"{NAME_MAX} bytes): "
             f"{listing(bad_labels, FEW)}; refusing to apply"
         )
     refuse_hidden_names(labels, "label(s)")

@@ -12,7 +12,7 @@ import pandas as pd
 from ..csvread import read_user_csv
 from ..errors import FEW, NoisyCleanError, listing
 from ..names import nfc, unique_nfc_forms
-from .load import refuse_hidden_names, safe_name
+from .load import NAME_MAX, refuse_hidden_names, safe_name
 
 #: Keywords of a decisions file's ``decision`` column (case-insensitive); any other value
 #: is a class name. A class that is itself named ``keep``, ``relabel`` or ``drop`` is meant
@@ -46,7 +46,8 @@ def read_decisions(path: str | Path) -> pd.DataFrame:
     if bad:
         raise NoisyCleanError(
             f"{name} has decision(s) that are neither {', '.join(DECISION_KEYWORDS)} nor a "
-            f"plain folder name for a class: {listing(bad, FEW)}; refusing to apply"
+            f"plain folder name for a class (at most {NAME_MAX} bytes): {listing(bad, FEW)}; "
+            "refusing to apply"
         )
     refuse_hidden_names(decisions["decision"], f"{name} has decision(s)", "that would be")
     return decisions.reset_index(drop=True)

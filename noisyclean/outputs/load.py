@@ -211,10 +211,11 @@ def load_outputs(
         raise NoisyCleanError(f"output folder {out} does not exist or is not a folder")
     summary = _read_summary(out / "summary.json")
     table = read_scores(out / "scores.csv")
-    scan_classes = summary.get("classes")
-    if not (isinstance(scan_classes, list) and scan_classes
-            and all(isinstance(c, str) for c in scan_classes)):
-        scan_classes = None
+    scan_classes = summary.get("classes")  # absent: a summary from elsewhere, no checks
+    if scan_classes is not None and not (isinstance(scan_classes, list) and scan_classes
+                                         and all(isinstance(c, str) for c in scan_classes)):
+        raise NoisyCleanError(f"{out / 'summary.json'} is garbled: its \"classes\" is not a "
+                              "list of class names (rerun the scan, or restore the file)")
     known = list(scan_classes or [])
     seen = set(table["label"]) | set(table["suggested_label"]) | set(table["predicted"])
     classes = known + sorted(seen - set(known))
@@ -292,13 +293,21 @@ def safe_relative_path(path: str) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
+#: The longest folder name, in bytes of UTF-8, that every usual file system holds (ext4's
+#: limit; APFS and NTFS count 255 characters, which is more); a longer label would fail
+#: ``apply`` partway.
+NAME_MAX = 255
+
+
 def safe_name(name: str) -> bool:
     """Whether ``name`` can be used as one folder name (a class label) without leaving the
-    folder it is created in: not empty, not ``.``/``..``, no separators or NUL bytes. A
-    backslash is a separator on Windows only (with ``:``, a drive); on POSIX it is part of
-    a name, as in a class folder ``a\\b`` that the scan read."""
+    folder it is created in: not empty, not ``.``/``..``, no separators or NUL bytes, at
+    most :data:`NAME_MAX` bytes. A backslash is a separator on Windows only (with ``:``, a
+    drive); on POSIX it is part of a name, as in a class folder ``a\\b`` that the scan
+    read."""
     forbidden = "/\\:\x00" if WINDOWS else "/\x00"
-    return bool(name) and name not in (".", "..") and not any(c in name for c in forbidden)
+    return (bool(name) and name not in (".", "..") and not any(c in name for c in forbidden)
+            and len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX)
 
 
 def refuse_hidden_names(names: Iterable[str], before: str, after: str = "would be") -> None:

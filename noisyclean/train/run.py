@@ -33,6 +33,7 @@ from ..config import (
     TrainConfig,
     check_setting_types,
     ignored_text,
+    option_name,
     shared_checks,
 )
 from ..cut import CUTS, effective_cut
@@ -207,13 +208,21 @@ def named_options(config: TrainConfig, explicit: Collection[str] | None) -> Coll
             if getattr(config, f.name) != getattr(defaults, f.name)}
 
 
+#: TrainConfig fields that name what a run is measured on, not trained on: given with
+#: ``--resume`` they are used where the checkpoint has them too (:func:`resume_config`).
+MEASURED_ON = ("val", "truth")
+
+
 def resume_config(
     given: TrainConfig, saved: TrainConfig, explicit: Collection[str] | None = None
 ) -> tuple[TrainConfig, list[str]]:
     """The settings of a resumed run: the checkpoint's, except where and how it runs
     (:data:`~noisyclean.config.RESUME_OVERRIDABLE`), with ``out`` the resumed folder.
     ``labels`` and ``classes``, which say where the data is, come from the command line
-    when given there, else from the checkpoint.
+    when given there, else from the checkpoint. So do ``val`` and ``truth`` where the
+    checkpoint has them too (a folder or file moved since; they are measured on, never
+    trained on); a run that had none does not gain one midway (its ``history.csv`` columns
+    are fixed).
 
     Args:
         given: the settings of the resuming command.
@@ -236,9 +245,12 @@ def resume_config(
             f"run writes into the folder it resumes; leave out --out (or give --out "
             f"{given.resume})"
         )
+    relocated = {name: getattr(given, name) for name in MEASURED_ON
+                 if name in named and getattr(given, name) is not None
+                 and getattr(saved, name) is not None}
     ignored = []
     for f in fields(TrainConfig):
-        if f.name in RESUME_OVERRIDABLE or f.name == "out":
+        if f.name in RESUME_OVERRIDABLE or f.name in relocated or f.name == "out":
             continue
         if f.name in named and not _same_setting(f.name, getattr(given, f.name),
                                                  getattr(saved, f.name)):
@@ -247,7 +259,7 @@ def resume_config(
     for name in ("labels", "classes"):
         if overrides[name] is None:
             overrides[name] = getattr(saved, name)
-    merged = replace(saved, out=Path(given.resume), **overrides)
+    merged = replace(saved, out=Path(given.resume), **overrides, **relocated)
     return merged, ignored
 
 
@@ -522,6 +534,10 @@ def _train(
         payload = load_checkpoint(resume_dir / CHECKPOINT_NAME)
         saved = TrainConfig.from_json(payload["extra"]["config"])
         config, ignored = resume_config(config, saved, explicit)
+        for name in MEASURED_ON:
+            if not _same_setting(name, getattr(config, name), getattr(saved, name)):
+                progress.log(f"resuming: {option_name(name)} {getattr(config, name)} in place of "
+                             f"the checkpoint's {getattr(saved, name)}")
         if ignored:
             progress.warn(
                 f"resuming: {', '.join(ignored)} ignored; the checkpoint's settings are used"

@@ -160,6 +160,8 @@ def _hostile(tmp_path: Path, path: str, suggested: str) -> Path:
         ("a/3.png", "{tmp}/evil", "not plain folder names"),
         ("a/3.png", "..", "'..'"),
         ("a/3.png", "", "not plain folder names"),
+        ("a/3.png", "x" * 256, "longer than 255 bytes"),  # refused before any copy
+        ("a/3.png", "é" * 128, "longer than 255 bytes"),  # 128 characters, 256 bytes
     ],
 )
 def test_hostile_scores_are_refused_and_nothing_is_written(

@@ -272,6 +272,17 @@ def test_bad_output_folders_are_clear_errors(scanned: Scanned, tmp_path: Path) -
     shutil.copytree(scanned.out, garbled)
     (garbled / "summary.json").write_text("{not json")
     clear_failure(_report(garbled), "cannot read", "summary.json")
+    summary = json.loads((scanned.out / "summary.json").read_text())
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame(sorted(scanned.truth.items()), columns=["path", "label"]).to_csv(truth,
+                                                                                index=False)
+    for classes in ("notalist", [], ["0", 1]):
+        (garbled / "summary.json").write_text(json.dumps({**summary, "classes": classes}))
+        for command in ("report", "export", "apply", "evaluate"):
+            extra = {"apply": ["--to", tmp_path / "clean"], "export": ["-o", tmp_path / "x.json"],
+                     "evaluate": ["--truth", truth]}.get(command, [])
+            result = runner.invoke(app, [command, str(garbled), *map(str, extra)])
+            clear_failure(result, 'is garbled: its "classes" is not a list of class names')
     shutil.copy(scanned.out / "summary.json", garbled / "summary.json")
     scores = pd.read_csv(garbled / "scores.csv", dtype=str, keep_default_na=False)
     scores.drop(columns=["clean_prob"]).to_csv(garbled / "scores.csv", index=False)
