@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 
 from ..data.decode import MAX_PIXELS, _to_rgb
 from ..errors import NoisyCleanError, is_int
-from .load import ScanOutputs, inside, load_outputs, safe_relative_path
+from .load import ScanOutputs, load_outputs, safe_relative_path
 from .table import clean_prob_text, label_matrix, noise_rates, review_order
 from .write import atomic_write_text
 
@@ -388,10 +388,10 @@ def _item(row: pd.Series, data_root: Path | None, thumb: int) -> str:
     path = escape(row["path"])
     picture = ""
     if data_root is not None:
+        # lexically inside the dataset folder; a symbolic link in the dataset is the
+        # user's own and is followed wherever it leads, as the scan and apply follow it
         rel = safe_relative_path(row["path"])
-        uri = None
-        if rel is not None and inside(data_root / rel, data_root):
-            uri = thumbnail_data_uri(data_root / rel, thumb)
+        uri = thumbnail_data_uri(data_root / rel, thumb) if rel is not None else None
         state = "ok" if uri else "missing"
         missing = "" if uri else '<div class="note">image unreadable</div>'
         picture = (f'<img class="thumb" data-state="{state}" src="{uri or PLACEHOLDER_URI}" '

@@ -191,6 +191,30 @@ def test_unreadable_image_gets_a_placeholder(scanned: Scanned, tmp_path: Path) -
     assert "image unreadable" in page.all_text()
 
 
+def test_images_reached_through_links_out_of_the_dataset_are_shown(tmp_path: Path) -> None:
+    """A dataset of links (an ``apply --symlink`` tree, a class folder that is a link) scans
+    like its images, and the report shows them, as ``apply`` copies them: the dataset's own
+    links are followed wherever they lead; only the table's paths are held inside it."""
+    elsewhere, data = tmp_path / "elsewhere", tmp_path / "data"
+    write_image(elsewhere / "x.png", 40)
+    write_image(elsewhere / "cls" / "y.png", 80)
+    (data / "a").mkdir(parents=True)
+    (data / "a" / "x.png").symlink_to(elsewhere / "x.png")
+    (data / "b").symlink_to(elsewhere / "cls")
+    out = make_outputs(tmp_path / "out", data, [
+        {"path": "a/x.png", "label": "a", "action": "review"},
+        {"path": "b/y.png", "label": "b", "action": "review"},
+    ], ["a", "b"])
+    result = _report(out, "-o", tmp_path / "r.html")
+    assert result.exit_code == 0, result.output
+    page = Page((tmp_path / "r.html").read_text(encoding="utf-8"))
+    states = {a["data-path"]: t for a, t in zip(page.items(), page.thumbs(), strict=True)}
+    assert {path: t["data-state"] for path, t in states.items()} == {"a/x.png": "ok",
+                                                                     "b/y.png": "ok"}
+    shown = np.asarray(_decode(states["a/x.png"]["src"]).convert("RGB"))
+    assert abs(int(shown[6, 6, 0]) - 40) <= 2  # the linked image's grey, not a placeholder
+
+
 def test_report_on_a_table_without_fit_loss_says_so(scanned: Scanned, tmp_path: Path) -> None:
     out = tmp_path / "old"
     shutil.copytree(scanned.out, out)

@@ -17,13 +17,16 @@ reference code takes ``z`` from a train-mode pass) and minimises
 the regulariser keeping the network from predicting one class for everything (the
 reference code's ``reg_term``, 1.0 for M-DYR-H).
 
-Where this departs from the reference code: it looks ``w`` up from the loss of the
-augmented batch at each step, although the mixture was fit to unaugmented eval-mode
-losses. Augmented losses are higher, so the lookup calls far more samples noisy than the
-mixture does (measured on 10,000 CIFAR-10 images at 50% symmetric noise after a 10-epoch
-warm-up: mean ``w`` 0.76 against the mixture's 0.48), and a network that is still weak
-then trains mostly on its own predictions and collapsed to one class. Reading ``w`` by
-sample from the fit keeps the weights on the scale the mixture was fit on.
+Where this departs from the reference code: the reference fits its mixture to eval-mode
+losses of augmented images (a random crop and flip) and looks ``w`` up from each training
+batch's loss, of augmented images too; here the mixture is fit to unaugmented eval-mode
+losses and each sample's ``w`` is read from its own epoch-start loss. A first version here
+mixed the two, looking ``w`` up from the augmented batch's loss at each step: augmented
+losses are higher, so the lookup called far more samples noisy than the mixture does
+(measured on 10,000 CIFAR-10 images at 50% symmetric noise after a 10-epoch warm-up: mean
+``w`` 0.76 against the mixture's 0.48), and a network that is still weak then trained
+mostly on its own predictions and collapsed to one class. Reading ``w`` by sample from the
+fit keeps the weights on the scale the mixture was fit on.
 """
 
 from __future__ import annotations
