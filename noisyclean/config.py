@@ -206,7 +206,17 @@ _SETTING_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "float": (is_number, "a number"),
     "bool": (lambda value: isinstance(value, bool), "True or False"),
     "str": (lambda value: isinstance(value, str), "a string"),
+    "Path": (lambda value: isinstance(value, str | os.PathLike),
+             "a path (a string or a pathlib.Path)"),
 }
+
+#: The most CPU threads a run takes (``--threads``): more than any CPU runs, so that a typo
+#: is one message, not OpenMP's own abort while it allocates the threads.
+MAX_THREADS = 1024
+
+#: The widest ``small-cnn`` (``--width``): 16 times the default, far past what its images
+#: need, so that a typo is one message, not an allocation of terabytes.
+MAX_WIDTH = 1024
 
 
 def check_setting_types(config: ScanConfig | TrainConfig) -> None:
@@ -265,15 +275,17 @@ def shared_checks(config: ScanConfig | TrainConfig) -> list[tuple[bool, str]]:
          "choose another"),
         (config.workers is None or config.workers >= 1,
          f"--workers must be at least 1, not {config.workers}"),
-        (config.threads is None or config.threads >= 1,
-         f"--threads must be at least 1, not {config.threads}"),
+        (config.threads is None or 1 <= config.threads <= MAX_THREADS,
+         f"--threads must be between 1 and {MAX_THREADS}, not {config.threads}"),
         (config.batch_size >= 2, "--batch-size must be at least 2"),
         (config.lr > 0, "--lr must be positive"),
         (0 <= config.momentum < 1, "--momentum must be in [0, 1)"),
         (config.weight_decay >= 0, "--weight-decay must not be negative"),
         (config.image_size is None or 8 <= config.image_size <= 1024,
          "--image-size must be between 8 and 1024"),
-        (config.width >= 4, "--width must be at least 4"),
+        (4 <= config.width <= MAX_WIDTH, f"--width must be between 4 and {MAX_WIDTH}"),
+        (config.model is None or config.model.strip() != "",
+         "--model must name a model (small-cnn, preact-resnet18, resnet18, ...), not ''"),
         (config.mixture in MIXTURES, f"--mixture must be one of {', '.join(MIXTURES)}"),
         (0.0 < config.threshold < 1.0, "--threshold must be between 0 and 1"),
         (0.0 <= config.relabel_threshold <= 1.0, "--relabel-threshold must be between 0 and 1"),

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .config import DEVICES
+from .config import DEVICES, MAX_THREADS
 from .errors import NoisyCleanError, count_text
 
 
@@ -41,13 +41,13 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
     different runs, as two seeds are.
 
     Raises:
-        NoisyCleanError: for a count below 1.
+        NoisyCleanError: for a count below 1 or above :data:`~noisyclean.config.MAX_THREADS`.
     """
     if threads is None:
         yield
         return
-    if threads < 1:
-        raise NoisyCleanError(f"--threads must be at least 1, not {threads}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise NoisyCleanError(f"--threads must be between 1 and {MAX_THREADS}, not {threads}")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import NoisyCleanError
+from .errors import NoisyCleanError, listing
 from .norm import ChannelsLastBatchNorm2d
 from .torchfile import load_torch_file
 
@@ -304,6 +304,8 @@ def _torchvision_model(name: str, num_classes: int, weights: str | None,
     # explicitly, as torchvision asks, where no weights replace it)
     options = {"aux_logits": False} if name in AUX_LOGITS_MODELS else {}
     own_init = {**options, "init_weights": True} if options else {}
+    if weights is not None and Path(weights).expanduser().is_file():
+        weights = str(Path(weights).expanduser())
     if weights is None or Path(weights).is_file():
         # built with its own head of num_classes outputs, which a file saved from a network
         # trained on these classes fills too
@@ -312,24 +314,55 @@ def _torchvision_model(name: str, num_classes: int, weights: str | None,
         if weights is not None:
             _load_state_dict_file(model, name, Path(weights), warn)
         return model
+    chosen = named_weights(name, weights)
+    try:
+        model = torchvision.models.get_model(name, weights=chosen,
+                                             progress=download_progress, **options)
+    except Exception as error:  # network failure, corrupt download, ...
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(chosen.url).name
+        reason = str(error).strip().rstrip(".")
+        if cached.is_file():
+            advice = (f"the cached file {cached} cannot be read: delete it to download it "
+                      "again, or pass a local file to --weights")
+        else:
+            advice = (f"without internet, put the file {cached.name} in {cached.parent} or "
+                      "pass a local file to --weights")
+        raise NoisyCleanError(
+            f"cannot load weights {chosen} for {name}: {reason}; {advice}"
+        ) from None
+    return _replace_head(model, num_classes)
+
+
+def named_weights(name: str, weights: str) -> object:
+    """The torchvision weights enum member that ``--weights`` names for the torchvision
+    model ``name`` (``DEFAULT`` or one of its members).
+
+    Raises:
+        NoisyCleanError: ``weights`` names none of them.
+    """
+    import torchvision
+
     weights_enum = torchvision.models.get_model_weights(name)
     try:
-        chosen = weights_enum.DEFAULT if weights == "DEFAULT" else weights_enum[weights]
+        return weights_enum.DEFAULT if weights == "DEFAULT" else weights_enum[weights]
     except KeyError:
         names = ", ".join(dict.fromkeys(["DEFAULT", *weights_enum.__members__]))
         raise NoisyCleanError(
             f"--weights {weights!r} is neither a file nor a weights name of {name} "
             f"(known: {names})"
         ) from None
-    try:
-        model = torchvision.models.get_model(name, weights=chosen,
-                                             progress=download_progress, **options)
-    except Exception as error:  # network failure, corrupt download, ...
+
+
+def check_weights(name: str, weights: str | None) -> None:
+    """Refuse, before a long decode, a ``--weights`` that is neither a file nor, for a
+    torchvision model, one of its weights names (the model's name already checked)."""
+    if weights is None or Path(weights).expanduser().is_file():
+        return
+    if name in SMALL_MODELS:
         raise NoisyCleanError(
-            f"cannot load weights {chosen} for {name}: {error}. Without internet, put the "
-            f"file in {torch.hub.get_dir()}/checkpoints or pass a local file to --weights"
-        ) from None
-    return _replace_head(model, num_classes)
+            f"--weights for {name} must be a local state-dict file; {weights!r} is not a file"
+        )
+    named_weights(name, weights)
 
 
 def _shape(tensor: object) -> str:
@@ -338,13 +371,18 @@ def _shape(tensor: object) -> str:
     return "x".join(map(str, shape)) if shape is not None else "?"
 
 
+#: The keys under which training checkpoints keep a network's state dict (PyTorch's own
+#: tutorial's ``model_state_dict``, Lightning's ``state_dict``, and ``model``).
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
 def _state_dict_in(state: object) -> dict | None:
     """The state dict a ``torch.save`` file holds: the file's dict itself, or the one under
-    ``state_dict`` or ``model`` (a training checkpoint), with the ``module.`` prefix of a
+    one of :data:`STATE_DICT_KEYS` (a training checkpoint), with the ``module.`` prefix of a
     network saved inside ``DataParallel`` or ``DistributedDataParallel`` removed; None if
     it holds none."""
     if isinstance(state, dict):
-        for key in ("state_dict", "model"):
+        for key in STATE_DICT_KEYS:
             if isinstance(state.get(key), dict):
                 state = state[key]
                 break
@@ -355,27 +393,54 @@ def _state_dict_in(state: object) -> dict | None:
     return state
 
 
+def _without_wrapper_prefix(state: dict, own: dict) -> dict:
+    """``state`` with the first component of its keys removed where every key has the same
+    one and only so do they name the network's tensors (``model.`` of a Lightning module
+    that holds the network as ``self.model``)."""
+    keys = [k for k in state if isinstance(k, str)]
+    if not keys or len(keys) != len(state) or any(k in own for k in keys):
+        return state
+    first = {k.split(".", 1)[0] for k in keys}
+    if len(first) != 1 or any("." not in k for k in keys):
+        return state
+    stripped = {k.split(".", 1)[1]: v for k, v in state.items()}
+    return stripped if any(k in own for k in stripped) else state
+
+
 def _load_state_dict_file(model: nn.Module, name: str, path: Path,
                           warn: Callable[[str], None] | None) -> None:
     """Load a state dict saved with ``torch.save`` into ``model`` (``--model name``).
     Tensors the file lacks or holds in another shape (a classifier head for another number
-    of classes) are left as built, and ``warn`` is told which; a file of which more than a
-    fifth does not fit is refused."""
-    state = _state_dict_in(load_torch_file(path, "weights file"))
+    of classes) are left as built, and ``warn`` is told which, as it is of the file's
+    tensors that the network has not; a file that leaves more than a fifth of the network
+    unfilled, or of which more than a fifth is not in the network (a deeper model of the
+    same family), is refused."""
+    held = load_torch_file(path, "weights file")
+    state = _state_dict_in(held)
     if state is None:
         raise NoisyCleanError(f"weights file {path} does not hold a state dict")
     own = model.state_dict()
+    state = _without_wrapper_prefix(state, own)
     usable = {k: v for k, v in state.items()
               if k in own and getattr(v, "shape", None) == own[k].shape}
     missing = [k for k in own if k not in usable]
-    if not usable or len(missing) > 0.2 * len(own):
+    unused = [k for k in state if k not in own]
+    if not usable or len(missing) > 0.2 * len(own) or len(unused) > 0.2 * len(state):
         width = " and --width" if name == "small-cnn" else ""
+        found = ""
+        if not usable and isinstance(held, dict):
+            found = f" (the file holds a dict with keys {listing(held, 5)})"
         raise NoisyCleanError(
             f"weights file {path} does not fit --model {name}: {len(missing)} of its "
-            f"{len(own)} tensors are not in the file or have another shape; give the --model"
-            f"{width} the file was saved from"
+            f"{len(own)} tensors are not in the file or have another shape, and "
+            f"{len(unused)} of the file's {len(state)} are not in the network{found}; give "
+            f"the --model{width} the file was saved from"
         )
     model.load_state_dict(usable, strict=False)
+    if unused and warn is not None:
+        more = f" and {len(unused) - 3} more" if len(unused) > 3 else ""
+        warn(f"--weights {path}: {', '.join(unused[:3])}{more} of the file are not in "
+             f"--model {name} and were not loaded")
     if missing and warn is not None:
         named = [f"{k} (file {_shape(state[k])}, network {_shape(own[k])})" if k in state
                  else f"{k} (not in the file)" for k in missing[:3]]
@@ -410,9 +475,6 @@ def build_model(
     else:
         return _torchvision_model(name, num_classes, weights, warn, download_progress)
     if weights is not None:
-        if not Path(weights).is_file():
-            raise NoisyCleanError(
-                f"--weights for {name} must be a local state-dict file; {weights!r} is not a file"
-            )
-        _load_state_dict_file(model, name, Path(weights), warn)
+        check_weights(name, weights)
+        _load_state_dict_file(model, name, Path(weights).expanduser(), warn)
     return model

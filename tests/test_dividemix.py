@@ -282,3 +282,62 @@ def test_rng_state_round_trip() -> None:
     np.random.seed(99)
     set_rng_state(state)
     assert (torch.rand(3).tolist(), np.random.rand(3).tolist()) == first
+
+
+def test_one_dividemix_step_is_algorithm_1_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``DivideMix.mixmatch_loss``, one whole step, against Algorithm 1 written out by hand
+    with plain tensor operations: co-refinement of the labelled targets by the network's
+    own two views, co-guessing of the unlabelled ones by both networks' four predictions,
+    both sharpened at T = 0.5; the concatenated batch mixed with a permutation of itself
+    at lambda' from the step's generator; cross-entropy on the mixed labelled rows, squared
+    error on the mixed unlabelled ones with lambda_u ramped by fractional epoch, plus the
+    uniform prior."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    from noisyclean.data.batches import DeviceImages
+    from noisyclean.train.loop import Precision
+    from noisyclean.train.methods.dividemix import DivideMix, MixBatch
+
+    torch.manual_seed(0)
+    c = 3
+    rng = np.random.default_rng(0)
+    data = DeviceImages(rng.integers(0, 256, (10, 4, 4, 3), dtype=np.uint8),
+                        np.arange(10) % c, torch.device("cpu"))
+    nets = [nn.Sequential(nn.Flatten(), nn.Linear(48, c)) for _ in range(2)]
+    method = DivideMix(data, nets, ["a", "b", "c"], Precision(torch.device("cpu")),
+                       warmup_epochs=10, batch_size=3, lambda_u=25.0, tau=0.5,
+                       penalty=False, loss_history=1)
+    labelled, unlabelled = torch.tensor([0, 1, 2]), torch.tensor([5, 6, 7])
+    w = torch.tensor([0.9, 0.2, 0.6])
+    views = [torch.randn(3, 3, 4, 4) for _ in range(4)]  # x view 1, x view 2, u view 1, 2
+    queue = list(views)
+    monkeypatch.setattr(data, "batch", lambda *args, **kwargs: queue.pop(0))
+    state = method.generator.get_state()
+    loss, _ = method.mixmatch_loss(0, nets[0], MixBatch(labelled, w, unlabelled, 3, 8), 12)
+
+    g = torch.Generator()
+    g.set_state(state)
+    lam = mix_weight(4.0, torch.rand(1, generator=g, dtype=torch.float64).item())
+    own, other = nets
+    with torch.no_grad():
+        p = (own(views[0]).softmax(1) + own(views[1]).softmax(1)) / 2
+        y = torch.eye(c)[data.labels[labelled]]
+        refined = (w[:, None] * y + (1 - w[:, None]) * p) ** 2  # sharpened: power 1 / T
+        refined = refined / refined.sum(1, keepdim=True)
+        guessed = sum(net(v).softmax(1) for net in nets for v in views[2:]) / 4
+        guessed = guessed**2 / (guessed**2).sum(1, keepdim=True)
+    inputs = torch.cat(views)
+    targets = torch.cat([refined, refined, guessed, guessed])
+    perm = torch.randperm(12, generator=g)
+    mixed = lam * inputs + (1 - lam) * inputs[perm]
+    mixed_targets = lam * targets + (1 - lam) * targets[perm]
+    logits = own(mixed)
+    loss_x = -(F.log_softmax(logits[:6], 1) * mixed_targets[:6]).sum(1).mean()
+    loss_u = ((logits[6:].softmax(1) - mixed_targets[6:]) ** 2).mean()
+    lambda_u = 25.0 * min(max((12 + 3 / 8 - 10) / 16, 0.0), 1.0)
+    mean_p = logits.softmax(1).mean(0)
+    loss_reg = (torch.log((1 / c) / mean_p) / c).sum()
+    expected = loss_x + lambda_u * loss_u + loss_reg
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert 0.5 <= lam <= 1.0 and not queue  # the four views were each taken once

@@ -67,6 +67,12 @@ def test_numpy_settings_are_taken_as_python_ones(images: Path, tmp_path: Path) -
     ({"lr": True}, "--lr must be a number, not True"),
     ({"mixture": 2}, "--mixture must be a string, not 2"),
     ({"threads": "2"}, "--threads must be a whole number"),  # read before the others
+    ({"labels": 7}, "--labels must be a path"),
+    ({"cache_dir": 3}, "--cache-dir must be a path"),
+    # absurd sizes: an allocation of terabytes, OpenMP's abort of the caller's process
+    ({"width": 10**6}, "--width must be between 4 and 1024"),
+    ({"threads": 10**9}, "--threads must be between 1 and 1024"),
+    ({"model": ""}, "--model must name a model"),
 ])
 def test_settings_of_the_wrong_type_are_refused_up_front(
     images: Path, tmp_path: Path, setting: dict, message: str
@@ -77,6 +83,21 @@ def test_settings_of_the_wrong_type_are_refused_up_front(
     with pytest.raises(NoisyCleanError, match=message):
         train(TrainConfig(data=images, out=tmp_path / "t", method="standard",
                           **{**FAST, **setting}))
+
+
+@pytest.mark.parametrize("paths", [{"data": None}, {"data": 5}, {"data": b"images"},
+                                   {"out": None}, {"out": 3}])
+def test_paths_of_the_wrong_type_are_refused_up_front(
+    images: Path, tmp_path: Path, paths: dict
+) -> None:
+    """A path setting that is no path (None, a number, bytes) is one message naming it, as
+    the other settings' types are (it was a TypeError from pathlib)."""
+    settings = {"data": images, "out": tmp_path / "out", **FAST, **paths}
+    name = next(iter(paths))
+    with pytest.raises(NoisyCleanError, match=f"--{name} must be a path"):
+        scan(ScanConfig(**settings))
+    with pytest.raises(NoisyCleanError, match=f"--{name} must be a path"):
+        train(TrainConfig(**{**settings, "out": settings["out"]}, method="standard"))
 
 
 def test_a_run_leaves_the_caller_s_torch_and_numpy_state(images: Path) -> None:

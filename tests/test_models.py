@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from noisyclean.errors import NoisyCleanError
-from noisyclean.models import PreActResNet18, SmallCNN, build_model
+from noisyclean.models import PreActResNet18, SmallCNN, build_model, check_weights
 
 
 @pytest.mark.parametrize("name,size", [("small-cnn", 16), ("small-cnn", 32),
@@ -196,3 +196,95 @@ def test_quiet_downloads_weights_without_a_progress_bar(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert shown == [not quiet]
+
+
+def test_a_tutorial_or_lightning_checkpoint_loads(tmp_path: Path) -> None:
+    """PyTorch's tutorial keeps the network under ``model_state_dict``; Lightning under
+    ``state_dict``, each key prefixed by the module's attribute (``model.``)."""
+    source = build_model("small-cnn", 3, width=8)
+    state = source.state_dict()
+    for name, saved in (("tutorial", {"model_state_dict": state, "epoch": 3}),
+                        ("lightning", {"state_dict": {f"model.{k}": v for k, v in state.items()},
+                                       "epoch": 3})):
+        torch.save(saved, tmp_path / f"{name}.pt")
+        model = build_model("small-cnn", 3, weights=str(tmp_path / f"{name}.pt"), width=8)
+        for a, b in zip(model.state_dict().values(), state.values(), strict=True):
+            assert torch.equal(a, b), name
+    torch.save({"weights": state, "epoch": 3}, tmp_path / "other-key.pt")
+    with pytest.raises(NoisyCleanError, match="the file holds a dict with keys 'weights', "
+                       "'epoch'"):
+        build_model("small-cnn", 3, weights=str(tmp_path / "other-key.pt"), width=8)
+
+
+def test_a_deeper_model_of_the_same_family_is_refused_and_a_few_extra_tensors_said(
+    tmp_path: Path,
+) -> None:
+    """resnet34's file fills every tensor of resnet18, and 96 more that resnet18 has not:
+    loaded, a truncated resnet34 would score the images. A few tensors the network has not
+    (an auxiliary head saved with the network) are loaded around and named in a warning."""
+    torch.save(torchvision.models.resnet34(num_classes=10).state_dict(), tmp_path / "r34.pt")
+    with pytest.raises(NoisyCleanError, match="does not fit --model resnet18: 0 of its 122 "
+                       "tensors .* and 96 of the file's 218 are not in the network"):
+        build_model("resnet18", 10, weights=str(tmp_path / "r34.pt"))
+    source = build_model("small-cnn", 3, width=8)
+    torch.save({**source.state_dict(), "aux.weight": torch.zeros(2)}, tmp_path / "aux.pt")
+    said: list[str] = []
+    model = build_model("small-cnn", 3, weights=str(tmp_path / "aux.pt"), width=8,
+                        warn=said.append)
+    for a, b in zip(model.state_dict().values(), source.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert said == [f"--weights {tmp_path / 'aux.pt'}: aux.weight of the file are not in "
+                    "--model small-cnn and were not loaded"]
+
+
+def test_a_weights_path_under_the_home_folder_is_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    source = build_model("small-cnn", 3, width=8)
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    for name in ("small-cnn", "resnet18"):
+        if name == "resnet18":
+            torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "w.pt")
+        check_weights(name, "~/w.pt")
+        build_model(name, 3, weights="~/w.pt", width=8)
+
+
+def test_weights_are_checked_before_the_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt weights name was refused only once every image had been decoded."""
+    from typer.testing import CliRunner
+
+    from noisyclean.cli import app
+
+    from .conftest import write_digits_folder
+
+    write_digits_folder(tmp_path / "data", per_class=10, flip=0)
+    decoded: list[int] = []
+    import noisyclean.data.load as load
+
+    real = load.decode_images
+    monkeypatch.setattr(load, "decode_images", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "data"), "--model", "resnet18",
+                                      "--weights", "imagenet1k_v1", "--image-size", "32",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "neither a file nor a weights name of resnet18" in " ".join(result.output.split())
+    assert not decoded
+
+
+def test_a_damaged_file_in_the_hub_cache_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), cached)
+    cached.write_bytes(cached.read_bytes()[:1000])
+    with pytest.raises(NoisyCleanError) as caught:
+        build_model("resnet18", 4, weights="DEFAULT")
+    message = str(caught.value)
+    assert f"the cached file {cached} cannot be read: delete it to download it again" in message
+    assert ".." not in message.replace(str(tmp_path), "")

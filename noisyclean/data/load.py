@@ -16,7 +16,7 @@ import torch
 from ..as_loaded import TrainedRun, trained_run
 from ..device import resolve_device
 from ..errors import NoisyCleanError, count_text, listing
-from ..models import SMALL_MODELS, check_input_size
+from ..models import SMALL_MODELS, check_input_size, check_weights
 from ..names import case_twins
 from ..progress import Progress
 from ..train.loop import Precision
@@ -124,6 +124,7 @@ def load_dataset(
     progress: Progress | None = None,
     normalisation: tuple[list[float], list[float]] | None = None,
     validation: bool = False,
+    weights_read: bool = True,
 ) -> Dataset:
     """Discover, decode (through the cache) and move a labelled image set to the device.
 
@@ -150,6 +151,9 @@ def load_dataset(
             image of one class is enough, and ``model`` is not tried at ``image_size``
             (:func:`~noisyclean.models.check_input_size`), which the training set's load
             has done, with its classes.
+        weights_read: ``weights`` will be read, so it is checked before the decode
+            (:func:`~noisyclean.models.check_weights`); False for a resumed training, whose
+            checkpoint holds every weight.
 
     Returns:
         A :class:`Dataset`.
@@ -175,6 +179,8 @@ def load_dataset(
     )
     if not validation:  # a validation set comes at a size already checked for its model
         check_input_size(model_name, len(samples.classes), size)  # before a long decode
+        if weights_read:
+            check_weights(model_name, weights)
     cache = (cache_dir or default_cache_dir()) if use_cache else None
     task = progress.task("decode", total=len(samples))
     decoded = decode_images(

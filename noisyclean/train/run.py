@@ -563,7 +563,7 @@ def _train(
         refuse_filled_review_sheet(out)
 
     dataset = load_configured(config, progress, normalisation=resumed_normalisation(
-        payload, config.weights))
+        payload, config.weights), weights_read=payload is None)
     timings.update(dataset.timings)
     samples, paths, labels, data = dataset.samples, dataset.paths, dataset.labels, dataset.data
     classes, device, precision = dataset.classes, dataset.device, dataset.precision
