@@ -126,3 +126,27 @@ def test_step_cost_benchmark_runs() -> None:
         assert f"| {side} px |" in result.stdout
     assert "| default scan (6 + 5 + 10) | 2808 |" in result.stdout
     assert "| plain recipe (15 at 32 px) | 1170 |" in result.stdout
+
+
+def test_weight_decay_falls_on_weights_not_on_biases_and_norms() -> None:
+    """One SGD step with zero gradients and no momentum moves only the convolution's and
+    the linear layer's weights, each by ``-lr * weight_decay * w``; biases and the batch
+    norm's scale and shift stay (DivideMix's reference decays every parameter; see the
+    README)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(),
+                          nn.Linear(4 * 6 * 6, 2))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    learner = make_learner(model, lr=0.1, momentum=0.0, weight_decay=0.5, total_steps=1,
+                           schedule="step")
+    for group in learner.optimizer.param_groups:
+        group["lr"] = 0.1
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    learner.optimizer.step()
+    for name, p in model.named_parameters():
+        decayed = name in ("0.weight", "3.weight")
+        expected = before[name] * (1 - 0.1 * 0.5) if decayed else before[name]
+        assert torch.allclose(p.detach(), expected, atol=1e-7), name

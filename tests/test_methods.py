@@ -418,3 +418,33 @@ def test_bad_method_options_fail_with_one_message(
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_mixup_method_loss_is_the_papers_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Mixup.loss`` on one batch: inputs ``lam x + (1 - lam) x[perm]`` with ``lam`` and
+    ``perm`` from the method's generator, loss ``lam CE(y) + (1 - lam) CE(y[perm])``."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    from noisyclean.data.batches import DeviceImages
+    from noisyclean.train.methods.mixup import Mixup, beta_quantile
+
+    torch.manual_seed(0)
+    data = DeviceImages(np.zeros((6, 4, 4, 3), dtype=np.uint8), np.array([0, 1, 2, 0, 1, 2]),
+                        torch.device("cpu"))
+    x = torch.randn(6, 3, 4, 4)
+    monkeypatch.setattr(data, "batch", lambda *args, **kwargs: x)
+    method = Mixup(data, alpha=2.0, batch_size=6, seed=3)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+    state = method.generator.get_state()
+    batch = torch.arange(6)
+    loss, stats = method.loss(0, net, batch, 0)
+    g = torch.Generator()
+    g.set_state(state)
+    lam = beta_quantile(2.0, torch.rand(1, generator=g, dtype=torch.float64).item())
+    perm = torch.randperm(6, generator=g)
+    y = data.labels[batch]
+    logits = net(lam * x + (1 - lam) * x[perm])
+    expected = lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y[perm])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert stats["count"] == 6 and 0.0 < lam < 1.0
