@@ -97,7 +97,7 @@ def test_paths_of_the_wrong_type_are_refused_up_front(
     with pytest.raises(NoisyCleanError, match=f"--{name} must be a path"):
         scan(ScanConfig(**settings))
     with pytest.raises(NoisyCleanError, match=f"--{name} must be a path"):
-        train(TrainConfig(**{**settings, "out": settings["out"]}, method="standard"))
+        train(TrainConfig(**settings, method="standard"))
 
 
 def test_a_run_leaves_the_caller_s_torch_and_numpy_state(images: Path) -> None:
