@@ -24,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+#: the summary tables (scan, train, evaluate), on stdout; progress and log lines go to ``err``
+out_console = Console()
 
 
 def _version(value: bool) -> None:
@@ -464,7 +466,7 @@ def _print_summary(summary: dict, out: Path | None) -> None:
     _add_flag_rows(table, summary)
     table.add_row("time", f"{sum(summary['timings_s'].values()):.1f} s")
     table.add_row("output", Text(str(out)))
-    Console().print(table)  # stdout, as evaluate's; the log lines go to stderr
+    out_console.print(table)
 
 
 # --------------------------------------------------------------------------- review workflow
@@ -700,7 +702,7 @@ def evaluate(
                   fmt(metrics["suggested_accuracy_on_wrong"]))
     table.add_row("relabel rows right", f"{fmt(metrics['relabel_accuracy'])} "
                   f"(of {metrics['n_relabel']})")
-    Console().print(table)
+    out_console.print(table)
     if metrics["truth_rows_unused"]:
         _say(f"note: {metrics['truth_rows_unused']} truth row(s) name no image of scores.csv "
              "(skipped, or not in this scan) and were left out")
@@ -1039,7 +1041,7 @@ def _print_train_summary(summary: dict, out: Path | None) -> None:
     _add_flag_rows(table, summary)
     table.add_row("time", f"{sum(summary['timings_s'].values()):.1f} s")
     table.add_row("output", Text(str(out)))
-    Console().print(table)  # stdout, as evaluate's; the log lines go to stderr
+    out_console.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

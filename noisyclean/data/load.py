@@ -101,8 +101,7 @@ def _warn_unreadable_classes(samples: Samples, present: np.ndarray,
     it stays a class (an output of the network, a choice in review), learnt from nothing,
     where an empty class folder is dropped."""
     found = np.bincount(samples.labels, minlength=len(samples.classes))
-    lost = [i for i in range(len(samples.classes)) if found[i] and i not in set(present)]
-    for i in lost:
+    for i in np.setdiff1d(np.flatnonzero(found), present):
         warn(f"class {samples.classes[i]!r} has no usable image: none of its "
              f"{count_text(int(found[i]), 'file')} could be read (see skipped.csv); it stays a "
              "class that the network learns nothing of")
