@@ -341,3 +341,54 @@ def test_one_dividemix_step_is_algorithm_1_by_hand(monkeypatch: pytest.MonkeyPat
     expected = loss_x + lambda_u * loss_u + loss_reg
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert 0.5 <= lam <= 1.0 and not queue  # the four views were each taken once
+
+
+def test_loss_history_averages_the_last_epochs_normalised_losses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--loss-history 2``: each epoch's co-divide fits the mixture to the min-max
+    normalised mean of the last two epochs' min-max normalised losses, per network; the
+    epoch before those two drops out."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    import noisyclean.train.methods.dividemix as dm
+    from noisyclean.data.batches import DeviceImages
+    from noisyclean.train.loop import Precision
+
+    data = DeviceImages(np.zeros((4, 4, 4, 3), dtype=np.uint8), np.array([0, 1, 0, 1]),
+                        torch.device("cpu"))
+    nets = [nn.Sequential(nn.Flatten(), nn.Linear(48, 2)) for _ in range(2)]
+    method = dm.DivideMix(data, nets, ["a", "b"], Precision(torch.device("cpu")),
+                          warmup_epochs=1, batch_size=2, lambda_u=0.0, tau=0.5,
+                          penalty=False, loss_history=2)
+    # per epoch, per network: raw losses of the four samples
+    epochs = [
+        ([0.0, 1.0, 2.0, 4.0], [1.0, 1.0, 3.0, 5.0]),
+        ([2.0, 2.0, 4.0, 6.0], [0.0, 2.0, 0.0, 4.0]),
+        ([1.0, 3.0, 5.0, 1.0], [6.0, 3.0, 0.0, 0.0]),
+    ]
+    feed = iter(epochs)
+    monkeypatch.setattr(method, "_signals", lambda: [
+        SimpleNamespace(per_sample_loss=np.array(raw)) for raw in next(feed)])
+    seen: list[list[np.ndarray]] = []
+
+    def capture(fit_inputs: list[np.ndarray], *args: object, **kwargs: object) -> list:
+        seen.append([np.array(x) for x in fit_inputs])
+        return []
+
+    monkeypatch.setattr(dm, "co_divide", capture)
+    for epoch in (1, 2, 3):
+        method.start_epoch(epoch)
+    # epoch 1 alone, network 1: (0, 1, 2, 4) / 4
+    assert seen[0][0] == pytest.approx([0.0, 0.25, 0.5, 1.0])
+    # epoch 2, network 1: mean of (0, .25, .5, 1) and (0, 0, .5, 1) = (0, .125, .5, 1)
+    assert seen[1][0] == pytest.approx([0.0, 0.125, 0.5, 1.0])
+    # network 2: (0, 0, .5, 1) and (0, .5, 0, 1): mean (0, .25, .25, 1)
+    assert seen[1][1] == pytest.approx([0.0, 0.25, 0.25, 1.0])
+    # epoch 3, network 1: epochs 2 and 3 only: (0, 0, .5, 1) and (0, .5, 1, 0): mean
+    # (0, .25, .75, .5), min-max normalised again: (0, 1/3, 1, 2/3)
+    assert seen[2][0] == pytest.approx([0.0, 1 / 3, 1.0, 2 / 3])
+    # network 2: (0, .5, 0, 1) and (1, .5, 0, 0): mean (.5, .5, 0, .5) -> (1, 1, 0, 1)
+    assert seen[2][1] == pytest.approx([1.0, 1.0, 0.0, 1.0])

@@ -448,3 +448,51 @@ def test_mixup_method_loss_is_the_papers_by_hand(monkeypatch: pytest.MonkeyPatch
     expected = lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y[perm])
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert stats["count"] == 6 and 0.0 < lam < 1.0
+
+
+def test_dynamic_bootstrap_step_with_mixup_and_the_prior_by_hand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """M-DYR-H's step after the warm-up, written out: ``lam`` and the partner permutation
+    from the method's generator; ``z`` the eval-mode argmax of the unmixed batch; each
+    mixed sample's loss ``lam [(1 - w_i) CE(y_i) + w_i CE(z_i)] + (1 - lam) [(1 - w_j)
+    CE(y_j) + w_j CE(z_j)]`` with ``j`` its partner; plus ``lambda_r`` times
+    ``sum_c (1/C) log((1/C) / pbar_c)``."""
+    from torch.nn import functional as F
+
+    from noisyclean.train.methods.mixup import beta_quantile
+
+    torch.manual_seed(0)
+    c, n = 3, 5
+    data = DeviceImages(np.zeros((n, 4, 4, 3), dtype=np.uint8), np.array([0, 1, 2, 0, 1]),
+                        torch.device("cpu"))
+    x = torch.randn(n, 3, 4, 4)
+    monkeypatch.setattr(data, "batch", lambda *args, **kwargs: x)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, c))
+    method = DynamicBootstrap(data, net, Precision(torch.device("cpu")), warmup_epochs=1,
+                              use_mixup=True, alpha=2.0, lambda_r=0.7, batch_size=n, seed=4)
+    w_all = torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7])
+    method.sample_weights = w_all
+    batch = torch.tensor([4, 0, 2, 1, 3])
+    state = method.generator.get_state()
+    loss, stats = method.loss(0, net, batch, 1)
+
+    g = torch.Generator()
+    g.set_state(state)
+    lam = beta_quantile(2.0, torch.rand(1, generator=g, dtype=torch.float64).item())
+    perm = torch.randperm(n, generator=g)
+    y, w = data.labels[batch], w_all[batch]
+    with torch.no_grad():
+        z = net(x).argmax(1)
+    logits = net(lam * x + (1 - lam) * x[perm])
+    ce = -logits.log_softmax(1)  # ce[i, k]: cross-entropy of mixed sample i against class k
+    rows = torch.arange(n)
+    own = (1 - w) * ce[rows, y] + w * ce[rows, z]
+    partner = (1 - w[perm]) * ce[rows, y[perm]] + w[perm] * ce[rows, z[perm]]
+    pbar = logits.softmax(1).mean(0)
+    prior = (torch.full((c,), 1 / c) * (torch.log(torch.tensor(1 / c)) - pbar.log())).sum()
+    expected = (lam * own + (1 - lam) * partner).mean() + 0.7 * prior
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert prior.item() > 1e-4 and 0.0 < lam < 1.0 and not torch.equal(perm, rows)
+    assert stats["noise_weight"] == pytest.approx(w.sum().item())
+    assert stats["ce"] == pytest.approx(F.cross_entropy(logits, y).item() * n, rel=1e-6)
