@@ -116,12 +116,13 @@ ReportOption = Annotated[
     bool, typer.Option("--report", help="Also write OUT/report.html (see `report`).")
 ]
 DeviceOption = Annotated[
-    str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu.")
+    str, typer.Option(help="auto (CUDA, then MPS, then CPU), cuda, mps or cpu; cuda is the "
+                      "first GPU CUDA_VISIBLE_DEVICES shows.")
 ]
 AmpOption = Annotated[
     bool | None,
-    typer.Option("--amp/--no-amp", help="Mixed precision (bfloat16 autocast; float16 on older "
-                 "GPUs) \\[default: on for CUDA, and on CPUs with native bfloat16: AMX or "
+    typer.Option("--amp/--no-amp", help="Mixed precision (bfloat16 autocast; float16 on GPUs "
+                 "before Ampere) \\[default: on for CUDA, and on CPUs with native bfloat16: AMX or "
                  "AVX512-BF16]."),
 ]
 ChannelsLastOption = Annotated[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +16,12 @@ from .errors import NoisyCleanError, count_text
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA, then MPS, then CPU; an explicit device must be available."""
+    if isinstance(name, str) and re.fullmatch(r"cuda:\d+", name.strip()):
+        index = name.strip().partition(":")[2]
+        raise NoisyCleanError(
+            f"--device {name}: pick the GPU with CUDA_VISIBLE_DEVICES={index} and --device cuda "
+            "(noisyclean uses the first GPU it sees)"
+        )
     if name not in DEVICES:
         raise NoisyCleanError(f"--device must be one of {', '.join(DEVICES)}, not {name!r}")
     if name == "auto":

@@ -68,3 +68,23 @@ def load_torch_file(path: Path, what: str) -> Any:
         if not _starts_like_torch_save(Path(path)):  # text, an image: pickle's own error
             reason = "it is not a file written by torch.save"
         raise NoisyCleanError(f"cannot read {what} {path}: {reason}") from None
+
+
+def on_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in it (through dicts, lists and tuples) detached and copied
+    to the CPU, so that a file saved from a GPU run reads on a machine without one with a
+    plain ``torch.load``; a state dict keeps its ``_metadata`` (the layers' versions)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        out = obj.copy()
+        for key, value in obj.items():
+            out[key] = on_cpu(value)
+        metadata = getattr(obj, "_metadata", None)
+        if metadata is not None:
+            out._metadata = metadata
+        return out
+    if isinstance(obj, (list, tuple)):
+        values = [on_cpu(value) for value in obj]
+        return values if isinstance(obj, list) else tuple(values)
+    return obj

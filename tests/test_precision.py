@@ -59,6 +59,26 @@ def test_cpu_precision_follows_the_hardware_unless_asked(
     assert Precision.choose(torch.device("mps"), None).dtype is None
 
 
+@pytest.mark.parametrize(("capability", "amp", "expected"), [
+    ((7, 5), None, torch.float16),  # T4, RTX 20: is_bf16_supported() says yes, by emulation
+    ((7, 0), True, torch.float16),  # V100
+    ((8, 0), None, torch.bfloat16),  # A100
+    ((9, 0), None, torch.bfloat16),  # H100
+    ((7, 5), False, None),
+])
+def test_cuda_precision_is_bfloat16_from_ampere_on_and_float16_before(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], amp: bool | None,
+    expected: torch.dtype | None,
+) -> None:
+    asked = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability",
+                        lambda device=None: asked.append(device) or capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    cuda = torch.device("cuda")
+    assert Precision.choose(cuda, amp).dtype == expected
+    assert asked == ([] if amp is False else [cuda])
+
+
 def test_bf16_autocast_trains_on_the_cpu() -> None:
     """The training loop under CPU bfloat16 autocast learns, with float32 weights."""
     images, labels = _separable(64)
@@ -115,3 +135,17 @@ def test_this_machines_default_matches_its_cpu_flags(
     native = device_module.cpu_has_native_bf16()
     assert device["precision"] == ("torch.bfloat16" if native else "torch.float32")
     assert device["channels_last"] is True
+
+
+def test_a_gpu_index_is_refused_with_cuda_visible_devices_advice(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    advice = "CUDA_VISIBLE_DEVICES=1 and --device cuda"
+    with pytest.raises(device_module.NoisyCleanError, match=advice):
+        device_module.resolve_device("cuda:1")
+    root, _ = digits_folder
+    result = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "o"),
+                                 "--device", "cuda:1", "--quiet"])
+    assert result.exit_code == 2
+    assert "CUDA_VISIBLE_DEVICES=1" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()

@@ -80,10 +80,10 @@ class DeviceImages:
         p = self.pad
         padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
         store = device if _fits_on_device(padded.nbytes, device) else torch.device("cpu")
-        tensor = torch.from_numpy(padded)
-        if store.type == "cpu" and device.type == "cuda":
-            tensor = tensor.pin_memory()
-        self.padded = tensor.to(store)
+        # where the images stay on the CPU for a GPU run, each gathered batch is pinned on
+        # its way (:meth:`_normalise`); pinning the whole store would only hold a second,
+        # page-locked copy of it, since every batch is gathered into a new tensor
+        self.padded = torch.from_numpy(padded).to(store)
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         if stats is not None:
             mean, std = stats
@@ -103,6 +103,8 @@ class DeviceImages:
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC -> normalised float NCHW (channels_last layout when asked)."""
+        if x.device.type == "cpu" and self.device.type == "cuda":
+            x = x.pin_memory()  # page-locked: the copy need not wait for the GPU's queue
         x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         x = x * self._scale + self._shift
         if not self.channels_last:

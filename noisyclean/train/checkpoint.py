@@ -20,7 +20,7 @@ import torch
 
 from ..errors import NoisyCleanError
 from ..outputs.write import atomic_write_bytes
-from ..torchfile import load_torch_file
+from ..torchfile import load_torch_file, on_cpu
 from .loop import Learner
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -94,7 +94,7 @@ def save_checkpoint(
         "extra": extra,
     }
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save(on_cpu(payload), buffer)  # readable without a GPU
     atomic_write_bytes(path, buffer.getvalue())
 
 

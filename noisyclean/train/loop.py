@@ -152,14 +152,18 @@ class Precision:
     def choose(cls, device: torch.device, amp: bool | None) -> Precision:
         """The precision ``--amp`` asks for (None: the device's default).
 
-        On CUDA: bfloat16 autocast (float16 where bf16 is unsupported) unless ``amp`` is
-        False. On the CPU: bfloat16 autocast where the CPU computes in bfloat16 natively
+        On CUDA: bfloat16 autocast from compute capability 8.0 (Ampere) on, float16 with a
+        gradient scaler below it (T4, V100, the RTX 20 series), unless ``amp`` is False.
+        Below 8.0 ``torch.cuda.is_bf16_supported()`` still says yes, by emulation, but cuDNN
+        does not run bfloat16 convolutions there and they fall back to slow kernels.
+
+        On the CPU: bfloat16 autocast where the CPU computes in bfloat16 natively
         (:func:`~noisyclean.device.cpu_has_native_bf16`) or ``amp`` is True, unless ``amp``
         is False. float32 elsewhere (MPS)."""
         if amp is False:
             return cls(device)
         if device.type == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
+            bf16 = torch.cuda.get_device_capability(device) >= (8, 0)
             return cls(device, torch.bfloat16 if bf16 else torch.float16)
         if device.type == "cpu" and (amp or cpu_has_native_bf16()):
             return cls(device, torch.bfloat16)
@@ -232,7 +236,7 @@ def run_epochs(
             shown = {key: sums[key] / seen for key in ("loss", "acc") if key in sums}
             progress.advance(task, **shown)
         if precision.device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(precision.device)
         seconds = time.perf_counter() - start
         stats = {key: value / max(count, 1) for key, value in sums.items()}
         stats.update(epoch=epoch, lr=lr, seconds=seconds, images_per_s=count / max(seconds, 1e-9))

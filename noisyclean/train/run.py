@@ -70,6 +70,7 @@ from ..progress import Progress
 from ..scanning import _set_seed, epochs_text, relabel_reach_warning
 from ..scoring import score_samples, table_summary
 from ..signals import FUSIONS, SIGNALS, compute_signals, finite, network_scores
+from ..torchfile import on_cpu
 from .checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -475,7 +476,7 @@ def resumed_normalisation(
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
     buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
+    torch.save(on_cpu(model.state_dict()), buffer)  # readable without a GPU
     atomic_write_bytes(path, buffer.getvalue())
 
 
