@@ -144,7 +144,49 @@ def test_augmented_batch_gathers_what_broadcast_indexing_gives() -> None:
     rows = dy[:, None] + torch.arange(12)[None, :]
     cols = dx[:, None] + torch.arange(12)[None, :]
     cols = torch.where(flip[:, None], cols.flip(1), cols)
-    crops = data.padded[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+    padded = torch.from_numpy(np.pad(images, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="reflect"))
+    crops = padded[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
     assert flip.any() and not flip.all()
     assert torch.equal(out, data._normalise(crops))
     assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_cpu_store_is_the_decoded_array_itself_with_no_padded_copy() -> None:
+    images = _images(n=5, size=8)
+    data = DeviceImages(images, np.zeros(5), torch.device("cpu"), pad=3)
+    assert data.store.data_ptr() == images.__array_interface__["data"][0]
+    assert data.store.shape == images.shape
+    # a read-only array (a memory map) is copied once, and its crops are the same
+    frozen = images.copy()
+    frozen.flags.writeable = False
+    other = DeviceImages(frozen, np.zeros(5), torch.device("cpu"), pad=3)
+    idx = torch.arange(5)
+    assert torch.equal(other.batch(idx, augment=True, generator=torch.Generator().manual_seed(2)),
+                       data.batch(idx, augment=True, generator=torch.Generator().manual_seed(2)))
+
+
+def test_crops_reflect_even_where_the_pad_is_as_wide_as_the_image() -> None:
+    """np.pad's reflect mode repeats its reflection where the pad reaches past the image
+    (a 1 or 2 px image); the crops follow it."""
+    for size, pad in ((1, 1), (2, 2), (3, 4)):
+        images = _images(n=2, size=size)
+        data = DeviceImages(images, np.zeros(2), torch.device("cpu"), pad=pad)
+        padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+        g = torch.Generator().manual_seed(size)
+        out = _unnormalise(data, data.batch(torch.tensor([0, 1]), augment=True, generator=g))
+        g = torch.Generator().manual_seed(size)
+        dy = torch.randint(0, 2 * pad + 1, (2,), generator=g)
+        dx = torch.randint(0, 2 * pad + 1, (2,), generator=g)
+        flip = torch.rand(2, generator=g) < 0.5
+        for b in range(2):
+            crop = padded[b, dy[b] : dy[b] + size, dx[b] : dx[b] + size]
+            assert np.array_equal(out[b], crop[:, ::-1] if flip[b] else crop)
+
+
+def test_channel_stats_by_chunks_is_the_whole_arrays() -> None:
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, size=(2600, 3, 3, 3), dtype=np.uint8)
+    mean, std = channel_stats(images, max_images=100)  # every 26th image, in chunks
+    sample = images[::26].astype(np.float64) / 255
+    assert mean == pytest.approx(sample.mean(axis=(0, 1, 2)).tolist(), abs=1e-12)
+    assert std == pytest.approx(sample.std(axis=(0, 1, 2)).tolist(), abs=1e-12)

@@ -1,6 +1,6 @@
-"""Device-side batches: the decoded uint8 images live on the compute device (when they fit),
-padded once; a batch is cut, augmented (random crop + horizontal flip, one gather) and
-normalised there, the way fast CIFAR trainers do it.
+"""Device-side batches: the decoded uint8 images live on the compute device (when they fit);
+a batch is cut, augmented (a random crop of the reflect-padded image and a horizontal flip,
+in one gather) and normalised there, the way fast CIFAR trainers do it.
 """
 
 from __future__ import annotations
@@ -26,11 +26,19 @@ def channel_stats(images: np.ndarray, max_images: int = 10_000) -> tuple[list[fl
     histograms).
     """
     step = max(1, len(images) // max_images)
-    # contiguous and writable (a read-only array, such as a memory map, is copied)
-    sample = torch.from_numpy(np.require(images[::step], requirements=["C", "W"]))
-    pixels = sample.reshape(-1, sample.shape[-1])
-    counts = np.stack([torch.bincount(pixels[:, c], minlength=256).numpy()
-                       for c in range(pixels.shape[1])]).astype(np.float64)
+    channels = images.shape[-1]
+    counts = np.zeros((channels, 256), dtype=np.int64)
+    # a chunk at a time: a copy of the sampled images (every ``step``-th is no view) would
+    # take as much memory as 10,000 to 20,000 of them
+    chunk = 1024 * step
+    for start in range(0, len(images), chunk):
+        # contiguous and writable (a read-only array, such as a memory map, is copied)
+        sample = torch.from_numpy(np.require(images[start : start + chunk : step],
+                                             requirements=["C", "W"]))
+        pixels = sample.reshape(-1, channels)
+        for c in range(channels):
+            counts[c] += torch.bincount(pixels[:, c], minlength=256).numpy()
+    counts = counts.astype(np.float64)
     values = np.arange(256, dtype=np.float64) / 255.0
     n = counts.sum(axis=1)
     mean = counts @ values / n
@@ -47,7 +55,13 @@ def _fits_on_device(n_bytes: int, device: torch.device) -> bool:
 
 
 class DeviceImages:
-    """Decoded images held as one padded uint8 tensor, with their labels.
+    """Decoded images held as one uint8 tensor, with their labels.
+
+    The crops are of the images reflect-padded by ``pad`` on each side, but no padded copy
+    is made: a crop's rows and columns are mapped back into the image (as ``np.pad``'s
+    ``reflect`` mode would fill them), so the images take their own memory only (at 224 px
+    a padded copy was 1.56 times their size, and both were held at once). On the CPU the
+    store is the decoded array itself, not a copy.
 
     Args:
         images: uint8 array (N, H, W, 3), H == W.
@@ -78,12 +92,17 @@ class DeviceImages:
         self.pad = default_pad(self.height) if pad is None else pad
         self.channels_last = channels_last
         p = self.pad
-        padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-        store = device if _fits_on_device(padded.nbytes, device) else torch.device("cpu")
+        images = np.require(images, requirements=["C", "W"])  # a read-only array is copied
+        store = device if _fits_on_device(images.nbytes, device) else torch.device("cpu")
         # where the images stay on the CPU for a GPU run, each gathered batch is pinned on
         # its way (:meth:`_normalise`); pinning the whole store would only hold a second,
         # page-locked copy of it, since every batch is gathered into a new tensor
-        self.padded = torch.from_numpy(padded).to(store)
+        self.store = torch.from_numpy(images).to(store)
+        # row (column) i of the padded image is row _rows[i] of the image
+        self._rows = torch.from_numpy(np.pad(np.arange(self.height), p, mode="reflect"))
+        self._cols = torch.from_numpy(np.pad(np.arange(self.width), p, mode="reflect"))
+        self._crop_rows = torch.arange(self.height)
+        self._crop_cols = torch.arange(self.width)
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         if stats is not None:
             mean, std = stats
@@ -95,8 +114,6 @@ class DeviceImages:
         self._shift = (-torch.tensor(mean, dtype=torch.float32, device=device) / std_t).view(
             1, 3, 1, 1
         )
-        self._rows = torch.arange(self.height)
-        self._cols = torch.arange(self.width)
 
     def __len__(self) -> int:
         return self.n
@@ -122,32 +139,29 @@ class DeviceImages:
         """
         idx = idx.cpu()
         b = len(idx)
-        p = self.pad
         if not augment:
-            x = self.padded[idx.to(self.padded.device)][:, p : p + self.height, p : p + self.width]
-            return self._normalise(x)
+            return self._normalise(self.store[idx.to(self.store.device)])
+        p = self.pad
         dy = torch.randint(0, 2 * p + 1, (b,), generator=generator)
         dx = torch.randint(0, 2 * p + 1, (b,), generator=generator)
         flip = torch.rand(b, generator=generator) < 0.5
-        rows = dy[:, None] + self._rows[None, :]
-        cols = dx[:, None] + self._cols[None, :]
+        # the crop's rows and columns in the padded image, then in the image itself
+        rows = self._rows[dy[:, None] + self._crop_rows[None, :]]
+        cols = self._cols[dx[:, None] + self._crop_cols[None, :]]
         cols = torch.where(flip[:, None], cols.flip(1), cols)
-        dev = self.padded.device
+        dev = self.store.device
         if dev.type != "cpu":
-            x = self.padded[
+            x = self.store[
                 idx.to(dev)[:, None, None], rows.to(dev)[:, :, None], cols.to(dev)[:, None, :]
             ]
             return self._normalise(x)
         # On the CPU, one gather of whole pixels (3 bytes each) by their flat index: the
         # same values as the three broadcast index tensors above, about twice as fast.
-        _, height, width, channels = self.padded.shape
+        _, height, width, channels = self.store.shape
         flat = idx[:, None, None] * (height * width) + rows[:, :, None] * width + cols[:, None, :]
-        x = self.padded.view(-1, channels).index_select(0, flat.view(-1))
+        x = self.store.view(-1, channels).index_select(0, flat.view(-1))
         return self._normalise(x.view(b, self.height, self.width, channels))
 
     def flipped(self, idx: torch.Tensor) -> torch.Tensor:
         """Images ``idx``, unaugmented but mirrored left-right (flip test-time augmentation)."""
-        p = self.pad
-        x = self.padded[idx.cpu().to(self.padded.device)]
-        x = x[:, p : p + self.height, p : p + self.width].flip(2)
-        return self._normalise(x)
+        return self._normalise(self.store[idx.cpu().to(self.store.device)].flip(2))
