@@ -184,7 +184,7 @@ def scan(
         str | None,
         typer.Option(help="Backbone: small-cnn, preact-resnet18, or a torchvision model "
                      "(resnet18, resnet50, ...) \\[default: small-cnn up to 64 px, "
-                     "else resnet18]."),
+                     "else resnet18; the automatic --image-size stops at 64]."),
     ] = None,
     weights: Annotated[
         str | None,
@@ -768,7 +768,8 @@ def train(
     model: Annotated[
         str | None,
         typer.Option(help="Backbone: small-cnn, preact-resnet18 (DivideMix's CIFAR network), "
-                     "or a torchvision model \\[default: small-cnn up to 64 px, else resnet18]."),
+                     "or a torchvision model \\[default: small-cnn up to 64 px, else resnet18; the "
+                     "automatic --image-size stops at 64]."),
     ] = None,
     weights: Annotated[
         str | None,

@@ -353,14 +353,27 @@ def named_weights(name: str, weights: str) -> object:
         ) from None
 
 
-def check_weights(name: str, weights: str | None) -> None:
+def check_weights(name: str, weights: str | None, num_classes: int | None = None,
+                  width: int = 32) -> None:
     """Refuse, before a long decode, a ``--weights`` that is neither a file nor, for a
-    torchvision model, one of its weights names (the model's name already checked)."""
-    if weights is None or Path(weights).expanduser().is_file():
+    torchvision model, one of its weights names (the model's name already checked). Given
+    ``num_classes`` (and ``width``, for ``small-cnn``), a file is read into a throwaway
+    network as :func:`build_model` would read it, and refused for the same reasons (a file
+    of another model), torch's random state left as it was."""
+    if weights is None:
+        return
+    path = Path(weights).expanduser()
+    if path.is_file():
+        if num_classes is not None:
+            with torch.random.fork_rng(devices=[]):
+                model = build_model(name, num_classes, None, width)
+            _load_state_dict_file(model, name, path, None)
         return
     if name in SMALL_MODELS:
         raise NoisyCleanError(
-            f"--weights for {name} must be a local state-dict file; {weights!r} is not a file"
+            f"--weights for {name} must be a local state-dict file; {weights!r} is not a file "
+            "(torchvision's weights names go with a torchvision --model, such as --model "
+            "resnet18)"
         )
     named_weights(name, weights)
 

@@ -27,6 +27,7 @@ from noisyclean.data.decode import (
     decode_images,
     default_cache_dir,
     probe_image_size,
+    probe_images,
 )
 
 WHITE = (255, 255, 255)
@@ -551,3 +552,41 @@ def test_probe_image_size_none(tmp_path: Path) -> None:
     (tmp_path / "x.png").write_bytes(b"")
     assert probe_image_size(tmp_path, ["x.png"]) is None
     assert probe_image_size(tmp_path, []) is None
+
+
+def test_probe_counts_images_with_one_side_over_twice_the_other(tmp_path: Path) -> None:
+    for name, size in {"a.png": (30, 10), "b.png": (10, 21), "c.png": (20, 10),
+                       "d.png": (12, 12)}.items():
+        Image.new("RGB", size).save(tmp_path / name)
+    (tmp_path / "e.png").write_text("broken")
+    probe = probe_images(tmp_path, ["a.png", "b.png", "c.png", "d.png", "e.png"])
+    assert (probe.side, probe.opened, probe.elongated) == (10, 4, 2)  # 3:1 and 2.1:1, not 2:1
+
+
+def test_scan_says_when_photos_are_shrunk_and_warns_of_panoramas(tmp_path: Path) -> None:
+    """The automatic side stops at 64 px for the small CNN: a scan of larger images says
+    so, with the way to more detail; where some images are panoramas, of which the centre
+    crop keeps a small part, it warns."""
+    from typer.testing import CliRunner
+
+    from noisyclean.cli import app
+
+    rng = np.random.default_rng(0)
+    for c, cls in enumerate(("sea", "sky")):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(8):
+            size = (400, 130) if i < 2 else (140, 130)  # two panoramas per class
+            pixels = rng.integers(0, 80, (size[1], size[0], 3)) + 150 * c
+            Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / "data" / cls / f"{i}.png")
+    args = ["scan", str(tmp_path / "data"), "--epochs", "1", "--width", "8", "--no-cache",
+            "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, args)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "the images' shorter sides are about 130 px; they train at 64 px" in text
+    assert ("4 of 16 images looked at have one side more than 2 times the other: each image "
+            "is cropped to its centre square") in text
+    given = CliRunner().invoke(app, [*args, "--image-size", "32", "--out", str(tmp_path / "o2")])
+    assert given.exit_code == 0, given.output
+    assert "shorter sides are about" not in given.output  # the user chose the side
+    assert "4 of 16 images" in " ".join(given.output.split())

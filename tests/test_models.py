@@ -274,6 +274,50 @@ def test_weights_are_checked_before_the_decode(
     assert not decoded
 
 
+@pytest.mark.parametrize(("model", "saved", "width"), [
+    ("resnet18", "resnet34", None),  # a deeper model's file
+    ("small-cnn", "small-cnn", 16),  # the file of another --width
+])
+def test_a_weights_file_of_another_model_is_refused_before_the_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, saved: str, width: int | None
+) -> None:
+    """A file that does not fit the network was refused only when the network was built,
+    after every image had been decoded (and cached); a file that fits goes through."""
+    from typer.testing import CliRunner
+
+    import noisyclean.data.load as load
+    from noisyclean.cli import app
+
+    from .conftest import write_digits_folder
+
+    write_digits_folder(tmp_path / "data", per_class=10, flip=0)
+    decoded: list[int] = []
+    real = load.decode_images
+    monkeypatch.setattr(load, "decode_images", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    source = (build_model("small-cnn", 10, width=width) if width
+              else torchvision.models.get_model(saved, num_classes=10))
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    args = ["scan", str(tmp_path / "data"), "--model", model, "--weights",
+            str(tmp_path / "w.pt"), "--image-size", "32", "--out", str(tmp_path / "out"),
+            "--quiet", "--no-cache"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"does not fit --model {model}" in " ".join(result.output.split())
+    assert not decoded and not (tmp_path / "out").exists()
+    # the same file with the --width it was saved at passes the check and decodes
+    if width:
+        torch.manual_seed(0)
+        before = torch.rand(1)
+        torch.manual_seed(0)
+        check_weights("small-cnn", str(tmp_path / "w.pt"), 10, width)
+        assert torch.rand(1) == before  # the throwaway network drew nothing from torch's RNG
+
+
+def test_torchvision_weights_names_for_a_small_model_point_to_a_torchvision_model() -> None:
+    with pytest.raises(NoisyCleanError, match="such as --model resnet18"):
+        check_weights("small-cnn", "DEFAULT")
+
+
 def test_a_damaged_file_in_the_hub_cache_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -84,6 +84,54 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "noisyclean"
 
 
+#: A side more than this many times the other: the centre square leaves most of the image
+#: out (a third or less of a 3:1 panorama), which a scan warns of.
+ELONGATED_RATIO = 2.0
+
+
+@dataclass
+class ImageProbe:
+    """What the headers of a sample of a dataset's images say.
+
+    Attributes:
+        side: the median shorter side in pixels (rounded), None if no sampled image opens.
+        opened: how many sampled images opened.
+        elongated: how many of those have one side more than :data:`ELONGATED_RATIO` times
+            the other.
+    """
+
+    side: int | None
+    opened: int
+    elongated: int
+
+
+def probe_images(root: Path, paths: list[str], sample: int = 64) -> ImageProbe:
+    """Read the headers (no full decode) of ``sample`` images evenly spaced over ``paths``
+    (all of them where there are fewer): their median shorter side, and how many are
+    elongated."""
+    if not paths or sample < 1:
+        return ImageProbe(None, 0, 0)
+    if len(paths) <= sample:
+        picks = range(len(paths))
+    else:
+        picks = np.unique(np.linspace(0, len(paths) - 1, sample).round().astype(np.int64))
+    sizes: list[tuple[int, int]] = []
+    with warnings.catch_warnings():
+        _quiet_pillow()
+        for i in picks:
+            try:
+                with Image.open(Path(root) / paths[int(i)]) as img:
+                    sizes.append(img.size)
+            except Exception:  # any file that does not open is just not counted
+                continue
+    if not sizes:
+        return ImageProbe(None, 0, 0)
+    short = np.array([min(size) for size in sizes], dtype=np.float64)
+    long = np.array([max(size) for size in sizes], dtype=np.float64)
+    return ImageProbe(int(round(float(np.median(short)))), len(sizes),
+                      int(np.sum(long > ELONGATED_RATIO * short)))
+
+
 def probe_image_size(root: Path, paths: list[str], sample: int = 64) -> int | None:
     """Typical image size of a dataset, read from image headers only (no full decode).
 
@@ -96,24 +144,7 @@ def probe_image_size(root: Path, paths: list[str], sample: int = 64) -> int | No
         The median shorter side in pixels (rounded to an int) of the sampled images that
         open, or None if none of them opens.
     """
-    if not paths or sample < 1:
-        return None
-    if len(paths) <= sample:
-        picks = range(len(paths))
-    else:
-        picks = np.unique(np.linspace(0, len(paths) - 1, sample).round().astype(np.int64))
-    sides: list[int] = []
-    with warnings.catch_warnings():
-        _quiet_pillow()
-        for i in picks:
-            try:
-                with Image.open(Path(root) / paths[int(i)]) as img:
-                    sides.append(min(img.size))
-            except Exception:  # any file that does not open is just not counted
-                continue
-    if not sides:
-        return None
-    return int(round(float(np.median(sides))))
+    return probe_images(root, paths, sample).side
 
 
 def _gray_to_uint8(values: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from ..names import case_twins
 from ..progress import Progress
 from ..train.loop import Precision
 from .batches import DeviceImages
-from .decode import decode_images, default_cache_dir, probe_image_size
+from .decode import ELONGATED_RATIO, ImageProbe, decode_images, default_cache_dir, probe_images
 from .discover import Samples, discover
 
 MIN_IMAGES = 10
@@ -39,6 +39,20 @@ def auto_image_size(probed: int | None, model: str | None) -> int:
     cap = 64 if model in (None, *SMALL_MODELS) else 224
     side = probed or 32
     return int(min(cap, max(16, -(-side // 8) * 8)))
+
+
+def _tell_of_shapes(probe: ImageProbe, size: int, automatic: bool, progress: Progress) -> None:
+    """Say where the images are much larger than the side chosen for them (the automatic
+    side stops at 64 px for the small networks), and warn where a share of them are so
+    elongated that their centre square, all the scan sees, leaves most of each out."""
+    if automatic and probe.side is not None and probe.side >= 2 * size:
+        progress.log(f"the images' shorter sides are about {probe.side} px; they train at "
+                     f"{size} px (--image-size with a torchvision --model, such as "
+                     "--image-size 224 --model resnet18, keeps more detail)")
+    if probe.elongated and probe.elongated >= max(2, 0.05 * probe.opened):
+        progress.warn(f"{probe.elongated} of {probe.opened} images looked at have one side "
+                      f"more than {ELONGATED_RATIO:g} times the other: each image is cropped "
+                      "to its centre square, which leaves most of such an image out")
 
 
 def choose_size_and_model(
@@ -124,6 +138,7 @@ def load_dataset(
     normalisation: tuple[list[float], list[float]] | None = None,
     validation: bool = False,
     weights_read: bool = True,
+    width: int = 24,
 ) -> Dataset:
     """Discover, decode (through the cache) and move a labelled image set to the device.
 
@@ -151,8 +166,10 @@ def load_dataset(
             (:func:`~noisyclean.models.check_input_size`), which the training set's load
             has done, with its classes.
         weights_read: ``weights`` will be read, so it is checked before the decode
-            (:func:`~noisyclean.models.check_weights`); False for a resumed training, whose
-            checkpoint holds every weight.
+            (:func:`~noisyclean.models.check_weights`: a file is read into a throwaway
+            network of ``model`` with the classes found); False for a resumed training,
+            whose checkpoint holds every weight.
+        width: ``small-cnn``'s ``--width``, for that check.
 
     Returns:
         A :class:`Dataset`.
@@ -173,13 +190,14 @@ def load_dataset(
                       "Unicode form) and are separate classes; rename one if they are the same")
 
     t0 = time.perf_counter()
-    size, model_name = choose_size_and_model(
-        image_size, model, lambda: probe_image_size(samples.root, samples.paths)
-    )
+    probe = probe_images(samples.root, samples.paths)  # the headers of up to 64 images
+    size, model_name = choose_size_and_model(image_size, model, lambda: probe.side)
+    if not validation:
+        _tell_of_shapes(probe, size, image_size is None, progress)
     if not validation:  # a validation set comes at a size already checked for its model
         check_input_size(model_name, len(samples.classes), size)  # before a long decode
         if weights_read:
-            check_weights(model_name, weights)
+            check_weights(model_name, weights, len(samples.classes), width)
     cache = (cache_dir or default_cache_dir()) if use_cache else None
     task = progress.task("decode", total=len(samples))
     decoded = decode_images(
@@ -262,7 +280,8 @@ def load_configured(config: Any, progress: Progress | None = None, **overrides: 
     """:func:`load_dataset` with the data, decoding and device settings of a
     :class:`~noisyclean.config.ScanConfig` or :class:`~noisyclean.config.TrainConfig`
     (``data``, ``labels``, ``classes``, ``image_size``, ``model``, ``weights``,
-    ``workers``, ``cache_dir``, ``use_cache``, ``device``, ``amp``, ``channels_last``);
+    ``workers``, ``cache_dir``, ``use_cache``, ``device``, ``amp``, ``channels_last``,
+    ``width``);
     ``overrides`` replace any of :func:`load_dataset`'s arguments."""
     arguments: dict[str, Any] = {
         "root": config.data,
@@ -278,6 +297,7 @@ def load_configured(config: Any, progress: Progress | None = None, **overrides: 
         "amp": config.amp,
         "channels_last": config.channels_last,
         "progress": progress,
+        "width": config.width,
     }
     arguments.update(overrides)
     return load_dataset(**arguments)
