@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from collections.abc import Iterator
@@ -103,6 +104,25 @@ def device_text(device: torch.device, dtype: torch.dtype | None = None) -> str:
         count = torch.get_num_threads()
         details.append(count_text(count, "thread"))
     return str(device) + (f" ({', '.join(details)})" if details else "")
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def threads_warning(device: torch.device) -> str | None:
+    """The warning for a CPU run with more torch threads than cores (``--threads`` or
+    ``OMP_NUM_THREADS`` set too high): the threads then wait on one another at every
+    operator, and a run takes several times as long. None where there is nothing to say."""
+    threads, cores = torch.get_num_threads(), available_cores()
+    if device.type != "cpu" or threads <= cores:
+        return None
+    return (f"torch runs {threads} threads on {count_text(cores, 'core')}: they wait on one "
+            f"another and the run is much slower; --threads {cores} or fewer")
 
 
 #: CPU feature flags (``/proc/cpuinfo``) of native bfloat16 arithmetic: Intel AMX and

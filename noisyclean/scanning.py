@@ -50,7 +50,7 @@ from .config import (
 from .cut import CUTS, effective_cut
 from .data.batches import DeviceImages
 from .data.load import load_configured
-from .device import device_text, library_run
+from .device import device_text, library_run, threads_warning
 from .environment import run_environment
 from .errors import NoisyCleanError, count_text
 from .folds import check_fold_sizes
@@ -162,6 +162,44 @@ MID_RES_SHARE = 0.5
 MID_RES_COST = 0.6
 #: The smallest image side the automatic schedule shrinks (16 px after pooling).
 LOW_RES_MIN_SIZE = 32
+
+
+#: A warm-up expected to take this long (seconds, at its first epoch's pace) is announced
+#: after that epoch; on the CPU one of :data:`SLOW_WARM_UP_S` or more gets a warning with
+#: the ways to shorten it.
+LONG_WARM_UP_S = 600.0
+SLOW_WARM_UP_S = 1800.0
+
+
+def warm_up_estimate(first_seconds: float, low: int, mid: int, epochs: int) -> float:
+    """Seconds the ``epochs`` epochs of a warm-up (``low`` at half resolution first, then
+    ``mid`` at three quarters, then full resolution) take in all, at the pace of the first
+    one, which took ``first_seconds``: epochs counted at :data:`LOW_RES_COST` and
+    :data:`MID_RES_COST` of a full-resolution one, as the schedule counts them."""
+    costs = [LOW_RES_COST] * low + [MID_RES_COST] * mid + [1.0] * max(0, epochs - low - mid)
+    return first_seconds / costs[0] * sum(costs) if costs else 0.0
+
+
+def _minutes_text(seconds: float) -> str:
+    """``25 min`` or ``3.2 h``."""
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def tell_of_long_warm_up(first_seconds: float, low: int, mid: int, epochs: int,
+                         device: torch.device, progress: Progress) -> None:
+    """After a warm-up's first epoch: a log line where the whole warm-up will take
+    :data:`LONG_WARM_UP_S` or more (:func:`warm_up_estimate`), a warning with what
+    shortens it where on the CPU it will take :data:`SLOW_WARM_UP_S` or more."""
+    expected = warm_up_estimate(first_seconds, low, mid, epochs)
+    if epochs < 2 or expected < LONG_WARM_UP_S:
+        return
+    text = (f"at its first epoch's pace the warm-up's {epochs} epochs take about "
+            f"{_minutes_text(expected)}")
+    if device.type == "cpu" and expected >= SLOW_WARM_UP_S:
+        progress.warn(f"{text} on the CPU; a GPU, a smaller --image-size or fewer --epochs "
+                      "would shorten it")
+    else:
+        progress.log(text)
 
 
 class Schedule(NamedTuple):
@@ -528,6 +566,8 @@ def warm_up(
         method.record_predictions(start - 1, num_classes)
 
     def end_of_epoch(epoch: int, stats: dict[str, float]) -> None:
+        if epoch == 0 and indices is None:  # (not once per fold of --folds)
+            tell_of_long_warm_up(stats["seconds"], low, mid, epochs, data.device, progress)
         if epochs - config.loss_history <= epoch < epochs - 1:
             for learner, history in zip(networks(), histories, strict=True):
                 probs = finite(compute_signals(learner.model, data, precision,
@@ -646,6 +686,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         + f" on {device_text(device, precision.dtype)}"
     )
 
+    if (slow := threads_warning(device)) is not None:
+        progress.warn(slow)
     t0 = time.perf_counter()
     agreement = None  # --epochs 0: how often the loaded network predicts the given label
     extra = extra_scores(dataset, config, progress) if uses_extra_scores(config) else None

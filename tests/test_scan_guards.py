@@ -299,3 +299,34 @@ def test_a_class_whose_files_are_all_unreadable_is_said(tmp_path: Path) -> None:
     assert "junk" in summary["classes"]
     skipped = pd.read_csv(tmp_path / "out" / "skipped.csv")
     assert sorted(skipped["path"]) == [f"junk/f{i}.png" for i in range(3)]
+
+
+def test_the_whole_warm_up_is_estimated_from_its_first_epoch() -> None:
+    from noisyclean.scanning import warm_up_estimate
+
+    # 6 half-resolution epochs at 1/3, 5 at 0.6, 10 full: the first took 20 s, so a full
+    # one takes 60 s: 6 * 20 + 5 * 36 + 10 * 60 = 900 s
+    assert warm_up_estimate(20.0, 6, 5, 21) == pytest.approx(900.0)
+    assert warm_up_estimate(30.0, 0, 0, 15) == pytest.approx(450.0)
+    assert warm_up_estimate(12.0, 0, 2, 4) == pytest.approx(12.0 * 2 + 20.0 * 2)
+
+
+def test_a_long_warm_up_on_the_cpu_is_announced_with_the_ways_to_shorten_it(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import noisyclean.scanning as scanning
+
+    root, _ = digits_folder
+    args = ["scan", str(root), "--epochs", "3", "--width", "8", "--out", str(tmp_path / "a")]
+    quick = runner.invoke(app, args)
+    assert quick.exit_code == 0 and "first epoch's pace" not in quick.output
+    monkeypatch.setattr(scanning, "LONG_WARM_UP_S", 0.0)  # every warm-up is long
+    told = runner.invoke(app, [*args[:-1], str(tmp_path / "b")])
+    text = " ".join(told.output.split())
+    assert told.exit_code == 0
+    assert "at its first epoch's pace the warm-up's 3 epochs take about" in text
+    assert "a GPU, a smaller --image-size" not in text
+    monkeypatch.setattr(scanning, "SLOW_WARM_UP_S", 0.0)
+    warned = runner.invoke(app, [*args[:-1], str(tmp_path / "c")])
+    assert "on the CPU; a GPU, a smaller --image-size or fewer --epochs would shorten it" in (
+        " ".join(warned.output.split()))

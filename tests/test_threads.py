@@ -119,3 +119,20 @@ def test_train_records_the_threads_and_a_resume_takes_them_from_the_command_line
     saved = TrainConfig(data=root, out=out, epochs=1, threads=1)
     merged, ignored = resume_config(TrainConfig(data=root, resume=out, threads=2), saved)
     assert merged.threads == 2 and ignored == []
+
+
+def test_more_threads_than_cores_are_warned_of(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    from noisyclean.device import available_cores
+
+    root, _ = digits_folder
+    cores = available_cores()
+    over = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "a"), *SCAN_FAST,
+                               "--epochs", "1", "--threads", str(cores + 1)])
+    assert over.exit_code == 0, over.output
+    assert (f"torch runs {cores + 1} threads on {cores} core" in " ".join(over.output.split()))
+    assert f"--threads {cores} or fewer" in over.output
+    fits = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "b"), *SCAN_FAST,
+                               "--epochs", "1", "--threads", str(cores)])
+    assert fits.exit_code == 0 and "threads on" not in fits.output

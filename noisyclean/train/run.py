@@ -39,7 +39,7 @@ from ..config import (
 from ..cut import CUTS, effective_cut
 from ..data.batches import DeviceImages
 from ..data.load import Dataset, load_configured
-from ..device import device_text, library_run
+from ..device import device_text, library_run, threads_warning
 from ..environment import run_environment
 from ..errors import FEW, NoisyCleanError, listing
 from ..evaluate import check_no_class, detection_metrics, read_truth
@@ -595,6 +595,8 @@ def _train(
         + (f" ({config.warmup_epochs} warm-up)" if warmed else "")
         + f" on {device_text(device, precision.dtype)}"
     )
+    if (slow := threads_warning(device)) is not None:
+        progress.warn(slow)
     val, val_skipped = (load_validation(config, dataset, progress) if config.val
                         else (None, dataset.skipped.iloc[:0]))
     skipped = pd.concat([dataset.skipped, val_skipped], ignore_index=True)
