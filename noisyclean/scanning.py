@@ -60,11 +60,13 @@ from .outputs.write import (
     PROBS_NAME,
     check_inputs_outside_out,
     check_out_outside_data,
+    labels_file,
     prepare_out_dir,
     refuse_filled_review_sheet,
     remove_stale_outputs,
     removed_if_left_empty,
     stale_outputs_text,
+    unlink_if_present,
     write_csv,
     write_json,
     write_pred_probs,
@@ -740,6 +742,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     summary = {
         "noisyclean_version": __version__,
         "data": str(samples.root),
+        # the --labels manifest wherever the review tools run (settings keep it as given)
+        "labels_file": labels_file(config.labels),
         **table_summary(table, samples.classes, samples.found,
                        len(skipped)),
         "estimated_wrong_labels": estimate,
@@ -803,9 +807,13 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
     if write:
         t0 = time.perf_counter()
         out = prepare_out_dir(config.out)
-        stale = remove_stale_outputs(out, keep=(PROBS_NAME,) if config.save_probs else ())
+        stale = remove_stale_outputs(out, keep=(PROBS_NAME,) if config.save_probs else (),
+                                     warn=progress.warn)
         if stale:
             progress.log(stale_outputs_text(stale, out))
+        # an earlier run's summary goes first and this run's comes last: a write that fails
+        # between leaves no summary describing tables it did not write
+        unlink_if_present(out / "summary.json")
         write_csv(table, out / "scores.csv")
         write_csv(relabeled, out / "relabeled.csv")
         write_csv(skipped, out / "skipped.csv")

@@ -25,7 +25,7 @@ from .. import __version__
 from ..errors import NoisyCleanError, is_int
 from .load import ScanOutputs, load_outputs, safe_relative_path
 from .table import clean_prob_text, review_order
-from .write import atomic_write_text, filled_review_rows
+from .write import atomic_write_text, filled_review_rows, review_work_text
 
 FORMATS = ("labelstudio", "csv")
 #: Label Studio's URL for files it serves from its local-files document root.
@@ -291,10 +291,12 @@ def export(
         target = Path(output) if output is not None else outputs.out / "review.csv"
         outputs.check_output(target)
         filled = filled_review_rows(target)
-        if filled and not force:
-            raise NoisyCleanError(
-                f"{target} holds a reviewer's work: {filled} row(s) with a decision or a "
-                "comment; pass --force to overwrite it, or -o to write another file")
+        if filled != 0 and not force:
+            work = (review_work_text(target, filled) if filled is None else
+                    f"{target} holds a reviewer's work: {filled} row(s) with a decision or a "
+                    "comment")
+            raise NoisyCleanError(f"{work}; pass --force to overwrite it, or -o to write "
+                                  "another file")
         sheet = review_sheet(outputs, all_rows, top)
         atomic_write_text(target, sheet.to_csv(index=False, lineterminator="\n"))
         return ExportResult([target], len(sheet), None)

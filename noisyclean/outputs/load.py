@@ -68,10 +68,13 @@ class ScanOutputs:
 
     @property
     def manifest(self) -> Path | None:
-        """The scan's ``--labels`` manifest as ``summary.json``'s settings record it (as it
-        was given, relative to where the scan ran), or None."""
-        labels = self.settings.get("labels")
-        return Path(labels) if isinstance(labels, str) and labels else None
+        """The scan's ``--labels`` manifest: ``summary.json``'s ``labels_file`` (its
+        absolute path), else, for a scan that predates it, the settings' ``labels`` (as it
+        was given, relative to where the scan ran); None without one."""
+        for labels in (self.summary.get("labels_file"), self.settings.get("labels")):
+            if isinstance(labels, str) and labels:
+                return Path(labels)
+        return None
 
     def check_output(
         self, target: Path, option: str = "--output",

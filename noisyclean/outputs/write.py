@@ -9,7 +9,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -208,12 +208,14 @@ def check_inputs_outside_out(out: Path, inputs: Mapping[str, Path | str | None])
                 )
 
 
-def remove_stale_outputs(out: Path, keep: Collection[str] = ()) -> list[str]:
+def remove_stale_outputs(out: Path, keep: Collection[str] = (),
+                         warn: Callable[[str], None] | None = None) -> list[str]:
     """Remove from ``out`` the files of earlier runs that a new run's results would leave
     describing other results: the :data:`DERIVED_OUTPUTS`, ``train``'s ``history.csv`` and
     networks ``net<k>.pt``, but those in ``keep`` (the files this run writes). Never a
     ``checkpoint.pt``: ``train`` writes its own, and a scan refuses a folder holding one.
-    Returns the names removed."""
+    Nor a ``review.csv`` that holds a reviewer's work, or cannot be read, now (filled in
+    while the run trained): ``warn`` is told it was kept. Returns the names removed."""
     out = Path(out)
     try:
         networks = sorted(p.name for p in out.iterdir() if NETWORK_FILE.fullmatch(p.name))
@@ -224,6 +226,12 @@ def remove_stale_outputs(out: Path, keep: Collection[str] = ()) -> list[str]:
         path = out / name
         if name in keep or not path.is_file():
             continue
+        if name == "review.csv" and (filled := filled_review_rows(path)) != 0:
+            # filled in while this run trained (the run refused one that was so already)
+            if warn is not None:
+                warn(f"{review_work_text(path, filled)}, filled in while this run ran: kept, "
+                     "though it lists the earlier run's rows")
+            continue
         try:
             path.unlink()
         except OSError as error:
@@ -232,6 +240,24 @@ def remove_stale_outputs(out: Path, keep: Collection[str] = ()) -> list[str]:
             ) from None
         removed.append(name)
     return removed
+
+
+def labels_file(labels: Path | str | None) -> str | None:
+    """A ``--labels`` manifest's absolute path, as ``summary.json`` records it (None
+    without one)."""
+    return str(Path(labels).expanduser().absolute()) if labels else None
+
+
+def unlink_if_present(path: Path) -> None:
+    """Remove the file at ``path`` where there is one.
+
+    Raises:
+        NoisyCleanError: it is there and cannot be removed.
+    """
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError as error:
+        raise NoisyCleanError(f"cannot remove {path}: {error.strerror or error}") from None
 
 
 def read_csv_if_readable(path: Path) -> pd.DataFrame | None:
@@ -245,13 +271,21 @@ def read_csv_if_readable(path: Path) -> pd.DataFrame | None:
         return None
 
 
-def filled_review_rows(path: Path) -> int:
+def filled_review_rows(path: Path) -> int | None:
     """How many rows of the review sheet at ``path`` have a non-blank ``decision`` or
-    ``comment`` (a reviewer's work); 0 when there is no such file, or it cannot be read as
-    a CSV file with either column."""
-    sheet = read_csv_if_readable(path)
-    if sheet is None:
+    ``comment`` (a reviewer's work): 0 when there is no such file, an empty one, or one
+    without either column; None when it is there but cannot be read as a UTF-8 CSV file (a
+    sheet a spreadsheet saved in another encoding, one without read permission), which may
+    hold a reviewer's work as well."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return 0
+        sheet = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
         return 0
+    except (OSError, ValueError, pd.errors.ParserError):  # UnicodeDecodeError included
+        return None
     sheet.columns = [str(c).strip().lower() for c in sheet.columns]
     filled = pd.Series(False, index=sheet.index)
     for column in ("decision", "comment"):
@@ -260,22 +294,32 @@ def filled_review_rows(path: Path) -> int:
     return int(filled.sum())
 
 
+def review_work_text(sheet: Path, filled: int | None) -> str:
+    """How a message names the reviewer's work in ``sheet``: its filled rows, or that it
+    cannot be read (:func:`filled_review_rows`)."""
+    if filled is None:
+        return (f"{sheet} cannot be read as a UTF-8 CSV file, and may hold a reviewer's work "
+                "(a spreadsheet may have saved it in another encoding: save it as CSV UTF-8)")
+    return f"{sheet} holds a reviewer's work ({filled} row(s) with a decision or a comment)"
+
+
 def refuse_filled_review_sheet(out: Path) -> None:
     """Refuse a run into ``out`` while its ``review.csv`` (``export --format csv``) holds a
-    reviewer's work (:func:`filled_review_rows`): the run would remove it with the other
-    files derived from an earlier run's results (:func:`remove_stale_outputs`), and a
-    person's decisions cannot be made again by rerunning a command.
+    reviewer's work, or cannot be read (:func:`filled_review_rows`): the run would remove
+    it with the other files derived from an earlier run's results
+    (:func:`remove_stale_outputs`), and a person's decisions cannot be made again by
+    rerunning a command.
 
     Raises:
         NoisyCleanError: such a sheet is there.
     """
     sheet = Path(out) / "review.csv"
-    filled = filled_review_rows(sheet) if sheet.is_file() else 0
-    if filled:
+    filled = filled_review_rows(sheet)
+    if filled != 0:
         raise NoisyCleanError(
-            f"{sheet} holds a reviewer's work ({filled} row(s) with a decision or a comment), "
-            "which this run would remove with the earlier run's other outputs: move it out "
-            f"of {out} first (apply --decisions reads it from anywhere)"
+            f"{review_work_text(sheet, filled)}, which this run would remove with the earlier "
+            f"run's other outputs: move it out of {out} first (apply --decisions reads it "
+            "from anywhere)"
         )
 
 

@@ -57,11 +57,13 @@ from ..outputs.write import (
     atomic_write_bytes,
     check_inputs_outside_out,
     check_out_outside_data,
+    labels_file,
     prepare_out_dir,
     refuse_filled_review_sheet,
     remove_stale_outputs,
     removed_if_left_empty,
     stale_outputs_text,
+    unlink_if_present,
     write_csv,
     write_json,
     write_pred_probs,
@@ -742,6 +744,8 @@ def _train(
     summary: dict[str, Any] = {
         "noisyclean_version": __version__,
         "data": str(samples.root),
+        # the --labels manifest wherever the review tools run (settings keep it as given)
+        "labels_file": labels_file(config.labels),
         "method": config.method,
         "weights_files": networks_written,
         **table_summary(table, classes, samples.found,
@@ -787,9 +791,10 @@ def _train(
     t0 = time.perf_counter()
     kept = (PROBS_NAME,) if config.save_probs else ()
     stale = [] if complete else remove_stale_outputs(
-        out, keep=(HISTORY_NAME, *networks_written, *kept))
+        out, keep=(HISTORY_NAME, *networks_written, *kept), warn=progress.warn)
     if stale:
         progress.log(stale_outputs_text(stale, out))
+    unlink_if_present(out / "summary.json")  # written last, as a scan's
     write_csv(table, out / "scores.csv")
     write_csv(relabeled, out / "relabeled.csv")
     write_csv(skipped, out / "skipped.csv")
