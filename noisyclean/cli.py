@@ -14,7 +14,7 @@ from rich.text import Text
 
 from . import __version__
 from .config import METHOD_HELP, ScanConfig
-from .errors import NoisyCleanError, count_text, listing
+from .errors import NoisyCleanError, count_text, listing, system_error_text
 from .progress import print_line
 
 app = typer.Typer(
@@ -370,6 +370,9 @@ def scan(
     except NoisyCleanError as error:
         _fail(str(error))
         return
+    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
+        _fail(system_error_text(error))
+        return
     except KeyboardInterrupt:
         _say("interrupted")
         raise typer.Exit(130) from None
@@ -492,6 +495,9 @@ def _write_report(
     except NoisyCleanError as error:
         _fail(str(error))
         return
+    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
+        _fail(system_error_text(error))
+        return
     if not quiet:
         _say(f"report: {path}")
 
@@ -569,6 +575,9 @@ def export(
     except NoisyCleanError as error:
         _fail(str(error))
         return
+    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
+        _fail(system_error_text(error))
+        return
     what = "tasks" if fmt == "labelstudio" else "rows"
     _say(f"wrote {result.rows} {what} to {result.files[0]}")
     if fmt == "labelstudio":
@@ -620,6 +629,9 @@ def apply(
         result = apply_labels(out_dir, to, drop_review, mode, force, data, decisions)
     except NoisyCleanError as error:
         _fail(str(error))
+        return
+    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
+        _fail(system_error_text(error))
         return
     counts = result.counts
     written = counts["copy"] + counts["hard"] + counts["symlink"]
@@ -674,6 +686,9 @@ def evaluate(
         metrics, path = evaluate_scan(out_dir, truth, output, no_class or (), top or ())
     except NoisyCleanError as error:
         _fail(str(error))
+        return
+    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
+        _fail(system_error_text(error))
         return
 
     def fmt(value: float | None) -> str:
@@ -999,6 +1014,9 @@ def train(
             result = run_train(config, progress, explicit)
     except NoisyCleanError as error:
         _fail(str(error))
+        return
+    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
+        _fail(system_error_text(error))
         return
     except KeyboardInterrupt:
         from .train.checkpoint import CHECKPOINT_NAME

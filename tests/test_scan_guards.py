@@ -330,3 +330,43 @@ def test_a_long_warm_up_on_the_cpu_is_announced_with_the_ways_to_shorten_it(
     warned = runner.invoke(app, [*args[:-1], str(tmp_path / "c")])
     assert "on the CPU; a GPU, a smaller --image-size or fewer --epochs would shorten it" in (
         " ".join(warned.output.split()))
+
+
+def test_file_system_errors_are_one_line_not_a_traceback(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    long_name = tmp_path / ("x" * 300) / "o"  # one component over NAME_MAX
+    result = runner.invoke(app, ["scan", str(root), "--out", str(long_name), "--epochs", "1",
+                                 "--quiet"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "File name too long" in result.output
+    assert not isinstance(result.exception, OSError)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    result = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "dangling"),
+                                 "--epochs", "1", "--quiet"])
+    assert result.exit_code == 2
+    assert "is a symbolic link to nothing" in " ".join(result.output.split())
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_training(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only output folder was found only when the results were written, after the
+    whole warm-up (root ignores permissions, so the check itself is made to say no)."""
+    import noisyclean.data.load as load
+    import noisyclean.outputs.write as write
+
+    root, _ = digits_folder
+    out = tmp_path / "readonly"
+    real = write.os.access
+    monkeypatch.setattr(write.os, "access",
+                        lambda path, mode: Path(path) != out and real(path, mode))
+    decoded: list[int] = []
+    monkeypatch.setattr(load, "decode_images", lambda *a, **k: decoded.append(1))
+    for command in (["scan"], ["train", "--method", "standard"]):
+        result = runner.invoke(app, [*command, str(root), "--out", str(out), "--epochs", "1",
+                                     "--quiet"])
+        assert result.exit_code == 2, result.output
+        assert f"cannot write in output folder {out}" in " ".join(result.output.split())
+    assert not decoded

@@ -21,14 +21,22 @@ from ..errors import NoisyCleanError
 
 
 def prepare_out_dir(out: Path) -> Path:
-    """Create the output folder (and parents); refuse a path that is an existing file."""
+    """Create the output folder (and parents); refuse a path that is an existing file, or
+    a folder this process cannot write in (a read-only file system, no permission), which
+    a run would otherwise find only when it writes its results, after the training."""
     out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise NoisyCleanError(f"output folder {out} is a symbolic link to nothing "
+                              f"({os.readlink(out)})")
     if out.exists() and not out.is_dir():
         raise NoisyCleanError(f"output folder {out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise NoisyCleanError(f"cannot create output folder {out}: {error.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise NoisyCleanError(f"cannot write in output folder {out} (no permission, or a "
+                              "read-only file system)")
     return out
 
 
