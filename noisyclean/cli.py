@@ -49,6 +49,16 @@ def _say(message: str) -> None:
     print_line(err, message)
 
 
+#: The errors a command ends in one ``error:`` line for: its own, the file system's (a folder
+#: without permission, a name too long) and running out of memory.
+RUN_ERRORS = (NoisyCleanError, OSError, MemoryError)
+
+
+def error_text(error: BaseException) -> str:
+    """The ``error:`` line's message for one of :data:`RUN_ERRORS`."""
+    return str(error) if isinstance(error, NoisyCleanError) else system_error_text(error)
+
+
 def _fail(message: str) -> None:
     """Print ``error: MESSAGE`` (the prefix bold red, the message as it is, as
     :func:`_say` prints) and exit with status 2."""
@@ -367,11 +377,8 @@ def scan(
     try:
         with Progress(quiet=quiet, console=err) as progress:
             result = run_scan(config, progress)
-    except NoisyCleanError as error:
-        _fail(str(error))
-        return
-    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
-        _fail(system_error_text(error))
+    except RUN_ERRORS as error:
+        _fail(error_text(error))
         return
     except KeyboardInterrupt:
         _say("interrupted")
@@ -492,11 +499,8 @@ def _write_report(
 
     try:
         path = write_report(out, top, thumb, include_clean, output, data, images)
-    except NoisyCleanError as error:
-        _fail(str(error))
-        return
-    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
-        _fail(system_error_text(error))
+    except RUN_ERRORS as error:
+        _fail(error_text(error))
         return
     if not quiet:
         _say(f"report: {path}")
@@ -572,11 +576,8 @@ def export(
     try:
         result = run_export(out_dir, fmt, output, all_images, url_prefix, document_root, data,
                             top, force)
-    except NoisyCleanError as error:
-        _fail(str(error))
-        return
-    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
-        _fail(system_error_text(error))
+    except RUN_ERRORS as error:
+        _fail(error_text(error))
         return
     what = "tasks" if fmt == "labelstudio" else "rows"
     _say(f"wrote {result.rows} {what} to {result.files[0]}")
@@ -627,11 +628,8 @@ def apply(
     mode = "hard" if link else "symlink" if symlink else "copy"
     try:
         result = apply_labels(out_dir, to, drop_review, mode, force, data, decisions)
-    except NoisyCleanError as error:
-        _fail(str(error))
-        return
-    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
-        _fail(system_error_text(error))
+    except RUN_ERRORS as error:
+        _fail(error_text(error))
         return
     counts = result.counts
     written = counts["copy"] + counts["hard"] + counts["symlink"]
@@ -684,11 +682,8 @@ def evaluate(
 
     try:
         metrics, path = evaluate_scan(out_dir, truth, output, no_class or (), top or ())
-    except NoisyCleanError as error:
-        _fail(str(error))
-        return
-    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
-        _fail(system_error_text(error))
+    except RUN_ERRORS as error:
+        _fail(error_text(error))
         return
 
     def fmt(value: float | None) -> str:
@@ -1012,11 +1007,8 @@ def train(
     try:
         with Progress(quiet=quiet, console=err) as progress:
             result = run_train(config, progress, explicit)
-    except NoisyCleanError as error:
-        _fail(str(error))
-        return
-    except (OSError, MemoryError) as error:  # a folder without permission, a name too long
-        _fail(system_error_text(error))
+    except RUN_ERRORS as error:
+        _fail(error_text(error))
         return
     except KeyboardInterrupt:
         from .train.checkpoint import CHECKPOINT_NAME

@@ -17,7 +17,7 @@ from .errors import NoisyCleanError, count_text
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA, then MPS, then CPU; an explicit device must be available."""
-    if isinstance(name, str) and re.fullmatch(r"cuda:\d+", name.strip()):
+    if re.fullmatch(r"cuda:\d+", name.strip()):
         index = name.strip().partition(":")[2]
         raise NoisyCleanError(
             f"--device {name}: pick the GPU with CUDA_VISIBLE_DEVICES={index} and --device cuda "
