@@ -210,8 +210,10 @@ def scan(
     ] = 1,
     epochs: Annotated[
         int | None,
-        typer.Option(help="Warm-up epochs at full resolution \\[default: a budget of about "
-                     "45,000 samples seen, 15..25 epochs; where progressive resizing is on by "
+        typer.Option(help="Warm-up epochs at full resolution \\[default: a budget of 15 "
+                     "epochs from 5,000 images on, 15 * sqrt(images / 5000) below it (at least "
+                     "6), so that a small dataset's wrong labels are not learnt by heart; "
+                     "where progressive resizing is on by "
                      "default (small-cnn, 32 px and more), 10 for a budget of 15, the other "
                      "5 epochs' time going to 6 at half and 5 at three-quarter "
                      "resolution]. 0: no warm-up, score with the network of a --weights "

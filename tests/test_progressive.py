@@ -368,3 +368,17 @@ def test_scan_cli_with_low_res_epochs(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["scan", str(root), "--out", str(tmp_path / "bad"),
                               "--signal", "aum", "--low-res-epochs", "2"])
     assert bad.exit_code == 2 and "not supported with --signal aum" in bad.output
+
+
+def test_small_datasets_get_a_smaller_budget() -> None:
+    """15 * sqrt(n / 5000), rounded half up, at least 6, and 15 from 5,000 images on: a
+    small dataset's network is scored before it learns its wrong labels by heart."""
+    budgets = {10: 6, 500: 6, 1000: 7, 1797: 9, 2000: 9, 3000: 12, 4000: 13, 4999: 15,
+               5000: 15, 10_000: 15, 50_000: 15}
+    assert {n: auto_epochs(n) for n in budgets} == budgets
+    # the full-resolution epochs after progressive resizing: 4, 5, 6, 8, 9 and 10
+    full = {n: resolve_schedule(_config(), n, 32, "small-cnn").epochs
+            for n in (500, 1000, 2000, 3000, 4000, 10_000)}
+    assert full == {500: 4, 1000: 5, 2000: 6, 3000: 8, 4000: 9, 10_000: 10}
+    # 2,250 images: 15 * sqrt(0.45) = 10.06, and 1,250: 7.5 rounds half up to 8
+    assert auto_epochs(2250) == 10 and auto_epochs(1250) == 8
