@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -66,6 +67,7 @@ from .outputs.write import (
     refuse_filled_review_sheet,
     remove_stale_outputs,
     removed_if_left_empty,
+    run_lock,
     stale_outputs_text,
     unlink_if_present,
     write_csv,
@@ -659,12 +661,15 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
         NoisyCleanError: for unusable data or options (one clear message).
     """
     check_setting_types(config)  # before anything reads a setting, the thread count too
-    with library_run(config.threads), removed_if_left_empty(config.out if write else None):
-        return _scan(config, progress, write)
+    with library_run(config.threads), removed_if_left_empty(config.out if write else None), \
+            ExitStack() as held:
+        return _scan(config, progress, write, held)
 
 
-def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanResult:
-    """:func:`scan` at the thread count already set."""
+def _scan(config: ScanConfig, progress: Progress | None, write: bool,
+          held: ExitStack) -> ScanResult:
+    """:func:`scan` at the thread count already set; ``held`` takes the output folder's
+    :func:`~noisyclean.outputs.write.run_lock` until the scan ends."""
     validate(config)
     progress = progress or Progress(quiet=True)
     timings: dict[str, float] = {}
@@ -675,6 +680,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool) -> ScanRes
         refuse_training_checkpoint(config.out)
         refuse_filled_review_sheet(config.out)
         prepare_out_dir(config.out)
+        held.enter_context(run_lock(config.out))
 
     as_loaded = scores_as_loaded(config)
     dataset = load_configured(config, progress)

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +39,74 @@ def prepare_out_dir(out: Path) -> Path:
         raise NoisyCleanError(f"cannot write in output folder {out} (no permission, or a "
                               "read-only file system)")
     return out
+
+
+#: The file that marks an output folder a run is writing into (:func:`run_lock`).
+LOCK_NAME = ".noisyclean.lock"
+
+
+def _lock_holder(lock: Path) -> tuple[int, str] | None:
+    """The process id and host a lock file names, or None where it names none (empty: a
+    run stopped between creating and writing it; garbled)."""
+    try:
+        pid, host = lock.read_text(encoding="utf-8").split()
+        return int(pid), host
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _gone(holder: tuple[int, str] | None) -> bool:
+    """Whether the run a lock names has ended: a lock that names no run, or a process of
+    this host that no longer exists (a run killed before it could remove its lock). Not
+    decided on another host, nor on Windows, where signal 0 is not a probe."""
+    if holder is None:
+        return True
+    pid, host = holder
+    if host != socket.gethostname() or os.name == "nt":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, as another user's process
+        return False
+    return False
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold the output folder ``out`` for this run: :data:`LOCK_NAME` names this process
+    and host while the run lasts, and a second run into the same folder is refused (two
+    trainings overwrote each other's checkpoint after every epoch; of two scans the last
+    to finish won, having removed the other's files). A lock whose run has ended without
+    removing it (killed) is taken over.
+
+    Raises:
+        NoisyCleanError: another run holds ``out``.
+    """
+    lock = Path(out) / LOCK_NAME
+    mine = f"{os.getpid()} {socket.gethostname()}"
+    for attempt in (1, 2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if attempt == 1 and _gone(holder):
+                lock.unlink(missing_ok=True)
+                continue
+            who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
+            raise NoisyCleanError(
+                f"another noisyclean run ({who}) is writing into {out}: wait for it to end, "
+                f"or choose another output folder (if no run is, remove {lock})"
+            ) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(mine + "\n")
+        break
+    try:
+        yield
+    finally:
+        if _lock_holder(lock) == (os.getpid(), socket.gethostname()):
+            lock.unlink(missing_ok=True)
 
 
 @contextmanager

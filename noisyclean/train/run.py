@@ -17,6 +17,7 @@ import io
 import math
 import time
 from collections.abc import Callable, Collection
+from contextlib import ExitStack
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ from ..outputs.write import (
     refuse_filled_review_sheet,
     remove_stale_outputs,
     removed_if_left_empty,
+    run_lock,
     stale_outputs_text,
     unlink_if_present,
     write_csv,
@@ -510,14 +512,16 @@ def train(
     # the thread count is how the run executes, never the checkpoint's: a resumed run takes
     # it from ``config`` too (RESUME_OVERRIDABLE)
     check_setting_types(config)  # before anything reads a setting, the thread count too
-    with library_run(config.threads), removed_if_left_empty(config.out):
-        return _train(config, progress, explicit)
+    with library_run(config.threads), removed_if_left_empty(config.out), ExitStack() as held:
+        return _train(config, progress, held, explicit)
 
 
 def _train(
-    config: TrainConfig, progress: Progress | None, explicit: Collection[str] | None = None
+    config: TrainConfig, progress: Progress | None, held: ExitStack,
+    explicit: Collection[str] | None = None,
 ) -> TrainResult:
-    """:func:`train` at the thread count already set."""
+    """:func:`train` at the thread count already set; ``held`` takes the output folder's
+    :func:`~noisyclean.outputs.write.run_lock` until the run ends."""
     progress = progress or Progress(quiet=True)
     timings: dict[str, float] = {}
     payload = None
@@ -553,6 +557,7 @@ def _train(
     check_inputs_outside_out(config.out, {"--labels": config.labels, "--truth": config.truth,
                                           "--weights": config.weights})
     out = prepare_out_dir(config.out)
+    held.enter_context(run_lock(out))  # before another run's checkpoint can be looked for
     if config.resume is None:
         if (out / CHECKPOINT_NAME).exists():
             raise NoisyCleanError(
