@@ -216,7 +216,8 @@ def check_review_output(
 ) -> None:
     """Refuse to write a review command's file (``report``, ``export``, ``evaluate``) over
     one of the scan's own files in its output folder (:data:`SCAN_OUTPUTS`): that would
-    destroy the results every later command reads; into the dataset folder ``data_root``
+    destroy the results every later command reads; over such a file of another run's
+    output folder (one that holds a ``summary.json``); into the dataset folder ``data_root``
     (outside the output folder), whose images the review commands never modify; or over
     one of the ``inputs`` (option -> file: ``--truth``, the scan's ``--labels``). Paths
     are compared resolved, so ``OUT/./scores.csv``, a relative spelling or a symbolic link
@@ -233,6 +234,12 @@ def check_review_output(
         raise NoisyCleanError(
             f"{option} {target} is the scan's own {name} in {out}: writing there would "
             "destroy the scan's results; choose another file name"
+        )
+    if own and resolved.is_file() and (resolved.parent / "summary.json").is_file():
+        raise NoisyCleanError(
+            f"{option} {target} is the {name} of another run's output folder "
+            f"{resolved.parent}: writing there would destroy that run's results; choose "
+            "another file name"
         )
     for input_option, path in (inputs or {}).items():
         if path is not None and Path(path).expanduser().resolve() == resolved:

@@ -125,3 +125,27 @@ def test_the_labels_manifest_is_protected_from_any_working_folder(
     clear_failure(runner.invoke(from_app(), ["report", str(tmp_path / "o"), "--no-images",
                                              "-o", str(manifest)]), "--labels")
     assert manifest.read_bytes() == before
+
+
+def test_review_outputs_never_replace_another_runs_files(
+    scanned: Scanned, tmp_path: Path
+) -> None:
+    """``report -o`` and ``evaluate -o`` wrote over another scan's summary.json and
+    scores.csv (exit 0); a new file of that name in a folder of no run is fine."""
+    other = tmp_path / "other-run"
+    shutil.copytree(scanned.out, other)
+    before = {name: (other / name).read_bytes() for name in ("summary.json", "scores.csv")}
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame({"path": list(scanned.truth), "label": list(scanned.truth.values())}).to_csv(
+        truth, index=False)
+    for command in (["report", str(scanned.out), "--no-images", "-o", str(other / "summary.json")],
+                    ["evaluate", str(scanned.out), "--truth", str(truth), "-o",
+                     str(other / "scores.csv")]):
+        clear_failure(runner.invoke(from_app(), command), "another run's output folder",
+                      "would destroy that run's results")
+    assert {name: (other / name).read_bytes() for name in before} == before
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    made = runner.invoke(from_app(), ["evaluate", str(scanned.out), "--truth", str(truth),
+                                      "-o", str(loose / "scores.csv")])
+    assert made.exit_code == 0, made.output
