@@ -118,3 +118,20 @@ def test_atomic_writes_get_the_mode_a_plain_open_gives(tmp_path) -> None:
     assert (tmp_path / "atomic.txt").read_text() == "x"
     assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch) -> None:
+    """The temporary file's data is flushed with fsync before os.replace puts it in place
+    (a power cut could leave a renamed file whose data never reached the disk)."""
+    import os
+
+    import noisyclean.outputs.write as write
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(write.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(write.os, "replace",
+                        lambda a, b: events.append("replace") or real_replace(a, b))
+    write.atomic_write_bytes(tmp_path / "checkpoint.pt", b"weights")
+    assert events == ["fsync", "replace"]
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"weights"

@@ -424,7 +424,10 @@ _UMASK = _current_umask()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+    """Write ``data`` to ``path`` through a temporary file, flushed to the disk
+    (``os.fsync``) before ``os.replace`` puts it in place: after a power cut the path holds
+    the old file or the whole new one, not a renamed file whose data never reached the
+    disk (which file systems such as ext4 with delayed allocation can leave).
 
     Raises:
         NoisyCleanError: the file cannot be written (a full disk, no permission, a folder
@@ -442,6 +445,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         # mkstemp creates the file 0600; give it the mode a plain open() would
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
