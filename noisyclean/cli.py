@@ -54,7 +54,7 @@ def _say(message: str) -> None:
 RUN_ERRORS = (NoisyCleanError, OSError, MemoryError)
 
 
-def error_text(error: BaseException) -> str:
+def error_text(error: NoisyCleanError | OSError | MemoryError) -> str:
     """The ``error:`` line's message for one of :data:`RUN_ERRORS`."""
     return str(error) if isinstance(error, NoisyCleanError) else system_error_text(error)
 

@@ -56,15 +56,13 @@ def is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def system_error_text(error: BaseException) -> str:
+def system_error_text(error: OSError | MemoryError) -> str:
     """One line for an error of the file system (``Permission denied: out/x``, ``File name
     too long: ...``) or for running out of memory, which the commands print instead of a
     traceback."""
     if isinstance(error, MemoryError):
         return ("out of memory: the images at this --image-size, or the network, do not fit; "
                 "try a smaller --image-size or fewer images")
-    if not isinstance(error, OSError):
-        return str(error)
     where = f": {error.filename}" if error.filename is not None else ""
     also = f" -> {error.filename2}" if error.filename2 is not None else ""
     return f"{error.strerror or error}{where}{also}"

@@ -190,11 +190,13 @@ def load_dataset(
                       "Unicode form) and are separate classes; rename one if they are the same")
 
     t0 = time.perf_counter()
-    probe = probe_images(samples.root, samples.paths)  # the headers of up to 64 images
+    # the headers of up to 64 images, for the automatic size and the shapes' warnings: none
+    # for a validation set, which comes at the training set's size
+    probe = (ImageProbe(None, 0, 0) if validation and image_size is not None
+             else probe_images(samples.root, samples.paths))
     size, model_name = choose_size_and_model(image_size, model, lambda: probe.side)
-    if not validation:
-        _tell_of_shapes(probe, size, image_size is None, progress)
     if not validation:  # a validation set comes at a size already checked for its model
+        _tell_of_shapes(probe, size, image_size is None, progress)
         check_input_size(model_name, len(samples.classes), size)  # before a long decode
         if weights_read:
             check_weights(model_name, weights, len(samples.classes), width)
