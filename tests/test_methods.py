@@ -496,3 +496,30 @@ def test_dynamic_bootstrap_step_with_mixup_and_the_prior_by_hand(
     assert prior.item() > 1e-4 and 0.0 < lam < 1.0 and not torch.equal(perm, rows)
     assert stats["noise_weight"] == pytest.approx(w.sum().item())
     assert stats["ce"] == pytest.approx(F.cross_entropy(logits, y).item() * n, rel=1e-6)
+
+
+def test_a_float16_run_resumes_with_its_gradient_scale(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """float16 training (a GPU before Ampere; here forced on the CPU) scales its losses,
+    and the scale it has learnt is part of the checkpoint: a stopped and resumed run ends
+    as the uninterrupted one, scale included. The scaler starts far too high, so its first
+    steps overflow and are skipped, as they would again after a resume that started it
+    anew."""
+    monkeypatch.setattr(Precision, "choose", classmethod(
+        lambda cls, device, amp: cls(device, torch.float16)))
+    monkeypatch.setattr(Precision, "grad_scaler", lambda self: torch.amp.GradScaler(
+        self.device.type, init_scale=2.0**60, growth_interval=3))
+    root, _ = digits_folder
+    settings = dict(data=root, epochs=3, width=8, batch_size=16, method="standard")
+    train(TrainConfig(out=tmp_path / "whole", **settings))
+    with pytest.raises(_Stopped):
+        train(TrainConfig(out=tmp_path / "cut", **settings), _StopAfter(1))
+    first = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["scaler"]
+    assert first["scale"] < 2.0**60  # the first steps overflowed and lowered it
+    train(TrainConfig(data=root, resume=tmp_path / "cut"))
+    scales = [torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["scaler"]
+              for run in ("whole", "cut")]
+    assert scales[0] == scales[1]
+    for name in ("scores.csv", "relabeled.csv"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()

@@ -3,7 +3,7 @@ stopped, in one file that ``torch.load(path, weights_only=True)`` reads.
 
 A checkpoint holds, after a completed epoch: every network's ``state_dict`` (weights and
 batch-norm statistics), every optimiser's ``state_dict`` (momentum buffers), the step
-counters, the method's state (its random generator and the choices it made), the global
+counters, the float16 gradient scaler's scale (where training runs in float16), the method's state (its random generator and the choices it made), the global
 random states (torch CPU and CUDA, numpy's legacy generator, as tensors), the per-epoch
 history and the settings. It is written to a temporary file and renamed over
 ``checkpoint.pt``, so a run killed at any moment leaves the last complete epoch's file.
@@ -71,6 +71,7 @@ def save_checkpoint(
     method_state: dict[str, Any],
     history: list[dict[str, Any]],
     extra: dict[str, Any],
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
     """Write a checkpoint atomically.
 
@@ -81,6 +82,7 @@ def save_checkpoint(
         method_state: the method's ``state_dict()``.
         history: one dict per completed epoch (numbers, strings, None).
         extra: anything else plain (settings, data fingerprint).
+        scaler: the float16 gradient scaler, where there is one.
     """
     payload = {
         "format": FORMAT,
@@ -88,6 +90,7 @@ def save_checkpoint(
         "models": [learner.model.state_dict() for learner in learners],
         "optimizers": [learner.optimizer.state_dict() for learner in learners],
         "steps": [int(learner.step) for learner in learners],
+        "scaler": scaler.state_dict() if scaler is not None else None,
         "method": method_state,
         "rng": rng_state(),
         "history": history,
@@ -135,3 +138,12 @@ def restore_learners(learners: list[Learner], payload: dict[str, Any]) -> None:
             ) from None
         learner.optimizer.load_state_dict(optimizer)
         learner.step = int(step)
+
+
+def restore_scaler(scaler: torch.amp.GradScaler | None, payload: dict[str, Any]) -> None:
+    """Give ``scaler`` the scale a checkpoint kept. Nothing happens where this run has no
+    scaler or the checkpoint none (it trained in another precision: the scaler starts
+    anew)."""
+    state = payload.get("scaler")
+    if scaler is not None and state:
+        scaler.load_state_dict(state)

@@ -169,6 +169,13 @@ class Precision:
             return cls(device, torch.bfloat16)
         return cls(device)
 
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """A new gradient scaler where the precision is float16 (None elsewhere): float16's
+        narrow range needs the loss scaled up before the backward pass."""
+        if self.dtype != torch.float16:
+            return None
+        return torch.amp.GradScaler(self.device.type)
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """Context manager that runs the forward pass in the chosen precision."""
         if self.dtype is None:
@@ -184,6 +191,7 @@ def run_epochs(
     progress: Progress,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     description: str = "train",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> list[dict[str, float]]:
     """Train ``learners`` with ``method`` for the given epochs.
 
@@ -193,11 +201,15 @@ def run_epochs(
     for float16), step the optimiser. After each epoch ``on_epoch_end(epoch, stats)`` is
     called (for signals, checkpoints).
 
+    ``scaler`` is the float16 gradient scaler to go on with (a resumed run's, whose scale
+    the checkpoint kept); None makes a new one where the precision needs one.
+
     Returns:
         One dict per epoch: mean ``loss`` and the other metrics, ``lr``, ``seconds``,
         ``images_per_s``.
     """
-    scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
+    if scaler is None:
+        scaler = precision.grad_scaler()
     log = []
     start_epoch = getattr(method, "start_epoch", None)
     for epoch in epochs:

@@ -79,6 +79,7 @@ from .checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
     restore_learners,
+    restore_scaler,
     save_checkpoint,
     set_rng_state,
 )
@@ -646,8 +647,10 @@ def _train(
     history: list[dict[str, Any]] = []
     resumes: list[int] = []
     start = 0
+    scaler = precision.grad_scaler()
     if payload is not None:
         restore_learners(learners, payload)
+        restore_scaler(scaler, payload)
         method.load_state_dict(payload["method"])
         set_rng_state(payload["rng"])
         history = list(payload["history"])
@@ -702,7 +705,7 @@ def _train(
                                   "finite); try a lower --lr")
         history.append(row)
         save_checkpoint(out / CHECKPOINT_NAME, epoch + 1, learners, method.state_dict(),
-                        history, extra)
+                        history, extra, scaler)
         write_csv(history_frame(history, config.method, val is not None), out / HISTORY_NAME)
         message = f"epoch {epoch + 1}/{config.epochs} {phase}: loss {row['loss']:.4f}"
         if dividemix and row.get("labelled_1") is not None:
@@ -715,7 +718,7 @@ def _train(
 
     t0 = time.perf_counter()
     run_epochs(learners, method, range(start, config.epochs), precision, progress,
-               on_epoch_end, config.method)
+               on_epoch_end, config.method, scaler)
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
