@@ -25,3 +25,16 @@ def test_cli_entry_point_is_installed() -> None:
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("noisyclean ")
+
+
+def test_the_installed_version_is_the_packages_own() -> None:
+    """The version is written once, in ``noisyclean.__version__``; the package metadata
+    (what pip shows) reads it from there."""
+    from importlib.metadata import version
+
+    import noisyclean
+
+    assert version("noisyclean") == noisyclean.__version__
+    out = subprocess.run([str(Path(sys.executable).parent / "noisyclean"), "--version"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == f"noisyclean {noisyclean.__version__}"
