@@ -75,6 +75,9 @@ class TrainedRun:
     summary: Path
     classes: list[str]
     normalisation: tuple[list[float], list[float]]
+    #: the side and the resize mode its images trained at (None: not recorded)
+    image_size: int | None = None
+    resize: str | None = None
 
 
 def trained_run(
@@ -115,7 +118,13 @@ def trained_run(
                 "are normalised as for other pretrained weights, by ImageNet's statistics (to "
                 "use the run's, pass the net<k>.pt file it wrote, or a link to it)")
         return None
-    return TrainedRun(path, classes, (mean, std))
+    settings = summary.get("settings")
+    size = summary.get("image_size")
+    # a run's settings without a resize mode are of a noisyclean that only cropped
+    resize = settings.get("resize", "crop") if isinstance(settings, dict) else None
+    return TrainedRun(path, classes, (mean, std),
+                      size if isinstance(size, int) and not isinstance(size, bool) else None,
+                      resize if isinstance(resize, str) else None)
 
 
 def check_run_classes(run: TrainedRun, classes: list[str]) -> None:

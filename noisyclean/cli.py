@@ -85,6 +85,12 @@ ClassesOption = Annotated[
     typer.Option(help="Comma-separated class folders to use, in this order (folder layout); "
                  "a comma inside a name is written \\,."),
 ]
+ResizeOption = Annotated[
+    str,
+    typer.Option(help="How each image becomes a square: crop (shorter side to --image-size, "
+                 "centre square kept), pad (longer side to --image-size, black bands) or "
+                 "squash (both sides to --image-size, proportions changed)."),
+]
 WidthOption = Annotated[int, typer.Option(help="Base width of small-cnn.")]
 RelabelThresholdOption = Annotated[
     float,
@@ -190,6 +196,7 @@ def scan(
                      "image side rounded up to a multiple of 8, 16..64 px for small models, "
                      "up to 224 for torchvision models]."),
     ] = None,
+    resize: ResizeOption = "crop",
     model: Annotated[
         str | None,
         typer.Option(help="Backbone: small-cnn, preact-resnet18, or a torchvision model "
@@ -340,6 +347,7 @@ def scan(
         classes=_class_list(classes),
         out=out,
         image_size=image_size,
+        resize=resize,
         workers=workers,
         cache_dir=cache_dir,
         use_cache=cache,
@@ -777,6 +785,7 @@ def train(
         typer.Option(help="Side of the square images \\[default: as scan: median image side "
                      "rounded up to a multiple of 8, 16..64 px for small models]."),
     ] = None,
+    resize: ResizeOption = "crop",
     model: Annotated[
         str | None,
         typer.Option(help="Backbone: small-cnn, preact-resnet18 (DivideMix's CIFAR network), "
@@ -954,6 +963,7 @@ def train(
         truth=truth,
         no_class=no_class or None,
         image_size=image_size,
+        resize=resize,
         workers=workers,
         cache_dir=cache_dir,
         use_cache=cache,

@@ -18,6 +18,12 @@ from .names import is_utf8, printable
 
 MIXTURES = ("gmm", "bmm")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+RESIZE_MODES: tuple[str, ...] = ("crop", "pad", "squash")
+"""How an image becomes a square (``--resize``): ``crop`` scales the shorter side to the
+square's and keeps the centre square (what CIFAR-style training does; an elongated image
+loses its ends); ``pad`` scales the longer side to the square's and fills the rest with
+black (all of the image, smaller); ``squash`` scales each side to the square's (all of the
+image, its proportions changed)."""
 #: The largest ``--seed``: numpy's and scikit-learn's random states (the mixtures, the
 #: folds) take a seed in 0 .. 2**32 - 1.
 MAX_SEED = 2**32 - 1
@@ -36,6 +42,8 @@ class DataSettings:
 
     # decoding
     image_size: int | None = None
+    #: how each image becomes a square: crop, pad or squash (:data:`RESIZE_MODES`)
+    resize: str = "crop"
     workers: int | None = None
     cache_dir: Path | None = None
     use_cache: bool = True
@@ -283,6 +291,7 @@ def shared_checks(config: ScanConfig | TrainConfig) -> list[tuple[bool, str]]:
         (config.weight_decay >= 0, "--weight-decay must not be negative"),
         (config.image_size is None or 8 <= config.image_size <= 1024,
          "--image-size must be between 8 and 1024"),
+        (config.resize in RESIZE_MODES, f"--resize must be one of {', '.join(RESIZE_MODES)}"),
         (4 <= config.width <= MAX_WIDTH, f"--width must be between 4 and {MAX_WIDTH}"),
         (config.model is None or config.model.strip() != "",
          "--model must name a model (small-cnn, preact-resnet18, resnet18, ...), not ''"),

@@ -710,8 +710,9 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool,
         progress.log(f"--signal aum trains {AUM_RUNS} networks, one per set of threshold samples")
         config = replace(config, networks=AUM_RUNS)
     progress.log(
-        f"{len(paths)} images, {len(samples.classes)} classes, {size}x{size} px, "
-        f"{model_name} x{config.networks}, "
+        f"{len(paths)} images, {len(samples.classes)} classes, {size}x{size} px"
+        + ("" if config.resize == "crop" else f" ({config.resize})")
+        + f", {model_name} x{config.networks}, "
         + ("no training (--epochs 0: the --weights network as loaded)" if as_loaded
            else schedule_text(schedule, size))
         + f" on {device_text(device, precision.dtype)}"

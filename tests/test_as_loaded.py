@@ -77,6 +77,24 @@ def test_scan_with_a_trained_network_as_loaded(trained: tuple[Path, Path], tmp_p
             in " ".join(warned.output.split()))
 
 
+def test_a_network_shown_its_images_otherwise_than_it_learnt_them_is_warned_of(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The run that wrote --weights recorded its side and resize mode: a scan with another
+    of either says which to give; one with the same says nothing."""
+    root, weights = trained
+    size = json.loads((weights.parent / "summary.json").read_text())["image_size"]
+    other = _run("scan", root, "--out", tmp_path / "o", "--epochs", "0", "--weights", weights,
+                 "--image-size", size + 8, "--resize", "pad", "--quiet", *NET)
+    assert other.exit_code == 0, other.output
+    assert (f"trained its images with --image-size {size} and --resize crop, and these come "
+            f"at --image-size {size + 8} --resize pad; give --image-size {size} --resize crop"
+            in " ".join(other.output.split()))
+    same = _run("scan", root, "--out", tmp_path / "s", "--epochs", "0", "--weights", weights,
+                "--quiet", *NET)
+    assert same.exit_code == 0 and "trained its images with" not in same.output
+
+
 def test_what_epochs_0_refuses(trained: tuple[Path, Path], tmp_path: Path) -> None:
     root, weights = trained
     out = tmp_path / "scan"
@@ -207,7 +225,8 @@ def test_trained_run_reads_a_runs_summary_or_nothing(tmp_path: Path) -> None:
         assert trained_run(weights) is None, garbled
     run = {"classes": ["a", "b"], "normalisation": {"mean": [0.5, 0.4, 0.3],
                                                    "std": [0.2, 0.2, 0.25]}}
-    found = TrainedRun(summary, ["a", "b"], ([0.5, 0.4, 0.3], [0.2, 0.2, 0.25]))
+    found_parts = (["a", "b"], ([0.5, 0.4, 0.3], [0.2, 0.2, 0.25]))
+    found = TrainedRun(summary, *found_parts)
     other = tmp_path / "resnet18.pth"
     torch.save({}, other)
     said: list[str] = []
@@ -222,6 +241,12 @@ def test_trained_run_reads_a_runs_summary_or_nothing(tmp_path: Path) -> None:
     assert trained_run(weights, said.append) is None
     assert said[-1].startswith(f"--weights {weights} lies beside a run's summary ({summary})")
     assert len(said) == 2
+    # the side and resize mode it trained at, where recorded; a run from before --resize
+    # cropped
+    summary.write_text(json.dumps({**run, "image_size": 32, "settings": {"seed": 0}}))
+    assert trained_run(weights) == TrainedRun(summary, *found_parts, 32, "crop")
+    summary.write_text(json.dumps({**run, "image_size": True, "settings": {"resize": "pad"}}))
+    assert trained_run(weights) == TrainedRun(summary, *found_parts, None, "pad")
     # not a run's summary: nothing said
     summary.write_text("{")
     assert trained_run(other, said.append) is None and len(said) == 2

@@ -4,6 +4,7 @@ resize + centre crop, skipping bad files, the on-disk cache, progress and size p
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import threading
@@ -24,6 +25,7 @@ from noisyclean.data.decode import (
     REASON_UNREADABLE,
     DecodedImages,
     ImageTooLargeError,
+    cache_key,
     decode_image,
     decode_images,
     default_cache_dir,
@@ -271,6 +273,74 @@ def test_resize_centre_crop_tall(tmp_path: Path) -> None:
     out = decode_image(_save(img, tmp_path / "tall.png"), 10)
     assert out.shape == (10, 10, 3)
     assert out[..., 1].min() > 150 and out[..., 0].max() < 60
+
+
+def _quarters_wide(tmp_path: Path) -> Path:
+    """A 40x20 image: red left quarter, green middle, blue right quarter."""
+    img = Image.new("RGB", (40, 20), (0, 200, 0))
+    img.paste((255, 0, 0), (0, 0, 10, 20))
+    img.paste((0, 0, 255), (30, 0, 40, 20))
+    return _save(img, tmp_path / "wide.png")
+
+
+def test_resize_pad_keeps_the_whole_image_on_black(tmp_path: Path) -> None:
+    """--resize pad: the longer side becomes the square's (40 -> 10 px, so 20 -> 5 px),
+    centred between black bands of 2 and 3 rows; all three colours are kept."""
+    out = decode_image(_quarters_wide(tmp_path), 10, "pad")
+    assert out.shape == (10, 10, 3) and out.dtype == np.uint8
+    assert (out[:2] == 0).all() and (out[7:] == 0).all()  # (10 - 5) // 2 rows above
+    band = out[2:7]
+    assert (band[:, 0] == [255, 0, 0]).all() and (band[:, -1] == [0, 0, 255]).all()
+    assert (band[:, 4:6] == [0, 200, 0]).all()
+    tall = decode_image(_save(Image.new("L", (3, 60), 200), tmp_path / "tall.png"), 20, "pad")
+    # 3x60 -> 1x20, at column (20 - 1) // 2
+    assert (tall[:, 9] == 200).all() and (tall[:, :9] == 0).all() and (tall[:, 10:] == 0).all()
+
+
+def test_resize_squash_keeps_the_whole_image_stretched(tmp_path: Path) -> None:
+    """--resize squash: 40x20 -> 10x10, each quarter 2.5 px wide, every row the same."""
+    out = decode_image(_quarters_wide(tmp_path), 10, "squash")
+    assert out.shape == (10, 10, 3)
+    assert (out == out[:1]).all()  # the vertical stretch keeps every row alike
+    assert (out[:, :2] == [255, 0, 0]).all() and (out[:, -2:] == [0, 0, 255]).all()
+    assert (out[:, 4:6] == [0, 200, 0]).all()
+    with pytest.raises(ValueError, match="resize must be one of crop, pad, squash"):
+        decode_image(_quarters_wide(tmp_path), 10, "fit")
+
+
+def test_the_resize_mode_is_part_of_the_cache_key(
+    mixed: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """Another mode decodes again; crop's key is the one it had before the modes existed,
+    so caches written by earlier versions are still hits."""
+    root, paths = mixed
+    cache = tmp_path / "cache"
+    crop = decode_images(root, paths, 12, cache_dir=cache)
+    pad = decode_images(root, paths, 12, cache_dir=cache, resize="pad")
+    assert pad.from_cache is False and len(list(cache.iterdir())) == 2
+    assert not np.array_equal(pad.images, crop.images)
+    assert decode_images(root, paths, 12, cache_dir=cache, resize="pad").from_cache is True
+    again = decode_images(root, paths, 12, cache_dir=cache)
+    assert again.from_cache is True and np.array_equal(again.images, crop.images)
+    assert cache_key(root, paths, 12) == cache_key(root, paths, 12, "crop") == _old_key(
+        root, paths, 12)
+    assert len({cache_key(root, paths, 12, mode) for mode in ("crop", "pad", "squash")}) == 3
+
+
+def _old_key(root: Path, paths: list[str], size: int) -> str:
+    """The key as computed before --resize (noisyclean 0.1.0 until 2026-12-07)."""
+    root = Path(root).resolve()
+    digest = hashlib.sha256()
+    digest.update(f"noisyclean-decode\0{DECODE_VERSION}\0{size}\0{len(paths)}\n".encode())
+    digest.update(os.fsencode(root) + b"\n")
+    for rel in paths:
+        try:
+            st = os.stat(root / rel)
+            ident = f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_dev}\0{st.st_ino}"
+        except OSError:
+            ident = "-1\0-1\0-1\0-1\0-1"
+        digest.update(f"{rel}\0{ident}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def test_upscale_tiny(tmp_path: Path) -> None:
@@ -594,3 +664,10 @@ def test_scan_says_when_photos_are_shrunk_and_warns_of_panoramas(tmp_path: Path)
     assert given.exit_code == 0, given.output
     assert "shorter sides are about" not in given.output  # the user chose the side
     assert "4 of 16 images" in " ".join(given.output.split())
+    assert "(--resize pad or --resize squash keeps all of it)" in " ".join(given.output.split())
+    padded = CliRunner().invoke(app, [*args, "--resize", "pad", "--out", str(tmp_path / "o3")])
+    assert padded.exit_code == 0, padded.output
+    assert "cropped to its centre" not in padded.output  # nothing is cropped
+    assert "16 images, 2 classes, 64x64 px (pad)," in " ".join(padded.output.split())
+    summary = json.loads((tmp_path / "o3" / "summary.json").read_text())
+    assert summary["settings"]["resize"] == "pad"

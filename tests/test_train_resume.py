@@ -158,3 +158,24 @@ def test_options_the_method_does_not_use_are_named(
                     "--out", tmp_path / "b", "--quiet", *FAST)
     assert result.exit_code == 0, result.output
     assert "warning" not in _text(result)
+
+
+def test_resize_is_the_checkpoints_on_resume_and_checked(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """--resize is a setting of the run: recorded, kept on --resume (another value is
+    reported as ignored), and an unknown mode is refused before anything runs."""
+    root, _ = digits_folder
+    out = tmp_path / "run"
+    result = _train(root, "--method", "standard", "--resize", "squash", "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "px (squash), small-cnn" in _text(result)
+    assert json.loads((out / "summary.json").read_text())["settings"]["resize"] == "squash"
+    resumed = _train(root, "--resume", out, "--resize", "pad")
+    assert resumed.exit_code == 0, resumed.output
+    assert "warning: resuming: --resize ignored" in _text(resumed)
+    assert json.loads((out / "summary.json").read_text())["settings"]["resize"] == "squash"
+    refused = _train(root, "--resize", "fit", "--out", tmp_path / "other")
+    assert refused.exit_code == 2
+    assert "--resize must be one of crop, pad, squash" in _text(refused)
+    assert not (tmp_path / "other").exists()

@@ -1,12 +1,15 @@
 """Decode every image once into one uint8 array ``(N, size, size, 3)``.
 
 Each image is opened with Pillow, turned upright (EXIF orientation), converted to 8-bit RGB
-(alpha composited over white), scaled so its shorter side is ``size`` and centre-cropped to a
-square. Files that cannot be decoded are skipped with a short reason; the run goes on.
+(alpha composited over white) and made square at side ``size``
+(:data:`~noisyclean.config.RESIZE_MODES`: by default scaled so its shorter side is ``size``
+and centre-cropped). Files that cannot be decoded are skipped with a short reason; the run
+goes on.
 
 The result can be cached on disk (never inside the dataset folder): the cache key covers
-:data:`DECODE_VERSION`, ``size``, the resolved dataset folder and every file's relative path,
-size, modification and change times, device and inode (:func:`cache_key`).
+:data:`DECODE_VERSION`, ``size``, the resize mode, the resolved dataset folder and every
+file's relative path, size, modification and change times, device and inode
+(:func:`cache_key`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..config import RESIZE_MODES
 
 DECODE_VERSION: int = 2
 """Version of the decoding recipe; bump it whenever decoding output changes (cache key)."""
@@ -48,6 +53,7 @@ REDUCING_GAP = 3.0
 """Pillow ``reducing_gap``: large downscales first box-reduce by an integer factor (fast)."""
 
 _BLOCK = 64  # images per worker task (at most)
+
 
 
 def _quiet_pillow() -> None:
@@ -183,17 +189,19 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(path: str | Path, size: int) -> np.ndarray:
+def decode_image(path: str | Path, size: int, resize: str = "crop") -> np.ndarray:
     """Decode one image file to a ``(size, size, 3)`` uint8 RGB array.
 
     Steps: open with Pillow (first frame of multi-frame files); check the pixel count against
     :data:`MAX_PIXELS`; for JPEG, let libjpeg decode at a reduced scale (1/2, 1/4 or 1/8) that
     still leaves the shorter side >= ``size``; fully load (so truncated files raise); apply
     the EXIF orientation (a malformed EXIF block is ignored); convert to RGB (see below);
-    scale so the shorter side is ``size`` and centre-crop to ``size x size``, done in one
-    Pillow ``resize`` of the centred square region with :data:`RESAMPLE` (bilinear,
-    antialiased when downscaling) and ``reducing_gap`` :data:`REDUCING_GAP`. Small images
-    are upscaled the same way.
+    make it ``size x size`` as ``resize`` says, in one Pillow ``resize`` with
+    :data:`RESAMPLE` (bilinear, antialiased when downscaling) and ``reducing_gap``
+    :data:`REDUCING_GAP`: ``crop`` scales the centred square region (the shorter side
+    becomes ``size``); ``pad`` scales the whole image so its longer side is ``size`` (the
+    shorter at least 1 px) and centres it on black; ``squash`` scales the whole image to
+    ``size x size``. Small images are upscaled the same way.
 
     Mode conversion: ``I;16*``, ``I`` and ``F`` scale their finite min..max to 0..255 (a
     constant image gives zeros; so a 12-bit image in a 16-bit PNG keeps its range); ``1``
@@ -204,6 +212,7 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
     Args:
         path: the image file; it is only read.
         size: side of the output square, in pixels (>= 1).
+        resize: one of :data:`RESIZE_MODES`.
 
     Returns:
         A C-contiguous uint8 array of shape ``(size, size, 3)``.
@@ -215,6 +224,8 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
     """
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
     with Image.open(path) as img:
         width, height = img.size
         if width * height > MAX_PIXELS:
@@ -230,15 +241,24 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
             pass
         rgb = _to_rgb(img)
         width, height = rgb.size
-        side = min(width, height)
-        left = (width - side) / 2
-        top = (height - side) / 2
-        out = rgb.resize(
-            (size, size),
-            RESAMPLE,
-            box=(left, top, left + side, top + side),
-            reducing_gap=REDUCING_GAP,
-        )
+        if resize == "crop":
+            side = min(width, height)
+            left = (width - side) / 2
+            top = (height - side) / 2
+            out = rgb.resize(
+                (size, size),
+                RESAMPLE,
+                box=(left, top, left + side, top + side),
+                reducing_gap=REDUCING_GAP,
+            )
+        elif resize == "squash":
+            out = rgb.resize((size, size), RESAMPLE, reducing_gap=REDUCING_GAP)
+        else:
+            scale = size / max(width, height)
+            inner = (max(1, round(width * scale)), max(1, round(height * scale)))
+            out = Image.new(rgb.mode, (size, size))  # black
+            out.paste(rgb.resize(inner, RESAMPLE, reducing_gap=REDUCING_GAP),
+                      ((size - inner[0]) // 2, (size - inner[1]) // 2))
         if out.mode != "RGB":
             out = out.convert("RGB")
         return np.ascontiguousarray(np.asarray(out, dtype=np.uint8))
@@ -268,7 +288,8 @@ def skip_reason(error: BaseException) -> str:
 
 
 def _decode_block(
-    root: Path, paths: Sequence[str], indices: range, size: int, out: np.ndarray
+    root: Path, paths: Sequence[str], indices: range, size: int, out: np.ndarray,
+    resize: str = "crop",
 ) -> list[tuple[int, str | None]]:
     """Decode ``paths[i]`` for ``i`` in ``indices`` into ``out[i]``; return ``(i, reason)``."""
     results: list[tuple[int, str | None]] = []
@@ -278,7 +299,7 @@ def _decode_block(
             if os.stat(path).st_size == 0:
                 results.append((i, REASON_EMPTY))
                 continue
-            out[i] = decode_image(path, size)
+            out[i] = decode_image(path, size, resize)
             results.append((i, None))
         except Exception as error:
             results.append((i, skip_reason(error)))
@@ -305,7 +326,7 @@ class DecodedImages:
     from_cache: bool
 
 
-def cache_key(root: Path, paths: Sequence[str], size: int) -> str:
+def cache_key(root: Path, paths: Sequence[str], size: int, resize: str = "crop") -> str:
     """The cache key of a decode: sha256 (hex) over the recipe, the dataset folder and every
     file's identity.
 
@@ -327,13 +348,16 @@ def cache_key(root: Path, paths: Sequence[str], size: int) -> str:
         size: the output image side.
 
     Returns:
-        A 64-character hex digest over :data:`DECODE_VERSION`, ``size``, the resolved root
-        and, per path, the relative path, ``st_size``, ``st_mtime_ns``, ``st_ctime_ns``,
-        ``st_dev`` and ``st_ino`` (``-1`` each for a file that cannot be ``stat``-ed).
+        A 64-character hex digest over :data:`DECODE_VERSION`, ``size``, the resize mode, the
+        resolved root and, per path, the relative path, ``st_size``, ``st_mtime_ns``,
+        ``st_ctime_ns``, ``st_dev`` and ``st_ino`` (``-1`` each for a file that cannot be
+        ``stat``-ed).
     """
     root = Path(root).resolve()
     digest = hashlib.sha256()
     digest.update(f"noisyclean-decode\0{DECODE_VERSION}\0{size}\0{len(paths)}\n".encode())
+    if resize != "crop":
+        digest.update(f"resize\0{resize}\n".encode())
     digest.update(os.fsencode(root) + b"\n")
     for rel in paths:
         try:
@@ -407,6 +431,7 @@ def decode_images(
     cache_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    resize: str = "crop",
 ) -> DecodedImages:
     """Decode all images once, in parallel, into one uint8 array (or load it from the cache).
 
@@ -426,6 +451,7 @@ def decode_images(
             ``UserWarning``. The CLI passes :meth:`~noisyclean.progress.Progress.warn`.
             Pillow's own warnings are silenced while decoding (an image it decodes is
             used; one it cannot decode is skipped with the reason).
+        resize: how each image becomes a square (:data:`RESIZE_MODES`).
 
     Returns:
         The :class:`DecodedImages`. Failed files are listed in ``skipped`` with one of the
@@ -438,7 +464,7 @@ def decode_images(
     n = len(paths)
     cache_file: Path | None = None
     if cache_dir is not None:
-        cache_file = Path(cache_dir).expanduser() / f"{cache_key(root, paths, size)}.npz"
+        cache_file = Path(cache_dir).expanduser() / f"{cache_key(root, paths, size, resize)}.npz"
         cached = _load_cache(cache_file, paths, size)
         if cached is not None:
             if progress is not None:
@@ -459,7 +485,8 @@ def decode_images(
                 pending: set[Future[list[tuple[int, str | None]]]] = set()
                 queue = iter(blocks)
                 for chunk in queue:
-                    pending.add(executor.submit(_decode_block, root, paths, chunk, size, images))
+                    pending.add(executor.submit(_decode_block, root, paths, chunk, size,
+                                                images, resize))
                     if len(pending) >= n_workers * 4:
                         break
                 while pending:
@@ -472,9 +499,8 @@ def decode_images(
                                 reasons[i] = reason
                         nxt = next(queue, None)
                         if nxt is not None:
-                            pending.add(
-                                executor.submit(_decode_block, root, paths, nxt, size, images)
-                            )
+                            pending.add(executor.submit(_decode_block, root, paths, nxt,
+                                                        size, images, resize))
                     if progress is not None and finished:
                         progress(finished)
             finally:

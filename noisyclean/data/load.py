@@ -41,18 +41,36 @@ def auto_image_size(probed: int | None, model: str | None) -> int:
     return int(min(cap, max(16, -(-side // 8) * 8)))
 
 
-def _tell_of_shapes(probe: ImageProbe, size: int, automatic: bool, progress: Progress) -> None:
+def _tell_of_shapes(probe: ImageProbe, size: int, automatic: bool, resize: str,
+                    progress: Progress) -> None:
     """Say where the images are much larger than the side chosen for them (the automatic
-    side stops at 64 px for the small networks), and warn where a share of them are so
-    elongated that their centre square, all the scan sees, leaves most of each out."""
+    side stops at 64 px for the small networks), and, where ``resize`` is ``crop``, warn
+    where a share of them are so elongated that their centre square, all the scan sees,
+    leaves most of each out."""
     if automatic and probe.side is not None and probe.side >= 2 * size:
         progress.log(f"the images' shorter sides are about {probe.side} px; they train at "
                      f"{size} px (--image-size with a torchvision --model, such as "
                      "--image-size 224 --model resnet18, keeps more detail)")
-    if probe.elongated and probe.elongated >= max(2, 0.05 * probe.opened):
+    if resize == "crop" and probe.elongated and probe.elongated >= max(2, 0.05 * probe.opened):
         progress.warn(f"{probe.elongated} of {probe.opened} images looked at have one side "
                       f"more than {ELONGATED_RATIO:g} times the other: each image is cropped "
-                      "to its centre square, which leaves most of such an image out")
+                      "to its centre square, which leaves most of such an image out "
+                      "(--resize pad or --resize squash keeps all of it)")
+
+
+def _tell_of_other_views(run: TrainedRun, size: int, resize: str,
+                         warn: Callable[[str], None]) -> None:
+    """Warn where the run that wrote ``--weights`` trained at another image side or resize
+    mode than this load's: its network sees the images otherwise than it learnt them."""
+    other = []
+    if run.image_size not in (None, size):
+        other.append(f"--image-size {run.image_size}")
+    if run.resize not in (None, resize):
+        other.append(f"--resize {run.resize}")
+    if other:
+        warn(f"the run that wrote --weights ({run.summary}) trained its images with "
+             f"{' and '.join(other)}, and these come at --image-size {size} --resize {resize}; "
+             f"give {' '.join(other)} to show the network its images as it learnt them")
 
 
 def choose_size_and_model(
@@ -139,6 +157,7 @@ def load_dataset(
     validation: bool = False,
     weights_read: bool = True,
     width: int = 24,
+    resize: str = "crop",
 ) -> Dataset:
     """Discover, decode (through the cache) and move a labelled image set to the device.
 
@@ -170,6 +189,8 @@ def load_dataset(
             network of ``model`` with the classes found); False for a resumed training,
             whose checkpoint holds every weight.
         width: ``small-cnn``'s ``--width``, for that check.
+        resize: how each image becomes a square (``crop``, ``pad`` or ``squash``; see
+            :data:`~noisyclean.config.RESIZE_MODES`).
 
     Returns:
         A :class:`Dataset`.
@@ -196,7 +217,7 @@ def load_dataset(
              else probe_images(samples.root, samples.paths))
     size, model_name = choose_size_and_model(image_size, model, lambda: probe.side)
     if not validation:  # a validation set comes at a size already checked for its model
-        _tell_of_shapes(probe, size, image_size is None, progress)
+        _tell_of_shapes(probe, size, image_size is None, resize, progress)
         check_input_size(model_name, len(samples.classes), size)  # before a long decode
         if weights_read:
             check_weights(model_name, weights, len(samples.classes), width)
@@ -210,6 +231,7 @@ def load_dataset(
         cache_dir=cache,
         progress=lambda k: progress.advance(task, k),
         warn=progress.warn,
+        resize=resize,
     )
     progress.finish(task)
     timings["decode"] = time.perf_counter() - t0
@@ -252,6 +274,7 @@ def load_dataset(
         if run is not None:
             normalisation = run.normalisation
             progress.log(f"images normalised as in the run that wrote --weights ({run.summary})")
+            _tell_of_other_views(run, size, resize, progress.warn)
     data = DeviceImages(
         decoded.images,
         labels,
@@ -281,7 +304,7 @@ def load_dataset(
 def load_configured(config: Any, progress: Progress | None = None, **overrides: Any) -> Dataset:
     """:func:`load_dataset` with the data, decoding and device settings of a
     :class:`~noisyclean.config.ScanConfig` or :class:`~noisyclean.config.TrainConfig`
-    (``data``, ``labels``, ``classes``, ``image_size``, ``model``, ``weights``,
+    (``data``, ``labels``, ``classes``, ``image_size``, ``resize``, ``model``, ``weights``,
     ``workers``, ``cache_dir``, ``use_cache``, ``device``, ``amp``, ``channels_last``,
     ``width``);
     ``overrides`` replace any of :func:`load_dataset`'s arguments."""
@@ -290,6 +313,7 @@ def load_configured(config: Any, progress: Progress | None = None, **overrides: 
         "labels_csv": config.labels,
         "classes": config.classes,
         "image_size": config.image_size,
+        "resize": config.resize,
         "model": config.model,
         "weights": config.weights,
         "workers": config.workers,

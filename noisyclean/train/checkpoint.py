@@ -3,10 +3,11 @@ stopped, in one file that ``torch.load(path, weights_only=True)`` reads.
 
 A checkpoint holds, after a completed epoch: every network's ``state_dict`` (weights and
 batch-norm statistics), every optimiser's ``state_dict`` (momentum buffers), the step
-counters, the float16 gradient scaler's scale (where training runs in float16), the method's state (its random generator and the choices it made), the global
-random states (torch CPU and CUDA, numpy's legacy generator, as tensors), the per-epoch
-history and the settings. It is written to a temporary file and renamed over
-``checkpoint.pt``, so a run killed at any moment leaves the last complete epoch's file.
+counters, the float16 gradient scaler's scale (where training runs in float16), the
+method's state (its random generator and the choices it made), the global random states
+(torch CPU and CUDA, numpy's legacy generator, as tensors), the per-epoch history and the
+settings. It is written to a temporary file and renamed over ``checkpoint.pt``, so a run
+killed at any moment leaves the last complete epoch's file.
 """
 
 from __future__ import annotations

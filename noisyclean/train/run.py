@@ -598,7 +598,9 @@ def _train(
         config.method == "coteaching" and config.forget_rate is None)
     progress.log(
         f"{len(paths)} images, {len(classes)} classes, {dataset.image_size}x"
-        f"{dataset.image_size} px, {dataset.model} x{networks}, {config.method} for "
+        f"{dataset.image_size} px"
+        + ("" if config.resize == "crop" else f" ({config.resize})")
+        + f", {dataset.model} x{networks}, {config.method} for "
         f"{epochs_text(config.epochs)}"
         + (f" ({config.warmup_epochs} warm-up)" if warmed else "")
         + f" on {device_text(device, precision.dtype)}"
