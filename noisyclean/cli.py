@@ -641,6 +641,9 @@ def apply(
     except RUN_ERRORS as error:
         _fail(error_text(error))
         return
+    except KeyboardInterrupt as stop:
+        _say(str(stop) or "interrupted")
+        raise typer.Exit(130) from None
     counts = result.counts
     written = counts["copy"] + counts["hard"] + counts["symlink"]
     how = ", ".join(f"{counts[k]} {name}" for k, name in

@@ -77,15 +77,25 @@ class ApplyResult:
     new_classes: list[str] = field(default_factory=list)
 
 
+class ApplyInterrupted(KeyboardInterrupt):
+    """Ctrl-C while :func:`apply_labels` wrote; its text names the file being written and
+    what to do about the incomplete copy."""
+
+
 def _unique_name(folder: PurePosixPath, name: str, taken: set[str]) -> PurePosixPath:
     """``folder/name``, or ``folder/stem-2.ext``, ``-3``, ... when that is already taken
-    (case-insensitively, for case-insensitive file systems)."""
+    (case-insensitively, for case-insensitive file systems); the stem is shortened where
+    the suffix would take the name past :data:`NAME_MAX` bytes."""
     candidate = folder / name
     stem, suffix = os.path.splitext(name)
     n = 1
     while candidate.as_posix().lower() in taken:
         n += 1
-        candidate = folder / f"{stem}-{n}{suffix}"
+        tail = f"-{n}{suffix}"
+        short = stem
+        while len((short + tail).encode("utf-8", "surrogateescape")) > NAME_MAX:
+            short = short[:-1]
+        candidate = folder / f"{short}{tail}"
     taken.add(candidate.as_posix().lower())
     return candidate
 
@@ -202,15 +212,72 @@ def _check_clean_dir(clean_dir: Path, data_root: Path, out: Path, force: bool) -
         )
 
 
-def _remove_previous(clean_dir: Path) -> int:
-    """Remove the files a previous ``apply`` listed in ``clean_dir``'s manifest (only
-    files and links inside ``clean_dir``); return how many."""
+def _refuse_source_folders(clean_dir: Path, data_root: Path, manifest: pd.DataFrame) -> None:
+    """Refuse a ``clean_dir`` inside, or holding, a folder that the dataset reaches through
+    a symbolic link (a linked class folder): the dataset folder's own check does not see
+    it, and the copy would be written among the images that the scan reads there (read as
+    images of that class by the next scan) or, with ``force``, over them. Refuse too a
+    destination that is one of the source images itself (a link to a single image, and
+    ``clean_dir`` its folder).
+    """
+    clean = clean_dir.resolve()
+    linked: dict[Path, Path] = {}  # a folder of the dataset that is a link -> its target
+    seen: set[Path] = set()
+    sources = set()
+    for source in manifest["source"]:
+        rel = safe_relative_path(source)
+        folder = data_root
+        for part in rel.parts[:-1]:
+            folder = folder / part
+            if folder not in seen:
+                seen.add(folder)
+                if folder.is_symlink():
+                    linked[folder] = folder.resolve()
+        sources.add((data_root / rel).resolve())
+    for folder, target in sorted(linked.items()):
+        if clean == target or clean.is_relative_to(target) or target.is_relative_to(clean):
+            raise NoisyCleanError(
+                f"--to {clean_dir} overlaps {target}, where the dataset's folder {folder} "
+                "leads (a symbolic link): the copy would be written among its images; choose "
+                "a new folder outside it (the source is never modified)"
+            )
+    for dest in manifest["dest"]:
+        target = clean_dir / dest
+        if target.parent.resolve() / target.name in sources:
+            raise NoisyCleanError(
+                f"--to {clean_dir}: {dest} would be written over the image it copies (a "
+                "symbolic link in the dataset leads there); choose a new folder"
+            )
+
+
+def _previous_manifest(clean_dir: Path) -> pd.DataFrame | None:
+    """The manifest a previous ``apply`` left in ``clean_dir`` (None: there is none).
+
+    Raises:
+        NoisyCleanError: there is one that cannot be read as a manifest (a spreadsheet
+            saved it in another encoding, or it lost its ``dest`` column): what it lists
+            cannot be removed, and the new copy would hold the old one's files beside it.
+    """
     manifest = clean_dir / MANIFEST
-    previous = read_csv_if_readable(manifest) if manifest.is_file() else None
-    if previous is None:
-        return 0
+    if not manifest.is_file():
+        return None
+    previous = read_csv_if_readable(manifest)
+    if previous is None or "dest" not in previous.columns:
+        raise NoisyCleanError(
+            f"{manifest} cannot be read as a manifest (not UTF-8 CSV with a dest column), so "
+            f"the files of the apply that wrote it cannot be told apart: choose a new folder "
+            f"(or remove {clean_dir} first)"
+        )
+    return previous
+
+
+def _remove_previous(clean_dir: Path, previous: pd.DataFrame) -> int:
+    """Remove the files a previous ``apply`` listed in its manifest ``previous`` (only
+    files and links inside ``clean_dir``), then the folders that this leaves empty; return
+    how many files."""
     removed = 0
-    for dest in previous.get("dest", []):
+    folders: set[Path] = set()
+    for dest in previous["dest"]:
         rel = safe_relative_path(dest)
         if rel is None:
             continue
@@ -220,6 +287,15 @@ def _remove_previous(clean_dir: Path) -> int:
         if target.is_symlink() or target.is_file():
             target.unlink()
             removed += 1
+            folders.add(target.parent)
+    # an empty class folder left behind (a reviewer's typo, fixed) fails ImageFolder readers
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        while folder != clean_dir and inside(folder, clean_dir):
+            try:
+                folder.rmdir()  # only an empty one
+            except OSError:
+                break
+            folder = folder.parent
     return removed
 
 
@@ -245,7 +321,8 @@ def _write_manifest(clean_dir: Path, manifest: pd.DataFrame) -> None:
 
 def _place(source: Path, dest: Path, link: str) -> str:
     """Write ``dest`` from ``source`` through a temporary name; return the method used."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    # a short name: the file's own may be near the 255-byte limit already
+    fd, tmp_name = tempfile.mkstemp(prefix=".noisyclean-", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
@@ -320,11 +397,13 @@ def apply_labels(
             outputs.table, read_decisions(decisions), outputs.classes,
             f"decisions file {decisions}")
     manifest = plan(table, outputs.data_root, clean_dir, drop_review)
+    _refuse_source_folders(clean_dir, outputs.data_root, manifest)
+    previous = _previous_manifest(clean_dir) if force else None
     counts = {"copy": 0, "hard": 0, "symlink": 0}
     doing = f"write {clean_dir / MANIFEST}"  # for the message of an error
     try:
         clean_dir.mkdir(parents=True, exist_ok=True)
-        removed = _remove_previous(clean_dir) if force else 0
+        removed = _remove_previous(clean_dir, previous) if previous is not None else 0
         # Every planned file is listed before the first is written (method "pending"), so
         # that a run stopped partway (a full disk, Ctrl-C) leaves a manifest from which
         # the next --force run removes what it wrote.
@@ -344,6 +423,11 @@ def apply_labels(
         raise NoisyCleanError(
             f"cannot {doing}: {error.strerror or error}; {clean_dir} is incomplete (rerun "
             "with --force to replace what was written)"
+        ) from None
+    except KeyboardInterrupt:
+        raise ApplyInterrupted(
+            f"interrupted during: {doing}; {clean_dir} is incomplete (rerun with --force to "
+            "replace what was written)"
         ) from None
     counts["relabeled"] = int((manifest["label"] != manifest["new_label"]).sum())
     counts["dropped"] = int((table["action"] == "review").sum()) if drop_review else 0

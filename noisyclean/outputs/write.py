@@ -218,7 +218,8 @@ def check_review_output(
     one of the scan's own files in its output folder (:data:`SCAN_OUTPUTS`): that would
     destroy the results every later command reads; over such a file of another run's
     output folder (one that holds a ``summary.json``); into the dataset folder ``data_root``
-    (outside the output folder), whose images the review commands never modify; or over
+    or a class folder of it that links elsewhere (outside the output folder), whose images
+    the review commands never modify; or over
     one of the ``inputs`` (option -> file: ``--truth``, the scan's ``--labels``). Paths
     are compared resolved, so ``OUT/./scores.csv``, a relative spelling or a symbolic link
     to it are refused too.
@@ -254,6 +255,13 @@ def check_review_output(
                 f"{option} {target} lies in the dataset folder {data_root}, which the review "
                 "commands never write into; choose a file outside it"
             )
+        for folder, linked in _linked_class_folders(Path(data_root).expanduser()):
+            if resolved.is_relative_to(linked) and not resolved.is_relative_to(out_dir):
+                raise NoisyCleanError(
+                    f"{option} {target} lies in the class folder {folder}, a link to "
+                    f"{linked}, which the review commands never write into; choose a file "
+                    "outside it"
+                )
 
 
 def _run_file(name: str) -> bool:

@@ -266,3 +266,146 @@ def test_the_review_commands_do_not_import_torch(tmp_path: Path) -> None:
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert "close call" in (out / "report.html").read_text()
+
+
+def _linked_outputs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A dataset whose class folders are links to folders elsewhere (``X/cat``, ...), and
+    hand-made scan outputs over it; returns the outputs, the dataset and ``X``."""
+    elsewhere = tmp_path / "X"
+    root = tmp_path / "images"
+    root.mkdir()
+    rows = []
+    for i, label in enumerate(CLASSES * 2):
+        write_image(elsewhere / label / f"{i:03d}.png", 30 * i)
+        rows.append({"path": f"{label}/{i:03d}.png", "label": label, "action": "keep"})
+    for label in CLASSES:
+        (root / label).symlink_to(elsewhere / label, target_is_directory=True)
+    rows[0].update(action="relabel", suggested_label="dog")
+    return make_outputs(tmp_path / "out", root, rows, CLASSES), root, elsewhere
+
+
+def test_apply_refuses_a_copy_among_images_reached_through_a_linked_class_folder(
+    tmp_path: Path,
+) -> None:
+    """--to inside a linked class folder's target would put the copy among the images
+    (the next scan reads it as images of that class); --to holding those targets would,
+    with --force, write over them. Both are refused, and nothing is written."""
+    out, _, elsewhere = _linked_outputs(tmp_path)
+    before = {p: p.read_bytes() for p in elsewhere.rglob("*.png")}
+    inside_class = elsewhere / "cat" / "cleaned"
+    clear_failure(_invoke("apply", out, "--to", inside_class),
+                  f"--to {inside_class} overlaps {elsewhere / 'cat'}, where the dataset's "
+                  "folder", "symbolic link")
+    assert not inside_class.exists()
+    clear_failure(_invoke("apply", out, "--to", elsewhere, "--force"),
+                  f"--to {elsewhere} overlaps", "choose a new folder")
+    assert {p: p.read_bytes() for p in elsewhere.rglob("*.png")} == before
+    assert not (elsewhere / MANIFEST).exists()
+    fine = _invoke("apply", out, "--to", tmp_path / "clean")
+    assert fine.exit_code == 0, fine.output
+    assert len(list((tmp_path / "clean").rglob("*.png"))) == 6
+
+
+def test_apply_never_writes_over_the_image_a_link_leads_to(tmp_path: Path) -> None:
+    """A link to one image, a/link.png -> X/b/link.png, relabelled b: with --to X the copy
+    would be the source itself (with --symlink, a link to itself, the image lost)."""
+    elsewhere = tmp_path / "X"
+    write_image(elsewhere / "b" / "link.png", 99)
+    root = tmp_path / "images"
+    write_image(root / "b" / "other.png", 5)
+    (root / "a").mkdir()
+    (root / "a" / "link.png").symlink_to(elsewhere / "b" / "link.png")
+    rows = [{"path": "a/link.png", "label": "a", "action": "relabel", "suggested_label": "b"},
+            {"path": "b/other.png", "label": "b", "action": "keep"}]
+    out = make_outputs(tmp_path / "out", root, rows, ["a", "b"])
+    before = (elsewhere / "b" / "link.png").read_bytes()
+    clear_failure(_invoke("apply", out, "--to", elsewhere, "--force", "--symlink"),
+                  "b/link.png would be written over the image it copies")
+    assert not (elsewhere / "b" / "link.png").is_symlink()
+    assert (elsewhere / "b" / "link.png").read_bytes() == before
+
+
+def test_a_force_run_over_an_unreadable_manifest_is_refused(tmp_path: Path) -> None:
+    """A spreadsheet re-saved the manifest in cp1252: the files it lists cannot be told
+    apart, so --force refuses rather than leave the old copy's files beside the new."""
+    out, _ = _outputs(tmp_path)
+    clean = tmp_path / "clean"
+    assert _invoke("apply", out, "--to", clean).exit_code == 0
+    manifest = clean / MANIFEST
+    manifest.write_bytes(manifest.read_text().replace("\n", "\r\n").encode("cp1252")
+                         + "caf\u00e9\r\n".encode("cp1252"))
+    before = sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*.png"))
+    clear_failure(_invoke("apply", out, "--to", clean, "--force", "--drop-review"),
+                  f"{manifest} cannot be read as a manifest", "choose a new folder")
+    assert sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*.png")) == before
+
+
+def test_a_force_run_leaves_no_empty_class_folder(tmp_path: Path) -> None:
+    """A reviewer's typo made a class folder; the rerun after the fix removes it with its
+    file, as ImageFolder readers fail on an empty class folder. A folder with other files
+    (not the previous apply's) stays."""
+    out, _ = _outputs(tmp_path)
+    clean = tmp_path / "clean"
+    typo = tmp_path / "typo.csv"
+    typo.write_text("path,decision\ncat/000.png,cta\ndog/001.png,cta\n")
+    assert _invoke("apply", out, "--to", clean, "--decisions", typo).exit_code == 0
+    assert len(list((clean / "cta").iterdir())) == 2
+    (clean / "fox" / "notes.txt").write_text("the user's own file")
+    fixed = _invoke("apply", out, "--to", clean, "--force", "--drop-review")
+    assert fixed.exit_code == 0, fixed.output
+    assert not (clean / "cta").exists()
+    assert sorted(p.name for p in clean.iterdir()) == ["cat", "dog", "fox", MANIFEST]
+    assert (clean / "fox" / "notes.txt").is_file()
+
+
+def test_apply_writes_names_at_the_length_limit(tmp_path: Path) -> None:
+    """A 254-byte file name (a valid one) is written (its temporary name was 14 bytes
+    longer), and a second of that name in the same class is shortened to fit its -2."""
+    root = tmp_path / "images"
+    long_name = "L" * 250 + ".png"
+    rows = []
+    for i, folder in enumerate(("cat", "cat/sub", "dog")):
+        write_image(root / folder / long_name, 40 * i)
+        rows.append({"path": f"{folder}/{long_name}", "label": folder.split("/")[0],
+                     "action": "keep"})
+    write_image(root / "fox" / "a.png", 7)
+    rows.append({"path": "fox/a.png", "label": "fox", "action": "keep"})
+    out = make_outputs(tmp_path / "out", root, rows, CLASSES)
+    clean = tmp_path / "clean"
+    result = _invoke("apply", out, "--to", clean)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (clean / "cat").iterdir())
+    assert names == ["L" * 249 + "-2.png", long_name]
+    assert all(len(n.encode()) <= 255 for n in names)
+    assert (clean / "dog" / long_name).is_file()
+
+
+def test_ctrl_c_during_apply_names_the_file_and_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, root = _outputs(tmp_path)
+    clean = tmp_path / "clean"
+    place = apply_module._place
+
+    def interrupted(source: Path, dest: Path, link: str) -> str:
+        if dest.name == "004.png":
+            raise KeyboardInterrupt
+        return place(source, dest, link)
+
+    monkeypatch.setattr(apply_module, "_place", interrupted)
+    result = _invoke("apply", out, "--to", clean)
+    assert result.exit_code == 130
+    text = "".join(result.output.split())
+    assert "".join(f"interrupted during: write {clean / 'dog' / '004.png'}".split()) in text
+    assert "".join(f"{clean} is incomplete (rerun with --force".split()) in text
+
+
+def test_review_files_are_refused_inside_a_linked_class_folder(tmp_path: Path) -> None:
+    """report -o and export -o into the folder a class folder links to: among the images,
+    as inside the dataset folder itself."""
+    out, _, elsewhere = _linked_outputs(tmp_path)
+    for command, name in (("report", "report.html"), ("export", "review.csv")):
+        target = elsewhere / "dog" / name
+        args = [command, out, "-o", target] + (["--format", "csv"] if command == "export" else [])
+        clear_failure(_invoke(*args), f"--output {target}", "a link to", "never write into")
+        assert not target.exists()
