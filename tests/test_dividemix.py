@@ -6,11 +6,16 @@ checkpointed random states."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from PIL import Image
+from typer.testing import CliRunner
 
+from noisyclean.cli import app
 from noisyclean.models import build_model
 from noisyclean.train.checkpoint import rng_state, set_rng_state
 from noisyclean.train.divide import co_divide, divide_by_threshold, guard_division
@@ -185,6 +190,35 @@ def test_guard_fills_an_empty_unlabelled_set_with_the_least_clean() -> None:
     mask, events = guard_division(w, divide_by_threshold(w, 0.5), labels, ["a", "b"], 2, 1)
     assert np.flatnonzero(~mask).tolist() == [1, 3]  # w 0.8 and 0.7
     assert len(events) == 1 and "unlabelled set had 0" in events[0]
+
+
+def test_guard_fills_the_unlabelled_set_when_every_class_has_one_image() -> None:
+    """Ten classes of one image each: every class is down to its one labelled sample, so
+    the class-keeping top-up moves none; the four least clean move all the same (an empty
+    unlabelled set made the MixMatch loss NaN)."""
+    w = np.array([0.9, 0.3, 0.8, 0.1, 0.7, 0.6, 0.2, 0.95, 0.4, 0.5])
+    labels = np.arange(10)
+    mask, events = guard_division(w, np.ones(10, bool), labels, list("abcdefghij"), 4, 1)
+    assert sorted(np.flatnonzero(~mask).tolist()) == [1, 3, 6, 8]  # w 0.3, 0.1, 0.2, 0.4
+    assert "moved the 0 labelled one(s)" in events[0]
+    assert events[1].startswith("moved 4 more, though their classes then keep fewer than 1")
+
+
+def test_dividemix_trains_on_classes_of_one_image(tmp_path: Path) -> None:
+    """The smallest dataset a run takes, ten images of ten classes, through DivideMix
+    epochs: finite losses, no 'diverged' stop."""
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for c in range(10):
+        (root / f"c{c}").mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
+            root / f"c{c}" / "0.png")
+    result = CliRunner().invoke(app, ["train", str(root), "--out", str(tmp_path / "run"),
+                                      "--epochs", "3", "--warmup-epochs", "1", "--width", "4",
+                                      "--batch-size", "4", "--quiet", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert np.isfinite(history["loss"]).all() and np.isfinite(history["loss_u"][1:]).all()
 
 
 def test_guard_fills_an_empty_labelled_set_and_restores_a_vanished_class() -> None:

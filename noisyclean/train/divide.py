@@ -76,7 +76,9 @@ def guard_division(
     Returns:
         The repaired mask and one message per guard that acted. Order: the labelled set is
         topped up, then vanishing classes are restored, then the unlabelled set is topped up
-        with the least clean labelled samples whose class keeps ``min_per_class``.
+        with the least clean labelled samples whose class keeps ``min_per_class``, and,
+        where that is not enough (classes of one or two images), with the least clean of
+        any class. ``min_size`` is at most half the samples, so both sets reach it.
     """
     w = np.asarray(clean_prob, dtype=np.float64)
     mask = np.asarray(labelled_mask, dtype=bool).copy()
@@ -124,6 +126,20 @@ def guard_division(
             f"unlabelled set had {have_u} sample(s), fewer than {min_size}: moved the {moved} "
             "labelled one(s) with the lowest clean probability into it"
         )
+        if have_u + moved < min_size:
+            # every class is down to its min_per_class (classes of one image each): an empty
+            # unlabelled set would make the MixMatch loss NaN, so classes give way
+            more = 0
+            for i in order[::-1]:
+                if have_u + moved + more >= min_size:
+                    break
+                if mask[i]:
+                    mask[i] = False
+                    more += 1
+            events.append(
+                f"moved {more} more, though their classes then keep fewer than "
+                f"{min_per_class} labelled sample(s): every class was down to that"
+            )
     return mask, events
 
 
