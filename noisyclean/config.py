@@ -6,15 +6,19 @@ library users build the same object. ``asdict(config)`` is saved into ``summary.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from .errors import NoisyCleanError, is_int, is_number
 from .names import is_utf8, printable
+
+#: A path setting: a string or a :class:`pathlib.Path` (or any ``os.PathLike``).
+PathLike: TypeAlias = "str | os.PathLike[str]"
 
 MIXTURES = ("gmm", "bmm")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -36,8 +40,9 @@ class DataSettings:
     ``image_size``, ``workers``, ``cache_dir``, ``amp`` and ``channels_last``, and "torch's
     own count" for ``threads`` (the CPU threads that train and score)."""
 
-    data: Path = Path(".")
-    labels: Path | None = None
+    #: the image folder; it must be given (None is refused when a run starts)
+    data: PathLike | None = None
+    labels: PathLike | None = None
     classes: list[str] | None = None
 
     # decoding
@@ -45,7 +50,7 @@ class DataSettings:
     #: how each image becomes a square: crop, pad or squash (:data:`RESIZE_MODES`)
     resize: str = "crop"
     workers: int | None = None
-    cache_dir: Path | None = None
+    cache_dir: PathLike | None = None
     use_cache: bool = True
 
     # execution
@@ -116,7 +121,7 @@ class ScanConfig(DataSettings):
     :func:`~noisyclean.scanning.resolve_schedule`).
     """
 
-    out: Path = Path("noisyclean-out")
+    out: PathLike = Path("noisyclean-out")
 
     # warm-up network
     model: str | None = None
@@ -214,8 +219,8 @@ _SETTING_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
     "float": (is_number, "a number"),
     "bool": (lambda value: isinstance(value, bool), "True or False"),
     "str": (lambda value: isinstance(value, str), "a string"),
-    "Path": (lambda value: isinstance(value, str | os.PathLike),
-             "a path (a string or a pathlib.Path)"),
+    "PathLike": (lambda value: isinstance(value, str | os.PathLike),
+                 "a path (a string or a pathlib.Path)"),
 }
 
 #: The most CPU threads a run takes (``--threads``): more than any CPU runs, so that a typo
@@ -239,6 +244,8 @@ def check_setting_types(config: ScanConfig | TrainConfig) -> None:
     """
     import numpy as np  # here: the CLI's --help imports this module
 
+    if config.data is None:
+        raise NoisyCleanError("--data must be a path (the image folder), and none was given")
     for f in fields(config):
         value = getattr(config, f.name)
         if isinstance(value, np.generic):
@@ -250,6 +257,16 @@ def check_setting_types(config: ScanConfig | TrainConfig) -> None:
         kind, _, optional = str(f.type).partition(" | ")
         if value is None and optional == "None":
             continue
+        if f.name == "extra":
+            try:  # it goes into summary.json, written at the end of the run
+                json.dumps(value, allow_nan=False)
+                ok = isinstance(value, dict)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise NoisyCleanError(f"extra must be a dict of JSON values (it goes into "
+                                      f"summary.json), not {value!r}")
+            continue
         if f.name in ("classes", "no_class"):
             ok = isinstance(value, list | tuple) and all(isinstance(c, str) for c in value)
             wanted_text = "a list of class names" if f.name == "classes" else "a list of labels"
@@ -260,6 +277,26 @@ def check_setting_types(config: ScanConfig | TrainConfig) -> None:
             continue
         if not ok:
             raise NoisyCleanError(f"{option_name(f.name)} must be {wanted_text}, not {value!r}")
+        if kind == "PathLike" and not isinstance(value, Path):
+            setattr(config, f.name, Path(value))
+
+
+def checked_config(config: Any, kind: type) -> Any:
+    """A copy of ``config`` with its settings' types checked (:func:`check_setting_types`:
+    numpy numbers as Python ones, path settings as :class:`~pathlib.Path`); the caller's
+    object is left as it was.
+
+    Raises:
+        NoisyCleanError: ``config`` is not a ``kind`` (a ``ScanConfig`` for ``scan``, a
+            ``TrainConfig`` for ``train``), or a setting is of the wrong type.
+    """
+    if not isinstance(config, kind):
+        raise NoisyCleanError(
+            f"expected a {kind.__name__} (noisyclean.{kind.__name__}(data=..., ...)), not "
+            f"{type(config).__name__} {config!r:.80}")
+    config = replace(config)
+    check_setting_types(config)
+    return config
 
 
 def shared_checks(config: ScanConfig | TrainConfig) -> list[tuple[bool, str]]:
@@ -316,11 +353,11 @@ class TrainConfig(DataSettings):
     other method's defaults follow its paper (see ``noisyclean.train.losses``).
     """
 
-    out: Path = Path("noisyclean-train")
+    out: PathLike = Path("noisyclean-train")
     method: str = "dividemix"
-    resume: Path | None = None
-    val: Path | None = None
-    truth: Path | None = None
+    resume: PathLike | None = None
+    val: PathLike | None = None
+    truth: PathLike | None = None
     #: labels of the ``truth`` file that mean "none of the classes" (``--no-class``)
     no_class: list[str] | None = None
 

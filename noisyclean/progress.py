@@ -85,3 +85,19 @@ class Progress:
         if message not in self._warned:
             self._warned.add(message)
             print_line(self.console, f"warning: {message}")
+
+
+def checked_progress(progress: object) -> Progress | None:
+    """``progress`` as a run takes it: a :class:`Progress` or None (silent).
+
+    Raises:
+        NoisyCleanError: anything else (``progress=True`` from a caller who meant
+            "show progress").
+    """
+    from .errors import NoisyCleanError
+
+    if progress is not None and not isinstance(progress, Progress):
+        raise NoisyCleanError(
+            f"progress must be a noisyclean.progress.Progress (entered with 'with'), or None "
+            f"for a silent run, not {progress!r:.80}")
+    return progress

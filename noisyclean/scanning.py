@@ -45,7 +45,7 @@ from .config import (
     RESIZED_BATCHES,
     ScanConfig,
     changed_options,
-    check_setting_types,
+    checked_config,
     ignored_text,
     shared_checks,
 )
@@ -64,6 +64,7 @@ from .outputs.write import (
     check_out_outside_data,
     labels_file,
     prepare_out_dir,
+    probs_in_table_order,
     refuse_filled_review_sheet,
     remove_stale_outputs,
     removed_if_left_empty,
@@ -74,7 +75,7 @@ from .outputs.write import (
     write_json,
     write_pred_probs,
 )
-from .progress import Progress
+from .progress import Progress, checked_progress
 from .scan_extras import extra_scores, uses_extra_scores
 from .scoring import score_samples, table_summary
 from .signals import (
@@ -101,6 +102,9 @@ class ScanResult:
         skipped: ``skipped.csv`` (``path``, ``reason``).
         summary: ``summary.json`` as a dict.
         out: the output folder, or None when nothing was written.
+        pred_probs: with ``save_probs``, the predicted probabilities that
+            ``pred_probs.npy`` holds (float32, rows in ``table`` order, columns in class
+            order), written or not; else None.
     """
 
     table: pd.DataFrame
@@ -108,6 +112,7 @@ class ScanResult:
     skipped: pd.DataFrame
     summary: dict[str, Any]
     out: Path | None
+    pred_probs: np.ndarray | None = None
 
 
 def validate(config: ScanConfig) -> None:
@@ -646,9 +651,10 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
 
     Args:
         config: every setting (see :class:`~noisyclean.config.ScanConfig`; numpy numbers
-            are taken as Python ones). Its ``threads`` holds for the scan only: torch's
-            thread count, default dtype, grad mode and the global random states of torch
-            and numpy are as before afterwards (:func:`~noisyclean.device.library_run`).
+            are taken as Python ones; the object itself is not changed). Its ``threads``
+            holds for the scan only: torch's thread count, default dtype, grad mode and the
+            global random states of torch and numpy are as before afterwards
+            (:func:`~noisyclean.device.library_run`).
         progress: progress bars and log lines (a :class:`~noisyclean.progress.Progress`,
             entered as a context manager, as the CLI does); default: silent, whatever
             ``config.quiet`` says (that field is the CLI's ``--quiet``).
@@ -660,7 +666,9 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     Raises:
         NoisyCleanError: for unusable data or options (one clear message).
     """
-    check_setting_types(config)  # before anything reads a setting, the thread count too
+    # before anything reads a setting, the thread count too; the caller's object unchanged
+    config = checked_config(config, ScanConfig)
+    progress = checked_progress(progress)
     with library_run(config.threads), removed_if_left_empty(config.out if write else None), \
             ExitStack() as held:
         return _scan(config, progress, write, held)
@@ -833,6 +841,7 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool,
         summary["training"]["final_train_acc"])
     if reach:
         progress.warn(reach)
+    pred_probs = probs_in_table_order(probs, paths, table) if config.save_probs else None
     out = None
     if write:
         t0 = time.perf_counter()
@@ -847,8 +856,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool,
         write_csv(table, out / "scores.csv")
         write_csv(relabeled, out / "relabeled.csv")
         write_csv(skipped, out / "skipped.csv")
-        if config.save_probs:
-            write_pred_probs(out / PROBS_NAME, probs, paths, table)
+        if pred_probs is not None:
+            write_pred_probs(out / PROBS_NAME, pred_probs)
         timings["write"] = time.perf_counter() - t0
         write_json(summary, out / "summary.json")
-    return ScanResult(table, relabeled, skipped, summary, out)
+    return ScanResult(table, relabeled, skipped, summary, out, pred_probs)

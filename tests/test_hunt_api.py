@@ -188,12 +188,54 @@ def test_the_confident_joint_refuses_what_is_not_probabilities() -> None:
 
 def test_small_api_details() -> None:
     assert "scan" in dir(noisyclean)
-    config = ScanConfig(weights=Path("net1.pt"))  # a local weights file as a Path
+    config = ScanConfig(data="images", weights=Path("net1.pt"))  # a local weights file as a Path
     check_setting_types(config)
-    assert config.weights == "net1.pt"
+    assert config.weights == "net1.pt" and config.data == Path("images")
     with pytest.raises(NoisyCleanError) as info:
         build_model("resnet18", 3, weights="BOGUS")
     assert str(info.value).count("DEFAULT") == 1
+
+
+def test_a_scan_may_keep_its_probabilities_without_writing(images: Path, tmp_path: Path) -> None:
+    """save_probs with write=False: the result holds what pred_probs.npy would (it was
+    lost: nothing written, nothing returned)."""
+    config = ScanConfig(data=images, out=tmp_path / "out", save_probs=True, **FAST)
+    kept = scan(config, write=False)
+    assert not (tmp_path / "out").exists()
+    written = scan(config)
+    on_disk = np.load(tmp_path / "out" / "pred_probs.npy")
+    assert kept.pred_probs is not None and kept.pred_probs.dtype == np.float32
+    np.testing.assert_array_equal(kept.pred_probs, on_disk)
+    np.testing.assert_array_equal(written.pred_probs, on_disk)
+    assert kept.pred_probs.shape == (len(kept.table), len(kept.summary["classes"]))
+    assert scan(ScanConfig(data=images, **FAST), write=False).pred_probs is None
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: scan("images"), "expected a ScanConfig"),
+    (lambda: scan({"data": "images"}), "expected a ScanConfig"),
+    (lambda: scan(TrainConfig(data="images")), "expected a ScanConfig"),
+    (lambda: train(ScanConfig(data="images")), "expected a TrainConfig"),
+    (lambda: scan(ScanConfig(data="images"), progress=True), "progress must be a noisyclean"),
+    (lambda: scan(ScanConfig(epochs=1)), "--data must be a path .* none was given"),
+    (lambda: train(TrainConfig(epochs=1)), "--data must be a path .* none was given"),
+    (lambda: scan(ScanConfig(data="images", extra={"note": {1, 2}})), "extra must be a dict"),
+    (lambda: scan(ScanConfig(data="images", extra=[1])), "extra must be a dict"),
+])
+def test_what_is_not_a_run_s_settings_is_one_message(call, message: str) -> None:
+    """Another object than the settings, no data, or an extra that summary.json cannot
+    hold: one NoisyCleanError before anything runs (a TypeError from dataclasses, an
+    AttributeError, a scan of the working folder, a crash after the whole run)."""
+    with pytest.raises(NoisyCleanError, match=message):
+        call()
+
+
+def test_a_run_leaves_the_caller_s_settings_object_as_it_was(images: Path, tmp_path: Path) -> None:
+    config = ScanConfig(data=str(images), out=str(tmp_path / "out"),
+                        **{**FAST, "epochs": np.int64(1)})
+    result = scan(config)
+    assert type(config.epochs) is np.int64 and config.data == str(images)
+    assert result.summary["settings"]["epochs"] == 1
 
 
 def test_a_refused_run_leaves_no_empty_output_folder(images: Path, tmp_path: Path) -> None:

@@ -474,13 +474,12 @@ def probs_in_table_order(probs: np.ndarray, paths: list[str], table: pd.DataFram
     return np.asarray(probs, dtype=np.float32)[order]
 
 
-def write_pred_probs(
-    path: Path, probs: np.ndarray, paths: list[str], table: pd.DataFrame
-) -> None:
-    """Write ``pred_probs.npy`` atomically: float32 ``(n, C)``, row ``i`` the predicted
-    probabilities of ``table``'s row ``i`` (columns in class-index order)."""
+def write_pred_probs(path: Path, probs: np.ndarray) -> None:
+    """Write ``pred_probs.npy`` atomically: ``probs`` as
+    :func:`probs_in_table_order` gives them (float32 ``(n, C)``, row ``i`` the predicted
+    probabilities of the table's row ``i``, columns in class-index order)."""
     buffer = io.BytesIO()
-    np.save(buffer, probs_in_table_order(probs, paths, table), allow_pickle=False)
+    np.save(buffer, probs, allow_pickle=False)
     atomic_write_bytes(path, buffer.getvalue())
 
 

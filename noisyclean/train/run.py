@@ -32,7 +32,7 @@ from ..config import (
     METHODS,
     RESUME_OVERRIDABLE,
     TrainConfig,
-    check_setting_types,
+    checked_config,
     ignored_text,
     option_name,
     shared_checks,
@@ -60,6 +60,7 @@ from ..outputs.write import (
     check_out_outside_data,
     labels_file,
     prepare_out_dir,
+    probs_in_table_order,
     refuse_filled_review_sheet,
     remove_stale_outputs,
     removed_if_left_empty,
@@ -70,7 +71,7 @@ from ..outputs.write import (
     write_json,
     write_pred_probs,
 )
-from ..progress import Progress
+from ..progress import Progress, checked_progress
 from ..scanning import _set_seed, epochs_text, relabel_reach_warning
 from ..scoring import score_samples, table_summary
 from ..signals import FUSIONS, SIGNALS, compute_signals, finite, network_scores
@@ -116,6 +117,8 @@ class TrainResult:
         history: ``history.csv``, one row per epoch.
         summary: ``summary.json`` as a dict.
         out: the output folder.
+        pred_probs: with ``save_probs``, what ``pred_probs.npy`` holds (float32, rows in
+            ``table`` order, columns in class order); else None.
     """
 
     table: pd.DataFrame
@@ -124,6 +127,7 @@ class TrainResult:
     history: pd.DataFrame
     summary: dict[str, Any]
     out: Path
+    pred_probs: np.ndarray | None = None
 
 
 def validate(config: TrainConfig) -> None:
@@ -495,9 +499,9 @@ def train(
 
     Args:
         config: every setting (see :class:`~noisyclean.config.TrainConfig`; numpy numbers
-            are taken as Python ones). torch's thread count, default dtype, grad mode and
-            the global random states of torch and numpy are as before afterwards
-            (:func:`~noisyclean.device.library_run`).
+            are taken as Python ones; the object itself is not changed). torch's thread
+            count, default dtype, grad mode and the global random states of torch and numpy
+            are as before afterwards (:func:`~noisyclean.device.library_run`).
         progress: progress bars and log lines; default: quiet.
         explicit: the settings given on the command line (None: those that differ from
             the defaults). Those the method does not use are reported as ignored, and
@@ -512,7 +516,9 @@ def train(
     """
     # the thread count is how the run executes, never the checkpoint's: a resumed run takes
     # it from ``config`` too (RESUME_OVERRIDABLE)
-    check_setting_types(config)  # before anything reads a setting, the thread count too
+    # before anything reads a setting, the thread count too; the caller's object unchanged
+    config = checked_config(config, TrainConfig)
+    progress = checked_progress(progress)
     with library_run(config.threads), removed_if_left_empty(config.out), ExitStack() as held:
         return _train(config, progress, held, explicit)
 
@@ -809,13 +815,14 @@ def _train(
     write_csv(relabeled, out / "relabeled.csv")
     write_csv(skipped, out / "skipped.csv")
     write_csv(frame, out / HISTORY_NAME)
-    if config.save_probs:
-        write_pred_probs(out / PROBS_NAME, scores.probs, paths, table)
+    pred_probs = probs_in_table_order(scores.probs, paths, table) if config.save_probs else None
+    if pred_probs is not None:
+        write_pred_probs(out / PROBS_NAME, pred_probs)
     for model, name in zip(models, networks_written, strict=True):
         _save_weights(model, out / name)
     timings["write"] = time.perf_counter() - t0
     write_json(summary, out / "summary.json")
-    return TrainResult(table, relabeled, skipped, frame, summary, out)
+    return TrainResult(table, relabeled, skipped, frame, summary, out, pred_probs)
 
 
 def last_train_acc(history: list[dict[str, Any]]) -> float | None:
