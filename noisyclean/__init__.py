@@ -10,8 +10,13 @@ __version__ = "0.1.0"
 
 __all__ = ["ScanConfig", "TrainConfig", "NoisyCleanError", "scan", "__version__"]
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 from .config import ScanConfig, TrainConfig  # noqa: E402
 from .errors import NoisyCleanError  # noqa: E402
+
+if TYPE_CHECKING:  # what the lazy name is, for type checkers and editors
+    from .scanning import scan as scan
 
 
 def __getattr__(name: str):  # lazy: importing torch is slow and the CLI's --help needs none

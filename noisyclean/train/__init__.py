@@ -4,7 +4,12 @@ train, TrainConfig``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from ..config import TrainConfig as TrainConfig
+    from .run import TrainResult as TrainResult
+    from .run import train as train
 
 
 def __getattr__(name: str) -> Any:  # lazy: run.py imports scanning.py, which imports .loop
