@@ -20,6 +20,26 @@ from .load import NAME_MAX, refuse_hidden_names, safe_name
 DECISION_KEYWORDS = ("keep", "relabel", "drop")
 
 
+#: What a spreadsheet takes for the start of a formula in a cell (OWASP's list): a
+#: file or class name ``=HYPERLINK(...)`` would run when the review sheet is opened.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def sheet_text(value: str) -> str:
+    """``value`` as a spreadsheet shows it as text, for the review sheet: a leading ``'``
+    where it starts with one of :data:`FORMULA_STARTS`, or with ``'`` (so that
+    :func:`unsheet_text` reverses it exactly); unchanged otherwise. A spreadsheet shows
+    the cell without the ``'`` and saves it so."""
+    return "'" + value if value.startswith((*FORMULA_STARTS, "'")) else value
+
+
+def unsheet_text(value: str) -> str:
+    """Undo :func:`sheet_text`, for a sheet read back as written rather than saved by a
+    spreadsheet: a leading ``'`` before what :func:`sheet_text` escapes is dropped."""
+    escaped = value.startswith("'") and value[1:].startswith((*FORMULA_STARTS, "'"))
+    return value[1:] if escaped else value
+
+
 def read_decisions(path: str | Path) -> pd.DataFrame:
     """Read a reviewer's decisions: a CSV with (at least) ``path`` and ``decision`` columns,
     as ``export --format csv`` writes ``review.csv``, perhaps edited in a spreadsheet.
@@ -64,7 +84,9 @@ def decide(
     A decision row's ``path`` is matched to ``scores.csv``'s ``path`` as written; when that
     fails, without surrounding spaces, then in Unicode NFC on both sides (a sheet saved on
     macOS may spell ``é`` as ``e`` and a combining accent), as ``evaluate`` matches a truth
-    file. Its ``decision`` (already stripped):
+    file, and last as :func:`sheet_text` escaped it (a leading ``'`` before ``=``, ``+``,
+    ``-``, ``@``: the sheet read back as export wrote it). Its ``decision`` (already
+    stripped; a class name escaped so is that class):
 
     * empty: the scan's row stands;
     * ``keep``, ``relabel``, ``drop`` (any case): the image goes under its given
@@ -97,6 +119,9 @@ def decide(
     known = set(table["path"])
     by_nfc = unique_nfc_forms(known)
     paths = [_match(p, known, by_nfc) for p in decisions["path"]]
+    # the sheet as export wrote it, not saved by a spreadsheet: its escaped cells
+    paths = [p if p in known else _match(unsheet_text(p.strip()), known, by_nfc)
+             for p in paths]
     unknown = [p for p in paths if p not in known]
     if unknown:
         raise NoisyCleanError(
@@ -112,8 +137,14 @@ def decide(
             "row per image"
         )
     spelled = unique_nfc_forms(classes)
-    chosen = {p: spelled.get(nfc(d), d)
-              for p, d in zip(paths, decisions["decision"], strict=True) if d}
+
+    def named(decision: str) -> str:
+        """A class as the sheet spells it, else as :func:`sheet_text` escaped it."""
+        if nfc(decision) not in spelled and nfc(unsheet_text(decision)) in spelled:
+            decision = unsheet_text(decision)
+        return spelled.get(nfc(decision), decision)
+
+    chosen = {p: named(d) for p, d in zip(paths, decisions["decision"], strict=True) if d}
     table = table.copy()
     table["decision"] = table["path"].map(chosen).fillna("").astype(str)
     class_names = set(classes)

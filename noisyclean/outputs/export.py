@@ -23,6 +23,7 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import NoisyCleanError, is_int
+from .decisions import sheet_text
 from .load import ScanOutputs, load_outputs, safe_relative_path
 from .table import clean_prob_text, review_order
 from .write import atomic_write_text, filled_review_rows, review_work_text
@@ -228,15 +229,18 @@ def review_sheet(
 ) -> pd.DataFrame:
     """A plain review sheet: the rows to review (:func:`select_rows`) with the image's full
     path and empty ``decision`` and ``comment`` columns for the reviewer
-    (:data:`REVIEW_COLUMNS`)."""
+    (:data:`REVIEW_COLUMNS`). Text cells that a spreadsheet would take for a formula are
+    written as text (:func:`sheet_text`)."""
     rows = select_rows(outputs.table, all_rows, top)
     root = Path(os.path.abspath(outputs.data_root))
     sheet = rows.assign(
         file=[str(root / _rel_path(p)) for p in rows["path"]],
         decision="",
         comment="",
-    )
-    return sheet[REVIEW_COLUMNS]
+    )[REVIEW_COLUMNS]
+    for column in ("path", "file", "label", "suggested_label", "predicted"):
+        sheet[column] = sheet[column].astype(str).map(sheet_text)
+    return sheet
 
 
 def export(

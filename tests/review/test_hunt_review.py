@@ -409,3 +409,36 @@ def test_review_files_are_refused_inside_a_linked_class_folder(tmp_path: Path) -
         args = [command, out, "-o", target] + (["--format", "csv"] if command == "export" else [])
         clear_failure(_invoke(*args), f"--output {target}", "a link to", "never write into")
         assert not target.exists()
+
+
+def test_the_review_sheet_keeps_formulas_out_of_a_spreadsheet(tmp_path: Path) -> None:
+    """Names a spreadsheet would run as formulas (=, +, -, @) are written as text, with a
+    leading quote, and a sheet read back either way (as written, or saved by a
+    spreadsheet, which drops the quote) applies to the same images and classes."""
+    classes = ["=cmd", "-1", "ok"]
+    root = tmp_path / "images"
+    rows = []
+    for i, (label, name) in enumerate([("=cmd", "=HYPERLINK(x).png"), ("-1", "'q.png"),
+                                       ("ok", "+1.png"), ("ok", "plain.png")]):
+        write_image(root / label / name, 25 * i)
+        rows.append({"path": f"{label}/{name}", "label": label, "action": "review"})
+    out = make_outputs(tmp_path / "out", root, rows, classes)
+    assert _invoke("export", out, "--format", "csv").exit_code == 0
+    sheet = pd.read_csv(out / "review.csv", dtype=str, keep_default_na=False)
+    assert list(sheet["path"]) == ["'=cmd/=HYPERLINK(x).png", "'-1/'q.png", "ok/+1.png",
+                                   "ok/plain.png"]
+    assert list(sheet["label"]) == ["'=cmd", "'-1", "ok", "ok"]
+    assert all(not cell.startswith(("=", "+", "-", "@"))
+               for column in ("path", "file", "label", "suggested_label", "predicted")
+               for cell in sheet[column])
+    # as written: decisions copied from the label cells, quote and all
+    as_written = sheet.assign(decision=["'-1", "'=cmd", "drop", ""])
+    # as a spreadsheet saves it: the quotes gone
+    saved = as_written.map(lambda v: v[1:] if v.startswith("'") and v[1:2] in "=-" else v)
+    for name, frame in (("written", as_written), ("saved", saved)):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        clean = tmp_path / f"clean-{name}"
+        result = _invoke("apply", out, "--to", clean, "--decisions", tmp_path / f"{name}.csv")
+        assert result.exit_code == 0, result.output
+        assert sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*.png")) == [
+            "-1/=HYPERLINK(x).png", "=cmd/'q.png", "ok/plain.png"]
