@@ -370,3 +370,24 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_training(
         assert result.exit_code == 2, result.output
         assert f"cannot write in output folder {out}" in " ".join(result.output.split())
     assert not decoded
+
+
+def test_manifest_classes_that_cannot_be_folders_are_warned_of_at_the_scan(
+    tmp_path: Path,
+) -> None:
+    """A --labels manifest may name classes 'n/a' or '.hidden'; the scan works, but the
+    review's last step (apply) cannot make folders of them: said at the start, not at the
+    end of the review."""
+    root = tmp_path / "data"
+    write_digits_folder(root, per_class=8)
+    images = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    names = ["n/a", ".hidden", "ok"]
+    (tmp_path / "labels.csv").write_text("path,label\n" + "".join(
+        f"{p},{names[i % 3]}\n" for i, p in enumerate(images)))
+    result = _scan(root, "--labels", tmp_path / "labels.csv", "--out", tmp_path / "out",
+                   "--epochs", "1", "--width", "8", "--no-cache")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "class(es) '.hidden', 'n/a' of --labels cannot be folder names" in text
+    clean = _scan(root, "--out", tmp_path / "o2", "--epochs", "1", "--width", "8", "--no-cache")
+    assert "cannot be folder names" not in clean.output

@@ -15,9 +15,10 @@ import torch
 
 from ..as_loaded import TrainedRun, trained_run
 from ..device import resolve_device
-from ..errors import NoisyCleanError, count_text, listing
+from ..errors import FEW, NoisyCleanError, count_text, listing
 from ..models import SMALL_MODELS, check_input_size, check_weights
 from ..names import case_twins
+from ..outputs.load import safe_name
 from ..progress import Progress
 from ..train.loop import Precision
 from .batches import DeviceImages
@@ -127,6 +128,18 @@ class Dataset:
         return self.samples.classes
 
 
+def _warn_unfoldable_classes(classes: list[str], warn: Callable[[str], None]) -> None:
+    """Warn about the classes of a ``--labels`` manifest that cannot be class folders (a
+    ``/`` in them, more than 255 bytes, or a leading ``.``, a folder that ImageFolder
+    readers skip): ``apply`` refuses to write a cleaned copy with them, at the end of the
+    review, while the scan, its report, export and evaluation work."""
+    bad = [c for c in classes if not safe_name(c) or c.startswith(".")]
+    if bad:
+        warn(f"class(es) {listing(bad, FEW, quote=True)} of --labels cannot be folder names "
+             "(a '/' in them, a leading '.', or too long): 'noisyclean apply' will refuse to "
+             "write a cleaned copy with them; rename them in the manifest before the review")
+
+
 def _warn_unreadable_classes(samples: Samples, present: np.ndarray,
                              warn: Callable[[str], None]) -> None:
     """Warn about each class that has files but no usable image (every one unreadable):
@@ -206,6 +219,8 @@ def load_dataset(
     t0 = time.perf_counter()
     samples = discover(root, labels_csv, classes, min_classes=1 if validation else 2)
     timings["discover"] = time.perf_counter() - t0
+    if labels_csv is not None and not validation:
+        _warn_unfoldable_classes(samples.classes, progress.warn)
     for twins in case_twins(samples.classes):
         progress.warn(f"classes {listing(twins, quote=True)} differ only in letter case (or "
                       "Unicode form) and are separate classes; rename one if they are the same")
