@@ -57,7 +57,16 @@ def read_user_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> pd.D
     except (pd.errors.ParserError, ValueError) as error:
         # pandas says "Error tokenizing data. C error: Expected 2 fields in line 3, saw 3"
         message = " ".join(str(error).split()).replace("Error tokenizing data. C error: ", "")
-        raise NoisyCleanError(f"{what} {path} is not a readable CSV file: {message}") from None
+        # a sheet saved with ';' and decimal commas ("0,95"): one column in the header,
+        # several in the rows
+        try:
+            with open(path, encoding="utf-8-sig") as handle:
+                first = handle.readline().strip()
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        hint = _separator_hint([first], set(columns))
+        raise NoisyCleanError(
+            f"{what} {path} is not a readable CSV file: {message}{hint}") from None
     except OSError as error:
         reason = error.strerror or str(error)
         raise NoisyCleanError(f"cannot read {what} {path}: {reason}") from None
@@ -68,13 +77,7 @@ def read_user_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> pd.D
         cased = [name for name in frame.columns if name.lower() in missing]
         hint = (f"; column names are case-sensitive: rename {listing(cased)} to "
                 f"{listing(name.lower() for name in cased)}" if cased else "")
-        separators = [sep for sep in (";", "\t", "|") if any(
-            set(missing) <= {part.strip().lower() for part in header.split(sep)}
-            for header in frame.columns)]
-        if separators and not hint:
-            shown = "a tab" if separators[0] == "\t" else f"'{separators[0]}'"
-            hint = (f"; its columns seem separated by {shown}: save it with commas (in a "
-                    "spreadsheet, as CSV with comma separators)")
+        hint = hint or _separator_hint(list(frame.columns), set(missing))
         raise NoisyCleanError(
             f"{what} {path} lacks column(s) {listing(missing)}: {needs} (columns found: "
             f"{listing(frame.columns, 10) or 'none'}){hint}"
@@ -83,6 +86,18 @@ def read_user_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> pd.D
     if twice:
         raise NoisyCleanError(f"{what} {path} has more than one column {listing(twice)}")
     return frame
+
+
+def _separator_hint(headers: list[str], wanted: set[str]) -> str:
+    """``; its columns seem separated by ';': save it with commas ...`` where one of
+    ``headers``, split at ``;``, a tab or ``|``, holds every name in ``wanted``; else ``""``."""
+    for sep in (";", "\t", "|"):
+        if any(wanted <= {part.strip().lower() for part in header.split(sep)}
+               for header in headers):
+            shown = "a tab" if sep == "\t" else f"'{sep}'"
+            return (f"; its columns seem separated by {shown}: save it with commas (in a "
+                    "spreadsheet, as CSV with comma separators)")
+    return ""
 
 
 def read_user_csv_lines(

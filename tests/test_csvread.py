@@ -41,6 +41,10 @@ def test_a_spreadsheet_csv_is_read_as_text(tmp_path: Path) -> None:
                                 "with commas"]),
     (b"Path;Label;note\na.png;b;c\n", ["separated by ';'"]),
     (b"path\tlabel\na.png\tb\n", ["separated by a tab"]),
+    # ... with decimal commas too: one column in the header, several in a row
+    (b"path;label;clean_prob\na.png;b;0,95\nc.png;d;0,5\n",
+     ["not a readable CSV file", "Expected 1 fields in line 2, saw 2",
+      "separated by ';': save it with commas"]),
 ])
 def test_each_way_a_file_is_refused(tmp_path: Path, data: bytes, needles: list[str]) -> None:
     with pytest.raises(NoisyCleanError) as info:
