@@ -166,6 +166,24 @@ def test_a_file_its_runs_summary_does_not_name_is_not_taken_for_the_runs(
     assert "pass the net<k>.pt file it wrote, or a link to it" in text
 
 
+@pytest.mark.parametrize("method", ["coteaching", "dividemix"])
+def test_two_networks_from_one_whole_weights_file_differ(
+    trained: tuple[Path, Path], tmp_path: Path, method: str
+) -> None:
+    """A run's net1.pt fills a whole network, head included: both networks of co-teaching
+    loaded it and stayed the same bit for bit, each choosing the same samples for the
+    other. The second gets a head of its own, so they differ, and the log says why."""
+    root, weights = trained
+    out = tmp_path / method
+    result = _run("train", root, "--out", out, "--method", method, "--epochs", "3",
+                  "--warmup-epochs", "1", "--batch-size", "16", "--weights", weights, *NET)
+    assert result.exit_code == 0, result.output
+    assert "network 2 starts from --weights with a classifier head of its own" in " ".join(
+        result.output.split())
+    first, second = (torch.load(out / f"net{k}.pt", weights_only=True) for k in (1, 2))
+    assert not all(torch.equal(first[key], second[key]) for key in first)
+
+
 def test_training_from_a_runs_weights_normalises_as_that_run(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -459,7 +459,23 @@ def _build_learners(
                 nesterov=False,
             )
         )
+        if k and config.weights is not None and _same_weights(learners[0].model, model):
+            # a weights file that fills the whole network (a noisyclean net1.pt, head and
+            # all) makes the networks identical, and two identical networks choose the
+            # same samples for each other all along (co-teaching) or start alike (DivideMix)
+            head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+            _set_seed(config.seed + 1000 * k)
+            head.reset_parameters()
+            progress.log(f"network {k + 1} starts from --weights with a classifier head of "
+                         "its own (the file fills the whole network, and two identical "
+                         "networks would learn the same)")
     return learners
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two networks of one architecture hold the same tensors."""
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                  b.state_dict().values(), strict=True))
 
 
 def resumed_normalisation(
