@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .config import METHOD_HELP, ScanConfig
+from .config import METHOD_HELP, ScanConfig, TrainConfig, option_name
 from .errors import NoisyCleanError, count_text, listing, system_error_text
 from .progress import print_line
 
@@ -951,7 +951,6 @@ def train(
     """Train on the images with ``--method`` (its help text is :data:`_TRAIN_HELP`),
     checkpointing every epoch, and write each image's clean probability and suggested label
     from the trained networks."""
-    from .config import TrainConfig
     from .progress import Progress
     from .train.run import train as run_train
 
@@ -1030,7 +1029,8 @@ def train(
 
         target = resume or out
         if (Path(target) / CHECKPOINT_NAME).is_file():
-            again = resume_command(data, target, labels=labels, classes=classes, report=report)
+            again = resume_command(data, target, labels=labels, classes=classes, report=report,
+                                   execution=_execution_words(config, explicit))
             _say(f"interrupted; continue with: {again}")
         else:
             _say("interrupted before the first epoch's checkpoint: nothing to resume")
@@ -1042,11 +1042,13 @@ def train(
 
 
 def resume_command(data: Path, out: Path, labels: Path | None = None,
-                   classes: str | None = None, report: bool = False) -> str:
+                   classes: str | None = None, report: bool = False,
+                   execution: list[str] | None = None) -> str:
     """The shell command that continues the training run in ``out`` on ``data``, with the
     options a resumed run takes from its command line and not from its checkpoint
-    (``--labels``, ``--classes``, ``--report``) as they were given, each argument quoted
-    for a POSIX shell where it needs it (spaces, quotes, ``$``)."""
+    (``--labels``, ``--classes``, ``--report``, and the ``execution`` words:
+    :func:`_execution_words`) as they were given, each argument quoted for a POSIX shell
+    where it needs it (spaces, quotes, ``$``)."""
     words = ["noisyclean", "train", str(data), "--resume", str(out)]
     if labels is not None:
         words += ["--labels", str(labels)]
@@ -1054,7 +1056,29 @@ def resume_command(data: Path, out: Path, labels: Path | None = None,
         words += ["--classes", classes]
     if report:
         words.append("--report")
-    return shlex.join(words)
+    return shlex.join(words + (execution or []))
+
+
+def _execution_words(config: TrainConfig, explicit: set[str]) -> list[str]:
+    """The options of how the run executes that were given on its command line (a
+    resumed run takes them from its own, not from the checkpoint; left out, the resumed
+    epochs could run in another precision): ``--device``, ``--amp`` / ``--no-amp``,
+    ``--channels-last`` / ``--no-channels-last``, ``--threads``, ``--workers``,
+    ``--cache-dir``, ``--no-cache``."""
+    words: list[str] = []
+    if "device" in explicit:
+        words += ["--device", config.device]
+    for name in ("amp", "channels_last"):
+        value = getattr(config, name)
+        if name in explicit and value is not None:
+            words.append(option_name(name) if value else f"--no-{option_name(name)[2:]}")
+    for name in ("threads", "workers", "cache_dir"):
+        value = getattr(config, name)
+        if name in explicit and value is not None:
+            words += [option_name(name), str(value)]
+    if "use_cache" in explicit and not config.use_cache:
+        words.append("--no-cache")
+    return words
 
 
 def _print_train_summary(summary: dict, out: Path | None) -> None:

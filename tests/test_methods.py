@@ -523,3 +523,48 @@ def test_a_float16_run_resumes_with_its_gradient_scale(
     assert scales[0] == scales[1]
     for name in ("scores.csv", "relabeled.csv"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+def test_a_resume_that_executes_otherwise_says_so(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The checkpoint records how its epochs ran; a resume in another precision or with
+    other CPU threads (a printed resume command that had dropped --amp, a shell with
+    another OMP_NUM_THREADS) ends otherwise than an uninterrupted run, and is told so with
+    the options that run it as before. The same settings say nothing."""
+    root, _ = digits_folder
+    settings = dict(data=root, epochs=3, width=8, batch_size=16, method="standard",
+                    amp=True, threads=1)
+    with pytest.raises(_Stopped):
+        train(TrainConfig(out=tmp_path / "cut", **settings), _StopAfter(1))
+    execution = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["extra"][
+        "execution"]
+    assert execution == {"device": "cpu", "precision": "bfloat16", "channels_last": True,
+                         "threads": 1}
+    other = runner.invoke(app, ["train", str(root), "--resume", str(tmp_path / "cut"),
+                                "--no-amp", "--threads", "2"])
+    assert other.exit_code == 0, other.output
+    text = " ".join(other.output.split())
+    assert ("resuming with precision float32, not bfloat16; 2 CPU thread(s), not 1 as the "
+            "checkpoint's epochs ran") in text
+    assert "(to run as before, give --amp --threads 1)" in text
+    with pytest.raises(_Stopped):
+        train(TrainConfig(out=tmp_path / "cut2", **settings), _StopAfter(1))
+    same = runner.invoke(app, ["train", str(root), "--resume", str(tmp_path / "cut2"),
+                               "--amp", "--threads", "1"])
+    assert same.exit_code == 0 and "resuming with" not in same.output
+
+
+def test_the_printed_resume_command_keeps_how_the_run_executes() -> None:
+    from noisyclean.cli import _execution_words, resume_command
+
+    config = TrainConfig(data=Path("d"), amp=False, channels_last=True, threads=1,
+                         device="cpu", use_cache=False, workers=3)
+    given = {"amp", "channels_last", "threads", "device", "use_cache", "workers"}
+    words = _execution_words(config, given)
+    assert words == ["--device", "cpu", "--no-amp", "--channels-last", "--threads", "1",
+                     "--workers", "3", "--no-cache"]
+    assert resume_command(Path("d"), Path("run dir"), execution=words) == (
+        "noisyclean train d --resume 'run dir' --device cpu --no-amp --channels-last "
+        "--threads 1 --workers 3 --no-cache")
+    assert _execution_words(config, set()) == []  # defaults: nothing given, nothing said

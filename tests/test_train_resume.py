@@ -138,6 +138,11 @@ def test_ctrl_c_says_whether_there_is_anything_to_resume(
     result = _train(root, "--resume", out)
     assert result.exit_code == 130
     assert f"continue with: noisyclean train {root} --resume {out}" in _text(result)
+    # how the run executed, given on its command line, is in the command: left out, the
+    # resumed epochs would run in the machine's default precision and threads
+    result = _train(root, "--resume", out, "--no-amp", "--threads", "1")
+    assert f"continue with: noisyclean train {root} --resume {out} --no-amp --threads 1" in (
+        _text(result))
 
 
 def test_options_the_method_does_not_use_are_named(

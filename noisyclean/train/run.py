@@ -472,6 +472,44 @@ def _build_learners(
     return learners
 
 
+def execution_settings(device: torch.device, precision: Precision,
+                       channels_last: bool) -> dict[str, Any]:
+    """How this run's epochs execute, as a checkpoint records it: the device type, the
+    precision, channels-last batches and torch's CPU threads (each changes the numbers a
+    little, so a resumed run that changes one ends otherwise than an uninterrupted one)."""
+    return {"device": device.type,
+            "precision": "float32" if precision.dtype is None else str(precision.dtype)[6:],
+            "channels_last": bool(channels_last), "threads": torch.get_num_threads()}
+
+
+def other_execution_text(saved: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
+    """A warning where a resumed run executes otherwise than its checkpoint's epochs did
+    (:func:`execution_settings`; None: as they did, or a checkpoint that did not record
+    it), with the options that would run it as before."""
+    if not saved:
+        return None
+    changed, options = [], []
+    if saved.get("device") != now["device"]:
+        changed.append(f"device {now['device']}, not {saved.get('device')}")
+        options.append(f"--device {saved.get('device')}")
+    if saved.get("precision") != now["precision"]:
+        changed.append(f"precision {now['precision']}, not {saved.get('precision')}")
+        options.append("--no-amp" if saved.get("precision") == "float32" else "--amp")
+    if saved.get("channels_last") != now["channels_last"]:
+        changed.append("channels-last batches" if now["channels_last"]
+                       else "no channels-last batches")
+        options.append("--channels-last" if saved.get("channels_last")
+                       else "--no-channels-last")
+    if saved.get("device") == now["device"] == "cpu" and saved.get("threads") != now["threads"]:
+        changed.append(f"{now['threads']} CPU thread(s), not {saved.get('threads')}")
+        options.append(f"--threads {saved.get('threads')}")
+    if not changed:
+        return None
+    return (f"resuming with {'; '.join(changed)} as the checkpoint's epochs ran: the run will "
+            f"end slightly otherwise than an uninterrupted one (to run as before, give "
+            f"{' '.join(options)})")
+
+
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     """Whether two networks of one architecture hold the same tensors."""
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
@@ -688,8 +726,14 @@ def _train(
     # the run that wrote the --weights file, whose normalisation the images took
     weights_run = (str(dataset.weights_run.summary) if dataset.weights_run is not None
                    else None if payload is None else payload["extra"].get("weights_run"))
+    execution = execution_settings(device, precision, dataset.channels_last)
+    if payload is not None and not complete:
+        said = other_execution_text(payload["extra"].get("execution"), execution)
+        if said:
+            progress.warn(said)
     extra = {"config": config.to_json(), "fingerprint": fingerprint, "resumes": resumes,
-             "normalisation": {"mean": data.mean, "std": data.std}, "weights_run": weights_run}
+             "normalisation": {"mean": data.mean, "std": data.std}, "weights_run": weights_run,
+             "execution": execution}
 
     def on_epoch_end(epoch: int, stats: dict[str, float]) -> None:
         if dividemix:
