@@ -184,3 +184,19 @@ def test_resize_is_the_checkpoints_on_resume_and_checked(
     assert refused.exit_code == 2
     assert "--resize must be one of crop, pad, squash" in _text(refused)
     assert not (tmp_path / "other").exists()
+
+
+def test_a_moved_validation_folder_is_named_with_the_way_out(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    root, _ = digits_folder
+    write_val_folder(tmp_path / "val")
+    out = tmp_path / "run"
+    assert _train(root, "--method", "standard", "--val", tmp_path / "val", "--out", out,
+                  "--quiet", *FAST).exit_code == 0
+    (tmp_path / "val").rename(tmp_path / "moved")
+    result = _train(root, "--resume", out)
+    assert result.exit_code == 2
+    assert (f"the checkpoint's --val {tmp_path / 'val'} no longer exists: give --val with its "
+            "new place") in _text(result)
+    assert _train(root, "--resume", out, "--val", tmp_path / "moved").exit_code == 0

@@ -606,6 +606,11 @@ def _train(
             if not _same_setting(name, getattr(config, name), getattr(saved, name)):
                 progress.log(f"resuming: {option_name(name)} {getattr(config, name)} in place of "
                              f"the checkpoint's {getattr(saved, name)}")
+            elif getattr(saved, name) is not None and not Path(getattr(saved, name)).exists():
+                raise NoisyCleanError(
+                    f"the checkpoint's {option_name(name)} {getattr(saved, name)} no longer "
+                    f"exists: give {option_name(name)} with its new place (the run measures "
+                    "on it every epoch)")
         if ignored:
             progress.warn(
                 f"resuming: {', '.join(ignored)} ignored; the checkpoint's settings are used"
