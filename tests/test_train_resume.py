@@ -93,6 +93,26 @@ def test_validation_may_be_a_small_subset_of_the_classes(
     assert pd.read_csv(tmp_path / "run" / "history.csv")["val_acc"].between(0, 1).all()
 
 
+def test_validation_takes_the_classes_of_classes_from_a_full_folder(
+    digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """--classes picks some classes; the whole validation folder serves it (its other class
+    folders are left out, said in the log), as a whole truth file does."""
+    root, _ = digits_folder
+    classes = sorted(p.name for p in root.iterdir())[:2]
+    val = tmp_path / "val"
+    write_val_folder(val, classes=tuple(int(c) for c in classes) + (9,), per_class=3)
+    result = _train(root, "--method", "standard", "--classes", ",".join(reversed(classes)),
+                    "--val", val, "--out", tmp_path / "run", *FAST)
+    assert result.exit_code == 0, result.output
+    assert f"--val {val}: 1 class folder(s) not among --classes left out" in _text(result)
+    assert "validation: 6 images" in _text(result)
+    # without --classes, a validation class the training set lacks is still refused
+    without = _train(root, "--method", "standard", "--val", val, "--out", tmp_path / "r2",
+                     *FAST)
+    assert without.exit_code == 2 and "'9' are not training classes" in _text(without)
+
+
 def test_truth_files_with_repeated_paths_or_unknown_labels_are_refused(
     digits_folder: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:

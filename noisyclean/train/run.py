@@ -273,12 +273,22 @@ def resume_config(
     return merged, ignored
 
 
+def _class_folders(root: Path) -> list[str]:
+    """The names of ``root``'s folders that are not hidden (its classes, where it is an
+    ImageFolder tree); none where it cannot be listed (the load says why)."""
+    try:
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
 def load_validation(
     config: TrainConfig, train: Dataset, progress: Progress
 ) -> tuple[DeviceImages, pd.DataFrame]:
     """Decode the ``--val`` folder at the training size, normalised with the training set's
     statistics, with labels mapped onto the training classes (by name: as written, else in
-    NFC without surrounding spaces, when one training class has that form).
+    NFC without surrounding spaces, when one training class has that form). With
+    ``--classes``, only the class folders among them are read.
 
     Returns:
         The images, and the ``--val`` files that could not be used, as ``skipped.csv``
@@ -286,13 +296,24 @@ def load_validation(
         (``val/cat/x.png``), ``reason`` starting ``--val:``.
     """
     assert config.val is not None
+    index = {name: i for i, name in enumerate(train.classes)}
+    # a name as written, else its NFC form (a folder copied from macOS is named in NFD)
+    by_form = {form: index[name] for form, name in unique_nfc_forms(train.classes).items()}
+    chosen = None
+    if config.classes is not None:  # --classes: the validation images of those classes
+        folders = _class_folders(Path(config.val))
+        chosen = [name for name in folders
+                  if name in index or nfc(name.strip()) in by_form] or None
+        if chosen is not None and len(chosen) < len(folders):
+            progress.log(f"--val {config.val}: {len(folders) - len(chosen)} class folder(s) "
+                         "not among --classes left out")
     try:
         val = load_configured(
             config,
             progress,
             root=config.val,
             labels_csv=None,
-            classes=None,
+            classes=chosen,
             image_size=train.image_size,
             model=train.model,
             normalisation=(train.data.mean, train.data.std),
@@ -300,9 +321,6 @@ def load_validation(
         )
     except NoisyCleanError as error:
         raise NoisyCleanError(f"--val {config.val}: {error}") from None
-    index = {name: i for i, name in enumerate(train.classes)}
-    # a name as written, else its NFC form (a folder copied from macOS is named in NFD)
-    by_form = {form: index[name] for form, name in unique_nfc_forms(train.classes).items()}
     found = {name: index.get(name, by_form.get(nfc(name.strip()))) for name in val.classes}
     unknown = [name for name, i in found.items() if i is None]
     if unknown:
