@@ -328,19 +328,21 @@ def test_the_resize_mode_is_part_of_the_cache_key(
 
 
 def _old_key(root: Path, paths: list[str], size: int) -> str:
-    """The key as computed before --resize (noisyclean 0.1.0 until 2026-12-07)."""
-    root = Path(root).resolve()
-    digest = hashlib.sha256()
-    digest.update(f"noisyclean-decode\0{DECODE_VERSION}\0{size}\0{len(paths)}\n".encode())
-    digest.update(os.fsencode(root) + b"\n")
+    """The key as computed before --resize (noisyclean 0.1.0 until 2026-12-07), written
+    out from its definition: the recipe line, the resolved root, then per file its path
+    and ``os.stat`` identity (-1 five times for a file that is gone)."""
+    base = Path(root).resolve()
+    parts = [f"noisyclean-decode\0{DECODE_VERSION}\0{size}\0{len(paths)}\n".encode(),
+             os.fsencode(base) + b"\n"]
     for rel in paths:
-        try:
-            st = os.stat(root / rel)
-            ident = f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_dev}\0{st.st_ino}"
-        except OSError:
-            ident = "-1\0-1\0-1\0-1\0-1"
-        digest.update(f"{rel}\0{ident}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
+        if (base / rel).exists():
+            st = os.stat(base / rel)
+            ident = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino]
+        else:
+            ident = [-1] * 5
+        parts.append("\0".join(map(str, [rel, *ident])).encode("utf-8", "surrogateescape")
+                     + b"\n")
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def test_upscale_tiny(tmp_path: Path) -> None:
