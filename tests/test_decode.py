@@ -637,6 +637,7 @@ def test_probe_counts_images_with_one_side_over_twice_the_other(tmp_path: Path) 
     (tmp_path / "e.png").write_text("broken")
     probe = probe_images(tmp_path, ["a.png", "b.png", "c.png", "d.png", "e.png"])
     assert (probe.side, probe.opened, probe.elongated) == (10, 4, 2)  # 3:1 and 2.1:1, not 2:1
+    assert probe.long_side == 20  # the median of 30, 21, 20, 12 (20.5, rounded to even)
 
 
 def test_scan_says_when_photos_are_shrunk_and_warns_of_panoramas(tmp_path: Path) -> None:
@@ -671,5 +672,24 @@ def test_scan_says_when_photos_are_shrunk_and_warns_of_panoramas(tmp_path: Path)
     assert padded.exit_code == 0, padded.output
     assert "cropped to its centre" not in padded.output  # nothing is cropped
     assert "16 images, 2 classes, 64x64 px (pad)," in " ".join(padded.output.split())
+    # the automatic side is the longer one's where the whole image is kept
+    assert "the images' longer sides are about 140 px; they train at 64 px" in " ".join(
+        padded.output.split())
     summary = json.loads((tmp_path / "o3" / "summary.json").read_text())
     assert summary["settings"]["resize"] == "pad"
+
+
+def test_the_automatic_side_follows_the_resize_mode(tmp_path: Path) -> None:
+    """24x12 images: cropped, the shorter side (12, so 16 px); padded or squashed, the
+    whole image is kept and the longer side (24 px) sets the side, so it is not shrunk."""
+    from noisyclean.data.load import load_dataset
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (12, 24, 3), dtype=np.uint8)).save(
+                tmp_path / "data" / c / f"{i}.png")
+    sides = {mode: load_dataset(tmp_path / "data", use_cache=False, resize=mode).image_size
+             for mode in ("crop", "pad", "squash")}
+    assert sides == {"crop": 16, "pad": 24, "squash": 24}

@@ -104,17 +104,19 @@ class ImageProbe:
         opened: how many sampled images opened.
         elongated: how many of those have one side more than :data:`ELONGATED_RATIO` times
             the other.
+        long_side: the median longer side in pixels (rounded), None as ``side``.
     """
 
     side: int | None
     opened: int
     elongated: int
+    long_side: int | None = None
 
 
 def probe_images(root: Path, paths: list[str], sample: int = 64) -> ImageProbe:
     """Read the headers (no full decode) of ``sample`` images evenly spaced over ``paths``
-    (all of them where there are fewer): their median shorter side, and how many are
-    elongated."""
+    (all of them where there are fewer): their median shorter and longer sides, and how
+    many are elongated."""
     if not paths or sample < 1:
         return ImageProbe(None, 0, 0)
     if len(paths) <= sample:
@@ -135,7 +137,8 @@ def probe_images(root: Path, paths: list[str], sample: int = 64) -> ImageProbe:
     short = np.array([min(size) for size in sizes], dtype=np.float64)
     long = np.array([max(size) for size in sizes], dtype=np.float64)
     return ImageProbe(int(round(float(np.median(short)))), len(sizes),
-                      int(np.sum(long > ELONGATED_RATIO * short)))
+                      int(np.sum(long > ELONGATED_RATIO * short)),
+                      int(round(float(np.median(long)))))
 
 
 def probe_image_size(root: Path, paths: list[str], sample: int = 64) -> int | None:

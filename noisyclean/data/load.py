@@ -35,8 +35,9 @@ def auto_model(image_size: int) -> str:
 
 
 def auto_image_size(probed: int | None, model: str | None) -> int:
-    """Default ``--image-size``: the median shorter side rounded up to a multiple of 8,
-    at least 16, at most 64 for the small models and 224 for torchvision models."""
+    """Default ``--image-size``: the median ``probed`` side (the shorter one, or with
+    ``--resize pad`` / ``squash`` the longer one) rounded up to a multiple of 8, at least
+    16, at most 64 for the small models and 224 for torchvision models."""
     cap = 64 if model in (None, *SMALL_MODELS) else 224
     side = probed or 32
     return int(min(cap, max(16, -(-side // 8) * 8)))
@@ -48,8 +49,9 @@ def _tell_of_shapes(probe: ImageProbe, size: int, automatic: bool, resize: str,
     side stops at 64 px for the small networks), and, where ``resize`` is ``crop``, warn
     where a share of them are so elongated that their centre square, all the scan sees,
     leaves most of each out."""
-    if automatic and probe.side is not None and probe.side >= 2 * size:
-        progress.log(f"the images' shorter sides are about {probe.side} px; they train at "
+    side, which = (probe.side, "shorter") if resize == "crop" else (probe.long_side, "longer")
+    if automatic and side is not None and side >= 2 * size:
+        progress.log(f"the images' {which} sides are about {side} px; they train at "
                      f"{size} px (--image-size with a torchvision --model, such as "
                      "--image-size 224 --model resnet18, keeps more detail)")
     if resize == "crop" and probe.elongated and probe.elongated >= max(2, 0.05 * probe.opened):
@@ -230,7 +232,10 @@ def load_dataset(
     # for a validation set, which comes at the training set's size
     probe = (ImageProbe(None, 0, 0) if validation and image_size is not None
              else probe_images(samples.root, samples.paths))
-    size, model_name = choose_size_and_model(image_size, model, lambda: probe.side)
+    # the side that becomes --image-size: the shorter one where the centre square is kept,
+    # the longer one where the whole image is (pad, squash)
+    size, model_name = choose_size_and_model(
+        image_size, model, lambda: probe.side if resize == "crop" else probe.long_side)
     if not validation:  # a validation set comes at a size already checked for its model
         _tell_of_shapes(probe, size, image_size is None, resize, progress)
         check_input_size(model_name, len(samples.classes), size)  # before a long decode
