@@ -47,7 +47,8 @@ them in the page cache):
   per-sample losses, min-max normalised, a GaussianMixture(2, max_iter=10, tol=1e-2,
   reg_covar=5e-4), flagged where the low-mean component's posterior is below 0.5; no
   other tricks. Its losses also give the ``oracle`` row: flag the top-n losses, n = the
-  true number of wrong labels.
+  true number of wrong labels (tables before 2026-12-07 have only the one-cycle oracle
+  row, from ``plain-onecycle``'s losses, which that method still gives too).
 * ``plain-onecycle``: the same recipe on the scan's own training (its optimiser and
   one-cycle schedule, plain cross-entropy: the scan's training without its forward
   correction), which separates what the schedule gives from what the scan's scoring
@@ -330,11 +331,15 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
     the machine shows in its CPU seconds: on a 2-core AMD EPYC the plain recipe's same work
     took 253-257 s of user CPU in its runs of 133-134 s and 286-356 s in its runs of
     150-186 s (``benchmarks/RESULTS.md``)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    # stderr into a file, not a pipe: a child that writes more than a pipe holds would
+    # block while this waits for it to end
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
@@ -493,7 +498,8 @@ def collect(
     scan_options: str = "",
 ) -> list[dict]:
     """The rows of one method from its outputs in ``work`` (a scan's folder or a worker's
-    ``.npz``), without timings; ``plain-onecycle`` also gives the ``oracle`` row."""
+    ``.npz``), without timings; ``plain`` and ``plain-onecycle`` also give an ``oracle``
+    row each (:data:`ORACLE_OF`)."""
     paths, classes, arrays = method_outputs(work, name)
     figures = metrics(paths, truth=truth, classes=classes, **{k: arrays[k] for k in ARRAY_KEYS})
     if name in SCAN_ARGS:
@@ -505,16 +511,22 @@ def collect(
         "plain-onecycle": "plain recipe on the scan's training (one-cycle)",
     }[name]
     rows = [{"method": label, **figures}]
-    if name == "plain-onecycle":
+    if name in ORACLE_OF:
         top = np.argsort(-arrays["loss"], kind="stable")[: int(noise["wrong"])]
         flag = np.zeros(len(paths), dtype=bool)
         flag[top] = True
-        rows.append({"method": "oracle: top-n one-cycle losses, n = true count",
+        rows.append({"method": f"oracle: top-n {ORACLE_OF[name]} losses, n = true count",
                      **metrics(paths, flag=flag, score=arrays["loss"],
                                predicted=arrays["predicted"],
                                fixed=np.where(flag, arrays["predicted"], arrays["labels"]),
                                truth=truth, classes=classes, labels=arrays["labels"])})
     return rows
+
+
+#: The methods whose last-epoch losses also give an oracle row (flag the top-n, n = the
+#: true count), and how the row names them: the plain recipe's (the issue's oracle) and
+#: the one-cycle recipe's (the same ranking on the scan's training, a higher ceiling).
+ORACLE_OF = {"plain": "plain-recipe", "plain-onecycle": "one-cycle"}
 
 
 def read_run_record(work: Path) -> dict:
@@ -625,6 +637,14 @@ def main(argv: list[str] | None = None) -> int:
     # the files written at the end: their folders now, before any training
     output_file(args.results, "--results")
     output_file(args.json, "--json")
+    backbone = {"--model", "--image-size", "--width", "--resize"} & {
+        word.split("=")[0] for word in shlex.split(args.scan_args)}
+    others = [m for m in methods if m not in SCAN_ARGS]
+    if backbone and others:
+        fail(f"--scan-args {', '.join(sorted(backbone))}: with {', '.join(others)} the "
+             "backbone and its input must be every method's, and --scan-args reaches the "
+             "scans only; give --model to detect.py (the others are the scan's automatic "
+             "choices for every method)")
     method_args = ["--model", args.model] if args.model else []
     if args.amp is not None:
         method_args.append("--amp" if args.amp else "--no-amp")
@@ -642,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.date.today().isoformat(),
         "machine": machine(args.amp),
         "versions": versions(),
-        "data": (f"{noise['n']} images, real noise rate {noise['real_noise_rate']:.3f} "
+        "data": (f"{noise['n']} images from index {noise.get('start', 0)}, real noise rate "
+                 f"{noise['real_noise_rate']:.3f} "
                  f"({noise['wrong']} wrong), seed {noise['seed']}"
                  + (f", symmetric convention '{noise['sym_convention']}'"
                     if noise.get("sym_convention") else "")),

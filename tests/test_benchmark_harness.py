@@ -173,7 +173,7 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
     assert not (tmp_path / "full").exists()
     report = json.loads(rows_json.read_text())
     methods = [row["method"] for row in report["rows"]]
-    assert len(methods) == 7
+    assert len(methods) == 8  # six methods, and an oracle row of plain's and one-cycle's
     assert any(m.startswith("noisyclean") and "--mixture bmm" in m for m in methods)
     assert any("--networks 2" in m for m in methods)
     assert any(m.startswith("cleanlab") for m in methods)
@@ -184,9 +184,13 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
         assert row["seconds"] > 0 and row["peak_mib"] > 10
         # the kernel's counts for the run's process: it trained, so it used CPU and memory
         assert row["cpu_user_s"] > 0 and row["cpu_system_s"] >= 0 and row["minor_faults"] > 0
-    oracle = next(r for r in report["rows"] if r["method"].startswith("oracle"))
-    assert oracle["flags"] == info["wrong"] == 90
-    assert oracle["precision"] == pytest.approx(oracle["recall"])
+    oracles = [r for r in report["rows"] if r["method"].startswith("oracle")]
+    assert [r["method"] for r in oracles] == [
+        "oracle: top-n plain-recipe losses, n = true count",
+        "oracle: top-n one-cycle losses, n = true count"]
+    for oracle in oracles:
+        assert oracle["flags"] == info["wrong"] == 90
+        assert oracle["precision"] == pytest.approx(oracle["recall"])
     for row in report["rows"]:
         # noisyclean's flags and the oracle's are top-n cuts of their own rankings
         if row["method"].startswith(("noisyclean", "oracle")):
@@ -202,7 +206,7 @@ def test_detect_runs_every_method_and_appends_a_table(tmp_path):
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout
     table = [line for line in rescored.splitlines() if line.startswith("| ")][1:]
-    assert len(table) == 7
+    assert len(table) == 8
     for line, row in zip(table, report["rows"], strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[1:5] == [str(row["flags"]), f"{row['f1']:.3f}", f"{row['auroc']:.3f}",

@@ -259,7 +259,7 @@ def test_detect_runs_with_fresh_caches_and_names_each_row_as_it_ran(
     assert any((work / "cache-scan-gmm").iterdir())
     rows_json, results = tmp_path / "new" / "deep" / "rows.json", tmp_path / "r" / "R.md"
     done = _run("detect.py", folder, "--methods", "plain-onecycle,scan-gmm", "--epochs", "1",
-                "--scan-args=--width 8 --batch-size 16", "--model", "small-cnn", "--no-amp",
+                "--scan-args=--batch-size 16", "--model", "small-cnn", "--no-amp",
                 "--work", work, "--json", rows_json, "--results", results, timeout=600)
     assert done.returncode == 0, done.stderr
     report = json.loads(rows_json.read_text())
@@ -272,7 +272,7 @@ def test_detect_runs_with_fresh_caches_and_names_each_row_as_it_ran(
     progress = [line for line in done.stdout.splitlines() if ": F1 " in line]
     assert [line.split(": F1 ")[0] for line in progress] == [onecycle["method"],
                                                               scan["method"]]
-    assert "--width 8 --batch-size 16" in scan["method"]
+    assert "--batch-size 16" in scan["method"]
     assert "| noisyclean --seed 0 --mixture gmm" in results.read_text()
     summary = json.loads((work / "scan-gmm" / "summary.json").read_text())
     assert summary["decode_cache"]["hit"] is False
@@ -285,6 +285,40 @@ def test_detect_runs_with_fresh_caches_and_names_each_row_as_it_ran(
     table = [line for line in rescored.splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[0].removeprefix("| ") for line in table] == [
         scan["method"], onecycle["method"], oracle["method"]]
+
+
+def test_detect_runs_a_child_that_writes_much_to_stderr() -> None:
+    """run_timed waited for the child before reading its stderr pipe: a child writing more
+    than the pipe holds (64 KiB on Linux) blocked forever. It ends now, and a failing
+    child's message still comes back."""
+    import threading
+
+    detect = _module("detect")
+    done: list[tuple[float, dict]] = []
+    call = threading.Thread(daemon=True, target=lambda: done.append(detect.run_timed(
+        [sys.executable, "-c", "import sys; sys.stderr.write('x' * 300_000)"])))
+    call.start()
+    call.join(120)  # a blocked wait fails the test instead of hanging the suite
+    assert done, "run_timed did not return: the child blocked on its stderr"
+    seconds, counted = done[0]
+    assert seconds > 0 and counted["peak_mib"] > 0
+    with pytest.raises(SystemExit, match=r"failed \(3\):\ny{2000,}last words$"):
+        detect.run_timed([sys.executable, "-c",
+                          "import sys; sys.stderr.write('y' * 100_000 + 'last words'); "
+                          "sys.exit(3)"])
+
+
+def test_detect_keeps_the_backbone_every_method_s(tmp_path: Path) -> None:
+    """--model in --scan-args would reach the scans only, and the other methods would
+    train another backbone: refused, pointing at detect.py's own --model (scans alone may
+    take any backbone)."""
+    folder, _ = _digits_run_folder(tmp_path / "noisy")
+    done = _run("detect.py", folder, "--methods", "scan-gmm,plain",
+                "--scan-args=--model resnet18", "--work", tmp_path / "work")
+    assert done.returncode != 0
+    assert ("--scan-args --model: with plain the backbone and its input must be every "
+            "method's") in done.stderr
+    assert not (tmp_path / "work").exists()
 
 
 def test_detect_refuses_no_methods_and_unwritable_outputs(
