@@ -189,6 +189,8 @@ def worker(
     """Run the ``cleanlab`` or ``plain`` method and save per-sample arrays to ``out``
     (``model``: the backbone, None for the scan's automatic choice; ``amp``: the scan's
     ``--amp``, None for the device's default precision)."""
+    import torch
+
     from noisyclean.data.load import load_dataset
     from noisyclean.mixture import normalise_losses
     from noisyclean.scanning import auto_epochs
@@ -240,6 +242,9 @@ def worker(
         epochs=epochs,
         model=data.model,
         precision=precision_name(data.precision.dtype),
+        # the GPU memory torch held (NaN off CUDA): ru_maxrss counts the host's only
+        gpu_peak_mib=(torch.cuda.max_memory_allocated(data.device) / 2**20
+                      if data.device.type == "cuda" else np.nan),
         **extra,
     )
 
@@ -454,12 +459,18 @@ def markdown(title: str, rows: list[dict], header: dict[str, str]) -> str:
         "| pred acc on wrong | time (s) | peak MiB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    gpu = any(r.get("gpu_peak_mib") is not None for r in rows)  # a GPU run: its memory too
+    if gpu:
+        lines[-2] += " GPU peak MiB |"
+        lines[-1] += "---|"
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['flags']} | {r['precision']:.3f} | {r['recall']:.3f} "
             f"| {r['f1']:.3f} | {r['auroc']:.3f} | {r['best_cut_f1']:.3f} "
             f"| {r['fixed_acc_on_wrong']:.3f} "
             f"| {r['pred_acc_on_wrong']:.3f} | {r['seconds']:.0f} | {r['peak_mib']:.0f} |"
+            + (f" {r['gpu_peak_mib']:.0f} |" if r.get("gpu_peak_mib") is not None
+               else " - |" if gpu else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -493,6 +504,20 @@ def method_outputs(work: Path, name: str) -> tuple[list[str], list[str], dict[st
         return d["paths"].tolist(), d["classes"].tolist(), arrays
 
 
+def gpu_peak_mib(work: Path, name: str) -> float | None:
+    """The GPU memory method ``name``'s run held at its peak (a scan's ``summary.json``, a
+    worker's ``.npz``); None for a run off CUDA, or one that did not record it."""
+    path = outputs_path(work, name)
+    value = None
+    if path is not None and path.is_dir():
+        summary = json.loads((path / "summary.json").read_text())
+        value = summary.get("device", {}).get("peak_memory_mib")
+    elif path is not None:
+        with np.load(path) as d:
+            value = float(d["gpu_peak_mib"]) if "gpu_peak_mib" in d else None
+    return None if value is None or np.isnan(value) else float(value)
+
+
 def collect(
     name: str, work: Path, truth: dict[str, str], noise: dict, folds: int,
     scan_options: str = "",
@@ -502,6 +527,7 @@ def collect(
     row each (:data:`ORACLE_OF`)."""
     paths, classes, arrays = method_outputs(work, name)
     figures = metrics(paths, truth=truth, classes=classes, **{k: arrays[k] for k in ARRAY_KEYS})
+    figures["gpu_peak_mib"] = gpu_peak_mib(work, name)
     if name in SCAN_ARGS:
         options = scan_options or " ".join(SCAN_ARGS[name])
         return [{"method": f"noisyclean {options}".strip(), **figures}]

@@ -60,6 +60,9 @@ def run_environment(dataset: Dataset) -> dict[str, Any]:
             "precision": str(dataset.precision.dtype or torch.float32),
             "channels_last": dataset.channels_last,
             "threads": torch.get_num_threads(),
+            # the most GPU memory torch held for the run (None off CUDA)
+            "peak_memory_mib": (round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+                                if on_cuda else None),
         },
         "versions": library_versions(),
     }

@@ -459,3 +459,19 @@ def test_train_cifar_reuses_data_and_runs_only_made_with_the_same_settings(
             out, train_cifar.method_record(longer, "standard", work / "data", noise), False)
     assert "--epochs 30" in capsys.readouterr().err
     assert train_cifar.check_run(out, record, force=True) is False  # --force: run again
+
+
+def test_detect_tables_show_gpu_memory_only_for_a_gpu_run() -> None:
+    """ru_maxrss counts host memory only: a GPU run's table adds the GPU peak each run
+    recorded (a scan's summary.json, a worker's .npz), a CPU run's has no such column."""
+    detect = _module("detect")
+    row = {"method": "m", "flags": 1, "precision": 1.0, "recall": 1.0, "f1": 1.0,
+           "auroc": 1.0, "best_cut_f1": 1.0, "fixed_acc_on_wrong": 1.0,
+           "pred_acc_on_wrong": 1.0, "seconds": 3.0, "peak_mib": 900.0}
+    cpu = detect.markdown("t", [{**row, "gpu_peak_mib": None}], {})
+    assert "GPU" not in cpu
+    gpu = detect.markdown("t", [{**row, "gpu_peak_mib": 2048.4},
+                                {**row, "method": "oracle", "gpu_peak_mib": None}], {})
+    lines = gpu.splitlines()
+    assert lines[-4].endswith("| peak MiB | GPU peak MiB |") and lines[-3].count("---") == 12
+    assert lines[-2].endswith("| 3 | 900 | 2048 |") and lines[-1].endswith("| 900 | - |")

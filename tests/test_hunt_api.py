@@ -208,6 +208,7 @@ def test_a_scan_may_keep_its_probabilities_without_writing(images: Path, tmp_pat
     np.testing.assert_array_equal(kept.pred_probs, on_disk)
     np.testing.assert_array_equal(written.pred_probs, on_disk)
     assert kept.pred_probs.shape == (len(kept.table), len(kept.summary["classes"]))
+    assert kept.summary["device"]["peak_memory_mib"] is None  # recorded on CUDA only
     assert scan(ScanConfig(data=images, **FAST), write=False).pred_probs is None
 
 

@@ -217,6 +217,8 @@ def load_dataset(
     progress = progress or Progress(quiet=True)
     timings: dict[str, float] = {}
     torch_device = resolve_device(device)
+    if torch_device.type == "cuda" and not validation:  # summary.json's peak is the run's
+        torch.cuda.reset_peak_memory_stats(torch_device)
 
     t0 = time.perf_counter()
     samples = discover(root, labels_csv, classes, min_classes=1 if validation else 2)
