@@ -258,8 +258,10 @@ def check_setting_types(config: ScanConfig | TrainConfig) -> None:
         if value is None and optional == "None":
             continue
         if f.name == "extra":
+            from .outputs.write import json_safe  # as summary.json will hold it
+
             try:  # it goes into summary.json, written at the end of the run
-                json.dumps(value, allow_nan=False)
+                json.dumps(json_safe(value), allow_nan=False)
                 ok = isinstance(value, dict)
             except (TypeError, ValueError):
                 ok = False
@@ -277,7 +279,11 @@ def check_setting_types(config: ScanConfig | TrainConfig) -> None:
             continue
         if not ok:
             raise NoisyCleanError(f"{option_name(f.name)} must be {wanted_text}, not {value!r}")
-        if kind == "PathLike" and not isinstance(value, Path):
+        if kind == "PathLike" and os.fspath(value) == "":  # Path("") would be "."
+            if optional != "None" or f.name == "data":  # data: None is refused above
+                raise NoisyCleanError(f"{option_name(f.name)} must be a path, not ''")
+            setattr(config, f.name, None)  # the default, as if not given
+        elif kind == "PathLike" and not isinstance(value, Path):
             setattr(config, f.name, Path(value))
 
 

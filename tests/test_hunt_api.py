@@ -231,6 +231,25 @@ def test_what_is_not_a_run_s_settings_is_one_message(call, message: str) -> None
         call()
 
 
+def test_extra_takes_what_summary_json_holds_and_empty_paths_are_not_the_folder(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numpy numbers and NaN in ``extra`` go into summary.json as Python numbers and null,
+    as they did before it was checked; an empty cache_dir is the default cache (Path('')
+    is '.', the working folder), an empty data or out is refused."""
+    extra = {"acc": np.float32(0.5), "n": np.int64(3), "x": float("nan")}
+    monkeypatch.chdir(tmp_path)
+    scan(ScanConfig(data=images, out=tmp_path / "out", extra=extra, cache_dir="",
+                    **{**FAST, "use_cache": True}))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["settings"]["extra"] == {"acc": 0.5, "n": 3, "x": None}
+    assert summary["decode_cache"]["dir"] not in (".", "")
+    assert not list(tmp_path.glob("*.npz"))  # no decode cache in the working folder
+    for empty in ({"data": ""}, {"out": ""}):
+        with pytest.raises(NoisyCleanError, match=f"--{next(iter(empty))} must be a path, not"):
+            scan(ScanConfig(**{"data": images, **empty}, **FAST))
+
+
 def test_a_run_leaves_the_caller_s_settings_object_as_it_was(images: Path, tmp_path: Path) -> None:
     config = ScanConfig(data=str(images), out=str(tmp_path / "out"),
                         **{**FAST, "epochs": np.int64(1)})

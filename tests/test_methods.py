@@ -545,14 +545,14 @@ def test_a_resume_that_executes_otherwise_says_so(
                                 "--no-amp", "--threads", "2"])
     assert other.exit_code == 0, other.output
     text = " ".join(other.output.split())
-    assert ("resuming with precision float32, not bfloat16; 2 CPU thread(s), not 1 as the "
-            "checkpoint's epochs ran") in text
+    assert ("resuming otherwise than the checkpoint's epochs ran (precision float32, not "
+            "bfloat16; 2 CPU thread(s), not 1)") in text
     assert "(to run as before, give --amp --threads 1)" in text
     with pytest.raises(_Stopped):
         train(TrainConfig(out=tmp_path / "cut2", **settings), _StopAfter(1))
     same = runner.invoke(app, ["train", str(root), "--resume", str(tmp_path / "cut2"),
                                "--amp", "--threads", "1"])
-    assert same.exit_code == 0 and "resuming with" not in same.output
+    assert same.exit_code == 0 and "resuming otherwise" not in same.output
 
 
 def test_the_printed_resume_command_keeps_how_the_run_executes() -> None:
@@ -568,3 +568,16 @@ def test_the_printed_resume_command_keeps_how_the_run_executes() -> None:
         "noisyclean train d --resume 'run dir' --device cpu --no-amp --channels-last "
         "--threads 1 --workers 3 --no-cache")
     assert _execution_words(config, set()) == []  # defaults: nothing given, nothing said
+
+
+def test_the_execution_warning_names_both_sides_of_each_change() -> None:
+    from noisyclean.train.run import other_execution_text
+
+    saved = {"device": "cpu", "precision": "float32", "channels_last": True, "threads": 2}
+    text = other_execution_text(saved, {**saved, "channels_last": False})
+    assert text is not None and text.startswith(
+        "resuming otherwise than the checkpoint's epochs ran (the default layout, not "
+        "channels-last batches): ")
+    assert text.endswith("give --channels-last)")
+    assert other_execution_text(saved, dict(saved)) is None
+    assert other_execution_text(None, saved) is None  # a checkpoint from before the record

@@ -41,7 +41,7 @@ from .load import (
     safe_name,
     safe_relative_path,
 )
-from .write import atomic_write_text, read_csv_if_readable
+from .write import atomic_write_text, linked_class_folders, read_csv_if_readable
 
 MANIFEST = "noisyclean-manifest.csv"
 MANIFEST_COLUMNS = [
@@ -92,6 +92,8 @@ def _unique_name(folder: PurePosixPath, name: str, taken: set[str]) -> PurePosix
     while candidate.as_posix().lower() in taken:
         n += 1
         tail = f"-{n}{suffix}"
+        if len(tail.encode("utf-8", "surrogateescape")) >= NAME_MAX:  # a suffix of a name
+            stem, suffix, tail = name, "", f"-{n}"  # near the limit alone: not kept apart
         short = stem
         while len((short + tail).encode("utf-8", "surrogateescape")) > NAME_MAX:
             short = short[:-1]
@@ -212,20 +214,22 @@ def _check_clean_dir(clean_dir: Path, data_root: Path, out: Path, force: bool) -
         )
 
 
-def _refuse_source_folders(clean_dir: Path, data_root: Path, manifest: pd.DataFrame) -> None:
+def _refuse_source_folders(clean_dir: Path, data_root: Path, paths: pd.Series) -> None:
     """Refuse a ``clean_dir`` inside, or holding, a folder that the dataset reaches through
-    a symbolic link (a linked class folder): the dataset folder's own check does not see
-    it, and the copy would be written among the images that the scan reads there (read as
-    images of that class by the next scan) or, with ``force``, over them. Refuse too a
-    destination that is one of the source images itself (a link to a single image, and
-    ``clean_dir`` its folder).
+    a symbolic link (a linked class folder, or a linked folder on the way to an image of
+    ``paths``, the scan's every image, those a decision drops too): the dataset folder's
+    own check does not see it, and the copy would be written among the images that the
+    scan reads there (read as images of that class by the next scan) or, with ``force``,
+    over them. Refuse too a ``clean_dir`` holding any image of the dataset (one reached
+    through a link to the file): it could be written over, or removed by ``force``.
     """
     clean = clean_dir.resolve()
-    linked: dict[Path, Path] = {}  # a folder of the dataset that is a link -> its target
+    linked = dict(linked_class_folders(data_root))  # a folder of the dataset -> its target
     seen: set[Path] = set()
-    sources = set()
-    for source in manifest["source"]:
-        rel = safe_relative_path(source)
+    for path in paths:
+        rel = safe_relative_path(path)
+        if rel is None:  # refused by plan() where it is written
+            continue
         folder = data_root
         for part in rel.parts[:-1]:
             folder = folder / part
@@ -233,20 +237,19 @@ def _refuse_source_folders(clean_dir: Path, data_root: Path, manifest: pd.DataFr
                 seen.add(folder)
                 if folder.is_symlink():
                     linked[folder] = folder.resolve()
-        sources.add((data_root / rel).resolve())
+        source = (data_root / rel).resolve()
+        if source.is_relative_to(clean):
+            raise NoisyCleanError(
+                f"--to {clean_dir} holds {source}, an image of the dataset {data_root} "
+                f"(its {path}, reached through a symbolic link): the copy could be written "
+                "over it, or --force remove it; choose a new folder"
+            )
     for folder, target in sorted(linked.items()):
         if clean == target or clean.is_relative_to(target) or target.is_relative_to(clean):
             raise NoisyCleanError(
                 f"--to {clean_dir} overlaps {target}, where the dataset's folder {folder} "
                 "leads (a symbolic link): the copy would be written among its images; choose "
                 "a new folder outside it (the source is never modified)"
-            )
-    for dest in manifest["dest"]:
-        target = clean_dir / dest
-        if target.parent.resolve() / target.name in sources:
-            raise NoisyCleanError(
-                f"--to {clean_dir}: {dest} would be written over the image it copies (a "
-                "symbolic link in the dataset leads there); choose a new folder"
             )
 
 
@@ -397,7 +400,7 @@ def apply_labels(
             outputs.table, read_decisions(decisions), outputs.classes,
             f"decisions file {decisions}")
     manifest = plan(table, outputs.data_root, clean_dir, drop_review)
-    _refuse_source_folders(clean_dir, outputs.data_root, manifest)
+    _refuse_source_folders(clean_dir, outputs.data_root, outputs.table["path"])
     previous = _previous_manifest(clean_dir) if force else None
     counts = {"copy": 0, "hard": 0, "symlink": 0}
     doing = f"write {clean_dir / MANIFEST}"  # for the message of an error

@@ -153,7 +153,7 @@ def check_out_outside_data(
             f"{option} {out} lies inside the dataset folder {data}: its files would be written "
             "among the images and read as a class by the next run; choose a folder outside it"
         )
-    for folder, target in _linked_class_folders(Path(data).expanduser()):
+    for folder, target in linked_class_folders(Path(data).expanduser()):
         if out_abs == target or out_abs.is_relative_to(target):
             raise NoisyCleanError(
                 f"{option} {out} lies inside the class folder {folder}, a link to {target}: "
@@ -162,7 +162,7 @@ def check_out_outside_data(
             )
 
 
-def _linked_class_folders(data: Path) -> list[tuple[Path, Path]]:
+def linked_class_folders(data: Path) -> list[tuple[Path, Path]]:
     """The class folders of an ImageFolder tree (its folders not named ``.*``) that are
     symbolic links, each with the folder it leads to; not those that lead to a folder
     holding the dataset folder (a loop, which discovery does not follow)."""
@@ -255,7 +255,7 @@ def check_review_output(
                 f"{option} {target} lies in the dataset folder {data_root}, which the review "
                 "commands never write into; choose a file outside it"
             )
-        for folder, linked in _linked_class_folders(Path(data_root).expanduser()):
+        for folder, linked in linked_class_folders(Path(data_root).expanduser()):
             if resolved.is_relative_to(linked) and not resolved.is_relative_to(out_dir):
                 raise NoisyCleanError(
                     f"{option} {target} lies in the class folder {folder}, a link to "

@@ -514,8 +514,8 @@ def other_execution_text(saved: dict[str, Any] | None, now: dict[str, Any]) -> s
         changed.append(f"precision {now['precision']}, not {saved.get('precision')}")
         options.append("--no-amp" if saved.get("precision") == "float32" else "--amp")
     if saved.get("channels_last") != now["channels_last"]:
-        changed.append("channels-last batches" if now["channels_last"]
-                       else "no channels-last batches")
+        changed.append("channels-last batches, not the default layout" if now["channels_last"]
+                       else "the default layout, not channels-last batches")
         options.append("--channels-last" if saved.get("channels_last")
                        else "--no-channels-last")
     if saved.get("device") == now["device"] == "cpu" and saved.get("threads") != now["threads"]:
@@ -523,9 +523,9 @@ def other_execution_text(saved: dict[str, Any] | None, now: dict[str, Any]) -> s
         options.append(f"--threads {saved.get('threads')}")
     if not changed:
         return None
-    return (f"resuming with {'; '.join(changed)} as the checkpoint's epochs ran: the run will "
-            f"end slightly otherwise than an uninterrupted one (to run as before, give "
-            f"{' '.join(options)})")
+    return (f"resuming otherwise than the checkpoint's epochs ran ({'; '.join(changed)}): the "
+            f"run will end slightly otherwise than an uninterrupted one (to run as before, "
+            f"give {' '.join(options)})")
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -6,7 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 import pytest
@@ -298,7 +298,7 @@ def test_apply_refuses_a_copy_among_images_reached_through_a_linked_class_folder
                   "folder", "symbolic link")
     assert not inside_class.exists()
     clear_failure(_invoke("apply", out, "--to", elsewhere, "--force"),
-                  f"--to {elsewhere} overlaps", "choose a new folder")
+                  f"--to {elsewhere} holds", "an image of the dataset", "choose a new folder")
     assert {p: p.read_bytes() for p in elsewhere.rglob("*.png")} == before
     assert not (elsewhere / MANIFEST).exists()
     fine = _invoke("apply", out, "--to", tmp_path / "clean")
@@ -320,9 +320,55 @@ def test_apply_never_writes_over_the_image_a_link_leads_to(tmp_path: Path) -> No
     out = make_outputs(tmp_path / "out", root, rows, ["a", "b"])
     before = (elsewhere / "b" / "link.png").read_bytes()
     clear_failure(_invoke("apply", out, "--to", elsewhere, "--force", "--symlink"),
-                  "b/link.png would be written over the image it copies")
+                  f"--to {elsewhere} holds {elsewhere / 'b' / 'link.png'}, an image of the "
+                  "dataset", "(its a/link.png, reached through a symbolic link)")
     assert not (elsewhere / "b" / "link.png").is_symlink()
     assert (elsewhere / "b" / "link.png").read_bytes() == before
+
+
+def test_the_linked_folder_guard_holds_when_decisions_drop_its_images(tmp_path: Path) -> None:
+    """Decisions that drop every image of a linked class folder take it out of the copy,
+    not out of the dataset: the next scan still reads that folder, so a --to inside it
+    is refused all the same."""
+    out, _, elsewhere = _linked_outputs(tmp_path)
+    drops = tmp_path / "drops.csv"
+    drops.write_text("path,decision\ncat/000.png,drop\ncat/003.png,drop\n")
+    target = elsewhere / "cat" / "clean"
+    clear_failure(_invoke("apply", out, "--to", target, "--decisions", drops),
+                  f"--to {target} overlaps {elsewhere / 'cat'}")
+    assert not target.exists()
+
+
+def test_force_never_removes_images_the_dataset_links_to(tmp_path: Path) -> None:
+    """A dataset of links to the files of an earlier copy: applying it over that copy with
+    --force would remove the very images it reads (every link left dangling). Refused
+    before anything is removed."""
+    out, _ = _outputs(tmp_path)
+    copy = tmp_path / "copy"
+    assert _invoke("apply", out, "--to", copy).exit_code == 0
+    linked = tmp_path / "linked"
+    rows = []
+    for image in sorted(copy.rglob("*.png")):
+        rel = image.relative_to(copy).as_posix()
+        (linked / rel).parent.mkdir(parents=True, exist_ok=True)
+        (linked / rel).symlink_to(image)
+        rows.append({"path": rel, "label": rel.split("/")[0], "action": "keep"})
+    out2 = make_outputs(tmp_path / "out2", linked, rows, CLASSES)
+    before = {p: p.read_bytes() for p in copy.rglob("*.png")}
+    clear_failure(_invoke("apply", out2, "--to", copy, "--force"), f"--to {copy} holds",
+                  "an image of the dataset")
+    assert {p: p.read_bytes() for p in copy.rglob("*.png")} == before
+
+
+def test_a_repeated_name_whose_suffix_alone_is_near_the_limit(tmp_path: Path) -> None:
+    """'a.' and 253 'b's: the '-2' cannot go before a suffix of 254 bytes; the name is cut
+    to fit instead (the shortening had looped forever)."""
+    name = "a." + "b" * 253
+    taken: set[str] = set()
+    first = apply_module._unique_name(PurePosixPath("c0"), name, taken)
+    second = apply_module._unique_name(PurePosixPath("c0"), name, taken)
+    assert first.name == name
+    assert second.name == name[:253] + "-2" and len(second.name.encode()) == 255
 
 
 def test_a_force_run_over_an_unreadable_manifest_is_refused(tmp_path: Path) -> None:
