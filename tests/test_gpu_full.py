@@ -100,9 +100,10 @@ def test_gpu_full_script_runs_every_step_on_a_bare_python(tmp_path):
     assert report["complete"] is True
     methods = [row["method"] for row in report["rows"]]
     assert methods[0].startswith("noisyclean") and "--model preact-resnet18" in methods[0]
-    assert len(methods) == 2 and methods[1].startswith("plain")
+    assert len(methods) == 3 and methods[1].startswith("plain")
+    assert methods[2] == "oracle: top-n plain-recipe losses, n = true count"
     assert "no GPU, CPU training in" in report["machine"]
-    assert f"{N} images, real noise rate 0.400 ({n_wrong} wrong)" in report["data"]
+    assert f"{N} images from index 0, real noise rate 0.400 ({n_wrong} wrong)" in report["data"]
     summary = json.loads((work / "work-worst" / "scan-gmm" / "summary.json").read_text())
     assert summary["settings"]["model"] == "preact-resnet18"
     assert summary["counts"]["used"] == N
