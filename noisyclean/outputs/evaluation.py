@@ -182,7 +182,7 @@ def evaluate_scan(
         raise NoisyCleanError(f"--top must be at least 1, not {depths[0]}")
     outputs = load_outputs(out, images=False)  # the table alone: the images may be gone
     target = Path(output) if output is not None else outputs.out / "evaluation.json"
-    outputs.check_output(target, inputs={"--truth": truth})
+    outputs.check_output(target, inputs={"--truth": truth}, kind="evaluation")
     truth_table = normalise_truth(read_truth(truth), truth)
     wrong = outputs.estimated_wrong
     estimate = None if wrong is None else wrong["count"]

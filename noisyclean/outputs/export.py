@@ -293,7 +293,7 @@ def export(
     outputs = load_outputs(out, data)
     if fmt == "csv":
         target = Path(output) if output is not None else outputs.out / "review.csv"
-        outputs.check_output(target)
+        outputs.check_output(target, kind="review sheet")
         filled = filled_review_rows(target)
         if filled != 0 and not force:
             work = (review_work_text(target, filled) if filled is None else
@@ -310,8 +310,8 @@ def export(
             else default_document_root(outputs.data_root)
     target = Path(output) if output is not None else outputs.out / "labelstudio.json"
     config = config_path(target)
-    outputs.check_output(target)
-    outputs.check_output(config, "the labeling config for --output")
+    outputs.check_output(target, kind="Label Studio tasks")
+    outputs.check_output(config, "the labeling config for --output", kind="Label Studio config")
     tasks = labelstudio_tasks(outputs, all_rows, url_prefix, doc_root, top)
     atomic_write_text(target, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(config, labelstudio_config(outputs.classes))

@@ -78,13 +78,14 @@ class ScanOutputs:
 
     def check_output(
         self, target: Path, option: str = "--output",
-        inputs: dict[str, Path | str | None] | None = None,
+        inputs: dict[str, Path | str | None] | None = None, kind: str | None = None,
     ) -> None:
         """:func:`~noisyclean.outputs.write.check_review_output` for a review command's file
         ``target`` of this run: not one of its own files, not in its dataset folder, not its
-        ``--labels`` manifest nor one of the other ``inputs`` (option -> file)."""
+        ``--labels`` manifest nor one of the other ``inputs`` (option -> file), and, with
+        ``kind``, not an existing file of another kind."""
         check_review_output(target, self.out, option, self.data_root,
-                            {"--labels": self.manifest, **(inputs or {})})
+                            {"--labels": self.manifest, **(inputs or {})}, kind)
 
     @property
     def estimated_wrong(self) -> dict[str, Any] | None:

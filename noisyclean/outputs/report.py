@@ -545,7 +545,7 @@ def write_report(
     outputs = load_outputs(out, data, images=images,
                            alternative="or write the report without them: --no-images")
     target = Path(output) if output is not None else outputs.out / "report.html"
-    outputs.check_output(target)
+    outputs.check_output(target, kind="report")
     html = render_report(outputs, top, thumb, include_clean, images)
     atomic_write_text(target, html)
     return target

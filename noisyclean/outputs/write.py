@@ -207,12 +207,29 @@ SCAN_OUTPUTS = (
 NETWORK_FILE = re.compile(r"net\d+\.pt")
 
 
+#: How each review command's file begins (its first 4 KB), so that an existing file at
+#: ``-o`` is written over only where the command wrote it: a report, a review sheet (a
+#: spreadsheet keeps its header), Label Studio tasks and their config, an evaluation.
+OWN_FILE_MARKS: dict[str, Callable[[bytes], bool]] = {
+    "report": lambda head: b"<title>noisyclean report" in head,
+    # in any encoding a spreadsheet saves it (UTF-16: the header's NUL bytes dropped)
+    "review sheet": lambda head: all(
+        column in head.replace(b"\x00", b"").split(b"\n", 1)[0].lower()
+        for column in (b"path", b"decision")),
+    "Label Studio tasks": lambda head: head.lstrip().startswith(b"[") and (
+        b'"data"' in head or head.strip() == b"[]"),
+    "Label Studio config": lambda head: head.lstrip().startswith(b"<View>"),
+    "evaluation": lambda head: head.lstrip().startswith(b"{") and b'"n_wrong"' in head,
+}
+
+
 def check_review_output(
     target: Path,
     out: Path,
     option: str = "--output",
     data_root: Path | None = None,
     inputs: Mapping[str, Path | str | None] | None = None,
+    kind: str | None = None,
 ) -> None:
     """Refuse to write a review command's file (``report``, ``export``, ``evaluate``) over
     one of the scan's own files in its output folder (:data:`SCAN_OUTPUTS`): that would
@@ -222,7 +239,9 @@ def check_review_output(
     the review commands never modify; or over
     one of the ``inputs`` (option -> file: ``--truth``, the scan's ``--labels``). Paths
     are compared resolved, so ``OUT/./scores.csv``, a relative spelling or a symbolic link
-    to it are refused too.
+    to it are refused too. With ``kind`` (a key of :data:`OWN_FILE_MARKS`), an existing
+    non-empty file that does not begin as that kind of file is refused too: ``-o`` with
+    the name of the user's own file (a truth CSV, a page) would destroy it.
 
     Raises:
         NoisyCleanError: ``target`` is one of those files, or lies in the dataset folder.
@@ -262,6 +281,18 @@ def check_review_output(
                     f"{linked}, which the review commands never write into; choose a file "
                     "outside it"
                 )
+    if kind is not None and resolved.is_file():
+        try:
+            with resolved.open("rb") as handle:
+                head = handle.read(4096)
+        except OSError:
+            head = b""  # unreadable: written over as before, the write says why if it fails
+        if head and not OWN_FILE_MARKS[kind](head.removeprefix(b"\xef\xbb\xbf")):
+            raise NoisyCleanError(
+                f"{option} {target} is a file that this command did not write (not a "
+                f"noisyclean {kind}): writing there would destroy it; choose another file "
+                "name, or remove it first"
+            )
 
 
 def _run_file(name: str) -> bool:

@@ -488,3 +488,30 @@ def test_the_review_sheet_keeps_formulas_out_of_a_spreadsheet(tmp_path: Path) ->
         assert result.exit_code == 0, result.output
         assert sorted(p.relative_to(clean).as_posix() for p in clean.rglob("*.png")) == [
             "-1/=HYPERLINK(x).png", "=cmd/'q.png", "ok/plain.png"]
+
+
+def test_review_commands_never_write_over_a_file_they_did_not_write(tmp_path: Path) -> None:
+    """-o with the name of the user's own file (the truth CSV, a page, notes) destroyed
+    it; refused now, while each command writes over its own file as before."""
+    out, _ = _outputs(tmp_path)
+    truth = tmp_path / "truth.csv"
+    truth.write_text("path,label\ncat/000.png,dog\n")
+    page = tmp_path / "index.html"
+    page.write_text("<html><title>my page</title></html>")
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"todo": 1}')
+    for args, target in ((["report", out, "-o", truth], truth),
+                         (["report", out, "-o", page], page),
+                         (["export", out, "--format", "csv", "-o", truth], truth),
+                         (["export", out, "-o", notes], notes),
+                         (["evaluate", out, "--truth", truth, "-o", notes], notes)):
+        before = target.read_bytes()
+        clear_failure(_invoke(*args), f"{target} is a file that this command did not write")
+        assert target.read_bytes() == before
+    for args in (["report", out, "-o", tmp_path / "r.html"],
+                 ["export", out, "--format", "csv", "-o", tmp_path / "r.csv"],
+                 ["export", out, "-o", tmp_path / "t.json"],
+                 ["evaluate", out, "--truth", truth, "-o", tmp_path / "e.json"]):
+        for _ in range(2):  # the second time over its own file
+            result = _invoke(*args)
+            assert result.exit_code == 0, result.output
