@@ -297,6 +297,16 @@ def test_resize_pad_keeps_the_whole_image_on_black(tmp_path: Path) -> None:
     assert (tall[:, 9] == 200).all() and (tall[:, :9] == 0).all() and (tall[:, 10:] == 0).all()
 
 
+def test_a_square_image_decodes_the_same_in_every_mode(tmp_path: Path) -> None:
+    """On square images (CIFAR's) the three modes are one: a scan with --resize pad sees
+    the pixels the default does, at any side."""
+    path = _save(_noise_image(3, (40, 40)), tmp_path / "square.png")
+    for size in (16, 40, 64):
+        crop = decode_image(path, size)
+        for mode in ("pad", "squash"):
+            np.testing.assert_array_equal(decode_image(path, size, mode), crop)
+
+
 def test_resize_squash_keeps_the_whole_image_stretched(tmp_path: Path) -> None:
     """--resize squash: 40x20 -> 10x10, each quarter 2.5 px wide, every row the same."""
     out = decode_image(_quarters_wide(tmp_path), 10, "squash")
