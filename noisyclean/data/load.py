@@ -74,7 +74,7 @@ def _tell_of_other_views(run: TrainedRun, size: int, resize: str,
         warn(f"the run that wrote --weights ({run.summary}) trained its images with "
              f"{' and '.join(other)}, and these come at --image-size {size} --resize {resize}; "
              f"give {' '.join(other)} to show the network its images as it learnt them "
-             "(what scoring it as loaded, --epochs 0, needs most)")
+             "(what scoring it as loaded, scan --epochs 0, needs most)")
 
 
 def choose_size_and_model(

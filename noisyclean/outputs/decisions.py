@@ -156,6 +156,17 @@ def decide(
         return value.lower()
 
     what = table["decision"].map(lambda d: meaning(d) if d else "")
+    folded = {nfc(c).casefold(): c for c in classes}
+    twins = sorted({(d, folded[nfc(d).casefold()]) for d in chosen.values()
+                    if meaning(d).startswith("=") and d not in class_names
+                    and nfc(d).casefold() in folded})
+    if twins:
+        shown = ", ".join(f"{d!r} (class {c!r})" for d, c in twins[:FEW])
+        raise NoisyCleanError(
+            f"{name} has decision(s) that differ from a class only in letter case: {shown}; "
+            "write the class as scores.csv spells it (another spelling would be a new class "
+            "folder, and the same folder on a case-insensitive file system)"
+        )
     no_suggestion = table["path"][(what == "relabel")
                                   & (table["suggested_label"] == table["label"])]
     if len(no_suggestion):

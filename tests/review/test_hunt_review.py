@@ -515,3 +515,20 @@ def test_review_commands_never_write_over_a_file_they_did_not_write(tmp_path: Pa
         for _ in range(2):  # the second time over its own file
             result = _invoke(*args)
             assert result.exit_code == 0, result.output
+
+
+def test_a_decision_that_is_a_class_in_another_case_is_refused(tmp_path: Path) -> None:
+    """'Dog' for the class 'dog' made a new class folder 'Dog' (the same folder as 'dog' on
+    a case-insensitive file system); a new class in its own name is still taken, and the
+    keywords in any case are keywords."""
+    out, _ = _outputs(tmp_path)
+    typo = tmp_path / "typo.csv"
+    typo.write_text("path,decision\ncat/000.png,Dog\ndog/001.png,KEEP\n")
+    clear_failure(_invoke("apply", out, "--to", tmp_path / "c1", "--decisions", typo),
+                  "differ from a class only in letter case: 'Dog' (class 'dog')")
+    assert not (tmp_path / "c1").exists()
+    new = tmp_path / "new.csv"
+    new.write_text("path,decision\ncat/000.png,wolf\ndog/001.png,KEEP\n")
+    result = _invoke("apply", out, "--to", tmp_path / "c2", "--decisions", new)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c2" / "wolf" / "000.png").is_file()
