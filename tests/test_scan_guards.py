@@ -391,3 +391,19 @@ def test_manifest_classes_that_cannot_be_folders_are_warned_of_at_the_scan(
     assert "class(es) '.hidden', 'n/a' of --labels cannot be folder names" in text
     clean = _scan(root, "--out", tmp_path / "o2", "--epochs", "1", "--width", "8", "--no-cache")
     assert "cannot be folder names" not in clean.output
+
+
+def test_a_given_class_that_no_image_has_is_warned_of(tmp_path: Path) -> None:
+    """--classes with a manifest may name a class no row has (a typo): the network gets
+    an output for it, learnt from nothing; said, not silent."""
+    root = tmp_path / "data"
+    write_digits_folder(root, per_class=8)
+    images = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    (tmp_path / "labels.csv").write_text("path,label\n" + "".join(
+        f"{p},{p.split('/')[0]}\n" for p in images))
+    classes = sorted({p.split("/")[0] for p in images})
+    result = _scan(root, "--labels", tmp_path / "labels.csv", "--classes",
+                   ",".join([*classes, "sevn"]), "--out", tmp_path / "out", "--epochs", "1",
+                   "--width", "8", "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert "class(es) 'sevn' have no image" in " ".join(result.output.split())

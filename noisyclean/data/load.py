@@ -145,10 +145,15 @@ def _warn_unfoldable_classes(classes: list[str], warn: Callable[[str], None]) ->
 
 def _warn_unreadable_classes(samples: Samples, present: np.ndarray,
                              warn: Callable[[str], None]) -> None:
-    """Warn about each class that has files but no usable image (every one unreadable):
-    it stays a class (an output of the network, a choice in review), learnt from nothing,
-    where an empty class folder is dropped."""
+    """Warn about each class that has files but no usable image (every one unreadable),
+    and about the classes given (``--classes``) that no image has: each stays a class (an
+    output of the network, a choice in review), learnt from nothing, where an empty class
+    folder is dropped."""
     found = np.bincount(samples.labels, minlength=len(samples.classes))
+    empty = [samples.classes[i] for i in np.flatnonzero(found == 0)]
+    if empty:
+        warn(f"class(es) {listing(empty, FEW, quote=True)} have no image: they stay classes "
+             "that the network learns nothing of (a typo in --classes?)")
     for i in np.setdiff1d(np.flatnonzero(found), present):
         warn(f"class {samples.classes[i]!r} has no usable image: none of its "
              f"{count_text(int(found[i]), 'file')} could be read (see skipped.csv); it stays a "
