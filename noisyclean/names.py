@@ -30,13 +30,18 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+def case_form(name: str) -> str:
+    """The form in which two names that differ only in case, Unicode form or surrounding
+    spaces are one: ``Cat``, ``cat `` and ``CAT`` (see :func:`case_twins`)."""
+    return nfc(name.strip()).casefold()
+
+
 def _by_form(names: Iterable[str], casefold: bool = False) -> dict[str, list[str]]:
     """``names`` grouped by their NFC form without surrounding spaces (and case-folded with
-    ``casefold``), in the order of each group's first name."""
+    ``casefold``: :func:`case_form`), in the order of each group's first name."""
     forms: dict[str, list[str]] = {}
     for name in names:
-        form = nfc(name.strip())
-        forms.setdefault(form.casefold() if casefold else form, []).append(name)
+        forms.setdefault(case_form(name) if casefold else nfc(name.strip()), []).append(name)
     return forms
 
 

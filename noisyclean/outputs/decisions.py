@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..csvread import read_user_csv
 from ..errors import FEW, NoisyCleanError, listing
-from ..names import nfc, unique_nfc_forms
+from ..names import case_form, nfc, unique_nfc_forms
 from .load import NAME_MAX, refuse_hidden_names, safe_name
 
 #: Keywords of a decisions file's ``decision`` column (case-insensitive); any other value
@@ -156,10 +156,10 @@ def decide(
         return value.lower()
 
     what = table["decision"].map(lambda d: meaning(d) if d else "")
-    folded = {nfc(c).casefold(): c for c in classes}
-    twins = sorted({(d, folded[nfc(d).casefold()]) for d in chosen.values()
+    folded = {case_form(c): c for c in classes}
+    twins = sorted({(d, folded[case_form(d)]) for d in chosen.values()
                     if meaning(d).startswith("=") and d not in class_names
-                    and nfc(d).casefold() in folded})
+                    and case_form(d) in folded})
     if twins:
         shown = ", ".join(f"{d!r} (class {c!r})" for d, c in twins[:FEW])
         raise NoisyCleanError(
