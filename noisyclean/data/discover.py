@@ -297,10 +297,14 @@ def _walk_files(
                 not_followed.append((entry.path, LINK_BROKEN))
 
 
-def _class_folders(root: Path) -> tuple[list[str], list[str]]:
+def class_folders(root: Path) -> tuple[list[str], list[str]]:
     """Names of the (non-hidden) subfolders of ``root``, symbolic links to folders
     included: those that are valid UTF-8, and those that are not (not usable as classes),
-    each sorted."""
+    each sorted.
+
+    Raises:
+        NoisyCleanError: ``root`` cannot be read.
+    """
     names, not_utf8 = [], []
     try:
         with os.scandir(root) as it:
@@ -335,7 +339,7 @@ def _discover_folders(root: Path, classes: list[str] | None) -> Samples:
     """ImageFolder layout: one subfolder per class. A class folder whose name is not valid
     UTF-8 is not read, and is listed in ``unusable`` (unless ``classes`` names the folders
     to read)."""
-    folders, not_utf8 = _class_folders(root)
+    folders, not_utf8 = class_folders(root)
     not_followed: list[tuple[str, str]] = []
     unusable: list[tuple[str, str]] = []
     if classes is None:

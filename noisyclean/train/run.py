@@ -39,6 +39,7 @@ from ..config import (
 )
 from ..cut import CUTS, effective_cut
 from ..data.batches import DeviceImages
+from ..data.discover import class_folders
 from ..data.load import Dataset, load_configured
 from ..device import device_text, library_run, threads_warning
 from ..environment import run_environment
@@ -273,15 +274,6 @@ def resume_config(
     return merged, ignored
 
 
-def _class_folders(root: Path) -> list[str]:
-    """The names of ``root``'s folders that are not hidden (its classes, where it is an
-    ImageFolder tree); none where it cannot be listed (the load says why)."""
-    try:
-        return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return []
-
-
 def load_validation(
     config: TrainConfig, train: Dataset, progress: Progress
 ) -> tuple[DeviceImages, pd.DataFrame]:
@@ -300,14 +292,16 @@ def load_validation(
     # a name as written, else its NFC form (a folder copied from macOS is named in NFD)
     by_form = {form: index[name] for form, name in unique_nfc_forms(train.classes).items()}
     chosen = None
-    if config.classes is not None:  # --classes: the validation images of those classes
-        folders = _class_folders(Path(config.val))
-        chosen = [name for name in folders
-                  if name in index or nfc(name.strip()) in by_form] or None
-        if chosen is not None and len(chosen) < len(folders):
-            progress.log(f"--val {config.val}: {len(folders) - len(chosen)} class folder(s) "
-                         "not among --classes left out")
     try:
+        # --classes: the validation images of those classes (a folder that is not there
+        # is the load's to name)
+        if config.classes is not None and Path(config.val).is_dir():
+            folders, _ = class_folders(Path(config.val))
+            chosen = [name for name in folders
+                      if name in index or nfc(name.strip()) in by_form] or None
+            if chosen is not None and len(chosen) < len(folders):
+                progress.log(f"--val {config.val}: {len(folders) - len(chosen)} class "
+                             "folder(s) not among --classes left out")
         val = load_configured(
             config,
             progress,
