@@ -21,7 +21,8 @@ by the rounding of its kernels).
 
 Methods (each in its own subprocess, timed wall-clock, peak memory from ``wait4``; the
 folder's files are read once, untimed, before the first, so that every method starts with
-them in the page cache):
+them in the page cache; every method's process has the allocator settings the CLI gives a
+scan, ``noisyclean.hold_freed_memory``, the workers setting them themselves):
 
 * ``scan-gmm``, ``scan-bmm``, ``scan-n2``: the installed CLI, ``noisyclean scan`` with its
   defaults and ``--mixture gmm``, ``--mixture bmm``, ``--networks 2``; each decodes the
@@ -191,8 +192,12 @@ def worker(
     ``--amp``, None for the device's default precision)."""
     import torch
 
+    from noisyclean import hold_freed_memory
     from noisyclean.data.load import load_dataset
     from noisyclean.mixture import normalise_losses
+
+    # the allocator settings the CLI gives every scan, so that each method runs with them
+    hold_freed_memory()
     from noisyclean.scanning import auto_epochs
     from noisyclean.signals import compute_signals
 
@@ -422,6 +427,7 @@ def machine(amp: bool | None = None) -> str:
     (``amp``: ``--amp``/``--no-amp``, None for the CPU's default)."""
     import torch
 
+    from noisyclean import hold_freed_memory
     from noisyclean.device import cpu_name
     from noisyclean.train.loop import Precision
 
@@ -429,7 +435,10 @@ def machine(amp: bool | None = None) -> str:
     where = "cuda" if torch.cuda.is_available() else "cpu"
     gpu = torch.cuda.get_device_name(0) if where == "cuda" else "no GPU"
     dtype = Precision.choose(torch.device(where), amp).dtype
+    # what every method's process gets, in the same environment (the CLI's setting)
+    malloc = hold_freed_memory().split(" (")[0]
     return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, {gpu}, "
+            f"malloc {malloc}, "
             f"{'GPU' if where == 'cuda' else 'CPU'} training in {precision_name(dtype)}")
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from detect import DIVIDEMIX_WARMUP_BATCH  # the sibling script's
 
+from noisyclean import hold_freed_memory
 from noisyclean.config import RESIZED_BATCH_FACTORS, ScanConfig
 from noisyclean.data.batches import DeviceImages
 from noisyclean.models import build_model
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, help="32-px images to train on")
     args = parser.parse_args()
 
+    hold_freed_memory()  # as the command line trains (glibc's malloc keeps freed memory)
     device = torch.device("cpu")
     precision = Precision.choose(device, None)
     if args.folder is None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["ScanConfig", "TrainConfig", "NoisyCleanError", "scan", "__version__"]
+__all__ = ["ScanConfig", "TrainConfig", "NoisyCleanError", "hold_freed_memory", "scan",
+           "__version__"]
 
 from typing import TYPE_CHECKING  # noqa: E402
 
+from .allocator import hold_freed_memory  # noqa: E402
 from .config import ScanConfig, TrainConfig  # noqa: E402
 from .errors import NoisyCleanError  # noqa: E402
 

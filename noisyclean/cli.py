@@ -42,6 +42,10 @@ def main(
     ] = False,
 ) -> None:
     """Find and fix wrong labels in image datasets."""
+    # the process is the command's: keep the memory training frees (glibc)
+    from .allocator import hold_freed_memory
+
+    hold_freed_memory()
 
 
 def _say(message: str) -> None:

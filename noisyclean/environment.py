@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .allocator import malloc_state
 from .device import cpu_name
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ def run_environment(dataset: Dataset) -> dict[str, Any]:
             # the most GPU memory torch held for the run (None off CUDA)
             "peak_memory_mib": (round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
                                 if on_cuda else None),
+            # glibc's malloc holding freed memory or not (noisyclean.allocator)
+            "malloc": malloc_state(),
         },
         "versions": library_versions(),
     }

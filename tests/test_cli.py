@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from noisyclean import cli
+from noisyclean.allocator import glibc_version, user_choice
 from noisyclean.cli import app
 from noisyclean.config import ScanConfig
 from noisyclean.outputs.table import SCORE_COLUMNS
@@ -50,8 +51,11 @@ def test_a_small_cnn_scan_does_not_import_torchvision(
                          timeout=600)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "False"
-    versions = json.loads((out / "summary.json").read_text())["versions"]
-    assert versions["torchvision"] == version("torchvision")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["versions"]["torchvision"] == version("torchvision")
+    # the command line keeps freed memory (glibc), unless the environment chose otherwise
+    held = glibc_version() is not None and user_choice() is None
+    assert summary["device"]["malloc"].startswith("held (" if held else "default (")
 
 
 def test_scan_writes_every_output_with_every_column(
