@@ -7,8 +7,8 @@ such blocks to the kernel as soon as they are freed (blocks it had mapped with `
 and free memory at the top of its heap beyond a *trim threshold*), and the next step's
 blocks start as fresh pages that the kernel must fault in and zero. On the machine the
 benchmarks ran on (a virtual machine, 2 cores) the default scan of 10,000 images took
-about 7 million page faults and 10-15 s of system time in 60 s; with the two settings
-below, 0.2 million, 1 s and 48 s, with every output byte for byte the same
+6-12 million page faults and 12-23 s of system time in 60-68 s; with the two settings
+below, 0.19 million, 1.3 s and 50-55 s, with every output byte for byte the same
 (``benchmarks/RESULTS.md``, "Page faults"). PyTorch's CPU performance guide gives the same
 advice in the form of another allocator (jemalloc or tcmalloc), which is more than a
 ``pip`` install can bring.
@@ -20,7 +20,8 @@ advice in the form of another allocator (jemalloc or tcmalloc), which is more th
 * ``M_TRIM_THRESHOLD`` to 2 GiB, so that freed memory stays with the process.
 
 The cost: the process keeps the memory it frees, up to its peak (the default scan's peak
-resident memory went from 1.02 to 1.16 GB). The CLI calls it first thing. The Python API
+resident memory went from 1.00-1.02 to 1.07-1.09 GiB). Blocks of more than 32 MiB (a
+large network's activations at 224 px) are still mapped and unmapped each time. The CLI calls it first thing. The Python API
 (``noisyclean.scan``, ``noisyclean.train``) does not, since it would change the caller's
 process for the rest of its life; call it there yourself to get the same speed.
 
