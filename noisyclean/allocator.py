@@ -21,9 +21,11 @@ advice in the form of another allocator (jemalloc or tcmalloc), which is more th
 
 The cost: the process keeps the memory it frees, up to its peak (the default scan's peak
 resident memory went from 1.00-1.02 to 1.07-1.09 GiB). Blocks of more than 32 MiB (a
-large network's activations at 224 px) are still mapped and unmapped each time. The CLI calls it first thing. The Python API
-(``noisyclean.scan``, ``noisyclean.train``) does not, since it would change the caller's
-process for the rest of its life; call it there yourself to get the same speed.
+large network's activations at 224 px) are still mapped and unmapped each time.
+
+The CLI calls it first thing. The Python API (``noisyclean.scan``, ``noisyclean.train``)
+does not, since it would change the caller's process for the rest of its life; call it
+there yourself to get the same speed.
 
 Nothing is changed where the user has chosen: ``NOISYCLEAN_MALLOC=default``, glibc's own
 ``MALLOC_*_`` variables or ``glibc.malloc`` tunables in ``GLIBC_TUNABLES``, or another
