@@ -195,11 +195,11 @@ def worker(
     from noisyclean import hold_freed_memory
     from noisyclean.data.load import load_dataset
     from noisyclean.mixture import normalise_losses
+    from noisyclean.scanning import auto_epochs
+    from noisyclean.signals import compute_signals
 
     # the allocator settings the CLI gives every scan, so that each method runs with them
     hold_freed_memory()
-    from noisyclean.scanning import auto_epochs
-    from noisyclean.signals import compute_signals
 
     data = load_dataset(images, model=model, use_cache=False, amp=amp)
     n = len(data.paths)
