@@ -192,7 +192,7 @@ def load_dataset(
             ``summary.json`` beside it names, such as ``train``'s ``net1.pt``) switches the
             normalisation to that run's, any other (a torchvision name or another file) to
             ImageNet's statistics.
-        workers: decode processes (None: all cores).
+        workers: decode threads (None: all cores).
         cache_dir: decode cache folder (None: the default cache).
         use_cache: read and write the decode cache.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
