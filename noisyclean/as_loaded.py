@@ -29,6 +29,7 @@ import numpy as np
 from .config import ScanConfig, changed_options
 from .errors import NoisyCleanError
 from .outputs.write import NETWORK_FILE
+from .underfit import agreement, majority_share
 
 #: Settings of the warm-up that scoring as loaded does not use.
 NO_TRAINING_IGNORED = ("batch_size", "lr", "momentum", "weight_decay", "penalty", "augment",
@@ -159,9 +160,8 @@ def agreement_text(
     line, and a warning (None if none) where the rate is no better than always answering
     the most common given class (the network's classes are not the scan's, or are in
     another order)."""
-    labels = np.asarray(labels)
-    rate = float((np.asarray(probs).argmax(1) == labels).mean())
-    majority = float(np.bincount(labels, minlength=len(classes)).max() / len(labels))
+    rate = agreement(np.asarray(probs).argmax(1), labels)
+    majority = majority_share(labels, len(classes))
     line = (f"scored with the --weights network as loaded: it agrees with {rate:.1%} of the "
             "given labels")
     warning = None

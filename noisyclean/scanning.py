@@ -90,6 +90,7 @@ from .signals import (
 from .train.checkpoint import CHECKPOINT_NAME
 from .train.loop import Learner, Precision, make_learner, run_epochs
 from .train.methods.warmup import Warmup, mid_res_side, penalty_confidence_cap
+from .underfit import underfit_warning
 
 
 @dataclass
@@ -841,6 +842,10 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool,
         summary["training"]["final_train_acc"])
     if reach:
         progress.warn(reach)
+    # a network loaded as it is was checked on its agreement above
+    underfit = None if as_loaded else underfit_warning(probs, labels, samples.classes)
+    if underfit:
+        progress.warn(underfit)
     pred_probs = probs_in_table_order(probs, paths, table) if config.save_probs else None
     out = None
     if write:

@@ -77,6 +77,7 @@ from ..scanning import _set_seed, epochs_text, relabel_reach_warning
 from ..scoring import score_samples, table_summary
 from ..signals import FUSIONS, SIGNALS, compute_signals, finite, network_scores
 from ..torchfile import on_cpu
+from ..underfit import underfit_warning
 from .checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -880,6 +881,9 @@ def _train(
         summary["counts"]["relabel"], summary["counts"]["noisy"], last_train_acc(history))
     if reach:
         progress.warn(reach)
+    underfit = underfit_warning(scores.probs, labels, classes, "the trained network's")
+    if underfit:
+        progress.warn(underfit)
 
     t0 = time.perf_counter()
     kept = (PROBS_NAME,) if config.save_probs else ()

@@ -18,7 +18,7 @@ resumed from a checkpoint draws exactly what the uninterrupted run would have dr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from ...data.batches import DeviceImages
 from ...errors import NoisyCleanError
 from ...mixture import estimate_noise_rate, fit_mixture, normalise_losses
 from ...signals import compute_signals
+from ...underfit import unlearnt_classes
 from ..divide import Division, co_divide, default_min_size
 from ..loop import Precision
 from ..mixmatch import (
@@ -118,14 +119,24 @@ def pair_share(
 
 
 def choose_penalty(
-    noise_rate: float, share: float, count: int, num_classes: int
+    noise_rate: float, share: float, count: int, num_classes: int,
+    unlearnt: Sequence[str] = (),
 ) -> tuple[bool, str]:
     """Automatic confidence penalty: on when the suspected noise is class-dependent
     (asymmetric: :func:`pair_share` at least :func:`asymmetry_threshold` over at least 20
     samples, at least 3 classes, an estimated noise rate of at least 5%), as DivideMix uses
-    it for asymmetric noise only."""
+    it for asymmetric noise only.
+
+    Off where the networks almost never predict some class (``unlearnt``, from
+    :func:`~noisyclean.underfit.unlearnt_classes`): a network that answers few classes sends
+    every suspicious sample to one of them, so symmetric noise looks asymmetric (a short
+    warm-up on 800 photos in 5 classes gave a share of 100% under uniform noise)."""
     if num_classes < 3:
         return False, "two classes: symmetric and asymmetric noise are the same; penalty off"
+    if unlearnt:
+        return False, (f"the networks almost never predict {', '.join(unlearnt[:5])}"
+                       f"{', ...' if len(unlearnt) > 5 else ''} yet: the classes their "
+                       "suspicious samples go to say nothing of the noise; penalty off")
     if noise_rate < 0.05 or count < 20:
         return False, (f"estimated noise {noise_rate:.0%} on {count} suspicious sample(s): "
                        "too little to call it asymmetric; penalty off")
@@ -281,18 +292,19 @@ class DivideMix:
 
     def _choose_penalty(self, epoch: int) -> None:
         signals = self._signals()
-        rates, shares, counts = [], [], []
+        rates, shares, counts, unlearnt = [], [], [], set()
         for s in signals:
             fit = fit_mixture(normalise_losses(s.per_sample_loss), self.mixture, self.seed)
             rates.append(estimate_noise_rate(fit.clean_prob))
-            share, count = pair_share(
-                self.labels_np, s.probs.argmax(1), fit.clean_prob, self.num_classes
-            )
+            predicted = s.probs.argmax(1)
+            share, count = pair_share(self.labels_np, predicted, fit.clean_prob,
+                                      self.num_classes)
             shares.append(share)
             counts.append(count)
+            unlearnt.update(unlearnt_classes(predicted, self.labels_np, self.num_classes))
         penalty, reason = choose_penalty(
             float(np.mean(rates)), float(np.mean(shares)), int(np.mean(counts)),
-            self.num_classes,
+            self.num_classes, [self.classes[k] for k in sorted(unlearnt)],
         )
         self.settings["penalty"] = penalty
         self.reasons["penalty"] = reason
