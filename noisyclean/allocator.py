@@ -7,10 +7,10 @@ much of that to the kernel when it is freed: blocks above its *mmap threshold*, 
 maps with ``mmap`` and unmaps on ``free``, and free memory at the top of its heap beyond
 its *trim threshold*. Both thresholds start low and rise with the largest blocks freed so
 far, so how much goes back depends on what the process allocated before. What went back,
-the next step takes again as fresh pages that the kernel must fault in and zero. On the machine the
-benchmarks ran on (a virtual machine, 2 cores) the default scan of 10,000 images took
-6-12 million page faults and 12-23 s of system time in 60-68 s; with the two settings
-below, 0.19 million, 1.3 s and 50-55 s, with every output byte for byte the same
+the next step takes again as fresh pages that the kernel must fault in and zero. On the
+machine the benchmarks ran on (a virtual machine, 2 cores) the default scan of 10,000
+images took 6-12 million page faults and 12-23 s of system time in 60-68 s; with the two
+settings below, 0.19 million, 1.3 s and 50-55 s, with every output byte for byte the same
 (``benchmarks/RESULTS.md``, "Page faults"). PyTorch's CPU performance guide gives the same
 advice in the form of another allocator (jemalloc or tcmalloc), which is more than a
 ``pip`` install can bring.

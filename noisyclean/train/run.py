@@ -881,7 +881,9 @@ def _train(
         summary["counts"]["relabel"], summary["counts"]["noisy"], last_train_acc(history))
     if reach:
         progress.warn(reach)
-    underfit = underfit_warning(scores.probs, labels, classes, "the trained network's")
+    underfit = underfit_warning(scores.probs, labels, classes,
+                                "the trained network's" if len(models) == 1
+                                else "the trained networks'")
     if underfit:
         progress.warn(underfit)
 
