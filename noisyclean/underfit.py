@@ -85,8 +85,8 @@ def underfit_warning(probs: np.ndarray, labels: np.ndarray, classes: Sequence[st
         return None
     given = np.bincount(np.asarray(labels), minlength=len(classes))
     guessed = np.bincount(predicted, minlength=len(classes))
-    counts = [f"{classes[k]} (predicted for {guessed[k]:,} images, given to {given[k]:,})"
-              for k in unlearnt]
+    counts = [f"{classes[k]} (predicted for {guessed[k]:,} image{'' if guessed[k] == 1 else 's'}, "
+              f"given to {given[k]:,})" for k in unlearnt]
     which = "that class" if len(unlearnt) == 1 else "those classes"
     return (f"{whose} predictions almost never name {_named(counts)}: the network has not "
             f"learnt {which}, so wrong labels of {which} go unfound and no image is "

@@ -72,6 +72,13 @@ def test_a_class_never_predicted_is_named() -> None:
                               "class")
 
 
+def test_one_image_is_one_image() -> None:
+    labels = np.repeat([0, 1, 2], 20)
+    predicted = np.repeat([0, 1, 2], [30, 29, 1])
+    warning = underfit_warning(_probs(list(predicted), 3), labels, ["cat", "dog", "fox"])
+    assert warning is not None and "fox (predicted for 1 image, given to 20)" in warning
+
+
 def test_the_automatic_penalty_stays_off_while_classes_are_unlearnt() -> None:
     # a share of 1.0 over plenty of samples would turn it on...
     on, _ = choose_penalty(0.4, 1.0, 200, 5)
