@@ -20,7 +20,7 @@ answering the most common class.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +63,11 @@ def as_loaded_checks(config: ScanConfig) -> list[tuple[bool, str]]:
     ]
 
 
-def as_loaded_ignored(config: ScanConfig) -> list[str]:
-    """The options of :data:`NO_TRAINING_IGNORED` that ``config`` sets to other than their
-    defaults, as the command line writes them."""
-    return changed_options(config, NO_TRAINING_IGNORED)
+def as_loaded_ignored(config: ScanConfig, explicit: Collection[str] | None = None) -> list[str]:
+    """The options of :data:`NO_TRAINING_IGNORED` that were asked for (given on the command
+    line, ``explicit``; else set to other than their defaults), as the command line writes
+    them."""
+    return changed_options(config, NO_TRAINING_IGNORED, explicit)
 
 
 @dataclass(frozen=True)

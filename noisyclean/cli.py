@@ -48,6 +48,13 @@ def main(
     hold_freed_memory()
 
 
+def _given_options(ctx: typer.Context) -> set[str]:
+    """The settings given on the command line, by their config field names (whatever their
+    values: ``--cut arbitrated`` is given, though it is the default)."""
+    return {"use_cache" if name == "cache" else name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+
+
 def _say(message: str) -> None:
     """Print one line to stderr as it is (:func:`~noisyclean.progress.print_line`)."""
     print_line(err, message)
@@ -188,6 +195,7 @@ _SCAN_HELP = (
 
 @app.command(help=_SCAN_HELP)
 def scan(
+    ctx: typer.Context,
     data: DataArgument,
     labels: LabelsOption = None,
     classes: ClassesOption = None,
@@ -390,7 +398,7 @@ def scan(
     )
     try:
         with Progress(quiet=quiet, console=err) as progress:
-            result = run_scan(config, progress)
+            result = run_scan(config, progress, explicit=_given_options(ctx))
     except RUN_ERRORS as error:
         _fail(error_text(error))
         return
@@ -1020,8 +1028,7 @@ def train(
         quiet=quiet,
     )
     # the options given on the command line: a resumed run reports those it ignores
-    explicit = {"use_cache" if name == "cache" else name for name in ctx.params
-                if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+    explicit = _given_options(ctx)
     try:
         with Progress(quiet=quiet, console=err) as progress:
             result = run_train(config, progress, explicit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -196,13 +196,17 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def changed_options(config: ScanConfig, names: tuple[str, ...]) -> list[str]:
-    """The settings among ``names`` that ``config`` sets to other than their defaults, as
-    the command line writes them (``--mixture``; ``--no-flip-ranking`` for a switch turned
-    off)."""
+def changed_options(config: ScanConfig, names: tuple[str, ...],
+                    explicit: Collection[str] | None = None) -> list[str]:
+    """The settings among ``names`` that were asked for, as the command line writes them
+    (``--mixture``; ``--no-flip-ranking`` for a switch turned off): those in ``explicit``
+    (the options given on the command line, which the CLI knows, whatever their values),
+    or where that is None, those that ``config`` sets to other than their defaults."""
     defaults = {f.name: f.default for f in fields(ScanConfig)}
-    return [option_name(name) if value is not False else option_name(f"no_{name}")
-            for name in names if (value := getattr(config, name)) != defaults[name]]
+    asked = [name for name in names if name in explicit] if explicit is not None else [
+        name for name in names if getattr(config, name) != defaults[name]]
+    return [option_name(name) if getattr(config, name) is not False
+            else option_name(f"no_{name}") for name in asked]
 
 
 def ignored_text(options: list[str], applies_to: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Collection
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -335,10 +336,11 @@ AUM_IGNORED = ("correction", "late_loss", "resized_batches", "fusion", "loss_his
                "mixture", "cut", "flip_ranking")
 
 
-def aum_ignored(config: ScanConfig) -> list[str]:
-    """The options of :data:`AUM_IGNORED` that ``config`` sets to other than their
-    defaults, as the command line writes them (``--mixture``, ``--no-flip-ranking``)."""
-    return changed_options(config, AUM_IGNORED)
+def aum_ignored(config: ScanConfig, explicit: Collection[str] | None = None) -> list[str]:
+    """The options of :data:`AUM_IGNORED` that were asked for (given on the command line,
+    ``explicit``; else set to other than their defaults), as the command line writes them
+    (``--mixture``, ``--no-flip-ranking``)."""
+    return changed_options(config, AUM_IGNORED, explicit)
 
 
 def check_resized_sides(schedule: Schedule, size: int, model: str, num_classes: int) -> None:
@@ -354,11 +356,13 @@ def check_resized_sides(schedule: Schedule, size: int, model: str, num_classes: 
             check_input_size(model, num_classes, side, option)
 
 
-def warn_of_settings(config: ScanConfig, num_classes: int, progress: Progress) -> None:
+def warn_of_settings(config: ScanConfig, num_classes: int, progress: Progress,
+                     explicit: Collection[str] | None = None) -> None:
     """Warn of settings that will not work as a user may expect: options ``--signal aum``
-    ignores (:func:`aum_ignored`), and ``--penalty`` with a ``--relabel-threshold`` above
-    the confidence the penalty lets the network reach (:func:`penalty_confidence_cap`)."""
-    ignored = aum_ignored(config) if config.signal == "aum" else []
+    ignores (:func:`aum_ignored`; ``explicit``: the options given on the command line),
+    and ``--penalty`` with a ``--relabel-threshold`` above the confidence the penalty lets
+    the network reach (:func:`penalty_confidence_cap`)."""
+    ignored = aum_ignored(config, explicit) if config.signal == "aum" else []
     if ignored:
         progress.warn(ignored_text(ignored, "--signal aum"))
     cap = penalty_confidence_cap(num_classes) if config.penalty else 1.0
@@ -647,7 +651,8 @@ def warm_up(
                         late_losses or None, rates or None)
 
 
-def scan(config: ScanConfig, progress: Progress | None = None, write: bool = True) -> ScanResult:
+def scan(config: ScanConfig, progress: Progress | None = None, write: bool = True,
+         explicit: Collection[str] | None = None) -> ScanResult:
     """Run a scan and (with ``write``) write its outputs into ``config.out``.
 
     Args:
@@ -660,6 +665,9 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
             entered as a context manager, as the CLI does); default: silent, whatever
             ``config.quiet`` says (that field is the CLI's ``--quiet``).
         write: write scores.csv, relabeled.csv, skipped.csv and summary.json.
+        explicit: the settings given on the command line (the CLI knows them), for the
+            warnings naming options a run ignores; None: those set to other than their
+            defaults.
 
     Returns:
         A :class:`ScanResult`.
@@ -672,11 +680,11 @@ def scan(config: ScanConfig, progress: Progress | None = None, write: bool = Tru
     progress = checked_progress(progress)
     with library_run(config.threads), removed_if_left_empty(config.out if write else None), \
             ExitStack() as held:
-        return _scan(config, progress, write, held)
+        return _scan(config, progress, write, held, explicit)
 
 
 def _scan(config: ScanConfig, progress: Progress | None, write: bool,
-          held: ExitStack) -> ScanResult:
+          held: ExitStack, explicit: Collection[str] | None = None) -> ScanResult:
     """:func:`scan` at the thread count already set; ``held`` takes the output folder's
     :func:`~noisyclean.outputs.write.run_lock` until the scan ends."""
     validate(config)
@@ -708,8 +716,8 @@ def _scan(config: ScanConfig, progress: Progress | None, write: bool,
     check_resized_sides(schedule, size, model_name, len(samples.classes))
     config = replace(config, image_size=size, model=model_name, epochs=schedule.epochs,
                      low_res_epochs=schedule.low_res, mid_res_epochs=schedule.mid_res)
-    warn_of_settings(config, len(samples.classes), progress)
-    if as_loaded and (ignored := as_loaded_ignored(config)):
+    warn_of_settings(config, len(samples.classes), progress, explicit)
+    if as_loaded and (ignored := as_loaded_ignored(config, explicit)):
         progress.warn(ignored_text(ignored, "--epochs 0"))
     # no correction and no late loss where nothing trains (--epochs 0), or where AUM trains
     # its own networks, on cross-entropy

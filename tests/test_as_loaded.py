@@ -69,11 +69,11 @@ def test_scan_with_a_trained_network_as_loaded(trained: tuple[Path, Path], tmp_p
                  weights, "--quiet", *NET)
     assert again.exit_code == 0, again.output
     assert (tmp_path / "again" / "scores.csv").read_bytes() == (out / "scores.csv").read_bytes()
-    # options of the warm-up are said to do nothing
+    # options of the warm-up are said to do nothing, given at their defaults too
     warned = _run("scan", root, "--out", tmp_path / "w", "--epochs", "0", "--weights", weights,
-                  "--lr", "0.1", "--no-augment", "--quiet", *NET)
+                  "--batch-size", "64", "--lr", "0.1", "--no-augment", "--quiet", *NET)
     assert warned.exit_code == 0, warned.output
-    assert ("--lr, --no-augment do not apply to --epochs 0: ignored"
+    assert ("--batch-size, --lr, --no-augment do not apply to --epochs 0: ignored"
             in " ".join(warned.output.split()))
 
 

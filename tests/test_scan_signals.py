@@ -229,10 +229,13 @@ def _flagged_wrong(scores: pd.DataFrame, truth: dict[str, str]) -> np.ndarray:
 def test_scan_signal_aum(digits_folder: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     root, truth = digits_folder
     out = tmp_path / "out"
-    # --mixture means nothing to AUM: said, not silently dropped
-    result = _scan(root, "--signal", "aum", "--mixture", "bmm", "--out", out, *TINY)
+    # --mixture means nothing to AUM: said, not silently dropped; nor --cut, though given
+    # at its default value
+    result = _scan(root, "--signal", "aum", "--mixture", "bmm", "--cut", "arbitrated",
+                   "--out", out, *TINY)
     assert result.exit_code == 0, result.output
-    assert "warning: --mixture does not apply to --signal aum: ignored" in result.output
+    assert ("warning: --mixture, --cut do not apply to --signal aum: ignored"
+            in " ".join(result.output.split()))
     scores = pd.read_csv(out / "scores.csv", dtype=STRINGS)
     assert list(scores.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
     assert sorted(scores["path"]) == sorted(truth)  # threshold samples are rows like any
@@ -250,9 +253,15 @@ def test_scan_signal_aum(digits_folder: tuple[Path, dict[str, str]], tmp_path: P
 def test_the_options_aum_ignores_are_named_as_written() -> None:
     base = ScanConfig(data=Path("d"), signal="aum")
     assert aum_ignored(base) == []
-    assert aum_ignored(replace(base, mixture="bmm", flip_ranking=False, loss_history=3,
-                               correction="none")) == [
+    changed = replace(base, mixture="bmm", flip_ranking=False, loss_history=3,
+                      correction="none")
+    assert aum_ignored(changed) == [
         "--correction", "--loss-history", "--mixture", "--no-flip-ranking"]
+    # the options given on the command line, whatever their values, where they are known
+    assert aum_ignored(base, {"cut", "flip_ranking", "seed"}) == ["--cut", "--flip-ranking"]
+    assert aum_ignored(changed, {"mixture", "flip_ranking"}) == [
+        "--mixture", "--no-flip-ranking"]
+    assert aum_ignored(changed, set()) == []
 
 
 def test_scan_folds_two(digits_folder: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
